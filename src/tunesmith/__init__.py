@@ -1,0 +1,21 @@
+"""tunesmith: fine-tune pretrained transformer models (LoRA or full) from Python or the CLI."""
+
+__version__ = "0.1.0"
+__all__ = ["FineTuner", "TrainConfig", "load_config", "__version__"]
+
+
+def __getattr__(name: str):
+    # Lazy so that `import tunesmith` (and `tunesmith --help`) does not import torch.
+    if name == "FineTuner":
+        from tunesmith.api import FineTuner
+
+        return FineTuner
+    if name == "TrainConfig":
+        from tunesmith.config.schema import TrainConfig
+
+        return TrainConfig
+    if name == "load_config":
+        from tunesmith.config import load_config
+
+        return load_config
+    raise AttributeError(f"module 'tunesmith' has no attribute {name!r}")

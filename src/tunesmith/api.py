@@ -1,0 +1,193 @@
+"""``FineTuner``: the one composition root. The CLI and Python users both go through it.
+
+    >>> from tunesmith import FineTuner
+    >>> result = FineTuner.from_yaml(None, ["train.max_steps=20"]).train()
+    >>> result.run_dir, result.after["accuracy"]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+from tunesmith.config import TrainConfig, load_config, save_config
+from tunesmith.errors import RunDirError
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports; everything here is also written to the run directory."""
+
+    run_dir: Path
+    train_seconds: float
+    train_loss: Optional[float]
+    before: Optional[dict[str, Any]] = None  # exact-match results of the base model
+    after: Optional[dict[str, Any]] = None  # ... and of the tuned model, on the same questions
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def default_run_dir() -> Path:
+    return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def prepare_run_dir(cfg: TrainConfig) -> Path:
+    """Create the run directory; never write into a non-empty one unless ``overwrite`` is set."""
+    run_dir = Path(cfg.output_dir) if cfg.output_dir else default_run_dir()
+    if run_dir.exists() and any(run_dir.iterdir()) and not cfg.overwrite:
+        raise RunDirError(
+            f"output_dir: {str(run_dir)!r} is not empty; choose another output_dir or pass "
+            "overwrite=true (or --overwrite) to replace what is there"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("metrics.jsonl", "run.json"):  # an overwritten run starts from a clean log
+        (run_dir / stale).unlink(missing_ok=True)
+    return run_dir
+
+
+class FineTuner:
+    """Fine-tunes one model on one dataset as described by a ``TrainConfig``.
+
+    The constructor only records and checks the config (registry names, file paths); models and
+    data are loaded by ``train`` / ``evaluate``.
+    """
+
+    def __init__(self, config: TrainConfig | None = None) -> None:
+        from tunesmith.data.pipeline import check_data_config
+        from tunesmith.training.trainers import TRAINERS
+
+        self.config = config or load_config()
+        check_data_config(self.config.data)
+        TRAINERS.get(self.config.train.trainer)
+        self.model: Any = None
+        self.tokenizer: Any = None
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> "FineTuner":
+        return cls(config)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> "FineTuner":
+        return cls(load_config(path, overrides))
+
+    # -- pieces -------------------------------------------------------------------------------
+    def _runtime(self) -> tuple[str, str]:
+        import torch
+
+        from tunesmith.models.precision import resolve_device, resolve_precision
+
+        if self.config.train.num_threads:
+            torch.set_num_threads(self.config.train.num_threads)
+        device = resolve_device(self.config.model.device)
+        return device, resolve_precision(self.config.train.precision, device)
+
+    def _autocast(self, device: str, precision: str):
+        import torch
+
+        if precision in ("bf16", "fp16"):
+            dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+            return torch.autocast(device.split(":")[0], dtype=dtype)
+        return contextlib.nullcontext()
+
+    def _load(self, device: str, precision: str) -> str:
+        from tunesmith.models.loading import infer_task, load_model, load_model_config, load_tokenizer
+        from tunesmith.models.precision import resolve_weight_dtype
+
+        m = self.config.model
+        task = infer_task(load_model_config(m.name_or_path, m.trust_remote_code, m.revision), m.task)
+        self.tokenizer = load_tokenizer(m.name_or_path, m.trust_remote_code, m.revision)
+        self.model = load_model(m.name_or_path, task, resolve_weight_dtype(m.dtype, device, precision),
+                                device, m.trust_remote_code, m.revision)
+        return task
+
+    def _before_after_enabled(self) -> bool:
+        from tunesmith.data.sources import is_builtin
+
+        mode = self.config.eval.before_after
+        return mode == "on" or (mode == "auto" and is_builtin(self.config.data.eval or self.config.data.train))
+
+    def _exact_match(self, desc: str, device: str, precision: str, conversations: list) -> dict[str, Any]:
+        from tunesmith.evaluation.exact_match import evaluate_exact_match
+        from tunesmith.models.generation import GenerationSettings
+
+        settings = GenerationSettings(max_new_tokens=self.config.eval.max_new_tokens)
+        with self._autocast(device, precision):
+            result = evaluate_exact_match(self.model, self.tokenizer, conversations, settings,
+                                          self.config.eval.batch_size, desc)
+        return result.to_dict()
+
+    # -- the run ------------------------------------------------------------------------------
+    def train(self) -> TrainResult:
+        """Load, (evaluate the base model,) train, save, (evaluate the tuned model) and report."""
+        from transformers import set_seed
+
+        from tunesmith.data.collators import PaddingCollator
+        from tunesmith.data.pipeline import build_datasets, load_eval_conversations
+        from tunesmith.inference.runs import CONFIG_FILE, write_run_record
+        from tunesmith.models.adapters import apply_adapter, count_parameters
+        from tunesmith.reporting.plots import plot_curves
+        from tunesmith.training.arguments import build_training_args
+        from tunesmith.training.callbacks import MetricsJsonl, ProgressBar, read_metrics
+        from tunesmith.training.trainers import TRAINERS
+
+        cfg = self.config
+        run_dir = prepare_run_dir(cfg)
+        save_config(cfg, run_dir / CONFIG_FILE)
+        device, precision = self._runtime()
+        set_seed(cfg.train.seed)
+        print(f"Run directory: {run_dir}\nDevice: {device}, precision: {precision}", flush=True)
+
+        task = self._load(device, precision)
+        bundle = build_datasets(cfg.data, self.tokenizer, cfg.train.seed)
+        print(f"Train data: {bundle.train_stats.summary()}", flush=True)
+        if bundle.eval_stats:
+            print(f"Eval data: {bundle.eval_stats.summary()}", flush=True)
+
+        eval_conversations = []
+        before = after = None
+        if self._before_after_enabled():
+            eval_conversations = load_eval_conversations(cfg.data, cfg.train.seed, cfg.eval.max_samples)
+            before = self._exact_match("Evaluating base model", device, precision, eval_conversations)
+            print(f"Base model exact match: {before['accuracy']:.1%} ({before['correct']}/{before['total']})", flush=True)
+
+        self.model = apply_adapter(self.model, cfg.peft, task)
+        trainable, total = count_parameters(self.model)
+        effective = cfg.train.batch_size * cfg.train.grad_accum
+        print(f"Method: {cfg.peft.method}; trainable parameters {trainable:,} of {total:,} "
+              f"({trainable / total:.2%}); {cfg.train.batch_size} sequences x {cfg.train.grad_accum} "
+              f"accumulation = {effective} sequences per optimizer step", flush=True)
+
+        args = build_training_args(cfg, run_dir, device, precision, bundle.eval is not None)
+        trainer = TRAINERS.get(cfg.train.trainer)(
+            model=self.model, args=args, train_dataset=bundle.train, eval_dataset=bundle.eval,
+            data_collator=PaddingCollator(self.tokenizer.pad_token_id),
+            callbacks=[ProgressBar(), MetricsJsonl(run_dir / "metrics.jsonl")],
+            processing_class=self.tokenizer)
+        start = time.perf_counter()
+        output = trainer.train()
+        train_seconds = time.perf_counter() - start
+
+        self.model.save_pretrained(run_dir)  # adapter (or full weights) as safetensors
+        self.tokenizer.save_pretrained(run_dir)  # with its chat template
+        plot_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss_curve.png")
+
+        if eval_conversations:
+            after = self._exact_match("Evaluating tuned model", device, precision, eval_conversations)
+            (run_dir / "eval_results.json").write_text(
+                json.dumps({"metric": "exact_match", "before": before, "after": after}, indent=2), encoding="utf-8")
+
+        result = TrainResult(run_dir, train_seconds, output.training_loss, before, after,
+                             {"train": vars(bundle.train_stats)})
+        write_run_record(run_dir, {
+            "finished": datetime.now().isoformat(timespec="seconds"), "train_seconds": round(train_seconds, 1),
+            "train_loss": output.training_loss, "global_step": output.global_step, "device": device,
+            "precision": precision, "task": task, "method": cfg.peft.method,
+            "trainable_parameters": trainable, "total_parameters": total,
+            "before_accuracy": before and before["accuracy"], "after_accuracy": after and after["accuracy"],
+        })
+        return result

@@ -1,0 +1,134 @@
+"""The subcommands behind ``tunesmith``: each turns parsed arguments into API calls and prints."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tunesmith.errors import ConfigError
+
+
+def _split_train_args(items: list[str]) -> tuple[str | None, list[str]]:
+    config_file = None
+    overrides = []
+    for item in items:
+        if "=" not in item and config_file is None and overrides == []:
+            if not item.endswith((".yaml", ".yml")):
+                raise ConfigError(f"{item!r}: expected a .yaml config file or key=value overrides")
+            config_file = item
+        else:
+            overrides.append(item)
+    return config_file, overrides
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tunesmith.api import FineTuner
+    from tunesmith.cli.printing import print_before_after
+
+    config_file, overrides = _split_train_args(args.args)
+    if args.overwrite:
+        overrides.append("overwrite=true")
+    tuner = FineTuner.from_yaml(config_file, overrides)  # every key is checked before loading
+    result = tuner.train()
+    print(f"\nTraining took {result.train_seconds / 60:.1f} min; final training loss {result.train_loss:.4f}")
+    if result.before and result.after:
+        print_before_after(result.before, result.after, tuner.config.eval.show_samples)
+    print(f"Saved to {result.run_dir} (adapter, tokenizer, config.yaml, metrics.jsonl, loss_curve.png)")
+    print(f'Try it: tunesmith generate {result.run_dir} "A baker makes 12 rolls and sells 5. How many are left?"')
+    return 0
+
+
+def _settings(args: argparse.Namespace):
+    from tunesmith.models.generation import GenerationSettings
+
+    return GenerationSettings(args.max_new_tokens, args.sample, args.temperature, args.top_p)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from tunesmith.inference.generate import generate
+    from tunesmith.inference.runs import load_run
+
+    run = load_run(args.run_dir, args.device)
+    (text,) = generate(run.model, run.tokenizer, [args.prompt], _settings(args), run.config.data.system_prompt)
+    print(text)
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from tunesmith.data.examples import Message
+    from tunesmith.inference.generate import chat_reply
+    from tunesmith.inference.runs import load_run
+
+    run = load_run(args.run_dir, args.device)
+    settings = _settings(args)
+    system = run.config.data.system_prompt
+    history: list[Message] = [Message("system", system)] if system else []
+    print("Chatting with", args.run_dir, "- /reset clears the history, /exit or Ctrl-D quits.")
+    while True:
+        try:
+            line = input("you> ").strip()
+        except EOFError:
+            print()
+            return 0
+        if line in ("/exit", "/quit"):
+            return 0
+        if line == "/reset":
+            history = history[:1] if system else []
+            continue
+        if not line:
+            continue
+        history.append(Message("user", line))
+        print("model> ", end="", flush=True)
+        reply = ""
+        for piece in chat_reply(run.model, run.tokenizer, history, settings):
+            reply += piece
+            print(piece, end="", flush=True)
+        print()
+        history.append(Message("assistant", reply.strip()))
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import contextlib
+    import json
+
+    import torch
+
+    from tunesmith.cli.printing import print_result
+    from tunesmith.config import load_config
+    from tunesmith.data.pipeline import load_eval_conversations
+    from tunesmith.evaluation.exact_match import evaluate_exact_match
+    from tunesmith.inference.runs import load_run
+    from tunesmith.models.generation import GenerationSettings
+    from tunesmith.models.loading import load_model, load_tokenizer
+    from tunesmith.models.precision import resolve_device, resolve_precision
+
+    if args.base:
+        cfg = load_config(overrides=[f"model.name_or_path={args.base}"])
+        device = resolve_device(cfg.model.device)
+        model, tokenizer = load_model(args.base, "causal_lm", device=device), load_tokenizer(args.base)
+        label = args.base
+    else:
+        run = load_run(args.run_dir)
+        cfg, model, tokenizer, label = run.config, run.model, run.tokenizer, args.run_dir
+        device = resolve_device(cfg.model.device)
+    if args.data:
+        cfg.data.train, cfg.data.eval = args.data, None
+    if args.samples is not None:
+        if args.samples <= 0:
+            raise ConfigError(f"--samples: {args.samples} is not allowed; expected a positive count")
+        cfg.eval.max_samples = args.samples
+    conversations = load_eval_conversations(cfg.data, cfg.train.seed, cfg.eval.max_samples)
+    if not conversations:
+        raise ConfigError("eval: the dataset has no held-out examples; set data.eval or data.eval_split")
+    precision = resolve_precision(cfg.train.precision, device)
+    autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+    with autocast:
+        result = evaluate_exact_match(model, tokenizer, conversations,
+                                      GenerationSettings(max_new_tokens=cfg.eval.max_new_tokens),
+                                      cfg.eval.batch_size, "Evaluating")
+    print_result(label, result.to_dict())
+    if not args.base:
+        out = Path(args.run_dir) / "eval_exact_match.json"
+        out.write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
+        print(f"Saved {out}")
+    return 0

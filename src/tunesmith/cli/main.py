@@ -1,0 +1,63 @@
+"""``tunesmith`` command line: parsing and printing only; the work happens in ``tunesmith.api``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from tunesmith.errors import TunesmithError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tunesmith", description="Fine-tune pretrained transformer models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="fine-tune a model (default: LoRA on SmolLM2-135M with arith)",
+                           description="Fine-tune a model. Config precedence: packaged defaults < CONFIG.yaml < key=value.")
+    train.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value ...]",
+                       help="an optional YAML config file, then overrides such as train.lr=1e-4 model=minilm-l6")
+    train.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty output_dir")
+
+    gen = sub.add_parser("generate", help="answer one prompt with a trained run")
+    gen.add_argument("run_dir")
+    gen.add_argument("prompt")
+    _generation_flags(gen)
+
+    chat = sub.add_parser("chat", help="talk with a trained run (history is kept; /reset, /exit)")
+    chat.add_argument("run_dir")
+    _generation_flags(chat)
+
+    ev = sub.add_parser("eval", help="exact-match accuracy on the held-out arith problems")
+    target = ev.add_mutually_exclusive_group(required=True)
+    target.add_argument("run_dir", nargs="?", help="a finished run directory")
+    target.add_argument("--base", metavar="MODEL", help="evaluate a model without fine-tuning")
+    ev.add_argument("--samples", type=int, default=None, help="number of held-out problems (default: eval.max_samples)")
+    ev.add_argument("--data", default=None, help="dataset to evaluate on (default: the run's data.train / data.eval)")
+    return parser
+
+
+def _generation_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top-p", type=float, default=0.9)
+    p.add_argument("--device", default=None, help="cpu | cuda | ... (default: the run's model.device)")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from tunesmith.cli import commands
+
+        return getattr(commands, f"cmd_{args.command}")(args)
+    except TunesmithError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

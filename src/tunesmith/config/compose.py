@@ -1,0 +1,186 @@
+"""Build a run's config: packaged Hydra config groups, then a user YAML file, then ``key=value``
+overrides, in that order of precedence (later wins).
+
+Hydra's compose API is used (never ``@hydra.main``), so the working directory never changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from tunesmith.config.schema import TrainConfig
+from tunesmith.config.validate import build_config, check_values
+from tunesmith.errors import ConfigError
+from tunesmith.registry import did_you_mean
+
+CONFIG_MODULE = "tunesmith.config.configs"
+GROUPS = ("model", "data", "peft", "train")
+# A group given a value that is not one of its packaged options means this key instead:
+# `model=./my-model` is `model.name_or_path=./my-model`, `data=rows.jsonl` is `data.train=rows.jsonl`.
+GROUP_FALLBACK_KEY = {"model": "name_or_path", "data": "train"}
+
+
+def group_options(group: str) -> list[str]:
+    """The packaged option names of a config group, e.g. ``['dora', 'full', 'lora']``."""
+    folder = Path(__file__).parent / "configs" / group
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def load_config(
+    config_file: str | os.PathLike | None = None, overrides: Iterable[str] = ()
+) -> TrainConfig:
+    """Compose the config and check every key and value; nothing heavy is loaded."""
+    user = _read_yaml(config_file) if config_file else {}
+    parsed = parse_overrides(list(overrides))
+
+    selections: dict[str, str] = {}
+    values: list[tuple[str, Any]] = []
+    source = f" (in {config_file})" if config_file else ""
+    for key, value in user.items():
+        if key in GROUPS and not isinstance(value, dict):
+            _select(key, value, selections, values, source)
+        elif key == "defaults":
+            raise ConfigError(
+                f"defaults{source}: a defaults list is not read from user files; "
+                "name a packaged option directly, e.g. 'model: smollm2-135m-instruct'"
+            )
+    for key, value in parsed:
+        if key in GROUPS and not isinstance(value, dict):
+            _select(key, value, selections, values, " (on the command line)")
+        else:
+            values.append((key, value))
+
+    merged = compose_groups(selections)
+    for key, value in user.items():
+        if key in GROUPS and not isinstance(value, dict):
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            _deep_update(merged[key], value)
+        else:
+            merged[key] = value
+    for key, value in values:
+        _set_dotted(merged, key, value)
+    try:
+        return check_values(build_config(merged))
+    except ConfigError as err:
+        if config_file and source not in str(err):
+            raise ConfigError(f"{err}{source}") from None
+        raise
+
+
+def compose_groups(selections: dict[str, str]) -> dict[str, Any]:
+    """Run Hydra's compose with the chosen group options; returns a plain nested dict."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
+        cfg = compose("config", overrides=[f"{g}={o}" for g, o in selections.items()])
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    """Parse ``key=value`` strings with Hydra's override grammar (lists, quoting, null)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    out: list[tuple[str, Any]] = []
+    for text in overrides:
+        if "=" not in text:
+            raise ConfigError(
+                f"override {text!r}: expected key=value, e.g. train.lr=1e-4 or model=minilm-l6"
+            )
+        try:
+            (override,) = parser.parse_overrides([text.lstrip("+")])
+        except HydraException as err:
+            raise ConfigError(f"override {text!r}: {err}") from None
+        if override.is_delete():
+            raise ConfigError(f"override {text!r}: deleting keys is not supported")
+        out.append((override.key_or_group, _plain(override.value())))
+    return out
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
+    """Write the resolved config as YAML; ``tunesmith train PATH`` reproduces the run."""
+    import yaml
+
+    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+    Path(path).write_text("# Resolved tunesmith config of this run.\n" + text, encoding="utf-8")
+
+
+def read_saved_config(path: str | os.PathLike) -> TrainConfig:
+    return check_values(build_config(_read_yaml(path)))
+
+
+def _select(group: str, value: Any, selections: dict, values: list, source: str) -> None:
+    options = group_options(group)
+    name = str(value)
+    if name in options:
+        selections[group] = name
+        return
+    hint = did_you_mean(name, options)
+    if group in GROUP_FALLBACK_KEY and not hint:
+        values.append((f"{group}.{GROUP_FALLBACK_KEY[group]}", name))
+        return
+    raise ConfigError(
+        f"{group}{source}: unknown option {name!r}.{hint} Packaged options: {', '.join(options)}"
+    )
+
+
+def _read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of config keys at the top, got {type(data).__name__}")
+    return data
+
+
+def _deep_update(target: dict, update: dict) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = value
+
+
+def _set_dotted(target: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = target
+    for i, part in enumerate(parts[:-1]):
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"{'.'.join(parts[: i + 1])} is a value, not a section: cannot set {key}")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def _plain(value: Any) -> Any:
+    """Hydra returns its own container types for lists/dicts; make them plain."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

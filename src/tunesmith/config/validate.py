@@ -1,0 +1,188 @@
+"""Turn a plain nested dict into a checked ``TrainConfig``.
+
+Every problem names the dotted key, the bad value and what is allowed, for example::
+
+    train.lerning_rate: unknown key. Did you mean 'train.lr'? Keys under train: batch_size, ...
+    train.scheduler: 'cosin' is not allowed. Did you mean 'cosine'? Allowed: linear, cosine, ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Literal, Union
+
+from tunesmith.config.schema import TrainConfig
+from tunesmith.errors import ConfigError
+from tunesmith.registry import did_you_mean
+
+_NONE_STRINGS = {"none", "null", "~"}
+
+# Names users know from transformers.TrainingArguments and other tools -> our key.
+KEY_SYNONYMS = {
+    "learning_rate": "lr",
+    "lerning_rate": "lr",
+    "num_train_epochs": "epochs",
+    "num_epochs": "epochs",
+    "per_device_train_batch_size": "batch_size",
+    "micro_batch_size": "batch_size",
+    "gradient_accumulation_steps": "grad_accum",
+    "lr_scheduler_type": "scheduler",
+    "lr_scheduler": "scheduler",
+    "warmup": "warmup_ratio",
+    "lora_r": "r",
+    "rank": "r",
+    "lora_alpha": "alpha",
+    "lora_dropout": "dropout",
+    "model_name_or_path": "name_or_path",
+    "model_name": "name_or_path",
+    "cutoff_len": "max_length",
+    "sequence_len": "max_length",
+    "dataset": "train",
+}
+
+
+def build_config(data: dict[str, Any], cls: type = TrainConfig, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``, converting and checking every value."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping of keys, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if key not in fields:
+            known = ", ".join(fields)
+            hint = did_you_mean(key, list(fields))
+            if key in KEY_SYNONYMS and KEY_SYNONYMS[key] in fields:
+                hint = f" Did you mean '{KEY_SYNONYMS[key]}'?"
+            if not hint and not prefix:
+                hint = _hint_in_sections(KEY_SYNONYMS.get(key, key), hints)
+            if hint:
+                hint = hint.replace("'", f"'{prefix}", 1)
+            where = f"under {prefix[:-1]}" if prefix else "at the top level"
+            raise ConfigError(f"{path}: unknown key.{hint} Keys {where}: {known}")
+        kwargs[key] = convert(value, hints[key], path)
+    return cls(**kwargs)
+
+
+def _hint_in_sections(key: str, hints: dict[str, Any]) -> str:
+    """For a top-level key that belongs in a section (``lr`` -> ``train.lr``)."""
+    for section, tp in hints.items():
+        if dataclasses.is_dataclass(tp) and key in {f.name for f in dataclasses.fields(tp)}:
+            return f" Did you mean '{section}.{key}'?"
+    return ""
+
+
+def convert(value: Any, tp: Any, path: str) -> Any:
+    """Convert ``value`` to type ``tp`` or raise a ConfigError naming ``path``."""
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        return build_config(value, tp, prefix=f"{path}.")
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        non_none = [a for a in args if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in _NONE_STRINGS):
+            if type(None) in args:
+                return None
+        if len(non_none) == 1:
+            return convert(value, non_none[0], path)
+        raise ConfigError(f"{path}: unsupported union type {tp}")  # schema bug, not user input
+    if origin is Literal:
+        allowed = [str(a) for a in args]
+        if str(value) not in allowed:
+            raise ConfigError(
+                f"{path}: {value!r} is not allowed.{did_you_mean(str(value), allowed)} "
+                f"Allowed: {', '.join(allowed)}"
+            )
+        return str(value)
+    if origin is list:
+        (item_type,) = args
+        if isinstance(value, (str, int, float)):
+            value = [value]  # a single name is a one-item list: target_modules=all-linear
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        return [convert(v, item_type, f"{path}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{path}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{path}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{path}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return str(value)
+    if tp is Any:
+        return value
+    raise ConfigError(f"{path}: unsupported type {tp}")
+
+
+def check_values(cfg: TrainConfig) -> TrainConfig:
+    """Range checks that types alone do not express."""
+    rules = [
+        ("data.max_length", cfg.data.max_length > 0, "a positive number of tokens"),
+        ("data.eval_split", 0.0 <= cfg.data.eval_split < 1.0, "a fraction in [0, 1)"),
+        ("data.max_samples", cfg.data.max_samples is None or cfg.data.max_samples > 0,
+         "a positive count or null"),
+        ("peft.r", cfg.peft.r > 0, "a positive rank"),
+        ("peft.alpha", cfg.peft.alpha > 0, "a positive number"),
+        ("peft.dropout", 0.0 <= cfg.peft.dropout < 1.0, "a probability in [0, 1)"),
+        ("train.epochs", cfg.train.epochs > 0, "a positive number of epochs"),
+        ("train.max_steps", cfg.train.max_steps == -1 or cfg.train.max_steps > 0,
+         "-1 (use epochs) or a positive number of steps"),
+        ("train.batch_size", cfg.train.batch_size > 0, "a positive number of sequences"),
+        ("train.grad_accum", cfg.train.grad_accum > 0, "a positive number of micro-batches"),
+        ("train.lr", cfg.train.lr > 0, "a positive learning rate"),
+        ("train.warmup_ratio", 0.0 <= cfg.train.warmup_ratio < 1.0, "a fraction in [0, 1)"),
+        ("train.weight_decay", cfg.train.weight_decay >= 0, "a non-negative number"),
+        ("train.logging_steps", cfg.train.logging_steps > 0, "a positive number of steps"),
+        ("train.save_steps", cfg.train.save_steps >= 0, "0 (end only) or a number of steps"),
+        ("train.eval_steps", cfg.train.eval_steps >= 0, "0 (off) or a number of steps"),
+        ("train.num_threads", cfg.train.num_threads >= 0, "0 (automatic) or a thread count"),
+        ("eval.max_samples", cfg.eval.max_samples > 0, "a positive count"),
+        ("eval.max_new_tokens", cfg.eval.max_new_tokens > 0, "a positive number of tokens"),
+        ("eval.batch_size", cfg.eval.batch_size > 0, "a positive number of prompts"),
+        ("eval.show_samples", cfg.eval.show_samples >= 0, "a non-negative count"),
+    ]
+    for key, ok, allowed in rules:
+        if not ok:
+            section, name = key.split(".")
+            value = getattr(getattr(cfg, section), name)
+            raise ConfigError(f"{key}: {value!r} is not allowed; expected {allowed}")
+    if not cfg.peft.target_modules:
+        raise ConfigError("peft.target_modules: empty list; give module names or 'all-linear'")
+    device = cfg.model.device
+    if not (device in ("auto", "cpu", "cuda", "mps") or device.startswith("cuda:")):
+        raise ConfigError(
+            f"model.device: {device!r} is not allowed.{did_you_mean(device, ['auto', 'cpu', 'cuda', 'mps'])}"
+            " Allowed: auto, cpu, cuda, cuda:N, mps"
+        )
+    return cfg

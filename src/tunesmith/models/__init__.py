@@ -1,0 +1,1 @@
+"""Model loading, precision choice and adapters."""

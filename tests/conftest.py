@@ -1,0 +1,53 @@
+"""Shared fixtures: the packaged tokenizer and tiny random models built from config."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer_dir() -> Path:
+    """The packaged SmolLM2 model folder (converted from GGUF once, then cached)."""
+    from tunesmith.models.loading import resolve_model_path
+
+    return Path(resolve_model_path("smollm2-135m-instruct"))
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer(smol_tokenizer_dir):
+    from tunesmith.models.loading import load_tokenizer
+
+    return load_tokenizer(str(smol_tokenizer_dir))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory, smol_tokenizer) -> Path:
+    """A 2-layer Llama with hidden size 32 and the packaged tokenizer, saved as a model folder."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=len(smol_tokenizer), max_position_embeddings=512,
+                         bos_token_id=smol_tokenizer.bos_token_id, eos_token_id=smol_tokenizer.eos_token_id,
+                         pad_token_id=smol_tokenizer.pad_token_id, tie_word_embeddings=True)
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    smol_tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def alpaca_file(tmp_path) -> Path:
+    rows = [{"instruction": f"Add {a} and {b}.", "input": "", "output": f"{a} + {b} = {a + b}\n#### {a + b}"}
+            for a in range(2, 8) for b in range(3, 6)]
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    return path

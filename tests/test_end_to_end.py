@@ -1,0 +1,56 @@
+"""The packaged model through the real command line: train a few steps, generate, evaluate."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+pytestmark = pytest.mark.slow
+
+
+def tunesmith(*args, check=True):
+    out = subprocess.run([sys.executable, "-m", "tunesmith", *args], capture_output=True, text=True, timeout=900)
+    if check and out.returncode != 0:
+        raise AssertionError(f"tunesmith {' '.join(args)} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("e2e") / "run"
+    result = tunesmith("train", "train=quick", "eval.max_samples=4", "eval.max_new_tokens=24", f"output_dir={out}")
+    assert "Held-out exact match" in result.stdout and "fine-tuned" in result.stdout
+    return out
+
+
+def test_adapter_trained_and_base_untouched(run_dir, smol_tokenizer_dir):
+    from tunesmith.inference.runs import load_run
+
+    adapter = load_file(run_dir / "adapter_model.safetensors")
+    lora_b = [t for name, t in adapter.items() if "lora_B" in name]
+    assert lora_b and all(t.abs().sum() > 0 for t in lora_b)  # lora_B starts at zero
+    base = load_file(smol_tokenizer_dir / "model.safetensors")
+    run = load_run(run_dir)
+    checked = 0
+    for name, p in run.model.named_parameters():
+        key = name.replace("base_model.model.", "").replace(".base_layer", "")
+        if "lora_" not in name and key in base:
+            assert torch.equal(p.detach(), base[key]), name
+            checked += 1
+    assert checked > 100
+
+
+def test_generate_and_eval_from_the_run_dir(run_dir):
+    out = tunesmith("generate", str(run_dir), "Tom has 3 apples and buys 4 more. How many apples now?",
+                    "--max-new-tokens", "24")
+    assert out.stdout.strip()
+    ev = tunesmith("eval", str(run_dir), "--samples", "4")
+    assert "exact match" in ev.stdout
+    assert (run_dir / "eval_exact_match.json").is_file()
+
+
+def test_second_run_into_the_same_folder_is_refused(run_dir):
+    out = tunesmith("train", "train=quick", f"output_dir={run_dir}", check=False)
+    assert out.returncode == 2 and "not empty" in out.stderr

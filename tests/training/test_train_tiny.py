@@ -1,0 +1,84 @@
+"""Training a tiny random Llama end to end through FineTuner: adapters change, the base does not,
+and the run directory reloads and generates."""
+
+import json
+
+import pytest
+import torch
+
+from tunesmith.api import FineTuner
+from tunesmith.config import load_config
+from tunesmith.errors import RunDirError
+from tunesmith.inference.generate import generate
+from tunesmith.inference.runs import load_run
+from tunesmith.models.generation import GenerationSettings
+
+
+def tiny_config(model_dir, data_file, out_dir, *extra):
+    return load_config(overrides=[
+        f"model.name_or_path={model_dir}", f"data.train={data_file}", "data.format=alpaca",
+        "data.system_prompt=null", f"output_dir={out_dir}", "train.max_steps=4", "train.batch_size=4",
+        "train.lr=1e-2", "train.logging_steps=1", "train.precision=fp32", "eval.before_after=off", *extra])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_llama_dir):
+    tmp = tmp_path_factory.mktemp("run")
+    rows = [{"instruction": f"Add {a} and {b}.", "output": f"#### {a + b}"} for a in range(6) for b in range(4)]
+    data = tmp / "d.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    tuner = FineTuner(tiny_config(tiny_llama_dir, data, tmp / "out"))
+    result = tuner.train()
+    return tuner, result, data
+
+
+def test_lora_weights_change_and_base_weights_do_not(trained, tiny_llama_dir):
+    from transformers import AutoModelForCausalLM
+
+    tuner, result, _ = trained
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).state_dict()
+    lora_b = {n: p for n, p in tuner.model.named_parameters() if "lora_B" in n}
+    assert lora_b and all(p.abs().sum() > 0 for p in lora_b.values())  # lora_B starts at zero
+    for name, p in tuner.model.named_parameters():
+        if "lora_" in name:
+            continue
+        key = name.replace("base_model.model.", "").replace(".base_layer", "")
+        assert not p.requires_grad
+        assert torch.equal(p.detach(), base[key]), name
+
+
+def test_run_directory_contents(trained):
+    _, result, _ = trained
+    files = {p.name for p in result.run_dir.iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", "config.yaml", "metrics.jsonl",
+            "run.json", "tokenizer.json", "loss_curve.png"} <= files
+    logs = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logs if "loss" in r] == [1, 2, 3, 4]
+    assert result.train_loss is not None
+
+
+def test_run_reloads_and_generates(trained):
+    tuner, result, _ = trained
+    run = load_run(result.run_dir)
+    prompt = "Add 1 and 2."
+    (reloaded,) = generate(run.model, run.tokenizer, [prompt], GenerationSettings(max_new_tokens=8))
+    (original,) = generate(tuner.model, tuner.tokenizer, [prompt], GenerationSettings(max_new_tokens=8))
+    assert reloaded == original
+
+
+def test_non_empty_output_dir_is_not_overwritten(trained, tiny_llama_dir):
+    _, result, data = trained
+    before = (result.run_dir / "adapter_model.safetensors").read_bytes()
+    with pytest.raises(RunDirError, match="not empty"):
+        FineTuner(tiny_config(tiny_llama_dir, data, result.run_dir)).train()
+    assert (result.run_dir / "adapter_model.safetensors").read_bytes() == before
+
+
+def test_full_fine_tuning_trains_every_weight(tmp_path, tiny_llama_dir, trained):
+    _, _, data = trained
+    tuner = FineTuner(tiny_config(tiny_llama_dir, data, tmp_path / "full", "peft=full", "train.lr=1e-3"))
+    result = tuner.train()
+    assert (result.run_dir / "model.safetensors").is_file()
+    run = load_run(result.run_dir)
+    for (n, a), b in zip(run.model.state_dict().items(), tuner.model.state_dict().values()):
+        assert torch.allclose(a, b), n
