@@ -17,7 +17,7 @@ from tunesmith.models.generation import GenerationSettings
 def tiny_config(model_dir, data_file, out_dir, *extra):
     return load_config(overrides=[
         f"model.name_or_path={model_dir}", f"data.train={data_file}", "data.format=alpaca",
-        "data.system_prompt=null", f"output_dir={out_dir}", "train.max_steps=4", "train.batch_size=4",
+        f"output_dir={out_dir}", "train.max_steps=4", "train.batch_size=4",
         "train.lr=1e-2", "train.logging_steps=1", "train.precision=fp32", "eval.before_after=off", *extra])
 
 

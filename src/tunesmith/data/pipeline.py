@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from tunesmith.config.schema import DataConfig
+from tunesmith.data.builtin import BUILTIN_DATASETS
 from tunesmith.data.examples import Conversation, Message
 from tunesmith.data.formats import FORMATS, to_conversations
 from tunesmith.data.sources import check_source, is_builtin, load_rows
@@ -64,7 +65,12 @@ def load_conversations(cfg: DataConfig, seed: int) -> tuple[list[Conversation], 
     if cfg.max_samples is not None and len(train) > cfg.max_samples:
         rng = random.Random(seed)
         train = rng.sample(train, cfg.max_samples)
-    return _with_system(train, cfg.system_prompt), _with_system(held_out, cfg.system_prompt)
+    system = cfg.system_prompt or _builtin_system_prompt(cfg.train)
+    return _with_system(train, system), _with_system(held_out, cfg.system_prompt or _builtin_system_prompt(cfg.eval or cfg.train))
+
+
+def _builtin_system_prompt(spec: str) -> Optional[str]:
+    return BUILTIN_DATASETS.get(spec).system_prompt if is_builtin(spec) else None
 
 
 def build_datasets(cfg: DataConfig, tokenizer: Any, seed: int) -> DataBundle:

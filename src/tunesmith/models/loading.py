@@ -61,7 +61,7 @@ def packaged_path(alias: str) -> Path:
     return path
 
 
-def resolve_model_path(name_or_path: str) -> str:
+def resolve_model_path(name_or_path: str, marker: str = "config.json") -> str:
     """Turn what the user wrote into a folder or hub id that ``from_pretrained`` accepts.
 
     Packaged aliases and ``.gguf`` files become a local safetensors folder (converted once);
@@ -76,9 +76,9 @@ def resolve_model_path(name_or_path: str) -> str:
             raise ModelError(f"model.name_or_path: GGUF file {name_or_path!r} does not exist")
         return str(gguf_to_folder(local))
     if local.exists():
-        if not local.is_dir() or not (local / "config.json").is_file():
+        if not local.is_dir() or not (local / marker).is_file():
             raise ModelError(
-                f"model.name_or_path: {name_or_path!r} is not a model folder (no config.json); "
+                f"model.name_or_path: {name_or_path!r} is not a model folder (no {marker}); "
                 "give a folder saved by save_pretrained, a .gguf file, a hub id or a packaged alias "
                 f"({', '.join(PACKAGED_MODELS)})"
             )
@@ -147,7 +147,7 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, revision:
     """Load the tokenizer and give it a pad token (the EOS token when it has none)."""
     from transformers import AutoTokenizer
 
-    path = resolve_model_path(name_or_path)
+    path = resolve_model_path(name_or_path, marker="tokenizer_config.json")
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
     except OSError as err:

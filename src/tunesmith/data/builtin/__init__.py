@@ -19,6 +19,7 @@ class BuiltinDataset:
     metric: str = "exact_match"  # default evaluation for before/after comparisons
     default_train_size: int = 2000
     default_test_size: int = 200
+    system_prompt: str | None = None  # used unless data.system_prompt is set
 
 
 BUILTIN_DATASETS: Registry[BuiltinDataset] = Registry("built-in dataset", key="data.train")

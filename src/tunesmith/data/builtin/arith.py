@@ -266,6 +266,7 @@ def extract_final_number(text: str) -> str | None:
 register_builtin(BuiltinDataset(
     name="arith",
     build=build_arith,
+    system_prompt="Solve the problem step by step. End with #### and the final number.",
     description="generated grade-school arithmetic word problems (one and two steps, +-*/), "
                 "answers with working and a final '#### N' line",
 ))
