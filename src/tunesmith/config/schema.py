@@ -16,6 +16,9 @@ LossOn = Literal["all", "assistant", "last_assistant"]
 PeftMethod = Literal["lora", "dora", "full"]
 Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 BeforeAfter = Literal["auto", "on", "off"]
+Truncation = Literal["drop", "truncate_prompt", "truncate_end"]
+Packing = Literal["none", "group_by_length", "pack"]
+BadRows = Literal["error", "skip"]
 
 
 @dataclass
@@ -32,17 +35,63 @@ class ModelConfig:
 
 
 @dataclass
+class PromptTags:
+    """Literal prompt markers for a model without a chat template (used when data.template=tags).
+
+    A conversation renders as ``system_start + text + system_end``, ``user_start + text + user_end``,
+    ``assistant_start + text + assistant_end`` per turn; the answer and ``assistant_end`` (or EOS)
+    are trained.
+    """
+
+    system_start: str = ""
+    system_end: str = "\n\n"
+    user_start: str = "### User:\n"
+    user_end: str = "\n\n"
+    assistant_start: str = "### Assistant:\n"
+    assistant_end: str = ""  # empty: the tokenizer's EOS token ends each answer
+
+
+@dataclass
+class MixSource:
+    """One dataset of a weighted mixture (``data.mix``)."""
+
+    train: str
+    weight: float = 1.0
+    format: str = "auto"
+    columns: dict[str, str] = field(default_factory=dict)
+    subset: Optional[str] = None
+    split: str = "train"
+
+
+@dataclass
 class DataConfig:
     """Where the examples come from and how they become token ids."""
 
-    train: str = "arith"  # a built-in dataset name, a hub dataset name or a local path
+    train: str = "arith"  # a built-in/registered dataset name, a hub dataset name or a local path/glob/folder
     eval: Optional[str] = None  # same kinds as train; built-in datasets use their test split
     eval_split: float = 0.0  # fraction of train held out for evaluation when eval is not given
-    format: str = "auto"  # auto | alpaca | messages (see `tunesmith.data.formats.FORMATS`)
-    max_length: int = 512  # tokens per example; longer examples are dropped and counted
+    subset: Optional[str] = None  # hub dataset config name (datasets.load_dataset's second argument)
+    split: str = "train"  # split of data.train to train on
+    eval_split_name: Optional[str] = None  # split of data.train used as the eval set (e.g. test)
+    format: str = "auto"  # see `tunesmith.data.formats.FORMATS`; auto detects from the columns
+    columns: dict[str, str] = field(default_factory=dict)  # canonical name -> column in the file
+    template: str = "auto"  # auto (tokenizer's own) | chatml | llama3 | alpaca | plain | tags
+    tags: PromptTags = field(default_factory=PromptTags)
+    max_length: int = 512  # tokens per example
+    truncation: Truncation = "drop"  # what happens to longer examples; each one is counted
+    min_length: int = 0  # drop examples shorter than this many tokens
     loss_on: LossOn = "assistant"
     max_samples: Optional[int] = None  # cap on training examples (seeded shuffle first)
+    dedupe: bool = False  # drop exact duplicate examples
+    mix: list[MixSource] = field(default_factory=list)  # extra datasets mixed in by weight
+    transforms: list[str] = field(default_factory=list)  # registered row transforms, in order
     system_prompt: Optional[str] = None  # added to every conversation that has none
+    label_names: list[str] = field(default_factory=list)  # classification: names of label ids
+    packing: Packing = "none"
+    collator: str = "auto"  # auto picks by task; see `tunesmith.data.collators.COLLATORS`
+    on_bad_rows: BadRows = "error"
+    max_bad_fraction: float = 0.05  # with on_bad_rows=skip: fail when more rows than this are bad
+    cache: bool = True  # cache tokenized datasets by a fingerprint of data, tokenizer and settings
 
 
 @dataclass

@@ -99,9 +99,14 @@ def convert(value: Any, tp: Any, path: str) -> Any:
                 f"Allowed: {', '.join(allowed)}"
             )
         return str(value)
+    if origin is dict:
+        key_type, value_type = args
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping (key: value), got {value!r}")
+        return {convert(k, key_type, path): convert(v, value_type, f"{path}.{k}") for k, v in value.items()}
     if origin is list:
         (item_type,) = args
-        if isinstance(value, (str, int, float)):
+        if isinstance(value, (str, int, float)) and not dataclasses.is_dataclass(item_type):
             value = [value]  # a single name is a one-item list: target_modules=all-linear
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{path}: expected a list, got {value!r}")
@@ -150,6 +155,8 @@ def check_values(cfg: TrainConfig) -> TrainConfig:
     rules = [
         ("data.max_length", cfg.data.max_length > 0, "a positive number of tokens"),
         ("data.eval_split", 0.0 <= cfg.data.eval_split < 1.0, "a fraction in [0, 1)"),
+        ("data.min_length", 0 <= cfg.data.min_length < cfg.data.max_length, "0 or a count below data.max_length"),
+        ("data.max_bad_fraction", 0.0 <= cfg.data.max_bad_fraction <= 1.0, "a fraction in [0, 1]"),
         ("data.max_samples", cfg.data.max_samples is None or cfg.data.max_samples > 0,
          "a positive count or null"),
         ("peft.r", cfg.peft.r > 0, "a positive rank"),
@@ -177,6 +184,9 @@ def check_values(cfg: TrainConfig) -> TrainConfig:
             section, name = key.split(".")
             value = getattr(getattr(cfg, section), name)
             raise ConfigError(f"{key}: {value!r} is not allowed; expected {allowed}")
+    for i, source in enumerate(cfg.data.mix):
+        if source.weight <= 0:
+            raise ConfigError(f"data.mix[{i}].weight: {source.weight!r} is not allowed; expected a positive weight")
     if not cfg.peft.target_modules:
         raise ConfigError("peft.target_modules: empty list; give module names or 'all-linear'")
     device = cfg.model.device

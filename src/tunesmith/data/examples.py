@@ -38,3 +38,37 @@ class Conversation:
     def last_answer(self) -> Optional[str]:
         answers = [m.content for m in self.messages if m.role == "assistant"]
         return answers[-1] if answers else None
+
+
+@dataclass
+class TextExample:
+    """Plain text for language modelling: every token is trained. ``{"text": "Once upon a time"}``."""
+
+    text: str
+    where: str = ""
+
+
+@dataclass
+class ClassificationExample:
+    """One text (or a sentence pair) and its label id.
+
+    ``{"sentence1": "A cat sat.", "sentence2": "A cat was sitting.", "label": 1}`` ->
+    ``ClassificationExample("A cat sat.", 1, text_pair="A cat was sitting.")``.
+    """
+
+    text: str
+    label: int
+    text_pair: Optional[str] = None
+    where: str = ""
+
+
+@dataclass
+class Seq2SeqExample:
+    """Source and target text for encoder-decoder models: ``{"source": "...", "target": "..."}``."""
+
+    source: str
+    target: str
+    where: str = ""
+
+
+Example = Conversation | TextExample | ClassificationExample | Seq2SeqExample
