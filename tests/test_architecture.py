@@ -9,9 +9,10 @@ ROOT = Path(tunesmith.__file__).parent
 ALLOWED = {
     "registry": {"errors"},
     "errors": set(),
+    "cache_dirs": set(),
     "config": {"registry", "errors"},
-    "data": {"config", "registry", "errors"},
-    "models": {"config", "registry", "errors"},
+    "data": {"config", "registry", "errors", "cache_dirs"},
+    "models": {"config", "registry", "errors", "cache_dirs"},
     "training": {"config", "registry", "errors", "reporting"},
     "evaluation": {"data", "models", "config", "registry", "errors"},
     "inference": {"data", "models", "config", "registry", "errors"},

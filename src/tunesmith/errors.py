@@ -1,6 +1,8 @@
 """Error types for users: each message names the config key or file:line, the bad value and what
 is allowed. The CLI prints them without a traceback."""
 
+from __future__ import annotations
+
 
 class TunesmithError(Exception):
     """Base class of every error tunesmith raises on purpose."""
@@ -11,7 +13,15 @@ class ConfigError(TunesmithError, ValueError):
 
 
 class DataError(TunesmithError, ValueError):
-    """A dataset file, row or column is wrong."""
+    """A dataset file, row or column is wrong.
+
+    ``reason`` is an optional short key (``"invalid JSON"``, ``"missing column"``) under which
+    ``data.on_bad_rows=skip`` counts the row; see ``tunesmith.data.bad_rows``.
+    """
+
+    def __init__(self, *args: object, reason: str | None = None) -> None:
+        super().__init__(*args)
+        self.reason = reason
 
 
 class ModelError(TunesmithError, RuntimeError):

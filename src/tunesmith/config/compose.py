@@ -127,7 +127,8 @@ def _select(group: str, value: Any, selections: dict, values: list, source: str)
     if name in options:
         selections[group] = name
         return
-    hint = did_you_mean(name, options)
+    looks_like_path = "/" in name or "." in name or name.startswith("~")
+    hint = "" if looks_like_path else did_you_mean(name, options)
     if group in GROUP_FALLBACK_KEY and not hint:
         values.append((f"{group}.{GROUP_FALLBACK_KEY[group]}", name))
         return

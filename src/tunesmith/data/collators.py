@@ -1,16 +1,72 @@
-"""Collators: lists of tokenized examples -> padded tensors."""
+"""Collators: lists of tokenized examples -> batch tensors.
+
+Pick one with ``data.collator`` (``auto`` picks by task and ``data.packing``, see
+`resolve_collator_name`); `build_collator` resolves the pad id and the pad multiple for a device.
+Training pads on the right; ``padding_side="left"`` is for batched generation, where every
+prompt must end at the last column. Labels are unshifted (see `tunesmith.data.tokenize`) and pad
+positions get -100 so they are never trained.
+
+torch is imported inside ``__call__`` so that looking up a collator name stays cheap.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Literal, Sequence
 
+from tunesmith.data.packing import PACKINGS
 from tunesmith.data.tokenize import IGNORE_INDEX
+from tunesmith.errors import ConfigError, DataError, ModelError
+from tunesmith.registry import Registry
+
+PaddingSide = Literal["right", "left"]
+
+COLLATORS: Registry[Callable[..., Any]] = Registry("collator", key="data.collator")
 
 
+def register_collator(name: str) -> Callable:
+    """Register a collator class (built as ``cls(pad_token_id, pad_to_multiple_of, padding_side)``)."""
+    return COLLATORS.register(name)
+
+
+def _padded_length(longest: int, multiple: int | None) -> int:
+    """``_padded_length(13, 8)`` -> ``16``; ``_padded_length(13, None)`` -> ``13``."""
+    return (longest + multiple - 1) // multiple * multiple if multiple else longest
+
+
+def _pad(seqs: Sequence[Sequence[int]], value: int, length: int, side: str) -> list[list[int]]:
+    """``_pad([[1, 2], [3]], 0, 3, "right")`` -> ``[[1, 2, 0], [3, 0, 0]]``."""
+    if side == "left":
+        return [[value] * (length - len(s)) + list(s) for s in seqs]
+    return [list(s) + [value] * (length - len(s)) for s in seqs]
+
+
+def _check_side(padding_side: str) -> None:
+    if padding_side not in ("right", "left"):
+        raise ConfigError(f"padding_side: unknown value {padding_side!r}. Allowed: right, left")
+
+
+def _padded_inputs(features: Sequence[dict[str, Any]], pad_token_id: int, multiple: int | None,
+                   side: str) -> dict[str, Any]:
+    """input_ids padded with the pad id, attention_mask (1 = real token) and token_type_ids if any."""
+    import torch
+
+    ids = [f["input_ids"] for f in features]
+    length = _padded_length(max(len(s) for s in ids), multiple)
+    out = {
+        "input_ids": torch.tensor(_pad(ids, pad_token_id, length, side), dtype=torch.long),
+        "attention_mask": torch.tensor(_pad([[1] * len(s) for s in ids], 0, length, side), dtype=torch.long),
+    }
+    if "token_type_ids" in features[0]:  # BERT-style sentence pairs; pads are segment 0
+        out["token_type_ids"] = torch.tensor(
+            _pad([f["token_type_ids"] for f in features], 0, length, side), dtype=torch.long)
+    return out
+
+
+@register_collator("causal_lm")
 @dataclass
 class PaddingCollator:
-    """Right-pads each batch to its longest example (dynamic padding).
+    """Pads each batch to its longest example (dynamic padding), on the right by default.
 
     ``{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}`` and ``{"input_ids": [5], "labels": [5]}``
     become ``input_ids [[5, 6, 7], [5, p, p]]``, ``labels [[-100, 6, 7], [5, -100, -100]]``,
@@ -20,22 +76,182 @@ class PaddingCollator:
 
     pad_token_id: int
     pad_to_multiple_of: int | None = None
+    padding_side: PaddingSide = "right"
+
+    def __post_init__(self) -> None:
+        _check_side(self.padding_side)
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
-        longest = max(len(f["input_ids"]) for f in features)
-        if self.pad_to_multiple_of:
-            m = self.pad_to_multiple_of
-            longest = (longest + m - 1) // m * m
-        ids, labels, mask = [], [], []
-        for f in features:
-            pad = longest - len(f["input_ids"])
-            ids.append(list(f["input_ids"]) + [self.pad_token_id] * pad)
-            labels.append(list(f["labels"]) + [IGNORE_INDEX] * pad)
-            mask.append([1] * len(f["input_ids"]) + [0] * pad)
+        batch = _padded_inputs(features, self.pad_token_id, self.pad_to_multiple_of, self.padding_side)
+        length = batch["input_ids"].shape[1]
+        labels = _pad([f["labels"] for f in features], IGNORE_INDEX, length, self.padding_side)
+        batch["labels"] = torch.tensor(labels, dtype=torch.long)
+        return batch
+
+
+@register_collator("seq2seq")
+@dataclass
+class Seq2SeqCollator:
+    """Pads sources and targets separately; the model builds ``decoder_input_ids`` from labels.
+
+    ``{"input_ids": [4, 5, 6], "labels": [7]}`` and ``{"input_ids": [4], "labels": [8, 9]}``
+    become ``input_ids [[4, 5, 6], [4, p, p]]``, ``attention_mask [[1, 1, 1], [1, 0, 0]]``,
+    ``labels [[7, -100], [8, 9]]``. Labels always pad on the right: the decoder reads them from
+    its start token onwards, whatever side the encoder input is padded on.
+    """
+
+    pad_token_id: int
+    pad_to_multiple_of: int | None = None
+    padding_side: PaddingSide = "right"
+
+    def __post_init__(self) -> None:
+        _check_side(self.padding_side)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        batch = _padded_inputs(features, self.pad_token_id, self.pad_to_multiple_of, self.padding_side)
+        if "labels" in features[0]:  # absent when collating prompts for generation
+            targets = [f["labels"] for f in features]
+            length = _padded_length(max(len(t) for t in targets), self.pad_to_multiple_of)
+            batch["labels"] = torch.tensor(_pad(targets, IGNORE_INDEX, length, "right"), dtype=torch.long)
+        return batch
+
+
+@register_collator("classification")
+@dataclass
+class ClassificationCollator:
+    """Pads the inputs; labels become one class id per example.
+
+    ``{"input_ids": [4, 5], "label": 1}`` and ``{"input_ids": [4], "label": 0}`` become
+    ``input_ids [[4, 5], [4, p]]``, ``attention_mask [[1, 1], [1, 0]]``, ``labels [1, 0]``.
+    The label may be stored as ``label`` or ``labels``.
+    """
+
+    pad_token_id: int
+    pad_to_multiple_of: int | None = None
+    padding_side: PaddingSide = "right"
+
+    def __post_init__(self) -> None:
+        _check_side(self.padding_side)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        batch = _padded_inputs(features, self.pad_token_id, self.pad_to_multiple_of, self.padding_side)
+        key = "labels" if "labels" in features[0] else "label" if "label" in features[0] else None
+        if key is not None:  # absent when predicting
+            batch["labels"] = torch.tensor([int(f[key]) for f in features], dtype=torch.long)
+        return batch
+
+
+@register_collator("packed")
+@dataclass
+class PackedCollator:
+    """Padding-free batches: examples share a row and are kept apart by ``position_ids``.
+
+    Plain examples are concatenated into one row; blocks from `tunesmith.data.packing.pack_examples`
+    (rows that already carry ``position_ids``) become one row each. There is no attention_mask:
+    transformers 5.x finds the restarts of ``position_ids`` and builds a block-diagonal causal
+    mask for sdpa and eager (tests/data/test_collators.py checks it against a real model);
+    flash attention turns them into varlen boundaries. The first token of every example gets label -100 so no token is
+    trained to predict across a boundary. Rows of unequal length are padded with a segment of pad
+    tokens whose positions restart at 0 too, so the pads attend only to each other.
+
+    ``{"input_ids": [5, 6, 7], "labels": [5, 6, 7]}`` and ``{"input_ids": [8, 9], "labels": [8, 9]}``
+    become ``input_ids [[5, 6, 7, 8, 9]]``, ``labels [[-100, 6, 7, -100, 9]]``,
+    ``position_ids [[0, 1, 2, 0, 1]]`` and ``use_cache False``.
+    """
+
+    pad_token_id: int
+    pad_to_multiple_of: int | None = None
+    padding_side: PaddingSide = "right"
+
+    def __post_init__(self) -> None:
+        if self.padding_side != "right":
+            raise ConfigError("padding_side: packed batches are for training and pad on the right, "
+                              f"got {self.padding_side!r}")
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        prepacked = ["position_ids" in f for f in features]
+        if any(prepacked) and not all(prepacked):
+            # Concatenating a block as if it were one example would merge its examples.
+            raise DataError("a batch mixes packed blocks (with position_ids) and plain examples")
+        if all(prepacked):
+            rows = [(list(f["input_ids"]), list(f["labels"]), list(f["position_ids"])) for f in features]
+        else:
+            ids: list[int] = []
+            labels: list[int] = []
+            positions: list[int] = []
+            for f in features:
+                ids += f["input_ids"]
+                labels += f["labels"]
+                positions += range(len(f["input_ids"]))
+            rows = [(ids, labels, positions)]
+        length = _padded_length(max(len(r[0]) for r in rows), self.pad_to_multiple_of)
+        out_ids, out_labels, out_pos = [], [], []
+        for ids, labels, positions in rows:
+            pad = length - len(ids)
+            out_ids.append(ids + [self.pad_token_id] * pad)
+            out_labels.append([IGNORE_INDEX if p == 0 else t for t, p in zip(labels, positions)] + [IGNORE_INDEX] * pad)
+            out_pos.append(positions + list(range(pad)))
         return {
-            "input_ids": torch.tensor(ids, dtype=torch.long),
-            "labels": torch.tensor(labels, dtype=torch.long),
-            "attention_mask": torch.tensor(mask, dtype=torch.long),
+            "input_ids": torch.tensor(out_ids, dtype=torch.long),
+            "labels": torch.tensor(out_labels, dtype=torch.long),
+            "position_ids": torch.tensor(out_pos, dtype=torch.long),
+            # transformers only looks for packed sequences when there is no KV cache; a model whose
+            # config says use_cache=True (the default outside Trainer) would create an empty cache
+            # and silently let examples attend to each other.
+            "use_cache": False,
         }
+
+
+def pad_multiple_for_device(device: Any) -> int | None:
+    """``"cuda:0"`` -> ``8`` (tensor cores want multiples of 8); ``"cpu"`` / ``"mps"`` -> ``None``."""
+    return 8 if str(device).startswith("cuda") else None
+
+
+def resolve_collator_name(name: str, task: str, packing: str = "none") -> str:
+    """The collator ``data.collator`` names once ``auto`` is resolved.
+
+    ``("auto", "causal_lm", "pack")`` -> ``"packed"``; ``("auto", "sequence_classification", "none")``
+    -> ``"classification"``.
+    """
+    if packing not in PACKINGS:
+        raise ConfigError(f"data.packing: unknown value {packing!r}. Allowed: {', '.join(PACKINGS)}")
+    if name == "auto":
+        by_task = {"causal_lm": "causal_lm", "seq2seq": "seq2seq", "sequence_classification": "classification"}
+        if task not in by_task:
+            raise ConfigError(f"model.task: cannot pick a collator for task {task!r}; "
+                              f"allowed: {', '.join(by_task)}")
+        name = "packed" if packing == "pack" and task == "causal_lm" else by_task[task]
+    COLLATORS.get(name)  # unknown names fail here, with the known ones listed
+    if packing == "pack" and task != "causal_lm":
+        raise ConfigError(f"data.packing: 'pack' is for causal_lm models, not {task!r}; "
+                          "use group_by_length instead")
+    if packing == "pack" and name != "packed":
+        raise ConfigError(f"data.collator: packed blocks need the 'packed' collator, got {name!r} "
+                          "(padding them with an attention_mask would let examples attend to each other)")
+    return name
+
+
+def build_collator(name: str, task: str, tokenizer: Any, packing: str = "none", device: Any = "cpu",
+                   padding_side: PaddingSide = "right") -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    """Build the collator for a task, packing mode and device.
+
+    ``build_collator("auto", "causal_lm", tok, "none", "cuda")`` ->
+    ``PaddingCollator(pad_token_id=tok.pad_token_id, pad_to_multiple_of=8)``.
+    A tokenizer without a pad token pads with its EOS token (pads are masked either way).
+    """
+    cls = COLLATORS.get(resolve_collator_name(name, task, packing))
+    pad_id = getattr(tokenizer, "pad_token_id", None)
+    if pad_id is None:
+        pad_id = getattr(tokenizer, "eos_token_id", None)
+    if pad_id is None:
+        raise ModelError("the tokenizer has neither a pad nor an EOS token, so batches cannot be padded; "
+                         "set tokenizer.pad_token")
+    return cls(pad_token_id=pad_id, pad_to_multiple_of=pad_multiple_for_device(device), padding_side=padding_side)

