@@ -94,22 +94,42 @@ class FineTuner:
             return torch.autocast(device.split(":")[0], dtype=dtype)
         return contextlib.nullcontext()
 
-    def _load(self, device: str, precision: str) -> str:
-        from tunesmith.models.loading import infer_task, load_model, load_model_config, load_tokenizer
-        from tunesmith.models.precision import resolve_weight_dtype
+    def _load_tokenizer(self) -> str:
+        """Load the tokenizer (with the configured chat template) and decide the task."""
+        from tunesmith.data.templates import resolve_template
+        from tunesmith.models.loading import infer_task, load_model_config, load_tokenizer
 
         m = self.config.model
         task = infer_task(load_model_config(m.name_or_path, m.trust_remote_code, m.revision), m.task)
         self.tokenizer = load_tokenizer(m.name_or_path, m.trust_remote_code, m.revision)
-        self.model = load_model(m.name_or_path, task, resolve_weight_dtype(m.dtype, device, precision),
-                                device, m.trust_remote_code, m.revision)
+        if self.config.data.template != "auto":
+            # Saved with the run, so inference renders prompts exactly as training did.
+            self.tokenizer.chat_template = resolve_template(self.tokenizer, self.config.data).jinja
         return task
 
-    def _before_after_enabled(self) -> bool:
+    def _load_model(self, task: str, device: str, precision: str, label_names: list[str]) -> None:
+        from tunesmith.models.loading import load_model
+        from tunesmith.models.precision import resolve_weight_dtype
+
+        m = self.config.model
+        extra: dict[str, Any] = {}
+        if task == "sequence_classification" and label_names:
+            extra = {"num_labels": len(label_names), "id2label": dict(enumerate(label_names)),
+                     "label2id": {n: i for i, n in enumerate(label_names)}}
+        self.model = load_model(m.name_or_path, task, resolve_weight_dtype(m.dtype, device, precision),
+                                device, m.trust_remote_code, m.revision, **extra)
+        if getattr(self.model.config, "pad_token_id", None) is None:
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id  # decoder classifiers need it
+
+    def _before_after_enabled(self, task: str) -> bool:
+        from tunesmith.data.builtin import BUILTIN_DATASETS
         from tunesmith.data.sources import is_builtin
 
         mode = self.config.eval.before_after
-        return mode == "on" or (mode == "auto" and is_builtin(self.config.data.eval or self.config.data.train))
+        if mode == "off" or task != "causal_lm":
+            return False  # exact match needs generation; classification metrics come with evaluation
+        name = self.config.data.eval or self.config.data.train
+        return mode == "on" or (is_builtin(name) and BUILTIN_DATASETS.get(name).metric == "exact_match")
 
     def _exact_match(self, desc: str, device: str, precision: str, conversations: list) -> dict[str, Any]:
         from tunesmith.evaluation.exact_match import evaluate_exact_match
@@ -126,7 +146,7 @@ class FineTuner:
         """Load, (evaluate the base model,) train, save, (evaluate the tuned model) and report."""
         from transformers import set_seed
 
-        from tunesmith.data.collators import PaddingCollator
+        from tunesmith.data.collators import build_collator
         from tunesmith.data.pipeline import build_datasets, load_eval_conversations
         from tunesmith.inference.runs import CONFIG_FILE, write_run_record
         from tunesmith.models.adapters import apply_adapter, count_parameters
@@ -142,15 +162,18 @@ class FineTuner:
         set_seed(cfg.train.seed)
         print(f"Run directory: {run_dir}\nDevice: {device}, precision: {precision}", flush=True)
 
-        task = self._load(device, precision)
-        bundle = build_datasets(cfg.data, self.tokenizer, cfg.train.seed)
+        task = self._load_tokenizer()
+        bundle = build_datasets(cfg.data, self.tokenizer, cfg.train.seed, task)
         print(f"Train data: {bundle.train_stats.summary()}", flush=True)
         if bundle.eval_stats:
             print(f"Eval data: {bundle.eval_stats.summary()}", flush=True)
+        for note in bundle.notes:
+            print(note, flush=True)
+        self._load_model(task, device, precision, bundle.label_names)
 
         eval_conversations = []
         before = after = None
-        if self._before_after_enabled():
+        if self._before_after_enabled(task):
             eval_conversations = load_eval_conversations(cfg.data, cfg.train.seed, cfg.eval.max_samples)
             before = self._exact_match("Evaluating base model", device, precision, eval_conversations)
             print(f"Base model exact match: {before['accuracy']:.1%} ({before['correct']}/{before['total']})", flush=True)
@@ -165,7 +188,7 @@ class FineTuner:
         args = build_training_args(cfg, run_dir, device, precision, bundle.eval is not None)
         trainer = TRAINERS.get(cfg.train.trainer)(
             model=self.model, args=args, train_dataset=bundle.train, eval_dataset=bundle.eval,
-            data_collator=PaddingCollator(self.tokenizer.pad_token_id),
+            data_collator=build_collator(cfg.data.collator, task, self.tokenizer, cfg.data.packing, device),
             callbacks=[ProgressBar(), MetricsJsonl(run_dir / "metrics.jsonl")],
             processing_class=self.tokenizer)
         start = time.perf_counter()

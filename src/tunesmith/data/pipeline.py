@@ -1,102 +1,227 @@
-"""The data pipeline: config -> raw rows -> conversations -> token ids, with statistics.
+"""The data pipeline: config -> raw rows -> canonical examples -> token ids, with statistics.
+
+    rows      sources.load_rows           (files, folders, globs, saved datasets, hub, built-ins)
+    rows      transforms.apply_row_transforms   (data.transforms)
+    examples  formats.prepare_parser + bad_rows.BadRowPolicy   (data.format, data.columns, data.on_bad_rows)
+    examples  held-out split, data.mix, data.dedupe, data.max_samples
+    rows      tokenize.tokenize_examples  (data.template, data.loss_on, data.max_length, data.truncation)
+              (cached by fingerprint: a second run skips tokenizing)
+    rows      packing.pack_examples       (data.packing=pack)
 
 ``build_datasets`` is what the trainer consumes; ``load_eval_conversations`` is what evaluation
-(generation and scoring) consumes. Both read the same config keys.
+by generation consumes. Both read the same config keys.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from tunesmith.config.schema import DataConfig
+from tunesmith.data.bad_rows import BadRowPolicy, BadRowReport
 from tunesmith.data.builtin import BUILTIN_DATASETS
+from tunesmith.data.cache import fingerprint, load_cached, save_cached
 from tunesmith.data.examples import Conversation, Message
-from tunesmith.data.formats import FORMATS, to_conversations
+from tunesmith.data.formats import FORMATS, FormatInfo, check_columns, prepare_parser
+from tunesmith.data.packing import PackStats, pack_examples
+from tunesmith.data.presets import apply_preset
 from tunesmith.data.sources import check_source, is_builtin, load_rows
-from tunesmith.data.tokenize import TokenizeStats, tokenize_all
+from tunesmith.data.templates import check_template_name
+from tunesmith.data.tokenize import TokenizeSettings, TokenizeStats, tokenize_examples
+from tunesmith.data.transforms import apply_row_transforms, check_row_transforms, dedupe, mix, sample
 from tunesmith.errors import DataError
 
 
 @dataclass
-class DataBundle:
-    """Tokenized train (and optional eval) sets, ready for a Trainer."""
+class ExampleSet:
+    """Canonical examples read from one dataset, with what reading found out."""
 
-    train: Any  # datasets.Dataset with input_ids, labels
+    examples: list[Any]
+    info: FormatInfo
+    bad_rows: Optional[BadRowReport] = None
+
+
+@dataclass
+class DataBundle:
+    """Tokenized train (and optional eval) sets, ready for a Trainer, and how they were made."""
+
+    train: Any  # datasets.Dataset with input_ids, labels (and position_ids when packed)
     eval: Optional[Any]
     train_stats: TokenizeStats
     eval_stats: Optional[TokenizeStats]
+    info: Optional[FormatInfo] = None
+    label_names: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # bad rows skipped, duplicates, mixing, cache hits
+    pack_stats: Optional[PackStats] = None
+
+
+def resolved_data_config(cfg: DataConfig) -> DataConfig:
+    """Fill unset keys from a built-in dataset's metadata or a hub preset (user values win)."""
+    if is_builtin(cfg.train):
+        builtin = BUILTIN_DATASETS.get(cfg.train)
+        changes: dict[str, Any] = {}
+        if cfg.format == "auto" and builtin.format != "auto":
+            changes["format"] = builtin.format
+        if not cfg.label_names and builtin.label_names:
+            changes["label_names"] = list(builtin.label_names)
+        if cfg.system_prompt is None and builtin.system_prompt:
+            changes["system_prompt"] = builtin.system_prompt
+        return dataclasses.replace(cfg, **changes) if changes else cfg
+    return apply_preset(cfg)
 
 
 def check_data_config(cfg: DataConfig) -> None:
     """Cheap checks of names and paths, run before any model is loaded."""
     if cfg.format != "auto":
         FORMATS.get(cfg.format)
+    check_columns(cfg.columns, cfg.format)
+    check_template_name(cfg.template)
+    check_row_transforms(cfg.transforms)
     check_source(cfg.train, "data.train")
     if cfg.eval:
         check_source(cfg.eval, "data.eval")
+    for i, source in enumerate(cfg.mix):
+        if source.format != "auto":
+            FORMATS.get(source.format)
+        check_source(source.train, f"data.mix[{i}].train")
 
 
-def _with_system(conversations: list[Conversation], system_prompt: Optional[str]) -> list[Conversation]:
-    if system_prompt:
-        for c in conversations:
-            if c.messages and c.messages[0].role != "system":
-                c.messages.insert(0, Message("system", system_prompt))
-    return conversations
+def read_examples(cfg: DataConfig, spec: str, split: str, seed: int, key: str, fmt: Optional[str] = None,
+                  columns: Optional[dict[str, str]] = None, subset: Optional[str] = None) -> ExampleSet:
+    """Rows of one dataset split -> canonical examples, under the bad-row policy."""
+    policy = BadRowPolicy(cfg.on_bad_rows, cfg.max_bad_fraction, key=key)
+    read_errors = policy.collector()
+    rows = load_rows(spec, split, seed, key, subset=subset, bad_rows=read_errors)
+    rows = apply_row_transforms(rows, cfg.transforms, seed)
+    parse_row, info = prepare_parser(rows, fmt or cfg.format, columns if columns is not None else cfg.columns,
+                                     cfg.label_names or None, strict=cfg.on_bad_rows == "error")
+    examples, report = policy.parse_all(rows, parse_row, read_errors=read_errors or ())
+    return ExampleSet(examples, info, report if report.n_bad else None)
 
 
-def load_conversations(cfg: DataConfig, seed: int) -> tuple[list[Conversation], list[Conversation]]:
-    """Train and held-out conversations, following data.train / data.eval / data.eval_split."""
-    train = to_conversations(load_rows(cfg.train, "train", seed, "data.train"), cfg.format)
+def _held_out_split(cfg: DataConfig) -> Optional[str]:
+    if cfg.eval_split_name:
+        return cfg.eval_split_name
+    if is_builtin(cfg.train):
+        return "test"
+    return None
+
+
+def load_example_sets(cfg: DataConfig, seed: int) -> tuple[ExampleSet, list[Any], list[str]]:
+    """Train examples (mixed, de-duplicated, sampled), held-out examples, and notes for the user."""
+    cfg = resolved_data_config(cfg)
+    notes: list[str] = []
+    train = read_examples(cfg, cfg.train, cfg.split, seed, "data.train", subset=cfg.subset)
+    if train.bad_rows:
+        notes.append(f"data.train: {train.bad_rows.summary()}")
+    examples = train.examples
+    held_out: list[Any] = []
     if cfg.eval:
-        split = "test" if is_builtin(cfg.eval) else "train"
-        held_out = to_conversations(load_rows(cfg.eval, split, seed, "data.eval"), cfg.format)
-    elif is_builtin(cfg.train):
-        held_out = to_conversations(load_rows(cfg.train, "test", seed, "data.train"), cfg.format)
+        split = "test" if is_builtin(cfg.eval) else (cfg.eval_split_name or "train")
+        held_out = read_examples(cfg, cfg.eval, split, seed, "data.eval", subset=cfg.subset).examples
+    elif _held_out_split(cfg):
+        held_out = read_examples(cfg, cfg.train, _held_out_split(cfg), seed, "data.train", subset=cfg.subset).examples
     elif cfg.eval_split > 0:
-        order = list(range(len(train)))
+        order = list(range(len(examples)))
         random.Random(seed).shuffle(order)
-        n_eval = max(1, int(round(len(train) * cfg.eval_split)))
-        held_out = [train[i] for i in sorted(order[:n_eval])]
-        train = [train[i] for i in sorted(order[n_eval:])]
-    else:
-        held_out = []
-    if cfg.max_samples is not None and len(train) > cfg.max_samples:
-        rng = random.Random(seed)
-        train = rng.sample(train, cfg.max_samples)
-    system = cfg.system_prompt or _builtin_system_prompt(cfg.train)
-    return _with_system(train, system), _with_system(held_out, cfg.system_prompt or _builtin_system_prompt(cfg.eval or cfg.train))
+        n_eval = max(1, int(round(len(examples) * cfg.eval_split)))
+        held_out = [examples[i] for i in sorted(order[:n_eval])]
+        examples = [examples[i] for i in sorted(order[n_eval:])]
+    if cfg.mix:
+        sets = [examples]
+        for i, source in enumerate(cfg.mix):
+            extra = read_examples(cfg, source.train, source.split, seed, f"data.mix[{i}]", source.format,
+                                  source.columns, source.subset)
+            sets.append(extra.examples)
+        # data.train has weight 1 and is used once in full; each mix source adds by its weight.
+        examples = mix(sets, [1.0] + [s.weight for s in cfg.mix], None, seed)
+        notes.append(f"data.mix: {len(examples)} examples from {len(sets)} datasets")
+    if cfg.dedupe:
+        examples, removed = dedupe(examples, key_fn=_example_key)
+        notes.append(f"data.dedupe: removed {removed} duplicate examples")
+    if cfg.max_samples is not None and len(examples) > cfg.max_samples:
+        examples = sample(examples, cfg.max_samples, seed)
+    system = cfg.system_prompt
+    _add_system(examples, system)
+    _add_system(held_out, system)
+    return ExampleSet(examples, train.info, train.bad_rows), held_out, notes
 
 
-def _builtin_system_prompt(spec: str) -> Optional[str]:
-    return BUILTIN_DATASETS.get(spec).system_prompt if is_builtin(spec) else None
+def _example_key(example: Any) -> str:
+    data = dataclasses.asdict(example)
+    data.pop("where", None)
+    return repr(data)
 
 
-def build_datasets(cfg: DataConfig, tokenizer: Any, seed: int) -> DataBundle:
+def _add_system(examples: list[Any], system_prompt: Optional[str]) -> None:
+    if not system_prompt:
+        return
+    for c in examples:
+        if isinstance(c, Conversation) and c.messages and c.messages[0].role != "system":
+            c.messages.insert(0, Message("system", system_prompt))
+
+
+def _tokenize_cached(tokenizer: Any, examples: list[Any], task: str, cfg: DataConfig, desc: str,
+                     notes: list[str]) -> tuple[list[dict], TokenizeStats]:
+    import datasets
+
+    settings = TokenizeSettings.from_config(cfg)
+    if not cfg.cache:
+        return tokenize_examples(tokenizer, examples, task, settings, desc)
+    key = fingerprint(examples, tokenizer, {"task": task, "settings": dataclasses.asdict(settings)})
+    hit = load_cached(key)
+    if hit is not None:
+        dataset, stats = hit
+        notes.append(f"{desc}: loaded from the tokenized-data cache ({len(dataset)} examples; tokenizing skipped)")
+        return dataset.to_list(), TokenizeStats(**stats)
+    rows, stats = tokenize_examples(tokenizer, examples, task, settings, desc)
+    if rows:
+        save_cached(key, datasets.Dataset.from_list(rows), dataclasses.asdict(stats))
+    return rows, stats
+
+
+def build_datasets(cfg: DataConfig, tokenizer: Any, seed: int, task: str = "causal_lm") -> DataBundle:
     """Tokenize train and held-out sets; errors if nothing trainable is left."""
     import datasets
 
-    train_conv, eval_conv = load_conversations(cfg, seed)
-    train_rows, train_stats = tokenize_all(tokenizer, train_conv, cfg.loss_on, cfg.max_length, "Tokenizing train")
+    train_set, held_out, notes = load_example_sets(cfg, seed)
+    cfg = resolved_data_config(cfg)
+    train_rows, train_stats = _tokenize_cached(tokenizer, train_set.examples, task, cfg, "Tokenizing train", notes)
     if not train_rows:
         raise DataError(
-            f"data.train: none of the {len(train_conv)} examples can be trained: "
-            f"{train_stats.dropped_too_long} are longer than data.max_length={cfg.max_length} tokens and "
-            f"{train_stats.dropped_no_trained_token} have no trained token under data.loss_on={cfg.loss_on!r}. "
-            f"First ones: {'; '.join(train_stats.examples_dropped[:3])}"
+            f"data.train: none of the {len(train_set.examples)} examples can be trained: "
+            f"{train_stats.dropped_too_long} are longer than data.max_length={cfg.max_length} tokens "
+            f"(data.truncation={cfg.truncation!r}), {train_stats.dropped_too_short} are shorter than "
+            f"data.min_length={cfg.min_length}, and {train_stats.dropped_no_trained_token} have no trained "
+            f"token under data.loss_on={cfg.loss_on!r}. First ones: {'; '.join(train_stats.examples_dropped[:3])}"
         )
     eval_ds, eval_stats = None, None
-    if eval_conv:
-        eval_rows, eval_stats = tokenize_all(tokenizer, eval_conv, cfg.loss_on, cfg.max_length, "Tokenizing eval")
+    if held_out:
+        eval_rows, eval_stats = _tokenize_cached(tokenizer, held_out, task, cfg, "Tokenizing eval", notes)
         eval_ds = datasets.Dataset.from_list(eval_rows) if eval_rows else None
-    return DataBundle(datasets.Dataset.from_list(train_rows), eval_ds, train_stats, eval_stats)
+    pack_stats = None
+    if cfg.packing == "pack":
+        if task != "causal_lm":
+            raise DataError(f"data.packing: 'pack' is for causal_lm models, not {task}; use group_by_length")
+        train_rows, pack_stats = pack_examples(train_rows, cfg.max_length)
+        notes.append(f"data.packing: {pack_stats.summary()}")
+    return DataBundle(datasets.Dataset.from_list(train_rows), eval_ds, train_stats, eval_stats, train_set.info,
+                      list(train_set.info.label_names or []), notes, pack_stats)
+
+
+def load_conversations(cfg: DataConfig, seed: int) -> tuple[list[Any], list[Any]]:
+    """Train and held-out canonical examples (kept for callers that only need examples)."""
+    train, held_out, _ = load_example_sets(cfg, seed)
+    return train.examples, held_out
 
 
 def load_eval_conversations(cfg: DataConfig, seed: int, limit: int) -> list[Conversation]:
     """Up to ``limit`` held-out conversations that carry a reference answer (for exact match)."""
     _, held_out = load_conversations(cfg, seed)
-    for c in held_out:
+    conversations = [c for c in held_out if isinstance(c, Conversation)]
+    for c in conversations:
         if c.reference is None:
             c.reference = c.last_answer()
-    return held_out[:limit]
+    return conversations[:limit]

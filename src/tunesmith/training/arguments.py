@@ -40,5 +40,7 @@ def build_training_args(cfg: TrainConfig, run_dir: Path, device: str, precision:
         disable_tqdm=True,  # tunesmith's own progress bar shows loss, tokens/s and ETA
         include_num_input_tokens_seen="non_padding",
         remove_unused_columns=False,
+        # Batches of similar lengths pad little; transformers' own length-grouped sampler does it.
+        train_sampling_strategy="group_by_length" if cfg.data.packing == "group_by_length" else "random",
         dataloader_pin_memory=device.startswith("cuda"),
     )
