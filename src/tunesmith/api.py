@@ -141,6 +141,40 @@ class FineTuner:
                                           self.config.eval.batch_size, desc)
         return result.to_dict()
 
+    def preprocess_data(self) -> Any:
+        """Load the tokenizer and build the tokenized datasets (a ``DataBundle``) without a model."""
+        task = self._load_tokenizer()
+        from tunesmith.data.pipeline import build_datasets
+
+        return build_datasets(self.config.data, self.tokenizer, self.config.train.seed, task)
+
+    def inspect_data(self, num_examples: int = 3, color: bool = False, png: Optional[Path] = None) -> dict[str, Any]:
+        """What the model will be trained on: counts, lengths, padding waste and marked examples."""
+        import dataclasses as dc
+
+        from tunesmith.data.inspect import histogram_lines, histogram_png, padding_report, show_example
+        from tunesmith.data.pipeline import build_datasets
+
+        task = self._load_tokenizer()
+        data_cfg = dc.replace(self.config.data, packing="none")  # lengths per example, not per block
+        bundle = build_datasets(data_cfg, self.tokenizer, self.config.train.seed, task)
+        lengths = [len(ids) for ids in bundle.train["input_ids"]]
+        report: dict[str, Any] = {
+            "format": bundle.info.describe() if bundle.info else None,
+            "train": bundle.train_stats.summary(),
+            "eval": bundle.eval_stats.summary() if bundle.eval_stats else None,
+            "notes": bundle.notes,
+            "histogram": histogram_lines(lengths),
+            "padding": padding_report(lengths, self.config.train.batch_size, self.config.data.max_length,
+                                      self.config.train.seed),
+            "packing": self.config.data.packing,
+            "examples": [show_example(self.tokenizer, bundle.train[i], color, bundle.label_names)
+                         for i in range(min(num_examples, len(bundle.train)))],
+        }
+        if png is not None:
+            report["png"] = str(histogram_png(lengths, png, self.config.data.max_length))
+        return report
+
     # -- the run ------------------------------------------------------------------------------
     def train(self) -> TrainResult:
         """Load, (evaluate the base model,) train, save, (evaluate the tuned model) and report."""

@@ -38,6 +38,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    import sys
+
+    from tunesmith.api import FineTuner
+
+    config_file, overrides = _split_train_args(args.args)
+    color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+    if args.examples < 0:
+        raise ConfigError(f"--examples: {args.examples} is not allowed; expected 0 or more")
+    report = FineTuner.from_yaml(config_file, overrides).inspect_data(
+        args.examples, color, Path(args.png) if args.png else None)
+    if report["format"]:
+        print(f"Format: {report['format']}")
+    print(f"Train: {report['train']}")
+    if report["eval"]:
+        print(f"Eval: {report['eval']}")
+    for note in report["notes"]:
+        print(note)
+    print("\nTokens per training example:")
+    print("\n".join(report["histogram"]))
+    pad = report["padding"]
+    print(f"\nPadding waste at the configured batch size: none {pad['none']:.1%}, "
+          f"group_by_length {pad['group_by_length']:.1%}, pack {pad['pack']:.1%} "
+          f"(data.packing={report['packing']})")
+    if report.get("png"):
+        print(f"Histogram saved to {report['png']}")
+    legend = "green = trained, dim = masked" if color else "[[...]] = trained, the rest is masked"
+    for i, text in enumerate(report["examples"]):
+        print(f"\n--- example {i} ({legend}) ---\n{text}")
+    return 0
+
+
 def _settings(args: argparse.Namespace):
     from tunesmith.models.generation import GenerationSettings
 

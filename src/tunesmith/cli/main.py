@@ -19,6 +19,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="an optional YAML config file, then overrides such as train.lr=1e-4 model=minilm-l6")
     train.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty output_dir")
 
+    data = sub.add_parser("data", help="data tools: `tunesmith data inspect` shows what the model trains on")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    inspect = data_sub.add_parser("inspect", help="rows kept and dropped, token lengths, padding waste, marked examples")
+    inspect.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value ...]")
+    inspect.add_argument("-n", "--examples", type=int, default=3, help="examples to show (default 3)")
+    inspect.add_argument("--png", default=None, help="write the token-length histogram to this PNG file")
+    inspect.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                         help="colour trained tokens (auto: when writing to a terminal); otherwise [[brackets]]")
+
     gen = sub.add_parser("generate", help="answer one prompt with a trained run")
     gen.add_argument("run_dir")
     gen.add_argument("prompt")

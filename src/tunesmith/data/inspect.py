@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +78,32 @@ def histogram_png(lengths: list[int], out: Path, max_length: int | None = None) 
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def padding_report(lengths: list[int], batch_size: int, max_length: int, seed: int) -> dict[str, float]:
+    """Share of padded token slots for each ``data.packing`` choice, on the same examples.
+
+    ``none`` uses a seeded random order (what a shuffled DataLoader does); ``pack`` pads each
+    batch of packed blocks to its longest block, as the packed collator does.
+    """
+    from tunesmith.data.packing import group_by_length_order, pack_best_fit_decreasing, padding_fraction
+
+    order = list(range(len(lengths)))
+    random.Random(seed).shuffle(order)
+    blocks = pack_best_fit_decreasing(lengths, max_length)
+    block_lengths = [sum(lengths[i] for i in block) for block in blocks]
+    return {
+        "none": padding_fraction(lengths, batch_size, order),
+        "group_by_length": padding_fraction(lengths, batch_size, group_by_length_order(lengths, batch_size, seed)),
+        "pack": padding_fraction(block_lengths, batch_size),
+    }
+
+
+def show_example(tokenizer: Any, row: dict[str, Any], color: bool, label_names: list[str] | None = None) -> str:
+    """One tokenized row as text: trained tokens marked, or the text and its label for classifiers."""
+    labels = row.get("labels")
+    if isinstance(labels, list):
+        return mark_trained(tokenizer, row["input_ids"], labels, color)
+    label = row.get("labels", row.get("label"))
+    name = label_names[label] if label_names and isinstance(label, int) and label < len(label_names) else label
+    return f"{tokenizer.decode(row['input_ids'])}\n  -> label {label} ({name})"
