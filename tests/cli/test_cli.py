@@ -32,3 +32,17 @@ def test_bad_train_input_fails_fast_with_exit_2(argv, expected, capsys):
 def test_generate_on_missing_run_dir(tmp_path, capsys):
     assert main(["generate", str(tmp_path), "hi"]) == 2
     assert "not a tunesmith run directory" in capsys.readouterr().err
+
+
+def test_data_inspect_shows_marked_examples_and_writes_png(tmp_path, capsys):
+    png = tmp_path / "lengths.png"
+    assert main(["data", "inspect", "-n", "1", "--png", str(png), "--color", "never"]) == 0
+    out = capsys.readouterr().out
+    assert "Train: 2000 examples" in out and "Padding waste" in out and "group_by_length" in out
+    assert "[[" in out and "#### " in out and "<|im_end|>]]" in out  # the answer and EOS are trained
+    assert png.is_file() and png.stat().st_size > 1000
+
+
+def test_data_inspect_rejects_bad_config(capsys):
+    assert main(["data", "inspect", "data.loss_on=everything"]) == 2
+    assert "data.loss_on" in capsys.readouterr().err

@@ -82,3 +82,33 @@ def test_full_fine_tuning_trains_every_weight(tmp_path, tiny_llama_dir, trained)
     run = load_run(result.run_dir)
     for (n, a), b in zip(run.model.state_dict().items(), tuner.model.state_dict().values()):
         assert torch.allclose(a, b), n
+
+
+def test_packed_training_runs(tmp_path, tiny_llama_dir, trained):
+    _, _, data = trained
+    tuner = FineTuner(tiny_config(tiny_llama_dir, data, tmp_path / "packed", "data.packing=pack",
+                                  "data.max_length=64", "data.cache=false"))
+    result = tuner.train()
+    assert result.train_loss is not None and (result.run_dir / "adapter_model.safetensors").is_file()
+
+
+def test_classification_with_a_tiny_bert(tmp_path):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from tunesmith.models.loading import load_tokenizer
+
+    tok = load_tokenizer("minilm-l6")
+    model_dir = tmp_path / "tiny-bert"
+    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertForSequenceClassification(config).save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    cfg = load_config(overrides=[f"model.name_or_path={model_dir}", "model.task=sequence_classification",
+                                 "data=sentiment", "data.max_samples=64", f"output_dir={tmp_path / 'out'}",
+                                 "train.max_steps=3", "train.batch_size=8", "train.precision=fp32",
+                                 "peft.target_modules=[query,value]", "data.cache=false"])
+    tuner = FineTuner(cfg)
+    result = tuner.train()
+    assert tuner.model.config.id2label == {0: "negative", 1: "positive"}
+    assert result.before is None  # exact match is for generation tasks
+    assert (result.run_dir / "adapter_model.safetensors").is_file()

@@ -129,17 +129,22 @@ def load_example_sets(cfg: DataConfig, seed: int) -> tuple[ExampleSet, list[Any]
         n_eval = max(1, int(round(len(examples) * cfg.eval_split)))
         held_out = [examples[i] for i in sorted(order[:n_eval])]
         examples = [examples[i] for i in sorted(order[n_eval:])]
+    removed = 0
+    if cfg.dedupe:  # before mixing, so the mixture weights apply to distinct examples
+        examples, removed = dedupe(examples, key_fn=_example_key)
     if cfg.mix:
         sets = [examples]
         for i, source in enumerate(cfg.mix):
             extra = read_examples(cfg, source.train, source.split, seed, f"data.mix[{i}]", source.format,
-                                  source.columns, source.subset)
-            sets.append(extra.examples)
+                                  source.columns, source.subset).examples
+            if cfg.dedupe:
+                extra, n = dedupe(extra, key_fn=_example_key)
+                removed += n
+            sets.append(extra)
         # data.train has weight 1 and is used once in full; each mix source adds by its weight.
         examples = mix(sets, [1.0] + [s.weight for s in cfg.mix], None, seed)
         notes.append(f"data.mix: {len(examples)} examples from {len(sets)} datasets")
     if cfg.dedupe:
-        examples, removed = dedupe(examples, key_fn=_example_key)
         notes.append(f"data.dedupe: removed {removed} duplicate examples")
     if cfg.max_samples is not None and len(examples) > cfg.max_samples:
         examples = sample(examples, cfg.max_samples, seed)
