@@ -145,10 +145,12 @@ def run_once(label: str, cfg: Any, tokenizer: Any, seed: int) -> dict[str, Any]:
     stages = dict(timer.seconds)
     stages["other (Dataset.from_list/to_list)"] = max(0.0, total - sum(stages.values()))
     stats = bundle.train_stats
+    lengths = sorted(len(ids) for ids in bundle.train["input_ids"])
     return {"label": label, "seconds": total, "stages": stages, "rows": len(bundle.train),
             "kept": stats.kept, "dropped": stats.dropped, "tokens": stats.tokens,
             "trained_tokens": stats.trained_tokens, "longest": stats.longest,
-            "notes": bundle.notes, "peak_rss_mib": _peak_rss_mib()}
+            "notes": bundle.notes, "peak_rss_mib": _peak_rss_mib(),
+            "lengths": (lengths[0], lengths[len(lengths) // 2], lengths[-1]) if lengths else (0, 0, 0)}
 
 
 def _peak_rss_mib() -> float:
@@ -172,7 +174,7 @@ def report(result: dict[str, Any], n_rows: int) -> None:
     print(f"  trained    {result['trained_tokens']:>12,}  {_rate(result['trained_tokens'], s):>14}")
     print("  time split:")
     for stage, sec in sorted(result["stages"].items(), key=lambda kv: -kv[1]):
-        print(f"    {stage:<32} {sec:8.2f} s  {100 * sec / s:5.1f}%")
+        print(f"    {stage:<36} {sec:8.2f} s  {100 * sec / s:5.1f}%")
     tok = result["stages"].get("tokenize", 0.0)
     if tok > 0:
         print(f"  tokenizing alone: {_rate(n_rows, tok)} rows, {_rate(result['tokens'], tok)} tokens")
@@ -226,8 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         hit = any("tokenized-data cache" in n for n in warm["notes"])
         print(f"\nwarm/cold speed-up: {cold['seconds'] / warm['seconds']:.2f}x "
               f"({cold['seconds']:.2f} s -> {warm['seconds']:.2f} s; cache hit: {'yes' if hit else 'NO'})")
-        lengths = cold["tokens"] / max(1, cold["kept"])
-        print(f"mean example length {lengths:.0f} tokens, longest {cold['longest']}")
+        shortest, median, longest = cold["lengths"]
+        print(f"example length in tokens: mean {cold['tokens'] / max(1, cold['kept']):.0f}, "
+              f"shortest {shortest}, median {median}, longest {longest}")
     return 0
 
 

@@ -181,6 +181,7 @@ class FineTuner:
         from transformers import set_seed
 
         from tunesmith.data.collators import build_collator
+        from tunesmith.data.loading import loader_settings
         from tunesmith.data.pipeline import build_datasets, load_eval_conversations
         from tunesmith.inference.runs import CONFIG_FILE, write_run_record
         from tunesmith.models.adapters import apply_adapter, count_parameters
@@ -219,7 +220,7 @@ class FineTuner:
               f"({trainable / total:.2%}); {cfg.train.batch_size} sequences x {cfg.train.grad_accum} "
               f"accumulation = {effective} sequences per optimizer step", flush=True)
 
-        args = build_training_args(cfg, run_dir, device, precision, bundle.eval is not None)
+        args = build_training_args(cfg, run_dir, device, precision, bundle.eval is not None, loader_settings(device))
         trainer = TRAINERS.get(cfg.train.trainer)(
             model=self.model, args=args, train_dataset=bundle.train, eval_dataset=bundle.eval,
             data_collator=build_collator(cfg.data.collator, task, self.tokenizer, cfg.data.packing, device),

@@ -88,3 +88,13 @@ def test_packing_is_refused_for_classification(isolated_cache):
     cfg = load_config(overrides=["data=sentiment", "data.packing=pack"]).data
     with pytest.raises(DataError, match="data.packing"):
         build_datasets(cfg, load_tokenizer("minilm-l6"), seed=0, task="sequence_classification")
+
+
+def test_build_datasets_accepts_a_plain_dict(isolated_cache, smol_tokenizer, tmp_path):
+    data = write_jsonl(tmp_path / "d.jsonl", [{"instruction": f"Say {i}", "output": str(i)} for i in range(5)])
+    bundle = build_datasets({"train": str(data), "max_length": 128}, smol_tokenizer)
+    assert len(bundle.train) == 5
+    from tunesmith.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="data.max_lenght"):
+        build_datasets({"train": str(data), "max_lenght": 128}, smol_tokenizer)

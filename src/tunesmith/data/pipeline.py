@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from tunesmith.config.schema import DataConfig
+from tunesmith.config.validate import build_config
 from tunesmith.data.bad_rows import BadRowPolicy, BadRowReport
 from tunesmith.data.builtin import BUILTIN_DATASETS
 from tunesmith.data.cache import fingerprint, load_cached, save_cached
@@ -70,6 +71,14 @@ def resolved_data_config(cfg: DataConfig) -> DataConfig:
             changes["system_prompt"] = builtin.system_prompt
         return dataclasses.replace(cfg, **changes) if changes else cfg
     return apply_preset(cfg)
+
+
+def check_values_data(cfg: DataConfig) -> DataConfig:
+    """Range checks of a DataConfig built on its own (the full config checks these too)."""
+    from tunesmith.config.schema import TrainConfig
+    from tunesmith.config.validate import check_values
+
+    return check_values(TrainConfig(data=cfg)).data
 
 
 def check_data_config(cfg: DataConfig) -> None:
@@ -187,10 +196,17 @@ def _tokenize_cached(tokenizer: Any, examples: list[Any], task: str, cfg: DataCo
     return rows, stats
 
 
-def build_datasets(cfg: DataConfig, tokenizer: Any, seed: int, task: str = "causal_lm") -> DataBundle:
-    """Tokenize train and held-out sets; errors if nothing trainable is left."""
+def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int = 42,
+                   task: str = "causal_lm") -> DataBundle:
+    """Tokenize train and held-out sets; errors if nothing trainable is left.
+
+    ``cfg`` is a ``DataConfig`` or a dict of its keys, e.g.
+    ``build_datasets({"train": "rows.jsonl", "max_length": 1024}, tokenizer)``.
+    """
     import datasets
 
+    if isinstance(cfg, dict):
+        cfg = check_values_data(build_config(cfg, DataConfig, prefix="data."))
     train_set, held_out, notes = load_example_sets(cfg, seed)
     cfg = resolved_data_config(cfg)
     train_rows, train_stats = _tokenize_cached(tokenizer, train_set.examples, task, cfg, "Tokenizing train", notes)

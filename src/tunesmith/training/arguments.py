@@ -8,8 +8,13 @@ from typing import Any
 from tunesmith.config.schema import TrainConfig
 
 
-def build_training_args(cfg: TrainConfig, run_dir: Path, device: str, precision: str, has_eval: bool) -> Any:
-    """Map ``train.*`` keys onto TrainingArguments. Checkpoints go to ``run_dir/checkpoints``."""
+def build_training_args(cfg: TrainConfig, run_dir: Path, device: str, precision: str, has_eval: bool,
+                        loader: Any = None) -> Any:
+    """Map ``train.*`` keys onto TrainingArguments. Checkpoints go to ``run_dir/checkpoints``.
+
+    ``loader`` carries the device-aware DataLoader settings (workers, pinned memory, prefetch) that
+    the data layer chose for ``device``; without it the loader runs in the main process.
+    """
     from transformers import TrainingArguments
 
     t = cfg.train
@@ -42,5 +47,8 @@ def build_training_args(cfg: TrainConfig, run_dir: Path, device: str, precision:
         remove_unused_columns=False,
         # Batches of similar lengths pad little; transformers' own length-grouped sampler does it.
         train_sampling_strategy="group_by_length" if cfg.data.packing == "group_by_length" else "random",
-        dataloader_pin_memory=device.startswith("cuda"),
+        dataloader_pin_memory=loader.pin_memory if loader else device.startswith("cuda"),
+        dataloader_num_workers=loader.num_workers if loader else 0,
+        dataloader_persistent_workers=bool(loader and loader.persistent_workers),
+        dataloader_prefetch_factor=loader.prefetch_factor if loader else None,
     )
