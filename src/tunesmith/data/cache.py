@@ -6,13 +6,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
-from tunesmith.cache_dirs import cache_root
+from tunesmith.cache_dirs import atomic_folder, cache_root
 
 CACHE_VERSION = 1  # bump when tokenization changes so old entries are not reused
 
@@ -73,15 +70,7 @@ def load_cached(key: str) -> Optional[tuple[Any, dict[str, Any]]]:
 def save_cached(key: str, dataset: Any, stats: dict[str, Any]) -> Path:
     """Write atomically: a temporary folder renamed into place (stats.json last)."""
     folder = cache_dir() / key
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         dataset.save_to_disk(str(tmp / "dataset"))
         (tmp / "stats.json").write_text(json.dumps(stats), encoding="utf-8")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return folder

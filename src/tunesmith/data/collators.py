@@ -63,9 +63,21 @@ def _padded_inputs(features: Sequence[dict[str, Any]], pad_token_id: int, multip
     return out
 
 
+@dataclass
+class PaddingSettings:
+    """What every collator needs to pad: the pad id, an optional length multiple and the side."""
+
+    pad_token_id: int
+    pad_to_multiple_of: int | None = None
+    padding_side: PaddingSide = "right"
+
+    def __post_init__(self) -> None:
+        _check_side(self.padding_side)
+
+
 @register_collator("causal_lm")
 @dataclass
-class PaddingCollator:
+class PaddingCollator(PaddingSettings):
     """Pads each batch to its longest example (dynamic padding), on the right by default.
 
     ``{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}`` and ``{"input_ids": [5], "labels": [5]}``
@@ -74,12 +86,6 @@ class PaddingCollator:
     length up, which helps tensor cores on GPUs.
     """
 
-    pad_token_id: int
-    pad_to_multiple_of: int | None = None
-    padding_side: PaddingSide = "right"
-
-    def __post_init__(self) -> None:
-        _check_side(self.padding_side)
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
@@ -93,7 +99,7 @@ class PaddingCollator:
 
 @register_collator("seq2seq")
 @dataclass
-class Seq2SeqCollator:
+class Seq2SeqCollator(PaddingSettings):
     """Pads sources and targets separately; the model builds ``decoder_input_ids`` from labels.
 
     ``{"input_ids": [4, 5, 6], "labels": [7]}`` and ``{"input_ids": [4], "labels": [8, 9]}``
@@ -102,12 +108,6 @@ class Seq2SeqCollator:
     its start token onwards, whatever side the encoder input is padded on.
     """
 
-    pad_token_id: int
-    pad_to_multiple_of: int | None = None
-    padding_side: PaddingSide = "right"
-
-    def __post_init__(self) -> None:
-        _check_side(self.padding_side)
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
@@ -122,7 +122,7 @@ class Seq2SeqCollator:
 
 @register_collator("classification")
 @dataclass
-class ClassificationCollator:
+class ClassificationCollator(PaddingSettings):
     """Pads the inputs; labels become one class id per example.
 
     ``{"input_ids": [4, 5], "label": 1}`` and ``{"input_ids": [4], "label": 0}`` become
@@ -130,12 +130,6 @@ class ClassificationCollator:
     The label may be stored as ``label`` or ``labels``.
     """
 
-    pad_token_id: int
-    pad_to_multiple_of: int | None = None
-    padding_side: PaddingSide = "right"
-
-    def __post_init__(self) -> None:
-        _check_side(self.padding_side)
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
@@ -149,7 +143,7 @@ class ClassificationCollator:
 
 @register_collator("packed")
 @dataclass
-class PackedCollator:
+class PackedCollator(PaddingSettings):
     """Padding-free batches: examples share a row and are kept apart by ``position_ids``.
 
     Plain examples are concatenated into one row; blocks from `tunesmith.data.packing.pack_examples`
@@ -164,10 +158,6 @@ class PackedCollator:
     become ``input_ids [[5, 6, 7, 8, 9]]``, ``labels [[-100, 6, 7, -100, 9]]``,
     ``position_ids [[0, 1, 2, 0, 1]]`` and ``use_cache False``.
     """
-
-    pad_token_id: int
-    pad_to_multiple_of: int | None = None
-    padding_side: PaddingSide = "right"
 
     def __post_init__(self) -> None:
         if self.padding_side != "right":

@@ -9,14 +9,11 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunesmith.cache_dirs import cache_root
+from tunesmith.cache_dirs import atomic_folder, cache_root
 from tunesmith.errors import ModelError
 
 TASKS = ("causal_lm", "seq2seq", "sequence_classification")
@@ -111,19 +108,11 @@ def gguf_to_folder(gguf_path: Path) -> Path:
     # The GGUF-loaded model is marked unserializable; copy its (dequantized) weights into a plain one.
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(quantized.state_dict())
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
-    try:
+    with atomic_folder(target) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "source.json").write_text(json.dumps({"gguf": str(gguf_path)}), encoding="utf-8")
         (tmp / ".complete").touch()
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
