@@ -13,7 +13,11 @@ Task = Literal["auto", "causal_lm", "seq2seq", "sequence_classification"]
 WeightDtype = Literal["auto", "float32", "bfloat16", "float16"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 LossOn = Literal["all", "assistant", "last_assistant"]
-PeftMethod = Literal["lora", "dora", "full"]
+PeftMethod = Literal["lora", "dora", "qlora", "int8", "full"]
+Trainable = Literal["all", "head", "last_layers"]
+LoraBias = Literal["none", "all", "lora_only"]
+QuantType = Literal["nf4", "fp4"]
+ComputeDtype = Literal["bfloat16", "float16", "float32"]
 Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 BeforeAfter = Literal["auto", "on", "off"]
 Truncation = Literal["drop", "truncate_prompt", "truncate_end"]
@@ -31,6 +35,7 @@ class ModelConfig:
     dtype: WeightDtype = "auto"  # dtype of the loaded weights; auto picks by device
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     trust_remote_code: bool = False
+    allow_pickle: bool = False  # read .bin/.pt pickle weights (they can run code); safetensors otherwise
     revision: Optional[str] = None
 
 
@@ -95,14 +100,35 @@ class DataConfig:
 
 
 @dataclass
+class QuantizationConfig:
+    """4-bit settings for ``peft.method=qlora`` (bitsandbytes)."""
+
+    quant_type: QuantType = "nf4"
+    double_quant: bool = True  # quantize the quantization constants too (~0.4 bit per weight saved)
+    compute_dtype: ComputeDtype = "bfloat16"
+
+
+@dataclass
 class PeftConfig:
-    """The fine-tuning method and its adapter settings."""
+    """The fine-tuning method and its adapter settings.
+
+    lora / dora: adapters on a frozen base; qlora: LoRA on a 4-bit base; int8: LoRA on an 8-bit
+    base; full: train the weights themselves (all, only the head, or the last N layers).
+    """
 
     method: PeftMethod = "lora"
     r: int = 16
     alpha: int = 32
     dropout: float = 0.0  # LoRA dropout; 0 skips a copy of every adapted activation
+    # "all-linear" (every linear layer but the output head), a per-architecture preset
+    # ("attention", "mlp") or explicit module names.
     target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+    bias: LoraBias = "none"
+    use_rslora: bool = False  # scale by alpha/sqrt(r) instead of alpha/r
+    modules_to_save: list[str] = field(default_factory=list)  # trained in full next to the adapter
+    trainable: Trainable = "all"  # with method=full: all weights, the head only, or the last layers
+    last_layers: int = 2  # with trainable=last_layers: how many final blocks (plus the head) train
+    quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
 
 
 @dataclass

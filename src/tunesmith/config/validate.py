@@ -162,6 +162,7 @@ def check_values(cfg: TrainConfig) -> TrainConfig:
         ("peft.r", cfg.peft.r > 0, "a positive rank"),
         ("peft.alpha", cfg.peft.alpha > 0, "a positive number"),
         ("peft.dropout", 0.0 <= cfg.peft.dropout < 1.0, "a probability in [0, 1)"),
+        ("peft.last_layers", cfg.peft.last_layers > 0, "a positive number of layers"),
         ("train.epochs", cfg.train.epochs > 0, "a positive number of epochs"),
         ("train.max_steps", cfg.train.max_steps == -1 or cfg.train.max_steps > 0,
          "-1 (use epochs) or a positive number of steps"),
