@@ -7,7 +7,7 @@ from tunesmith.errors import ConfigError
 def test_defaults_compose_from_packaged_groups():
     cfg = load_config()
     assert cfg.model.name_or_path == "smollm2-135m-instruct"
-    assert cfg.model.task == "causal_lm"
+    assert cfg.model.task == "auto"  # inferred from the model, so model.name_or_path alone can switch it
     assert cfg.data.train == "arith" and cfg.data.loss_on == "assistant"
     assert cfg.peft.method == "lora" and cfg.peft.target_modules == ["all-linear"]
     assert cfg.model.trust_remote_code is False

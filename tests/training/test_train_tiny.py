@@ -112,3 +112,27 @@ def test_classification_with_a_tiny_bert(tmp_path):
     assert tuner.model.config.id2label == {0: "negative", 1: "positive"}
     assert result.before is None  # exact match is for generation tasks
     assert (result.run_dir / "adapter_model.safetensors").is_file()
+
+
+def test_seq2seq_with_a_tiny_t5(tmp_path, smol_tokenizer):
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    model_dir = tmp_path / "tiny-t5"
+    config = T5Config(vocab_size=len(smol_tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                      decoder_start_token_id=smol_tokenizer.pad_token_id, pad_token_id=smol_tokenizer.pad_token_id,
+                      eos_token_id=smol_tokenizer.eos_token_id)
+    T5ForConditionalGeneration(config).save_pretrained(model_dir)
+    smol_tokenizer.save_pretrained(model_dir)
+    rows = [{"source": f"summarise: item {i} is red and round", "target": f"red {i}"} for i in range(16)]
+    data = tmp_path / "s2s.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    cfg = load_config(overrides=[f"model.name_or_path={model_dir}", f"data.train={data}", f"output_dir={tmp_path / 'o'}",
+                                 "train.max_steps=3", "train.batch_size=4", "train.precision=fp32",
+                                 "peft.target_modules=[attention]", "data.cache=false"])
+    tuner = FineTuner(cfg)
+    result = tuner.train()
+    assert tuner.model.peft_config["default"].task_type == "SEQ_2_SEQ_LM"
+    run = load_run(result.run_dir)
+    (text,) = generate(run.model, run.tokenizer, ["summarise: item 3 is red and round"],
+                       GenerationSettings(max_new_tokens=4))
+    assert isinstance(text, str)

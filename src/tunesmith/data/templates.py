@@ -265,3 +265,16 @@ def render_segments(
 ) -> list[Segment]:
     """``ChatTemplate.render_segments`` with the tokenizer's own template unless ``template`` is given."""
     return (template or resolve_template(tokenizer)).render_segments(conversation, loss_on)
+
+
+def seq2seq_source(messages: list[Message]) -> str:
+    """What an encoder-decoder model reads for a conversation: the turns' text, blank-line separated.
+
+    ``[Message("system", "Summarise."), Message("user", "Long text")]`` -> ``"Summarise.\n\nLong text"``.
+    """
+    return "\n\n".join(m.content for m in messages)
+
+
+def model_prompt(tokenizer: Any, messages: list[Message], encoder_decoder: bool = False) -> str:
+    """The prompt text a model continues from, rendered as training rendered it for that model kind."""
+    return seq2seq_source(messages) if encoder_decoder else render_prompt(tokenizer, messages)

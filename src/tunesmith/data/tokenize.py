@@ -31,7 +31,7 @@ from tunesmith.data.examples import (
     Seq2SeqExample,
     TextExample,
 )
-from tunesmith.data.templates import ChatTemplate, adds_bos, check_template_name, resolve_template
+from tunesmith.data.templates import ChatTemplate, adds_bos, check_template_name, resolve_template, seq2seq_source
 from tunesmith.data.truncation import IGNORE_INDEX, TRUNCATIONS, fit_to_length
 from tunesmith.errors import ConfigError, DataError
 
@@ -233,7 +233,7 @@ class _Job:
             return self._classification(example, stats)  # type: ignore[arg-type]
         if self.task == "seq2seq":
             if isinstance(example, Conversation):
-                prompt = "\n\n".join(m.content for m in example.prompt_messages())
+                prompt = seq2seq_source(example.prompt_messages())
                 example = Seq2SeqExample(prompt, example.last_answer() or "", where=example.where)
             return self._seq2seq(example, stats)  # type: ignore[arg-type]
         if isinstance(example, Seq2SeqExample):

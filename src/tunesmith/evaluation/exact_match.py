@@ -8,7 +8,7 @@ from typing import Any
 
 from tunesmith.data.builtin.arith import extract_final_number
 from tunesmith.data.examples import Conversation
-from tunesmith.data.templates import render_prompt
+from tunesmith.data.templates import model_prompt
 from tunesmith.models.generation import GenerationSettings, generate_texts
 
 
@@ -61,7 +61,8 @@ def evaluate_exact_match(
     desc: str = "Evaluating",
 ) -> ExactMatchResult:
     """Generate an answer for each held-out question and compare final numbers."""
-    prompts = [render_prompt(tokenizer, c.prompt_messages()) for c in conversations]
+    encoder_decoder = getattr(model.config, "is_encoder_decoder", False)
+    prompts = [model_prompt(tokenizer, c.prompt_messages(), encoder_decoder) for c in conversations]
     outputs = generate_texts(model, tokenizer, prompts, settings, batch_size, progress=desc)
     references = [c.reference or "" for c in conversations]
     hits = score_exact_match(outputs, references)

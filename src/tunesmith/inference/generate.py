@@ -5,20 +5,22 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from tunesmith.data.examples import Message
-from tunesmith.data.templates import render_prompt
+from tunesmith.data.templates import model_prompt
 from tunesmith.models.generation import GenerationSettings, generate_texts, stream_text
 
 
 def generate(model: Any, tokenizer: Any, prompts: list[str], settings: GenerationSettings,
              system_prompt: str | None = None, batch_size: int = 16) -> list[str]:
     """Answer each user prompt as a one-turn conversation."""
-    rendered = [render_prompt(tokenizer, _turns(p, system_prompt)) for p in prompts]
+    encoder_decoder = getattr(model.config, "is_encoder_decoder", False)
+    rendered = [model_prompt(tokenizer, _turns(p, system_prompt), encoder_decoder) for p in prompts]
     return generate_texts(model, tokenizer, rendered, settings, batch_size)
 
 
 def chat_reply(model: Any, tokenizer: Any, history: list[Message], settings: GenerationSettings) -> Iterator[str]:
     """Stream the assistant's reply to ``history`` (which ends with the user's turn)."""
-    yield from stream_text(model, tokenizer, render_prompt(tokenizer, history), settings)
+    encoder_decoder = getattr(model.config, "is_encoder_decoder", False)
+    yield from stream_text(model, tokenizer, model_prompt(tokenizer, history, encoder_decoder), settings)
 
 
 def _turns(prompt: str, system_prompt: str | None) -> list[Message]:

@@ -45,13 +45,17 @@ def generate_texts(
     else:
         kwargs.update(temperature=None, top_p=None, top_k=None)
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    encoder_decoder = getattr(model.config, "is_encoder_decoder", False)
     try:
         for batch in tqdm(batches, desc=progress, disable=progress is None, unit="batch", leave=False):
+            # Chat prompts already hold their special tokens; plain seq2seq sources get the
+            # tokenizer's (e.g. T5's closing </s>), as in training.
             enc = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True,
-                            add_special_tokens=False).to(device)
+                            add_special_tokens=encoder_decoder).to(device)
             with torch.inference_mode():
                 out = model.generate(**enc, **kwargs)
-            new = out[:, enc["input_ids"].shape[1] :]
+            # Decoder-only models return prompt + continuation; encoder-decoders only the decoder side.
+            new = out if encoder_decoder else out[:, enc["input_ids"].shape[1] :]
             for i, text in zip(batch, tokenizer.batch_decode(new, skip_special_tokens=True)):
                 results[i] = text.strip()
     finally:
@@ -68,8 +72,9 @@ def stream_text(model: Any, tokenizer: Any, prompt: str, settings: GenerationSet
     from transformers import TextIteratorStreamer
 
     device = next(model.parameters()).device
-    enc = tokenizer([prompt], return_tensors="pt", add_special_tokens=False).to(device)
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    encoder_decoder = getattr(model.config, "is_encoder_decoder", False)
+    enc = tokenizer([prompt], return_tensors="pt", add_special_tokens=encoder_decoder).to(device)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=not encoder_decoder, skip_special_tokens=True)
     kwargs = dict(**enc, streamer=streamer, max_new_tokens=settings.max_new_tokens,
                   do_sample=settings.do_sample, pad_token_id=tokenizer.pad_token_id,
                   eos_token_id=tokenizer.eos_token_id)
