@@ -84,3 +84,9 @@ def test_saved_config_round_trips(tmp_path):
     cfg = load_config(overrides=["train.lr=3e-4", "peft.r=8", "data.max_samples=10"])
     save_config(cfg, tmp_path / "config.yaml")
     assert read_saved_config(tmp_path / "config.yaml") == cfg
+
+
+def test_comma_in_an_override_is_explained():
+    with pytest.raises(ConfigError, match="comma"):
+        load_config(overrides=["data.train=a.jsonl,b.jsonl"])
+    assert load_config(overrides=["data.train='a,b.jsonl'"]).data.train == "a,b.jsonl"

@@ -98,3 +98,11 @@ def test_build_datasets_accepts_a_plain_dict(isolated_cache, smol_tokenizer, tmp
 
     with pytest.raises(ConfigError, match="data.max_lenght"):
         build_datasets({"train": str(data), "max_lenght": 128}, smol_tokenizer)
+
+
+def test_csv_numeric_labels_are_ids(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("text,label\ngood,1\nbad,0\nfine,2\nten,10\n")
+    cfg = load_config(overrides=[f"data.train={path}"]).data
+    train, _, _ = load_example_sets(cfg, seed=0)
+    assert [e.label for e in train.examples] == [1, 0, 2, 10]

@@ -50,7 +50,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     report = FineTuner.from_yaml(config_file, overrides).inspect_data(
         args.examples, color, Path(args.png) if args.png else None)
     if report["format"]:
-        print(f"Format: {report['format']}")
+        print(report["format"][0].upper() + report["format"][1:])
     print(f"Train: {report['train']}")
     if report["eval"]:
         print(f"Eval: {report['eval']}")
@@ -163,4 +163,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         out = Path(args.run_dir) / "eval_exact_match.json"
         out.write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
         print(f"Saved {out}")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    import json
+
+    from tunesmith.models.merge import MERGE_RECORD_FILE, merge_run
+
+    out = merge_run(args.run_dir, args.out_dir, args.dtype, args.overwrite)
+    record = json.loads((out / MERGE_RECORD_FILE).read_text(encoding="utf-8"))
+    print(f"Merged model ({record['dtype']}) saved to {out}; it loads with transformers alone: "
+          f'{record["transformers_class"]}.from_pretrained("{out}")')
     return 0

@@ -43,6 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--base", metavar="MODEL", help="evaluate a model without fine-tuning")
     ev.add_argument("--samples", type=int, default=None, help="number of held-out problems (default: eval.max_samples)")
     ev.add_argument("--data", default=None, help="dataset to evaluate on (default: the run's data.train / data.eval)")
+
+    merge = sub.add_parser("merge", help="merge a run's adapter into its base: a folder plain transformers loads",
+                           description="Merge a finished run (base + adapter, or full weights) into a standalone "
+                                       "model folder: safetensors, config.json, tokenizer and chat template.")
+    merge.add_argument("run_dir", help="a finished run directory")
+    merge.add_argument("out_dir", help="where the model folder goes (must be empty unless --overwrite)")
+    merge.add_argument("--dtype", default="auto",
+                       help="auto | float32 | bfloat16 | float16 (auto: the base model's stored dtype)")
+    merge.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
     return parser
 
 

@@ -99,6 +99,12 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
             (override,) = parser.parse_overrides([text.lstrip("+")])
         except HydraException as err:
             raise ConfigError(f"override {text!r}: {err}") from None
+        if override.is_sweep_override():
+            raise ConfigError(
+                f"override {text!r}: a comma makes this a list of alternatives (a sweep), which "
+                "`tunesmith train` does not run; quote a value that holds a comma "
+                "(key='a,b') or give a list (key=[a,b])"
+            )
         if override.is_delete():
             raise ConfigError(f"override {text!r}: deleting keys is not supported")
         out.append((override.key_or_group, _plain(override.value())))

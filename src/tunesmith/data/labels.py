@@ -101,7 +101,7 @@ def read_label(row: dict[str, Any], where: str) -> Any:
 
 
 def check_label_value(value: Any, where: str, field: str = LABEL) -> int | str:
-    """``3`` -> 3, ``3.0`` -> 3, ``"pos"`` -> "pos"; bools, fractions, negatives and lists are errors."""
+    """``3`` -> 3, ``3.0`` -> 3, ``"3"`` -> 3, ``"pos"`` -> "pos"; bools, fractions, negatives and lists are errors."""
     if isinstance(value, bool):
         raise DataError(f"{where}: {field} {value!r} is a boolean; write 0/1 or a name. {_ANY}", reason=BAD_LABEL)
     if isinstance(value, float):
@@ -115,6 +115,8 @@ def check_label_value(value: Any, where: str, field: str = LABEL) -> int | str:
     if isinstance(value, str):
         if not value.strip():
             raise DataError(f"{where}: {field} is an empty string. {_ANY}", reason=BAD_LABEL)
+        if value.strip().isdigit():  # CSV/TSV cells are text: "2" is the id 2, not a name
+            return int(value.strip())
         return value
     raise DataError(f"{where}: {field} must be an integer id or a name, got {type(value).__name__}: {value!r:.80}. "
                     f"{_ANY}", reason=BAD_LABEL)

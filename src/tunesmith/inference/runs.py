@@ -1,4 +1,11 @@
-"""Run directories: what a finished run holds, and loading it back for inference."""
+"""Run directories: what a finished run holds, and loading it back for inference.
+
+A run directory holds ``config.yaml`` (the resolved config), the tuned weights (an adapter:
+``adapter_model.safetensors`` + ``adapter_config.json``; or ``model.safetensors`` + ``config.json``
+for full fine-tuning), the tokenizer files with ``chat_template.jinja``, and ``run.json``, which is
+written last and so marks a finished run. ``load_run`` also accepts a plain model folder, such as
+one written by ``tunesmith merge``.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +23,8 @@ RUN_FILE = "run.json"  # written last: its presence marks a finished run
 
 @dataclass
 class LoadedRun:
+    """A model ready for inference, its tokenizer, the config it was trained with, and its folder."""
+
     model: Any
     tokenizer: Any
     config: TrainConfig
@@ -26,36 +35,63 @@ def is_finished_run(path: Path) -> bool:
     return (path / RUN_FILE).is_file()
 
 
+def is_model_folder(path: Path) -> bool:
+    """True for a plain transformers model folder (config.json, no tunesmith ``config.yaml``)."""
+    return not (path / CONFIG_FILE).is_file() and (path / "config.json").is_file()
+
+
 def read_run_config(run_dir: str | Path) -> TrainConfig:
     path = Path(run_dir)
     if not (path / CONFIG_FILE).is_file():
-        raise RunDirError(f"{path}: not a tunesmith run directory (no {CONFIG_FILE})")
+        raise RunDirError(f"{path}: not a tunesmith run directory (no {CONFIG_FILE}) nor a model folder "
+                          "(no config.json)")
     return read_saved_config(path / CONFIG_FILE)
 
 
 def load_run(run_dir: str | Path, device: str | None = None) -> LoadedRun:
-    """The tuned model (base + adapter, or full weights) and tokenizer, from the run folder alone."""
-    from tunesmith.models.loading import infer_task, load_model, load_model_config, load_tokenizer
+    """The tuned model and tokenizer, from the folder alone.
+
+    Accepts a run directory (base + adapter, or full weights; a qlora/int8 run's base is quantized
+    again as in training) or a plain model folder such as a merged one.
+
+    Args:
+        run_dir: a finished run directory or a model folder.
+        device: ``cpu``, ``cuda``, ...; default: the run's ``model.device``.
+
+    Raises:
+        RunDirError: when the folder is neither, or the run did not finish.
+    """
+    from tunesmith.models.merge import load_tuned_model
     from tunesmith.models.precision import resolve_device
 
     path = Path(run_dir)
+    if is_model_folder(path):
+        return _load_model_folder(path, device)
     cfg = read_run_config(path)
     if not is_finished_run(path):
         raise RunDirError(f"{path}: the run did not finish (no {RUN_FILE}); nothing to load")
-    device = resolve_device(device or cfg.model.device)
-    tokenizer = load_tokenizer(str(path))
-    if (path / "adapter_config.json").is_file():
-        from peft import PeftModel
-
-        task = infer_task(load_model_config(cfg.model.name_or_path), cfg.model.task)
-        base = load_model(cfg.model.name_or_path, task, device=device,
-                          trust_remote_code=cfg.model.trust_remote_code, revision=cfg.model.revision)
-        model = PeftModel.from_pretrained(base, str(path))
-    else:
-        task = infer_task(load_model_config(str(path)), cfg.model.task)
-        model = load_model(str(path), task, device=device)
+    model, tokenizer, _ = load_tuned_model(path, cfg, resolve_device(device or cfg.model.device), quantize=True)
     model.eval()
     return LoadedRun(model, tokenizer, cfg, path)
+
+
+def _load_model_folder(path: Path, device: str | None) -> LoadedRun:
+    """A plain model folder; a merged one brings back its run's config (system prompt, template)."""
+    from tunesmith.models.loading import infer_task, load_model, load_model_config, load_tokenizer
+    from tunesmith.models.merge import MERGE_RECORD_FILE, SOURCE_CONFIG_FILE
+    from tunesmith.models.precision import resolve_device
+
+    source = path / SOURCE_CONFIG_FILE
+    cfg = read_saved_config(source) if source.is_file() else TrainConfig()
+    record_file = path / MERGE_RECORD_FILE
+    record = json.loads(record_file.read_text(encoding="utf-8")) if record_file.is_file() else {}
+    task = record.get("task") or infer_task(load_model_config(str(path), cfg.model.trust_remote_code))
+    # The folder itself is now the model: its base and adapter are merged in.
+    cfg.model.name_or_path, cfg.model.task = str(path), task
+    device = resolve_device(device or cfg.model.device)
+    model = load_model(str(path), task, device=device, trust_remote_code=cfg.model.trust_remote_code)
+    model.eval()
+    return LoadedRun(model, load_tokenizer(str(path)), cfg, path)
 
 
 def write_run_record(run_dir: Path, record: dict[str, Any]) -> None:

@@ -134,6 +134,10 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, revision:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
     except OSError as err:
         raise _offline_hint(name_or_path, err) from err
+    except ValueError as err:
+        if _is_remote_code_refusal(err):
+            raise _remote_code_error(name_or_path, err) from err
+        raise
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
     return tok
@@ -147,6 +151,10 @@ def load_model_config(name_or_path: str, trust_remote_code: bool = False, revisi
         return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
     except OSError as err:
         raise _offline_hint(name_or_path, err) from err
+    except ValueError as err:
+        if _is_remote_code_refusal(err):
+            raise _remote_code_error(name_or_path, err) from err
+        raise
 
 
 def infer_task(model_config: Any, requested: str = "auto") -> str:
@@ -165,6 +173,38 @@ def infer_task(model_config: Any, requested: str = "auto") -> str:
     return "causal_lm"
 
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def _pickle_only_files(folder: Path) -> list[str]:
+    """Pickle weight files of a local folder that has no safetensors weights (else ``[]``)."""
+    if not folder.is_dir() or any(folder.glob("*.safetensors")):
+        return []
+    # training_args.bin and friends are not weights; only a folder of nothing but pickles is refused.
+    return sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES and p.name != "training_args.bin")
+
+
+def _pickle_error(where: str, files: str) -> ModelError:
+    return ModelError(
+        f"model.name_or_path: {where} has only pickle weights ({files}) and no .safetensors file. "
+        "A pickle file can run arbitrary code when it is loaded, so tunesmith reads safetensors only. "
+        "If you trust its source, set model.allow_pickle=true to load it; better, convert it once to "
+        "safetensors (load it and call save_pretrained)."
+    )
+
+
+def _remote_code_error(name: str, err: Exception) -> ModelError:
+    return ModelError(
+        f"model.trust_remote_code: {name!r} needs its own Python code (auto_map in its config) to load, "
+        "and running code from a model folder or the hub is off by default. Read that code first; if you "
+        f"trust it, set model.trust_remote_code=true. ({err})"
+    )
+
+
+def _is_remote_code_refusal(err: Exception) -> bool:
+    return isinstance(err, ValueError) and "trust_remote_code" in str(err)
+
+
 def load_model(
     name_or_path: str,
     task: str = "causal_lm",
@@ -172,9 +212,19 @@ def load_model(
     device: str = "cpu",
     trust_remote_code: bool = False,
     revision: str | None = None,
+    *,
+    allow_pickle: bool = False,
     **model_kwargs: Any,
 ):
-    """Load weights (safetensors only) for ``task`` onto ``device`` in ``dtype``."""
+    """Load weights for ``task`` onto ``device`` in ``dtype``.
+
+    Only safetensors weights are read unless ``allow_pickle`` (``model.allow_pickle``) is set, and
+    custom model code runs only with ``trust_remote_code`` (``model.trust_remote_code``).
+
+    Raises:
+        ModelError: for an unknown task, pickle-only weights, refused custom code or a model that
+            cannot be found.
+    """
     import transformers
 
     classes = {
@@ -185,15 +235,34 @@ def load_model(
     if task not in classes:
         raise ModelError(f"model.task: {task!r} is not supported; allowed: {', '.join(classes)}")
     path = resolve_model_path(name_or_path)
+    pickles = [] if allow_pickle else _pickle_only_files(Path(path))
+    if pickles:
+        raise _pickle_error(repr(name_or_path), ", ".join(pickles))
     try:
         model = classes[task].from_pretrained(
             path,
             dtype=dtype,
             trust_remote_code=trust_remote_code,
             revision=revision,
-            use_safetensors=True,
+            # None: prefer safetensors, fall back to pickle; True: safetensors or an error.
+            use_safetensors=None if allow_pickle else True,
             **model_kwargs,
         )
     except OSError as err:
+        if not allow_pickle and "safetensors" in str(err):
+            if Path(path).is_dir():
+                raise ModelError(f"model.name_or_path: {name_or_path!r} has no weights (*.safetensors)") from err
+            # A hub repo without safetensors usually has only pytorch_model.bin (a pickle), but the
+            # weights may also just be missing from the offline cache: say both.
+            raise ModelError(
+                f"model.name_or_path: no .safetensors weights found for {name_or_path!r}. If the repo has "
+                "only pickle weights (pytorch_model.bin): a pickle file can run arbitrary code when it is "
+                "loaded; if you trust its source, set model.allow_pickle=true. Otherwise download the "
+                f"weights (`hf download {name_or_path}`). ({err})"
+            ) from err
         raise _offline_hint(name_or_path, err) from err
+    except ValueError as err:
+        if _is_remote_code_refusal(err):
+            raise _remote_code_error(name_or_path, err) from err
+        raise
     return model.to(device)

@@ -1,0 +1,253 @@
+"""Rebuilding a run's tuned model, and merging its adapter into a standalone model folder.
+
+The merged folder loads with plain ``transformers`` (``AutoModelForCausalLM.from_pretrained(folder)``
+and friends), with no tunesmith or peft installed: safetensors weights, ``config.json``, the
+generation config, the tokenizer with its chat template, a README and ``tunesmith_merge.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tunesmith.cache_dirs import atomic_folder
+from tunesmith.config import TrainConfig, read_saved_config
+from tunesmith.errors import ConfigError, ModelError, RunDirError
+
+# The run directory layout; the same names as in tunesmith.inference.runs, repeated here because
+# models may not import inference (tests/models/test_merge.py keeps the two in step).
+RUN_CONFIG_FILE = "config.yaml"
+RUN_RECORD_FILE = "run.json"
+ADAPTER_CONFIG_FILE = "adapter_config.json"
+# What a merged folder holds besides the transformers files.
+MERGE_RECORD_FILE = "tunesmith_merge.json"
+SOURCE_CONFIG_FILE = "tunesmith_source_config.yaml"  # the run's config.yaml, for prompts and templates
+
+MERGE_DTYPES = ("auto", "float32", "bfloat16", "float16")
+QUANTIZED_METHODS = ("qlora", "int8")
+TASK_CLASSES = {
+    "causal_lm": "AutoModelForCausalLM",
+    "seq2seq": "AutoModelForSeq2SeqLM",
+    "sequence_classification": "AutoModelForSequenceClassification",
+}
+
+
+def read_finished_run(run_dir: str | Path) -> TrainConfig:
+    """The saved config of a finished run; a missing or unfinished run raises ``RunDirError``."""
+    path = Path(run_dir)
+    if not (path / RUN_CONFIG_FILE).is_file():
+        raise RunDirError(f"{path}: not a tunesmith run directory (no {RUN_CONFIG_FILE})")
+    if not (path / RUN_RECORD_FILE).is_file():
+        raise RunDirError(f"{path}: the run did not finish (no {RUN_RECORD_FILE}); nothing to load")
+    return read_saved_config(path / RUN_CONFIG_FILE)
+
+
+def label_kwargs(cfg: TrainConfig, task: str) -> dict[str, Any]:
+    """Classifier head settings the run trained with, e.g. ``{"num_labels": 2, "id2label": {0: "neg", 1: "pos"}, ...}``.
+
+    An adapter run does not save the base's config, so the head size and label names come from
+    ``data.label_names`` in the run's config, exactly as training passed them.
+    """
+    names = cfg.data.label_names
+    if task != "sequence_classification" or not names:
+        return {}
+    return {"num_labels": len(names), "id2label": dict(enumerate(names)),
+            "label2id": {name: i for i, name in enumerate(names)}}
+
+
+def is_quantized(model: Any) -> bool:
+    """True for a model whose weights were loaded 4-bit or 8-bit (bitsandbytes and the like)."""
+    return bool(getattr(model, "is_quantized", False) or getattr(model, "hf_quantizer", None) is not None
+                or getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False))
+
+
+def _quantization_kwargs(cfg: TrainConfig, device: str) -> dict[str, Any]:
+    try:
+        from tunesmith.models.quantization import quantization_kwargs
+    except ImportError:
+        import warnings
+
+        warnings.warn(f"peft.method={cfg.peft.method}: tunesmith.models.quantization is not available; "
+                      "loading the base model unquantized", stacklevel=3)
+        return {}
+    return dict(quantization_kwargs(cfg.peft, device))
+
+
+def dequantize(model: Any) -> Any:
+    """A float32 copy of a 4-bit/8-bit model (same class and config, no quantization)."""
+    import copy
+
+    import torch
+
+    try:
+        from tunesmith.models.quantization import dequantized_state_dict
+    except ImportError as err:
+        raise ModelError("the base model's weights are quantized and tunesmith.models.quantization "
+                         "(dequantized_state_dict) is not available to turn them back into floats") from err
+    config = copy.deepcopy(model.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = type(model)._from_config(config, dtype=torch.float32)
+    missing, unexpected = plain.load_state_dict(dequantized_state_dict(model), strict=False)
+    # Tied weights (e.g. lm_head = embed_tokens) appear under one name only; they are not missing.
+    aliases = {n for n, _ in plain.named_parameters(remove_duplicate=False)} - {n for n, _ in plain.named_parameters()}
+    missing = [k for k in missing if k not in aliases]
+    if missing or unexpected:
+        raise ModelError(f"dequantizing the base model left weights unmatched: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
+    plain.tie_weights()
+    return plain
+
+
+def load_tuned_model(run_dir: str | Path, cfg: TrainConfig, device: str = "cpu", dtype: Any = None,
+                     quantize: bool = False) -> tuple[Any, Any, str]:
+    """The run's tuned model (a ``PeftModel`` over its base, or the full weights), tokenizer and task.
+
+    Args:
+        run_dir: a finished run directory.
+        cfg: its saved config (``read_finished_run``).
+        device: where the weights go.
+        dtype: weight dtype (``None``: transformers' default).
+        quantize: load a qlora/int8 run's base quantized again, as in training. Without it the base
+            is loaded in float, and a checkpoint that is itself quantized is dequantized.
+    """
+    from tunesmith.models.loading import infer_task, load_model, load_model_config, load_tokenizer
+
+    path, m = Path(run_dir), cfg.model
+    tokenizer = load_tokenizer(str(path))  # the run's copy, with the exact chat template used
+    if not (path / ADAPTER_CONFIG_FILE).is_file():  # full fine-tuning: the weights are in the run
+        task = infer_task(load_model_config(str(path), m.trust_remote_code), m.task)
+        return load_model(str(path), task, dtype, device, m.trust_remote_code), tokenizer, task
+
+    from peft import PeftModel
+
+    task = infer_task(load_model_config(m.name_or_path, m.trust_remote_code, m.revision), m.task)
+    kwargs = label_kwargs(cfg, task)
+    if quantize and cfg.peft.method in QUANTIZED_METHODS:
+        extra = _quantization_kwargs(cfg, device)
+        dtype = extra.pop("dtype", extra.pop("torch_dtype", dtype))
+        kwargs.update(extra)
+    base = load_model(m.name_or_path, task, dtype, device, m.trust_remote_code, m.revision,
+                      allow_pickle=m.allow_pickle, **kwargs)
+    if not quantize and is_quantized(base):
+        base = dequantize(base).to(device)
+    if getattr(base.config, "pad_token_id", None) is None:
+        base.config.pad_token_id = tokenizer.pad_token_id  # as in training: decoder classifiers need it
+    return PeftModel.from_pretrained(base, str(path)), tokenizer, task
+
+
+def stored_dtype(model_config: Any) -> str:
+    """The dtype a checkpoint's config.json records (``"bfloat16"``); ``"float32"`` when unknown."""
+    value = getattr(model_config, "dtype", None) or getattr(model_config, "torch_dtype", None)
+    name = str(value).removeprefix("torch.") if value is not None else "float32"
+    return name if name in MERGE_DTYPES[1:] else "float32"
+
+
+def _check_out_dir(run_dir: Path, out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunDirError(f"{out_dir}: exists and is not a folder; choose another output folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise RunDirError(f"{out_dir}: is not empty; choose another output folder or pass overwrite=True "
+                          "(--overwrite) to replace what is there")
+    src, out = run_dir.resolve(), out_dir.resolve()
+    if out == src or out in src.parents:  # overwriting would delete the run being merged
+        raise RunDirError(f"{out_dir}: would replace the run directory {run_dir}; choose another output folder")
+
+
+def merge_run(run_dir: str | Path, out_dir: str | Path, dtype: str = "auto", overwrite: bool = False) -> Path:
+    """Merge a finished run into a standalone model folder that plain transformers can load.
+
+    The adapter is merged in float32 into the base model's float weights: a qlora/int8 run's base is
+    loaded unquantized (never merged into 4-bit/8-bit weights). A full fine-tuning run is re-saved.
+
+    Args:
+        run_dir: a finished run directory.
+        out_dir: where the model folder goes; it must be empty or missing unless ``overwrite``.
+        dtype: ``auto`` (the dtype of the base checkpoint, or of a full run's weights), ``float32``,
+            ``bfloat16`` or ``float16``.
+        overwrite: replace a non-empty ``out_dir``.
+
+    Returns:
+        ``out_dir`` as a ``Path``.
+
+    Raises:
+        ConfigError: for an unknown ``dtype``.
+        RunDirError: for a missing or unfinished run, or an ``out_dir`` that may not be written.
+    """
+    if dtype not in MERGE_DTYPES:
+        raise ConfigError(f"dtype: {dtype!r} is not allowed; allowed: {', '.join(MERGE_DTYPES)}")
+    src, out = Path(run_dir), Path(out_dir)
+    cfg = read_finished_run(src)
+    _check_out_dir(src, out, overwrite)
+
+    import torch
+
+    from tunesmith.models.loading import load_model_config
+
+    has_adapter = (src / ADAPTER_CONFIG_FILE).is_file()
+    weights_from = cfg.model.name_or_path if has_adapter else str(src)
+    target = dtype if dtype != "auto" else stored_dtype(
+        load_model_config(weights_from, cfg.model.trust_remote_code, cfg.model.revision if has_adapter else None))
+    # Merging in float32 on the CPU: W + B·A·scale is exact there, whatever dtype is saved.
+    model, tokenizer, task = load_tuned_model(src, cfg, device="cpu", dtype=torch.float32, quantize=False)
+    if has_adapter:
+        model = model.merge_and_unload(safe_merge=True)  # safe_merge: refuse NaN weights
+    model = model.to(getattr(torch, target))
+    model.config.dtype = target
+
+    record = merge_record(src, cfg, task, target, has_adapter)
+    with atomic_folder(out) as tmp:
+        model.save_pretrained(tmp)  # safetensors, config.json, generation_config.json
+        tokenizer.save_pretrained(tmp)  # tokenizer files and chat_template.jinja
+        shutil.copyfile(src / RUN_CONFIG_FILE, tmp / SOURCE_CONFIG_FILE)
+        (tmp / MERGE_RECORD_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
+        (tmp / "README.md").write_text(merge_readme(out.name, record), encoding="utf-8")
+    return out
+
+
+def merge_record(run_dir: Path, cfg: TrainConfig, task: str, dtype: str, has_adapter: bool) -> dict[str, Any]:
+    """What ``tunesmith_merge.json`` says about the merged folder's origin."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        run = json.loads((run_dir / RUN_RECORD_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        run = {}
+    try:
+        tunesmith_version = version("tunesmith")
+    except PackageNotFoundError:
+        tunesmith_version = None
+    return {
+        "source_run": str(run_dir.resolve()),
+        "base_model": cfg.model.name_or_path,
+        "method": cfg.peft.method,
+        "adapter_merged": has_adapter,
+        # qlora/int8 bases are merged in their original float weights, not the 4-bit/8-bit copy.
+        "base_loaded_quantized": False,
+        "task": task,
+        "transformers_class": TASK_CLASSES[task],
+        "dtype": dtype,
+        "run_finished": run.get("finished"),
+        "global_step": run.get("global_step"),
+        "merged_at": datetime.now().isoformat(timespec="seconds"),
+        "tunesmith_version": tunesmith_version,
+    }
+
+
+def merge_readme(name: str, record: dict[str, Any]) -> str:
+    """A short model card: where the weights came from and how to load them."""
+    how = "adapter merged into the base weights" if record["adapter_merged"] else "full fine-tuned weights"
+    cls = record["transformers_class"]
+    return (
+        f"---\nlibrary_name: transformers\ntags:\n- tunesmith\n- {record['method']}\n---\n\n"
+        f"# {name}\n\n"
+        f"Fine-tuned with tunesmith ({record['method']}, {how}) from base model `{record['base_model']}`.\n"
+        f"Source run: `{record['source_run']}`. Weights: {record['dtype']} safetensors.\n\n"
+        "Loads with transformers alone:\n\n"
+        f"```python\nfrom transformers import {cls}, AutoTokenizer\n\n"
+        f'model = {cls}.from_pretrained("{name}")\ntokenizer = AutoTokenizer.from_pretrained("{name}")\n```\n\n'
+        f"`{MERGE_RECORD_FILE}` records the merge; `{SOURCE_CONFIG_FILE}` is the run's config.\n"
+    )
