@@ -27,7 +27,7 @@ class TrainResult:
     run_dir: Path
     train_seconds: float
     train_loss: Optional[float]
-    before: Optional[dict[str, Any]] = None  # exact-match results of the base model
+    before: Optional[dict[str, Any]] = None  # held-out results of the base model (exact match or accuracy)
     after: Optional[dict[str, Any]] = None  # ... and of the tuned model, on the same questions
     data: dict[str, Any] = field(default_factory=dict)
 
@@ -110,28 +110,52 @@ class FineTuner:
     def _load_model(self, task: str, device: str, precision: str, label_names: list[str]) -> None:
         from tunesmith.models.loading import load_model
         from tunesmith.models.precision import resolve_weight_dtype
+        from tunesmith.models.quantization import (is_quantized_method, prepare_quantized_for_training,
+                                                   quantization_kwargs)
 
         m = self.config.model
         extra: dict[str, Any] = {}
         if task == "sequence_classification" and label_names:
             extra = {"num_labels": len(label_names), "id2label": dict(enumerate(label_names)),
                      "label2id": {n: i for i, n in enumerate(label_names)}}
+        method = self.config.peft.method
+        if is_quantized_method(method):
+            extra.update(quantization_kwargs(self.config.peft, device))  # 4-bit or 8-bit base
         self.model = load_model(m.name_or_path, task, resolve_weight_dtype(m.dtype, device, precision),
-                                device, m.trust_remote_code, m.revision, **extra)
+                                device, m.trust_remote_code, m.revision, allow_pickle=m.allow_pickle, **extra)
+        if is_quantized_method(method):
+            # Before any evaluation: keeps the 4-bit layers on kernels whose backward is correct.
+            self.model = prepare_quantized_for_training(self.model, method)
         if getattr(self.model.config, "pad_token_id", None) is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id  # decoder classifiers need it
 
-    def _before_after_enabled(self, task: str) -> bool:
+    def _before_after_metric(self, task: str, bundle: Any) -> Optional[str]:
+        """Which held-out comparison of base and tuned model this run makes, if any."""
         from tunesmith.data.builtin import BUILTIN_DATASETS
         from tunesmith.data.sources import is_builtin
 
         mode = self.config.eval.before_after
-        if mode == "off" or task != "causal_lm":
-            return False  # exact match needs generation; classification metrics come with evaluation
+        if mode == "off":
+            return None
+        if task == "sequence_classification":
+            return "accuracy" if bundle.eval is not None else None  # one cheap pass over the eval set
+        if task != "causal_lm":
+            return None
         name = self.config.data.eval or self.config.data.train
-        return mode == "on" or (is_builtin(name) and BUILTIN_DATASETS.get(name).metric == "exact_match")
+        builtin_exact = is_builtin(name) and BUILTIN_DATASETS.get(name).metric == "exact_match"
+        return "exact_match" if mode == "on" or builtin_exact else None
 
-    def _exact_match(self, desc: str, device: str, precision: str, conversations: list) -> dict[str, Any]:
+    def _held_out(self, metric: str, desc: str, device: str, precision: str, task: str, bundle: Any,
+                  conversations: list) -> dict[str, Any]:
+        """Exact match by generation, or classification metrics, on the held-out set."""
+        if metric == "accuracy":
+            from tunesmith.data.collators import build_collator
+            from tunesmith.evaluation.classification import evaluate_classification
+
+            collator = build_collator("auto", task, self.tokenizer, "none", device)
+            return evaluate_classification(self.model, bundle.eval, collator, self.config.eval.batch_size,
+                                           bundle.label_names or None, device,
+                                           lambda: self._autocast(device, precision), desc)
         from tunesmith.evaluation.exact_match import evaluate_exact_match
         from tunesmith.models.generation import GenerationSettings
 
@@ -206,12 +230,15 @@ class FineTuner:
             print(note, flush=True)
         self._load_model(task, device, precision, bundle.label_names)
 
-        eval_conversations = []
+        metric = self._before_after_metric(task, bundle)
+        conversations: list = []
         before = after = None
-        if self._before_after_enabled(task):
-            eval_conversations = load_eval_conversations(cfg.data, cfg.train.seed, cfg.eval.max_samples)
-            before = self._exact_match("Evaluating base model", device, precision, eval_conversations)
-            print(f"Base model exact match: {before['accuracy']:.1%} ({before['correct']}/{before['total']})", flush=True)
+        if metric == "exact_match":
+            conversations = load_eval_conversations(cfg.data, cfg.train.seed, cfg.eval.max_samples)
+        if metric:
+            before = self._held_out(metric, "Evaluating base model", device, precision, task, bundle, conversations)
+            print(f"Base model {metric.replace('_', ' ')}: {before['accuracy']:.1%} "
+                  f"({before['correct']}/{before['total']})", flush=True)
 
         self.model = apply_adapter(self.model, cfg.peft, task)
         trainable, total = count_parameters(self.model)
@@ -234,10 +261,10 @@ class FineTuner:
         self.tokenizer.save_pretrained(run_dir)  # with its chat template
         plot_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss_curve.png")
 
-        if eval_conversations:
-            after = self._exact_match("Evaluating tuned model", device, precision, eval_conversations)
+        if metric:
+            after = self._held_out(metric, "Evaluating tuned model", device, precision, task, bundle, conversations)
             (run_dir / "eval_results.json").write_text(
-                json.dumps({"metric": "exact_match", "before": before, "after": after}, indent=2), encoding="utf-8")
+                json.dumps({"metric": metric, "before": before, "after": after}, indent=2), encoding="utf-8")
 
         result = TrainResult(run_dir, train_seconds, output.training_loss, before, after,
                              {"train": vars(bundle.train_stats)})

@@ -110,7 +110,8 @@ def test_classification_with_a_tiny_bert(tmp_path):
     tuner = FineTuner(cfg)
     result = tuner.train()
     assert tuner.model.config.id2label == {0: "negative", 1: "positive"}
-    assert result.before is None  # exact match is for generation tasks
+    assert set(result.before) >= {"accuracy", "macro_f1", "mcc", "confusion_matrix"}  # base model, same eval set
+    assert result.after["total"] == result.before["total"] == 400
     assert (result.run_dir / "adapter_model.safetensors").is_file()
 
 
@@ -135,4 +136,17 @@ def test_seq2seq_with_a_tiny_t5(tmp_path, smol_tokenizer):
     run = load_run(result.run_dir)
     (text,) = generate(run.model, run.tokenizer, ["summarise: item 3 is red and round"],
                        GenerationSettings(max_new_tokens=4))
+    assert isinstance(text, str)
+
+
+@pytest.mark.parametrize("method", ["qlora", "int8"])
+def test_quantized_methods_train_through_finetuner(tmp_path, tiny_llama_dir, trained, method):
+    _, _, data = trained
+    tuner = FineTuner(tiny_config(tiny_llama_dir, data, tmp_path / method, f"peft={method}", "data.cache=false"))
+    result = tuner.train()
+    lora_b = [p for n, p in tuner.model.named_parameters() if "lora_B" in n]
+    assert lora_b and all(p.abs().sum() > 0 for p in lora_b)
+    assert (result.run_dir / "adapter_model.safetensors").is_file()
+    run = load_run(result.run_dir)
+    (text,) = generate(run.model, run.tokenizer, ["Add 1 and 2."], GenerationSettings(max_new_tokens=4))
     assert isinstance(text, str)

@@ -22,6 +22,8 @@ def _split_train_args(items: list[str]) -> tuple[str | None, list[str]]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import json
+
     from tunesmith.api import FineTuner
     from tunesmith.cli.printing import print_before_after
 
@@ -34,7 +36,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if result.before and result.after:
         print_before_after(result.before, result.after, tuner.config.eval.show_samples)
     print(f"Saved to {result.run_dir} (adapter, tokenizer, config.yaml, metrics.jsonl, loss_curve.png)")
-    print(f'Try it: tunesmith generate {result.run_dir} "A baker makes 12 rolls and sells 5. How many are left?"')
+    if (result.run_dir / "adapter_config.json").is_file() or (result.run_dir / "model.safetensors").is_file():
+        task = json.loads((result.run_dir / "run.json").read_text())["task"]
+        if task == "sequence_classification":
+            print(f"Score it: tunesmith eval {result.run_dir}")
+        else:
+            print(f'Try it: tunesmith generate {result.run_dir} "A baker makes 12 rolls and sells 5. How many are left?"')
     return 0
 
 
@@ -137,7 +144,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.base:
         cfg = load_config(overrides=[f"model.name_or_path={args.base}"])
         device = resolve_device(cfg.model.device)
-        model, tokenizer = load_model(args.base, "causal_lm", device=device), load_tokenizer(args.base)
+        from tunesmith.models.loading import infer_task, load_model_config
+
+        task = infer_task(load_model_config(args.base), cfg.model.task)
+        model, tokenizer = load_model(args.base, task, device=device), load_tokenizer(args.base)
         label = args.base
     else:
         run = load_run(args.run_dir)
@@ -149,6 +159,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.samples <= 0:
             raise ConfigError(f"--samples: {args.samples} is not allowed; expected a positive count")
         cfg.eval.max_samples = args.samples
+    if _is_classifier(model):
+        return _eval_classifier(args, cfg, model, tokenizer, device, label)
     conversations = load_eval_conversations(cfg.data, cfg.train.seed, cfg.eval.max_samples)
     if not conversations:
         raise ConfigError("eval: the dataset has no held-out examples; set data.eval or data.eval_split")
@@ -162,6 +174,36 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not args.base:
         out = Path(args.run_dir) / "eval_exact_match.json"
         out.write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
+        print(f"Saved {out}")
+    return 0
+
+
+def _is_classifier(model) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # through a peft wrapper
+    return type(base).__name__.endswith("ForSequenceClassification")
+
+
+def _eval_classifier(args, cfg, model, tokenizer, device: str, label: str) -> int:
+    """Accuracy, macro F1, MCC and the confusion matrix on the run's held-out set."""
+    import json
+
+    from tunesmith.data.collators import build_collator
+    from tunesmith.data.pipeline import build_datasets
+    from tunesmith.evaluation.classification import evaluate_classification, format_confusion_matrix
+
+    bundle = build_datasets(cfg.data, tokenizer, cfg.train.seed, "sequence_classification")
+    if bundle.eval is None:
+        raise ConfigError("eval: the dataset has no held-out examples; set data.eval or data.eval_split")
+    dataset = bundle.eval.select(range(min(len(bundle.eval), args.samples))) if args.samples else bundle.eval
+    collator = build_collator("auto", "sequence_classification", tokenizer, "none", device)
+    metrics = evaluate_classification(model, dataset, collator, cfg.eval.batch_size, bundle.label_names or None,
+                                      device)
+    print(f"{label}: accuracy {metrics['accuracy']:.1%} ({metrics['correct']}/{metrics['total']}), "
+          f"macro F1 {metrics['macro_f1']:.3f}, MCC {metrics['mcc']:.3f}")
+    print(format_confusion_matrix(metrics))
+    if not args.base:
+        out = Path(args.run_dir) / "eval_classification.json"
+        out.write_text(json.dumps(metrics, indent=2), encoding="utf-8")
         print(f"Saved {out}")
     return 0
 

@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("run_dir")
     _generation_flags(chat)
 
-    ev = sub.add_parser("eval", help="exact-match accuracy on the held-out arith problems")
+    ev = sub.add_parser("eval", help="held-out exact match (generation) or accuracy, macro F1 and confusion matrix (classifiers)")
     target = ev.add_mutually_exclusive_group(required=True)
     target.add_argument("run_dir", nargs="?", help="a finished run directory")
     target.add_argument("--base", metavar="MODEL", help="evaluate a model without fine-tuning")

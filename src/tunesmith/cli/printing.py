@@ -10,13 +10,23 @@ def print_result(label: str, result: dict[str, Any]) -> None:
 
 
 def print_before_after(before: dict[str, Any], after: dict[str, Any], show: int = 1) -> None:
-    """A small table, then ``show`` held-out questions answered by both models."""
+    """A small table, then ``show`` held-out questions answered by both models (or, for a
+    classifier, macro F1 and the tuned model's confusion matrix)."""
     gain = after["accuracy"] - before["accuracy"]
-    print("\nHeld-out exact match (same questions, greedy decoding)")
+    classifier = "macro_f1" in after
+    title = "accuracy (same examples)" if classifier else "exact match (same questions, greedy decoding)"
+    print(f"\nHeld-out {title}")
     print(f"  {'model':<14}{'accuracy':>10}{'correct':>10}")
     print(f"  {'base':<14}{before['accuracy']:>10.1%}{before['correct']:>7}/{before['total']}")
     print(f"  {'fine-tuned':<14}{after['accuracy']:>10.1%}{after['correct']:>7}/{after['total']}")
     print(f"  {'change':<14}{gain:>+10.1%}")
+    if classifier:
+        from tunesmith.evaluation.classification import format_confusion_matrix
+
+        print(f"  macro F1 {before['macro_f1']:.3f} -> {after['macro_f1']:.3f}; MCC {before['mcc']:.3f} -> {after['mcc']:.3f}")
+        print("\nConfusion matrix of the fine-tuned model:")
+        print(format_confusion_matrix(after))
+        return
     for b, a in list(zip(before["samples"], after["samples"]))[:show]:
         print(f"\nQuestion: {b['question']}\nReference answer: {b['reference']}")
         print(f"--- base model ({'correct' if b['correct'] else 'wrong'}):\n{b['output']}")

@@ -134,6 +134,12 @@ def load_tuned_model(run_dir: str | Path, cfg: TrainConfig, device: str = "cpu",
                       allow_pickle=m.allow_pickle, **kwargs)
     if not quantize and is_quantized(base):
         base = dequantize(base).to(device)
+    if quantize and is_quantized(base) and device == "cpu":
+        from tunesmith.models.quantization import guard_cpu_packed_weights
+
+        # bitsandbytes' CPU eval path repacks 4-bit weights in place and fails on layers narrower
+        # than 64; the dequantize-and-matmul path is correct for every shape.
+        guard_cpu_packed_weights(base)
     if getattr(base.config, "pad_token_id", None) is None:
         base.config.pad_token_id = tokenizer.pad_token_id  # as in training: decoder classifiers need it
     return PeftModel.from_pretrained(base, str(path)), tokenizer, task
@@ -191,7 +197,7 @@ def merge_run(run_dir: str | Path, out_dir: str | Path, dtype: str = "auto", ove
     weights_from = cfg.model.name_or_path if has_adapter else str(src)
     target = dtype if dtype != "auto" else stored_dtype(
         load_model_config(weights_from, cfg.model.trust_remote_code, cfg.model.revision if has_adapter else None))
-    # Merging in float32 on the CPU: W + B·A·scale is exact there, whatever dtype is saved.
+    # Merge in float32 on the CPU so W + B·A·scale keeps full precision; only the final cast rounds.
     model, tokenizer, task = load_tuned_model(src, cfg, device="cpu", dtype=torch.float32, quantize=False)
     if has_adapter:
         model = model.merge_and_unload(safe_merge=True)  # safe_merge: refuse NaN weights
@@ -225,8 +231,6 @@ def merge_record(run_dir: Path, cfg: TrainConfig, task: str, dtype: str, has_ada
         "base_model": cfg.model.name_or_path,
         "method": cfg.peft.method,
         "adapter_merged": has_adapter,
-        # qlora/int8 bases are merged in their original float weights, not the 4-bit/8-bit copy.
-        "base_loaded_quantized": False,
         "task": task,
         "transformers_class": TASK_CLASSES[task],
         "dtype": dtype,
@@ -241,13 +245,18 @@ def merge_readme(name: str, record: dict[str, Any]) -> str:
     """A short model card: where the weights came from and how to load them."""
     how = "adapter merged into the base weights" if record["adapter_merged"] else "full fine-tuned weights"
     cls = record["transformers_class"]
-    return (
-        f"---\nlibrary_name: transformers\ntags:\n- tunesmith\n- {record['method']}\n---\n\n"
-        f"# {name}\n\n"
-        f"Fine-tuned with tunesmith ({record['method']}, {how}) from base model `{record['base_model']}`.\n"
-        f"Source run: `{record['source_run']}`. Weights: {record['dtype']} safetensors.\n\n"
-        "Loads with transformers alone:\n\n"
-        f"```python\nfrom transformers import {cls}, AutoTokenizer\n\n"
-        f'model = {cls}.from_pretrained("{name}")\ntokenizer = AutoTokenizer.from_pretrained("{name}")\n```\n\n'
-        f"`{MERGE_RECORD_FILE}` records the merge; `{SOURCE_CONFIG_FILE}` is the run's config.\n"
-    )
+    parts = [
+        f"---\nlibrary_name: transformers\ntags:\n- tunesmith\n- {record['method']}\n---\n\n# {name}\n\n",
+        f"Fine-tuned with tunesmith ({record['method']}, {how}) from base model `{record['base_model']}`.\n",
+        f"Source run: `{record['source_run']}`. Weights: {record['dtype']} safetensors.\n\n",
+    ]
+    if record["method"] in QUANTIZED_METHODS:
+        parts.append("The adapter was trained on a quantized base; it was merged in float32 into the base's "
+                     "float weights, never into 4-bit/8-bit weights.\n\n")
+    parts += [
+        "Loads with transformers alone:\n\n",
+        f"```python\nfrom transformers import {cls}, AutoTokenizer\n\n",
+        f'model = {cls}.from_pretrained("{name}")\ntokenizer = AutoTokenizer.from_pretrained("{name}")\n```\n\n',
+        f"`{MERGE_RECORD_FILE}` records the merge; `{SOURCE_CONFIG_FILE}` is the run's config.\n",
+    ]
+    return "".join(parts)
