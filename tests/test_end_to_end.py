@@ -54,3 +54,26 @@ def test_generate_and_eval_from_the_run_dir(run_dir):
 def test_second_run_into_the_same_folder_is_refused(run_dir):
     out = tunesmith("train", "train=quick", f"output_dir={run_dir}", check=False)
     assert out.returncode == 2 and "not empty" in out.stderr
+
+
+def test_classifier_on_the_packaged_encoder(tmp_path):
+    out = tmp_path / "cls"
+    result = tunesmith("train", "model=minilm-l6", "data=sentiment", "train=quick", "train.batch_size=16",
+                       "data.max_samples=64", f"output_dir={out}")
+    assert "Held-out accuracy" in result.stdout and "Confusion matrix" in result.stdout
+    ev = tunesmith("eval", str(out), "--samples", "40")
+    assert "macro F1" in ev.stdout and (out / "eval_classification.json").is_file()
+
+
+def test_qlora_on_the_packaged_model_then_merge(tmp_path):
+    out, merged = tmp_path / "q", tmp_path / "merged"
+    tunesmith("train", "peft=qlora", "train=quick", "train.max_steps=2", "eval.before_after=off",
+              "data.max_samples=16", f"output_dir={out}")
+    tunesmith("merge", str(out), str(merged))
+    code = ("import sys, torch; from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+            f"m = AutoModelForCausalLM.from_pretrained({str(merged)!r}); t = AutoTokenizer.from_pretrained({str(merged)!r})\n"
+            "ids = t.apply_chat_template([{'role': 'user', 'content': 'Hi'}], add_generation_prompt=True, return_tensors='pt')\n"
+            "print(m(**ids).logits.shape[-1], 'tunesmith' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split()[-2:] == ["49152", "False"]
