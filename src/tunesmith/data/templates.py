@@ -21,6 +21,8 @@ BOS itself. The model's own template (``auto``) is taken as it is.
 
 from __future__ import annotations
 
+import abc
+
 import json
 from importlib import resources
 from pathlib import Path
@@ -103,7 +105,7 @@ def _merge(segments: list[Segment]) -> list[Segment]:
     return merged
 
 
-class ChatTemplate:
+class ChatTemplate(abc.ABC):
     """Renders conversations for one tokenizer. Subclasses implement ``render``."""
 
     name = "base"
@@ -117,8 +119,9 @@ class ChatTemplate:
         """A Jinja chat template that renders the same text (save it with the tokenizer), or None."""
         return None
 
+    @abc.abstractmethod
     def render(self, messages: list[Message], add_generation_prompt: bool) -> str:
-        raise NotImplementedError
+        """The conversation as text, ending with the assistant prompt when asked."""
 
     def render_prompt(self, messages: list[Message]) -> str:
         """The text a model continues from (chatml): ``[user "2+2?"]`` ->
