@@ -18,6 +18,7 @@ ALLOWED = {
     "inference": {"data", "models", "config", "registry", "errors"},
     "reporting": {"config", "registry", "errors"},
     "api": {"config", "data", "models", "training", "evaluation", "inference", "reporting", "registry", "errors"},
+    "entry": {"api", "cli", "config"},
     "cli": {"api", "config", "data", "models", "evaluation", "inference", "errors", "registry"},
 }
 

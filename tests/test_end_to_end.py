@@ -77,3 +77,16 @@ def test_qlora_on_the_packaged_model_then_merge(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split()[-2:] == ["49152", "False"]
+
+
+def test_chat_keeps_history_and_streams(run_dir):
+    out = subprocess.run([sys.executable, "-m", "tunesmith", "chat", str(run_dir), "--max-new-tokens", "12"],
+                         input="What is 2 + 3?\nAnd plus 1 more?\n/reset\n/exit\n", capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("model> ") == 2 and "you> " in out.stdout
+
+
+def test_eval_of_the_base_model(run_dir):
+    ev = tunesmith("eval", "--base", "smollm2-135m-instruct", "--samples", "2")
+    assert "smollm2-135m-instruct: exact match" in ev.stdout

@@ -1,7 +1,7 @@
 """tunesmith: fine-tune pretrained transformer models (LoRA or full) from Python or the CLI."""
 
 __version__ = "0.1.0"
-__all__ = ["FineTuner", "TrainConfig", "load_config", "__version__"]
+__all__ = ["FineTuner", "TrainConfig", "load_config", "main", "__version__"]
 
 
 def __getattr__(name: str):
@@ -18,4 +18,8 @@ def __getattr__(name: str):
         from tunesmith.config import load_config
 
         return load_config
+    if name == "main":
+        from tunesmith.entry import main
+
+        return main
     raise AttributeError(f"module 'tunesmith' has no attribute {name!r}")

@@ -22,26 +22,14 @@ def _split_train_args(items: list[str]) -> tuple[str | None, list[str]]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import json
-
     from tunesmith.api import FineTuner
-    from tunesmith.cli.printing import print_before_after
+    from tunesmith.cli.printing import print_summary
 
     config_file, overrides = _split_train_args(args.args)
     if args.overwrite:
         overrides.append("overwrite=true")
     tuner = FineTuner.from_yaml(config_file, overrides)  # every key is checked before loading
-    result = tuner.train()
-    print(f"\nTraining took {result.train_seconds / 60:.1f} min; final training loss {result.train_loss:.4f}")
-    if result.before and result.after:
-        print_before_after(result.before, result.after, tuner.config.eval.show_samples)
-    print(f"Saved to {result.run_dir} (adapter, tokenizer, config.yaml, metrics.jsonl, loss_curve.png)")
-    if (result.run_dir / "adapter_config.json").is_file() or (result.run_dir / "model.safetensors").is_file():
-        task = json.loads((result.run_dir / "run.json").read_text())["task"]
-        if task == "sequence_classification":
-            print(f"Score it: tunesmith eval {result.run_dir}")
-        else:
-            print(f'Try it: tunesmith generate {result.run_dir} "A baker makes 12 rolls and sells 5. How many are left?"')
+    print_summary(tuner.train(), tuner.config.eval.show_samples)
     return 0
 
 

@@ -31,3 +31,20 @@ def print_before_after(before: dict[str, Any], after: dict[str, Any], show: int 
         print(f"\nQuestion: {b['question']}\nReference answer: {b['reference']}")
         print(f"--- base model ({'correct' if b['correct'] else 'wrong'}):\n{b['output']}")
         print(f"--- fine-tuned model ({'correct' if a['correct'] else 'wrong'}):\n{a['output']}")
+
+
+def print_summary(result: Any, show_samples: int = 1) -> None:
+    """Print the end-of-run summary that ``tunesmith train`` prints (time, loss, before/after, next steps)."""
+    import json
+
+    loss = f"{result.train_loss:.4f}" if result.train_loss is not None else "n/a"
+    print(f"\nTraining took {result.train_seconds / 60:.1f} min; final training loss {loss}")
+    if result.before and result.after:
+        print_before_after(result.before, result.after, show_samples)
+    print(f"Saved to {result.run_dir} (adapter, tokenizer, config.yaml, metrics.jsonl, loss_curve.png)")
+    if (result.run_dir / "adapter_config.json").is_file() or (result.run_dir / "model.safetensors").is_file():
+        task = json.loads((result.run_dir / "run.json").read_text())["task"]
+        if task == "sequence_classification":
+            print(f"Score it: tunesmith eval {result.run_dir}")
+        else:
+            print(f'Try it: tunesmith generate {result.run_dir} "A baker makes 12 rolls and sells 5. How many are left?"')

@@ -9,8 +9,10 @@ from tunesmith.config.schema import (
     TrainConfig,
     TrainSection,
 )
+from tunesmith.config.update import ALIASES, update_config
 
 __all__ = [
+    "ALIASES",
     "DataConfig",
     "EvalConfig",
     "ModelConfig",
@@ -20,4 +22,5 @@ __all__ = [
     "load_config",
     "read_saved_config",
     "save_config",
+    "update_config",
 ]

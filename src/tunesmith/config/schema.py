@@ -174,3 +174,17 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     output_dir: Optional[str] = None  # default: runs/<timestamp>
     overwrite: bool = False  # allow writing into a non-empty output_dir
+
+    def update_config(self, updates: dict) -> "TrainConfig":
+        """Update this config in place from dotted keys, section dicts or aliases; returns self.
+
+        Every value is converted and checked as in a config file; on any error nothing changes.
+
+        Example:
+            >>> TrainConfig().update_config({"lr": 5e-4, "peft.r": 8}).train.lr
+            0.0005
+        """
+        # Local import: update.py imports this module (schema stays dependency-free).
+        from tunesmith.config.update import update_config
+
+        return update_config(self, updates)

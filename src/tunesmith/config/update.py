@@ -1,0 +1,149 @@
+"""Update a ``TrainConfig`` from Python with dotted keys, section dicts or familiar aliases.
+
+Values go through the same ``convert`` / ``build_config`` / ``check_values`` as config files, so
+``cfg.update_config({"lr": "5e-4"})`` and ``tunesmith train train.lr=5e-4`` agree exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from typing import Any
+
+from tunesmith.config.schema import TrainConfig
+from tunesmith.config.validate import build_config, check_values, convert
+from tunesmith.errors import ConfigError
+
+# Names users know from transformers / peft / other tools -> the one dotted key each sets.
+ALIASES: dict[str, str] = {
+    "lr": "train.lr",
+    "learning_rate": "train.lr",
+    "batch_size": "train.batch_size",
+    "per_device_train_batch_size": "train.batch_size",
+    "epochs": "train.epochs",
+    "num_train_epochs": "train.epochs",
+    "max_steps": "train.max_steps",
+    "grad_accum": "train.grad_accum",
+    "gradient_accumulation_steps": "train.grad_accum",
+    "seed": "train.seed",
+    "scheduler": "train.scheduler",
+    "lr_scheduler_type": "train.scheduler",
+    "warmup_ratio": "train.warmup_ratio",
+    "weight_decay": "train.weight_decay",
+    "r": "peft.r",
+    "lora_r": "peft.r",
+    "alpha": "peft.alpha",
+    "lora_alpha": "peft.alpha",
+    "lora_dropout": "peft.dropout",
+    "target_modules": "peft.target_modules",
+    "lora_target_modules": "peft.target_modules",
+    "method": "peft.method",
+    "model": "model.name_or_path",
+    "model_id": "model.name_or_path",
+    "model_name_or_path": "model.name_or_path",
+    "dataset": "data.train",
+    "dataset_name": "data.train",
+    "max_length": "data.max_length",
+    "output_dir": "output_dir",
+    "device": "model.device",
+}
+
+
+def schema_keys(cls: type = TrainConfig, prefix: str = "") -> dict[str, Any]:
+    """Every dotted key of ``cls`` (sections included) mapped to its type.
+
+    Example:
+        >>> schema_keys()["train.lr"], schema_keys()["peft.quantization.quant_type"] is not None
+        (<class 'float'>, True)
+    """
+    keys: dict[str, Any] = {}
+    for name, tp in typing.get_type_hints(cls).items():
+        keys[prefix + name] = tp
+        if dataclasses.is_dataclass(tp):
+            keys.update(schema_keys(tp, f"{prefix}{name}."))
+    return keys
+
+
+def update_config(cfg: TrainConfig, updates: dict[str, Any]) -> TrainConfig:
+    """Apply ``updates`` to ``cfg`` in place after checking them all; on any error ``cfg`` is unchanged.
+
+    Example:
+        >>> cfg = update_config(TrainConfig(), {"lr": 5e-4, "peft.r": 8, "train": {"seed": 1}})
+        >>> cfg.train.lr, cfg.peft.r, cfg.train.seed
+        (0.0005, 8, 1)
+    """
+    if not isinstance(updates, dict):
+        raise ConfigError(f"update_config: expected a dict of keys to values, got {updates!r}")
+    types = schema_keys()
+    chosen: dict[str, tuple[str, Any, Any]] = {}  # dotted key -> (key as given, value, converted)
+    for given, dotted, value in _flatten(updates, "", types):
+        converted = convert(value, types[dotted], dotted)
+        if dotted in chosen and chosen[dotted][2] != converted:
+            first, first_value, _ = chosen[dotted]
+            raise ConfigError(
+                f"{dotted}: set twice with different values: {first!r}={first_value!r} and "
+                f"{given!r}={value!r}; keep one of them"
+            )
+        chosen[dotted] = (given, value, converted)
+
+    # Validate a full copy first, so a bad value (or a bad combination) never half-applies.
+    merged = dataclasses.asdict(cfg)
+    for dotted, (_, value, _) in chosen.items():
+        *sections, leaf = dotted.split(".")
+        node = merged
+        for section in sections:
+            node = node[section]
+        node[leaf] = value
+    _assign(cfg, check_values(build_config(merged)))
+    return cfg
+
+
+def _flatten(updates: dict[str, Any], prefix: str, types: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """``(key as given, dotted key, value)`` for every leaf; section dicts are opened up."""
+    out: list[tuple[str, str, Any]] = []
+    for key, value in updates.items():
+        given = f"{prefix}{key}"
+        if not isinstance(key, str):
+            raise ConfigError(f"{given!r}: config keys are strings, e.g. 'train.lr'")
+        # A section given a dict is opened up; `model="gpt2"` is the alias for model.name_or_path.
+        section = given in types and dataclasses.is_dataclass(types[given])
+        if section and isinstance(value, types[given]):
+            value = dataclasses.asdict(value)  # a whole section object sets each of its fields
+        if section and isinstance(value, dict):
+            out.extend(_flatten(value, f"{given}.", types))
+        elif given in types and not section:
+            out.append((given, given, value))
+        elif not prefix and given in ALIASES:
+            out.append((given, ALIASES[given], value))
+        elif section:
+            raise ConfigError(
+                f"{given}: a section takes a dict of its keys, got {value!r}; e.g. "
+                f"{{{given!r}: {{...}}}}, or pick a packaged option with load_config(overrides=['{given}=...'])"
+            )
+        else:
+            raise ConfigError(f"{given}: unknown config key.{_suggest(given, types)}")
+    return out
+
+
+def _suggest(key: str, types: dict[str, Any]) -> str:
+    """A did-you-mean over every dotted key and alias, e.g. " Did you mean 'learning_rate' (train.lr)?"."""
+    leaf = key.rsplit(".", 1)[-1]
+    if "." in key and leaf in ALIASES:  # train.learning_rate: the alias only works at the top level
+        return f" Did you mean '{ALIASES[leaf]}'?"
+    close = difflib.get_close_matches(key, [*types, *ALIASES], n=1, cutoff=0.6)
+    if not close:
+        return " Use a dotted key such as 'train.lr' or an alias such as 'lr', 'batch_size', 'r'."
+    name = close[0]
+    target = f" ({ALIASES[name]})" if name in ALIASES and ALIASES[name] != name else ""
+    return f" Did you mean '{name}'{target}?"
+
+
+def _assign(dst: Any, src: Any) -> None:
+    """Copy ``src`` into ``dst`` field by field, keeping section objects so references stay live."""
+    for f in dataclasses.fields(dst):
+        new, old = getattr(src, f.name), getattr(dst, f.name)
+        if dataclasses.is_dataclass(old) and type(old) is type(new):
+            _assign(old, new)
+        else:
+            setattr(dst, f.name, new)
