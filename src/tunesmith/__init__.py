@@ -1,7 +1,8 @@
 """tunesmith: fine-tune pretrained transformer models (LoRA or full) from Python or the CLI."""
 
 __version__ = "0.1.0"
-__all__ = ["FineTuner", "TrainConfig", "load_config", "main", "__version__"]
+__all__ = ["ChatInferenceHandler", "ChatTemplatePreprocessor", "FineTuner", "InferenceHandler", "Preprocessor",
+           "TrainConfig", "TrainResult", "load_config", "main", "__version__"]
 
 
 def __getattr__(name: str):
@@ -10,6 +11,18 @@ def __getattr__(name: str):
         from tunesmith.api import FineTuner
 
         return FineTuner
+    if name == "TrainResult":
+        from tunesmith.api import TrainResult
+
+        return TrainResult
+    if name in ("Preprocessor", "ChatTemplatePreprocessor"):
+        from tunesmith.data import preprocessor
+
+        return getattr(preprocessor, name)
+    if name in ("InferenceHandler", "ChatInferenceHandler"):
+        from tunesmith.inference import handler
+
+        return getattr(handler, name)
     if name == "TrainConfig":
         from tunesmith.config.schema import TrainConfig
 

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import time
@@ -16,8 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
-from tunesmith.config import TrainConfig, load_config, save_config
-from tunesmith.errors import RunDirError
+from tunesmith.config import TrainConfig, load_config, save_config, update_config
+from tunesmith.config.keywords import keyword_updates, trainer_updates
+from tunesmith.errors import ConfigError, RunDirError
 
 
 @dataclass
@@ -51,21 +53,89 @@ def prepare_run_dir(cfg: TrainConfig) -> Path:
 
 
 class FineTuner:
-    """Fine-tunes one model on one dataset as described by a ``TrainConfig``.
+    """Fine-tunes one model on one dataset as described by a ``TrainConfig`` or by keywords.
 
     The constructor only records and checks the config (registry names, file paths); models and
-    data are loaded by ``train`` / ``evaluate``.
+    data are loaded by ``train`` / ``evaluate`` / ``generate``. Keywords left at their defaults keep
+    the base config's values; the others are applied with ``update_config`` (bad values raise
+    ``ConfigError``).
+
+    Args:
+        model_id: model alias, hub id or local folder (``model.name_or_path``); a ``TrainConfig``
+            here is the whole config, as in ``FineTuner(cfg)``.
+        device: ``cpu``, ``cuda``, ``cuda:1``, ``mps`` (``model.device``).
+        dataset_name: dataset name, hub id or local file (``data.train``).
+        lora_r, lora_alpha, lora_bias: ``peft.r``, ``peft.alpha``, ``peft.bias``.
+        lora_target_modules: ``peft.target_modules``; None keeps the config's (``all-linear``).
+        preprocessor: a ``tunesmith.data.preprocessor.Preprocessor``; default ``ChatTemplatePreprocessor``.
+        lora_task_type: peft ``TaskType`` or its name (``"CAUSAL_LM"``, ``"SEQ_CLS"``,
+            ``"SEQ_2_SEQ_LM"``, ``"causal_lm"``) -> ``model.task``; None infers it from the model.
+        max_length: tokens per example (``data.max_length``).
+        quantize: True trains LoRA on a 4-bit base (``peft.method=qlora``).
+        quantization_config: dict of ``bnb_4bit_quant_type`` / ``bnb_4bit_use_double_quant`` /
+            ``bnb_4bit_compute_dtype`` (or the short names), or ``{"load_in_8bit": True}`` (int8).
+        trainer_config: a ``TrainConfig`` (the base config), a dict for ``update_config`` or a
+            ``transformers.TrainingArguments`` (its mapped fields; any other set field is refused).
+        inference_handler: a ``tunesmith.inference.handler.InferenceHandler``; default ``ChatInferenceHandler``.
+        config: the base ``TrainConfig`` (default: the packaged defaults).
+
+    Example:
+        >>> tuner = FineTuner("smollm2-135m-instruct", dataset_name="arith", lora_r=8, max_length=256)
+        >>> tuner.config.peft.r, tuner.config.data.train
+        (8, 'arith')
     """
 
-    def __init__(self, config: TrainConfig | None = None) -> None:
+    def __init__(self, model_id: Any = None, *, device: Optional[str] = None, dataset_name: Optional[str] = None,
+                 lora_r: int = 16, lora_alpha: int = 32, lora_target_modules: Optional[list[str]] = None,
+                 lora_bias: str = "none", preprocessor: Any = None, lora_task_type: Any = None,
+                 max_length: Optional[int] = None, quantize: bool = False,
+                 quantization_config: Optional[dict[str, Any]] = None, trainer_config: Any = None,
+                 inference_handler: Any = None, config: Optional[TrainConfig] = None) -> None:
         from tunesmith.data.pipeline import check_data_config
         from tunesmith.training.trainers import TRAINERS
 
-        self.config = config or load_config()
-        check_data_config(self.config.data)
-        TRAINERS.get(self.config.train.trainer)
+        if isinstance(model_id, TrainConfig):
+            if config is not None:
+                raise ConfigError("FineTuner: give the TrainConfig once, either first or as config=")
+            model_id, config = None, model_id
+        if isinstance(trainer_config, TrainConfig):
+            if config is not None:
+                raise ConfigError("trainer_config: a TrainConfig here is the base config, but config= "
+                                  "was given too; pass one of them")
+            config, trainer_config = trainer_config, None
+        updates = keyword_updates(model_id=model_id, device=device, dataset_name=dataset_name, lora_r=lora_r,
+                                  lora_alpha=lora_alpha, lora_target_modules=lora_target_modules,
+                                  lora_bias=lora_bias, lora_task_type=lora_task_type, max_length=max_length,
+                                  quantize=quantize, quantization_config=quantization_config)
+        if config is not None and not isinstance(config, TrainConfig):
+            raise ConfigError(f"config: expected a TrainConfig, got {type(config).__name__}")
+        cfg = config or load_config()
+        extra = trainer_updates(trainer_config)
+        if updates or extra:
+            cfg = copy.deepcopy(cfg)  # the caller's config object stays as it was
+            update_config(cfg, extra)
+            update_config(cfg, updates)  # the explicit keywords win over trainer_config
+        check_data_config(cfg.data)
+        TRAINERS.get(cfg.train.trainer)
+        self._setup(cfg, preprocessor, inference_handler)
+
+    def _setup(self, config: TrainConfig, preprocessor: Any, inference_handler: Any) -> None:
+        from tunesmith.data.preprocessor import ChatTemplatePreprocessor, Preprocessor
+        from tunesmith.inference.handler import ChatInferenceHandler, InferenceHandler
+
+        if preprocessor is not None and not isinstance(preprocessor, Preprocessor):
+            raise ConfigError(f"preprocessor: {preprocessor!r} is not callable as "
+                              "preprocessor(tokenizer, examples, task, settings)")
+        if inference_handler is not None and not isinstance(inference_handler, InferenceHandler):
+            raise ConfigError(f"inference_handler: {inference_handler!r} has no method "
+                              "generate(model, tokenizer, prompts, settings)")
+        self.config = config
+        self.preprocessor = preprocessor or ChatTemplatePreprocessor()
+        self.inference_handler = inference_handler or ChatInferenceHandler(config.data.system_prompt)
         self.model: Any = None
         self.tokenizer: Any = None
+        self.task: Optional[str] = None  # decided with the tokenizer
+        self.run_dir: Optional[Path] = None
 
     @classmethod
     def from_config(cls, config: TrainConfig) -> "FineTuner":
@@ -74,6 +144,26 @@ class FineTuner:
     @classmethod
     def from_yaml(cls, path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> "FineTuner":
         return cls(load_config(path, overrides))
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike, device: Optional[str] = None, *, preprocessor: Any = None,
+             inference_handler: Any = None) -> "FineTuner":
+        """A tuner holding a saved run's model, tokenizer and config (the data need not exist here).
+
+        Example:
+            >>> FineTuner.load("runs/arith").generate("Add 1 and 2.")
+            '#### 3'
+        """
+        from tunesmith.inference.runs import RUN_FILE, load_run
+
+        run = load_run(run_dir, device)
+        tuner = cls.__new__(cls)
+        tuner._setup(run.config, preprocessor, inference_handler)
+        tuner.model, tuner.tokenizer, tuner.run_dir = run.model, run.tokenizer, run.run_dir
+        record = run.run_dir / RUN_FILE
+        task = json.loads(record.read_text(encoding="utf-8")).get("task") if record.is_file() else None
+        tuner.task = task or (run.config.model.task if run.config.model.task != "auto" else None)
+        return tuner
 
     # -- pieces -------------------------------------------------------------------------------
     def _runtime(self) -> tuple[str, str]:
@@ -95,7 +185,7 @@ class FineTuner:
         return contextlib.nullcontext()
 
     def _load_tokenizer(self) -> str:
-        """Load the tokenizer (with the configured chat template) and decide the task."""
+        """Load the tokenizer (with the configured chat template) and decide the task (``self.task``)."""
         from tunesmith.data.templates import resolve_template
         from tunesmith.models.loading import infer_task, load_model_config, load_tokenizer
 
@@ -105,7 +195,36 @@ class FineTuner:
         if self.config.data.template != "auto":
             # Saved with the run, so inference renders prompts exactly as training did.
             self.tokenizer.chat_template = resolve_template(self.tokenizer, self.config.data).jinja
+        self.task = task
         return task
+
+    def _ensure_tokenizer(self) -> str:
+        """The task, loading the tokenizer only if this tuner has none yet."""
+        if self.tokenizer is None or self.task is None:
+            if self.model is not None and self.tokenizer is not None:  # loaded run: keep its tokenizer
+                from tunesmith.models.loading import infer_task, load_model_config
+
+                m = self.config.model
+                self.task = infer_task(load_model_config(m.name_or_path, m.trust_remote_code, m.revision), m.task)
+                return self.task
+            return self._load_tokenizer()
+        return self.task
+
+    def _ensure_model(self) -> tuple[str, str, str]:
+        """Task, device and precision; loads the base model lazily when nothing is trained or loaded."""
+        task = self._ensure_tokenizer()
+        device, precision = self._runtime()
+        if self.model is None:
+            self._load_model(task, device, precision, list(self.config.data.label_names))
+        else:
+            device = str(next(self.model.parameters()).device)
+        return task, device, precision
+
+    def _custom_preprocessor(self) -> Any:
+        """The preprocessor to hand to ``build_datasets``; None for the default (which keeps the cache)."""
+        from tunesmith.data.preprocessor import ChatTemplatePreprocessor
+
+        return None if type(self.preprocessor) is ChatTemplatePreprocessor else self.preprocessor
 
     def _load_model(self, task: str, device: str, precision: str, label_names: list[str]) -> None:
         from tunesmith.models.loading import load_model
@@ -170,7 +289,8 @@ class FineTuner:
         task = self._load_tokenizer()
         from tunesmith.data.pipeline import build_datasets
 
-        return build_datasets(self.config.data, self.tokenizer, self.config.train.seed, task)
+        return build_datasets(self.config.data, self.tokenizer, self.config.train.seed, task,
+                              self._custom_preprocessor())
 
     def inspect_data(self, num_examples: int = 3, color: bool = False, png: Optional[Path] = None) -> dict[str, Any]:
         """What the model will be trained on: counts, lengths, padding waste and marked examples."""
@@ -181,7 +301,7 @@ class FineTuner:
 
         task = self._load_tokenizer()
         data_cfg = dc.replace(self.config.data, packing="none")  # lengths per example, not per block
-        bundle = build_datasets(data_cfg, self.tokenizer, self.config.train.seed, task)
+        bundle = build_datasets(data_cfg, self.tokenizer, self.config.train.seed, task, self._custom_preprocessor())
         lengths = [len(ids) for ids in bundle.train["input_ids"]]
         report: dict[str, Any] = {
             "format": bundle.info.describe() if bundle.info else None,
@@ -200,8 +320,22 @@ class FineTuner:
         return report
 
     # -- the run ------------------------------------------------------------------------------
-    def train(self) -> TrainResult:
-        """Load, (evaluate the base model,) train, save, (evaluate the tuned model) and report."""
+    def train(self, output_dir: str | os.PathLike | None = None, num_train_epochs: Optional[float] = None) -> TrainResult:
+        """Load, (evaluate the base model,) train, save, (evaluate the tuned model) and report.
+
+        Afterwards ``self.model`` / ``self.tokenizer`` hold the tuned model, ready for ``generate``.
+
+        Example:
+            >>> FineTuner("smollm2-135m-instruct", dataset_name="arith").train("runs/a", num_train_epochs=2).run_dir
+            PosixPath('runs/a')
+        """
+        updates: dict[str, Any] = {}
+        if output_dir is not None:
+            updates["output_dir"] = str(output_dir)
+        if num_train_epochs is not None:
+            updates["num_train_epochs"] = num_train_epochs
+        if updates:
+            update_config(self.config, updates)
         from transformers import set_seed
 
         from tunesmith.data.collators import build_collator
@@ -222,7 +356,7 @@ class FineTuner:
         print(f"Run directory: {run_dir}\nDevice: {device}, precision: {precision}", flush=True)
 
         task = self._load_tokenizer()
-        bundle = build_datasets(cfg.data, self.tokenizer, cfg.train.seed, task)
+        bundle = build_datasets(cfg.data, self.tokenizer, cfg.train.seed, task, self._custom_preprocessor())
         print(f"Train data: {bundle.train_stats.summary()}", flush=True)
         if bundle.eval_stats:
             print(f"Eval data: {bundle.eval_stats.summary()}", flush=True)
@@ -266,6 +400,7 @@ class FineTuner:
             (run_dir / "eval_results.json").write_text(
                 json.dumps({"metric": metric, "before": before, "after": after}, indent=2), encoding="utf-8")
 
+        self.run_dir = run_dir
         result = TrainResult(run_dir, train_seconds, output.training_loss, before, after,
                              {"train": vars(bundle.train_stats)})
         write_run_record(run_dir, {
@@ -276,3 +411,127 @@ class FineTuner:
             "before_accuracy": before and before["accuracy"], "after_accuracy": after and after["accuracy"],
         })
         return result
+
+    # -- after training -----------------------------------------------------------------------
+    def generate(self, prompt_text: str | list[str], max_length: Optional[int] = None) -> str | list[str]:
+        """Answer a prompt (or a list) with the tuned model, else the base model (loaded on first use).
+
+        Goes through ``self.inference_handler``; ``max_length`` is the number of new tokens
+        (default ``eval.max_new_tokens``).
+
+        Example:
+            >>> tuner.generate("Add 1 and 2.", max_length=16)
+            '#### 3'
+        """
+        from tunesmith.models.generation import GenerationSettings
+
+        if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
+            raise ConfigError(f"max_length: must be a positive number of new tokens, got {max_length!r}")
+        single = isinstance(prompt_text, str)
+        prompts = [prompt_text] if single else list(prompt_text)
+        if not all(isinstance(p, str) for p in prompts):
+            raise ConfigError(f"prompt_text: expected a string or a list of strings, got {prompt_text!r}")
+        _, device, precision = self._ensure_model()
+        settings = GenerationSettings(max_new_tokens=max_length or self.config.eval.max_new_tokens)
+        with self._autocast(device, precision):
+            outputs = list(self.inference_handler.generate(self.model, self.tokenizer, prompts, settings))
+        return outputs[0] if single else outputs
+
+    __call__ = generate
+
+    def evaluate(self) -> dict[str, Any]:
+        """Held-out metrics of the current model (tuned, loaded, or else the base model).
+
+        Classifiers: accuracy / macro F1 / MCC; causal LMs on data with reference answers (built-in
+        exact-match datasets, an ``answer`` column, or ``eval.before_after=on``): exact match;
+        otherwise mean loss per trained token and perplexity. ``result["metric"]`` names which.
+
+        Example:
+            >>> FineTuner.load("runs/arith").evaluate()["accuracy"]
+            0.94
+        """
+        from tunesmith.data.builtin import BUILTIN_DATASETS
+        from tunesmith.data.pipeline import build_datasets, load_conversations, load_eval_conversations
+        from tunesmith.data.sources import is_builtin
+        from tunesmith.errors import DataError
+
+        task, device, precision = self._ensure_model()
+        cfg = self.config
+        no_held_out = ("evaluate: there is no held-out data; set data.eval (a dataset) or "
+                       "data.eval_split (a fraction of data.train, e.g. 0.1)")
+        if task == "causal_lm":
+            name = cfg.data.eval or cfg.data.train
+            builtin_exact = is_builtin(name) and BUILTIN_DATASETS.get(name).metric == "exact_match"
+            _, held_out = load_conversations(cfg.data, cfg.train.seed)
+            has_references = any(getattr(c, "reference", None) is not None for c in held_out)
+            if builtin_exact or has_references or cfg.eval.before_after == "on":
+                conversations = load_eval_conversations(cfg.data, cfg.train.seed, cfg.eval.max_samples)
+                if not conversations:
+                    raise DataError(no_held_out)
+                result = self._held_out("exact_match", "Evaluating", device, precision, task, None, conversations)
+                return {"metric": "exact_match", **result}
+        bundle = build_datasets(cfg.data, self.tokenizer, cfg.train.seed, task, self._custom_preprocessor())
+        if bundle.eval is None or len(bundle.eval) == 0:
+            raise DataError(no_held_out)
+        if task == "sequence_classification":
+            result = self._held_out("accuracy", "Evaluating", device, precision, task, bundle, [])
+            return {"metric": "accuracy", **result}
+        from tunesmith.data.collators import build_collator
+
+        collator = build_collator("auto", task, self.tokenizer, "none", device)
+        if task == "seq2seq":
+            return {"metric": "loss", **self._seq2seq_loss(bundle.eval, collator, device, precision)}
+        from tunesmith.evaluation.language_model import evaluate_perplexity
+
+        result = evaluate_perplexity(self.model, bundle.eval, collator, cfg.eval.batch_size, device,
+                                     lambda: self._autocast(device, precision))
+        return {"metric": "perplexity", **result}
+
+    def _seq2seq_loss(self, dataset: Any, collator: Any, device: str, precision: str) -> dict[str, Any]:
+        """Mean loss per target token of an encoder-decoder (the model's own loss, token-weighted)."""
+        import math
+
+        import torch
+
+        from tunesmith.evaluation.classification import collated_batches
+
+        total, tokens = 0.0, 0
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                for _, batch in collated_batches(dataset, collator, self.config.eval.batch_size, device):
+                    with self._autocast(device, precision):
+                        loss = self.model(**batch).loss
+                    n = int((batch["labels"] != -100).sum())  # the loss is a mean over these tokens
+                    total, tokens = total + float(loss) * n, tokens + n
+        finally:
+            self.model.train(was_training)
+        mean = total / max(tokens, 1)
+        return {"loss": mean, "perplexity": math.exp(min(mean, 700.0)), "tokens": tokens}
+
+    def save(self, output_dir: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write the model (adapter or full weights), tokenizer, ``config.yaml`` and ``run.json``.
+
+        The folder then works with ``FineTuner.load``, ``tunesmith generate`` and ``load_run``.
+
+        Example:
+            >>> tuner.save("exports/arith")
+            PosixPath('exports/arith')
+        """
+        from tunesmith.inference.runs import CONFIG_FILE, write_run_record
+
+        if self.model is None or self.tokenizer is None:
+            raise RunDirError("save: there is no model yet; call train() (or generate()) first")
+        path = Path(output_dir)
+        same_run = self.run_dir is not None and path.resolve() == Path(self.run_dir).resolve()
+        if path.exists() and any(path.iterdir()) and not (overwrite or same_run):
+            raise RunDirError(f"save: {str(path)!r} is not empty; choose another folder or pass overwrite=True")
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        save_config(self.config, path / CONFIG_FILE)
+        write_run_record(path, {"saved": datetime.now().isoformat(timespec="seconds"), "task": self.task,
+                                "method": self.config.peft.method,
+                                "trained_in": str(self.run_dir) if self.run_dir else None})
+        return path

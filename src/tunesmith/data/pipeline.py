@@ -178,10 +178,12 @@ def _add_system(examples: list[Any], system_prompt: Optional[str]) -> None:
 
 
 def _tokenize_cached(tokenizer: Any, examples: list[Any], task: str, cfg: DataConfig, desc: str,
-                     notes: list[str]) -> tuple[list[dict], TokenizeStats]:
+                     notes: list[str], preprocessor: Any = None) -> tuple[list[dict], TokenizeStats]:
     import datasets
 
     settings = TokenizeSettings.from_config(cfg)
+    if preprocessor is not None:  # a custom one: its output cannot be fingerprinted, so no cache
+        return preprocessor(tokenizer, examples, task, settings)
     if not cfg.cache:
         return tokenize_examples(tokenizer, examples, task, settings, desc)
     key = fingerprint(examples, tokenizer, {"task": task, "settings": dataclasses.asdict(settings)})
@@ -197,11 +199,12 @@ def _tokenize_cached(tokenizer: Any, examples: list[Any], task: str, cfg: DataCo
 
 
 def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int = 42,
-                   task: str = "causal_lm") -> DataBundle:
+                   task: str = "causal_lm", preprocessor: Any = None) -> DataBundle:
     """Tokenize train and held-out sets; errors if nothing trainable is left.
 
     ``cfg`` is a ``DataConfig`` or a dict of its keys, e.g.
-    ``build_datasets({"train": "rows.jsonl", "max_length": 1024}, tokenizer)``.
+    ``build_datasets({"train": "rows.jsonl", "max_length": 1024}, tokenizer)``. ``preprocessor``
+    (a ``tunesmith.data.preprocessor.Preprocessor``) replaces ``tokenize_examples`` and the cache.
     """
     import datasets
 
@@ -209,7 +212,8 @@ def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int =
         cfg = check_values_data(build_config(cfg, DataConfig, prefix="data."))
     train_set, held_out, notes = load_example_sets(cfg, seed)
     cfg = resolved_data_config(cfg)
-    train_rows, train_stats = _tokenize_cached(tokenizer, train_set.examples, task, cfg, "Tokenizing train", notes)
+    train_rows, train_stats = _tokenize_cached(tokenizer, train_set.examples, task, cfg, "Tokenizing train", notes,
+                                               preprocessor)
     if not train_rows:
         raise DataError(
             f"data.train: none of the {len(train_set.examples)} examples can be trained: "
@@ -220,7 +224,8 @@ def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int =
         )
     eval_ds, eval_stats = None, None
     if held_out:
-        eval_rows, eval_stats = _tokenize_cached(tokenizer, held_out, task, cfg, "Tokenizing eval", notes)
+        eval_rows, eval_stats = _tokenize_cached(tokenizer, held_out, task, cfg, "Tokenizing eval", notes,
+                                                    preprocessor)
         eval_ds = datasets.Dataset.from_list(eval_rows) if eval_rows else None
     pack_stats = None
     if cfg.packing == "pack":

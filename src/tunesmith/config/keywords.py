@@ -1,0 +1,177 @@
+"""Keyword arguments users know (FineTuner's ``lora_r=...``, peft's ``TaskType``, bitsandbytes
+quantization dicts, ``transformers.TrainingArguments``) -> tunesmith config keys.
+
+Each function returns ``{dotted key: value}`` for ``TrainConfig.update_config``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+from tunesmith.errors import ConfigError
+
+
+# -- keyword arguments -> config keys -----------------------------------------------------------
+_TASK_TYPES = {"CAUSAL_LM": "causal_lm", "SEQ_CLS": "sequence_classification", "SEQ_2_SEQ_LM": "seq2seq",
+               "SEQ2SEQ": "seq2seq", "SEQUENCE_CLASSIFICATION": "sequence_classification", "AUTO": "auto"}
+_QUANT_KEYS = {"bnb_4bit_quant_type": "quant_type", "quant_type": "quant_type",
+               "bnb_4bit_use_double_quant": "double_quant", "double_quant": "double_quant",
+               "bnb_4bit_compute_dtype": "compute_dtype", "compute_dtype": "compute_dtype"}
+# TrainingArguments field -> tunesmith key; the strategies, warmup and precision are handled apart.
+_TRAINING_ARGUMENTS = {"learning_rate": "train.lr", "num_train_epochs": "train.epochs",
+                       "max_steps": "train.max_steps", "per_device_train_batch_size": "train.batch_size",
+                       "per_device_eval_batch_size": "eval.batch_size",
+                       "gradient_accumulation_steps": "train.grad_accum", "lr_scheduler_type": "train.scheduler",
+                       "weight_decay": "train.weight_decay", "seed": "train.seed",
+                       "logging_steps": "train.logging_steps", "output_dir": "output_dir"}
+_TRAINING_ARGUMENTS_HANDLED = {*_TRAINING_ARGUMENTS, "save_steps", "eval_steps", "save_strategy", "eval_strategy",
+                               "logging_strategy", "warmup_ratio", "warmup_steps", "bf16", "fp16",
+                               # no effect on what is trained: logging destinations and names
+                               "logging_dir", "report_to", "run_name", "do_train", "do_eval", "do_predict",
+                               "overwrite_output_dir"}
+
+
+def task_from_peft(task_type: Any) -> str:
+    """``model.task`` for a peft ``TaskType`` member or name.
+
+    Example:
+        >>> task_from_peft("SEQ_CLS"), task_from_peft("causal_lm")
+        ('sequence_classification', 'causal_lm')
+    """
+    name = getattr(task_type, "value", task_type)
+    if not isinstance(name, str) or name.upper() not in _TASK_TYPES:
+        raise ConfigError(f"lora_task_type: {task_type!r} is not supported; use CAUSAL_LM, SEQ_CLS or "
+                          "SEQ_2_SEQ_LM (a peft TaskType or its name), or None to infer it from the model")
+    return _TASK_TYPES[name.upper()]
+
+
+def quantization_updates(quantization_config: Optional[dict[str, Any]], quantize: bool) -> dict[str, Any]:
+    """Config keys for ``quantize`` / ``quantization_config`` (which implies quantizing).
+
+    Example:
+        >>> quantization_updates({"bnb_4bit_quant_type": "fp4"}, False)
+        {'peft.quantization.quant_type': 'fp4', 'peft.method': 'qlora'}
+    """
+    if quantization_config is None:
+        return {"peft.method": "qlora"} if quantize else {}
+    if not isinstance(quantization_config, dict):
+        raise ConfigError(f"quantization_config: expected a dict such as {{'bnb_4bit_quant_type': 'nf4'}}, "
+                          f"got {type(quantization_config).__name__}")
+    out: dict[str, Any] = {}
+    bits8 = bool(quantization_config.get("load_in_8bit", False))
+    if bits8 and quantization_config.get("load_in_4bit"):
+        raise ConfigError("quantization_config: load_in_4bit and load_in_8bit are both set; choose one")
+    for key, value in quantization_config.items():
+        if key in ("load_in_8bit", "load_in_4bit"):
+            continue
+        if key not in _QUANT_KEYS:
+            raise ConfigError(f"quantization_config.{key}: not supported; use one of "
+                              f"{', '.join(sorted(_QUANT_KEYS))}, load_in_4bit or load_in_8bit")
+        if _QUANT_KEYS[key] == "compute_dtype" and not isinstance(value, str):
+            value = str(value).removeprefix("torch.")  # torch.bfloat16 -> "bfloat16"
+        dotted = f"peft.quantization.{_QUANT_KEYS[key]}"
+        if dotted in out and out[dotted] != value:
+            raise ConfigError(f"quantization_config.{key}: {dotted} is set twice with different values")
+        out[dotted] = value
+    out["peft.method"] = "int8" if bits8 else "qlora"
+    return out
+
+
+def keyword_updates(*, model_id: Any = None, device: Optional[str] = None, dataset_name: Any = None,
+                    lora_r: int = 16, lora_alpha: int = 32, lora_target_modules: Any = None,
+                    lora_bias: str = "none", lora_task_type: Any = None, max_length: Optional[int] = None,
+                    quantize: bool = False, quantization_config: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """The ``update_config`` dict for ``FineTuner``'s keywords; keywords at their defaults are left out.
+
+    Example:
+        >>> keyword_updates(model_id="gpt2", lora_r=8, lora_target_modules="c_attn")
+        {'model.name_or_path': 'gpt2', 'peft.r': 8, 'peft.target_modules': ['c_attn']}
+    """
+    out: dict[str, Any] = {}
+    if model_id is not None:
+        if not isinstance(model_id, (str, os.PathLike)):
+            raise ConfigError(f"model_id: expected a model name, hub id or folder, got {model_id!r}")
+        model_id = str(model_id)
+        if model_id.startswith(("/", "./", "../", "~")) and not Path(model_id).expanduser().exists():
+            raise ConfigError(f"model_id: the folder {model_id!r} does not exist")
+        out["model.name_or_path"] = model_id
+    if device is not None:
+        out["model.device"] = device
+    if dataset_name is not None:
+        out["data.train"] = str(dataset_name)
+    if lora_r != 16:
+        out["peft.r"] = lora_r
+    if lora_alpha != 32:
+        out["peft.alpha"] = lora_alpha
+    if lora_target_modules is not None:
+        out["peft.target_modules"] = ([lora_target_modules] if isinstance(lora_target_modules, str)
+                                      else list(lora_target_modules))
+    if lora_bias != "none":
+        out["peft.bias"] = lora_bias
+    if lora_task_type is not None:
+        out["model.task"] = task_from_peft(lora_task_type)
+    if max_length is not None:
+        out["data.max_length"] = max_length
+    out.update(quantization_updates(quantization_config, quantize))
+    return out
+
+
+def trainer_updates(trainer_config: Any) -> dict[str, Any]:
+    """The ``update_config`` dict for ``trainer_config``: a dict as is, ``TrainingArguments`` mapped.
+
+    Example:
+        >>> trainer_updates({"lr": 1e-4})
+        {'lr': 0.0001}
+    """
+    if trainer_config is None:
+        return {}
+    if isinstance(trainer_config, dict):
+        return trainer_config
+    if type(trainer_config).__module__.startswith("transformers") and hasattr(trainer_config, "to_dict"):
+        return training_arguments_updates(trainer_config)
+    raise ConfigError(f"trainer_config: expected a TrainConfig, a dict of config keys or a "
+                      f"transformers.TrainingArguments, got {type(trainer_config).__name__}")
+
+
+def training_arguments_updates(args: Any) -> dict[str, Any]:
+    """Config keys for a ``transformers.TrainingArguments``; refuses fields tunesmith cannot honour.
+
+    Every mapped field is taken (so transformers' defaults apply, e.g. 3 epochs); any other field
+    set to a non-default value raises ``ConfigError`` naming it.
+
+    Example:
+        >>> training_arguments_updates(TrainingArguments("out", learning_rate=1e-4))["train.lr"]
+        0.0001
+    """
+    given = args.to_dict()
+    default = type(args)(output_dir=args.output_dir).to_dict()
+    unmapped = sorted(k for k in given if k not in _TRAINING_ARGUMENTS_HANDLED and given[k] != default.get(k))
+    if unmapped:
+        shown = ", ".join(f"{k}={given[k]!r} (default {default.get(k)!r})" for k in unmapped)
+        raise ConfigError(f"trainer_config: TrainingArguments field(s) {shown} have no tunesmith equivalent; "
+                          "leave them at their defaults or set the tunesmith config key instead")
+    out = {key: given[name] for name, key in _TRAINING_ARGUMENTS.items() if given.get(name) is not None}
+    for name, allowed in (("logging_strategy", ("steps",)), ("save_strategy", ("steps", "no")),
+                          ("eval_strategy", ("steps", "no"))):
+        if given.get(name, "steps" if name != "eval_strategy" else "no") not in allowed:
+            raise ConfigError(f"trainer_config: TrainingArguments.{name}={given[name]!r} is not supported; "
+                              f"use {' or '.join(repr(a) for a in allowed)} (tunesmith counts in steps)")
+    out["train.save_steps"] = given["save_steps"] if given.get("save_strategy", "steps") == "steps" else 0
+    if given.get("eval_strategy", "no") == "steps":
+        out["train.eval_steps"] = given.get("eval_steps") or given["logging_steps"]
+    else:
+        out["train.eval_steps"] = 0
+    ratio, steps = given.get("warmup_ratio") or 0.0, given.get("warmup_steps") or 0
+    if steps and 0 < steps < 1:  # transformers 5: a float below 1 is a fraction of the steps
+        ratio = steps
+    elif steps:
+        if given["max_steps"] <= 0:
+            raise ConfigError(f"trainer_config: TrainingArguments.warmup_steps={steps!r} needs max_steps > 0 "
+                              "to become train.warmup_ratio; give warmup_steps as a fraction below 1 instead")
+        ratio = steps / given["max_steps"]
+    out["train.warmup_ratio"] = ratio
+    if given.get("bf16") or given.get("fp16"):
+        out["train.precision"] = "bf16" if given.get("bf16") else "fp16"
+    return out
