@@ -1,8 +1,7 @@
 """``FineTuner``: the one composition root. The CLI and Python users both go through it.
 
-    >>> from tunesmith import FineTuner
-    >>> result = FineTuner.from_yaml(None, ["train.max_steps=20"]).train()
-    >>> result.run_dir, result.after["accuracy"]
+    >>> tuner = FineTuner("smollm2-135m-instruct", dataset_name="arith", lora_r=8)
+    >>> tuner.train().after["accuracy"], tuner("What is 12 + 7?")
 """
 
 from __future__ import annotations
@@ -32,24 +31,6 @@ class TrainResult:
     before: Optional[dict[str, Any]] = None  # held-out results of the base model (exact match or accuracy)
     after: Optional[dict[str, Any]] = None  # ... and of the tuned model, on the same questions
     data: dict[str, Any] = field(default_factory=dict)
-
-
-def default_run_dir() -> Path:
-    return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
-
-
-def prepare_run_dir(cfg: TrainConfig) -> Path:
-    """Create the run directory; never write into a non-empty one unless ``overwrite`` is set."""
-    run_dir = Path(cfg.output_dir) if cfg.output_dir else default_run_dir()
-    if run_dir.exists() and any(run_dir.iterdir()) and not cfg.overwrite:
-        raise RunDirError(
-            f"output_dir: {str(run_dir)!r} is not empty; choose another output_dir or pass "
-            "overwrite=true (or --overwrite) to replace what is there"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("metrics.jsonl", "run.json"):  # an overwritten run starts from a clean log
-        (run_dir / stale).unlink(missing_ok=True)
-    return run_dir
 
 
 class FineTuner:
@@ -349,6 +330,8 @@ class FineTuner:
         from tunesmith.training.trainers import TRAINERS
 
         cfg = self.config
+        from tunesmith.inference.runs import prepare_run_dir
+
         run_dir = prepare_run_dir(cfg)
         save_config(cfg, run_dir / CONFIG_FILE)
         device, precision = self._runtime()
@@ -480,35 +463,15 @@ class FineTuner:
 
         collator = build_collator("auto", task, self.tokenizer, "none", device)
         if task == "seq2seq":
-            return {"metric": "loss", **self._seq2seq_loss(bundle.eval, collator, device, precision)}
+            from tunesmith.evaluation.language_model import evaluate_seq2seq_loss
+
+            return {"metric": "loss", **evaluate_seq2seq_loss(self.model, bundle.eval, collator, cfg.eval.batch_size,
+                                                              device, lambda: self._autocast(device, precision))}
         from tunesmith.evaluation.language_model import evaluate_perplexity
 
         result = evaluate_perplexity(self.model, bundle.eval, collator, cfg.eval.batch_size, device,
                                      lambda: self._autocast(device, precision))
         return {"metric": "perplexity", **result}
-
-    def _seq2seq_loss(self, dataset: Any, collator: Any, device: str, precision: str) -> dict[str, Any]:
-        """Mean loss per target token of an encoder-decoder (the model's own loss, token-weighted)."""
-        import math
-
-        import torch
-
-        from tunesmith.evaluation.classification import collated_batches
-
-        total, tokens = 0.0, 0
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.inference_mode():
-                for _, batch in collated_batches(dataset, collator, self.config.eval.batch_size, device):
-                    with self._autocast(device, precision):
-                        loss = self.model(**batch).loss
-                    n = int((batch["labels"] != -100).sum())  # the loss is a mean over these tokens
-                    total, tokens = total + float(loss) * n, tokens + n
-        finally:
-            self.model.train(was_training)
-        mean = total / max(tokens, 1)
-        return {"loss": mean, "perplexity": math.exp(min(mean, 700.0)), "tokens": tokens}
 
     def save(self, output_dir: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the model (adapter or full weights), tokenizer, ``config.yaml`` and ``run.json``.

@@ -96,3 +96,25 @@ def evaluate_perplexity(
     except OverflowError:  # loss above ~709 nats: an untrained or diverged model
         perplexity = math.inf
     return {"loss": mean, "perplexity": perplexity, "tokens": total_tokens}
+
+
+def evaluate_seq2seq_loss(model: Any, dataset: Any, collator: Any, batch_size: int = 8, device: Any = None,
+                          autocast: Any = None) -> dict[str, Any]:
+    """Mean loss per target token of an encoder-decoder: the model's own (mean) loss re-weighted by
+    each batch's target-token count, so every token counts once whatever the batching."""
+    import torch
+
+    total, tokens = 0.0, 0
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for _, batch in collated_batches(dataset, collator, batch_size, device or model_device(model)):
+                with autocast_context(autocast):
+                    loss = model(**batch).loss
+                n = int((batch["labels"] != -100).sum())
+                total, tokens = total + float(loss) * n, tokens + n
+    finally:
+        model.train(was_training)
+    mean = total / max(tokens, 1)
+    return {"loss": mean, "perplexity": math.exp(min(mean, 700.0)), "tokens": tokens}

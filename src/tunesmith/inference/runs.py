@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +97,21 @@ def _load_model_folder(path: Path, device: str | None) -> LoadedRun:
 
 def write_run_record(run_dir: Path, record: dict[str, Any]) -> None:
     (run_dir / RUN_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
+
+
+def default_run_dir() -> Path:
+    return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def prepare_run_dir(cfg: TrainConfig) -> Path:
+    """Create the run directory; never write into a non-empty one unless ``overwrite`` is set."""
+    run_dir = Path(cfg.output_dir) if cfg.output_dir else default_run_dir()
+    if run_dir.exists() and any(run_dir.iterdir()) and not cfg.overwrite:
+        raise RunDirError(
+            f"output_dir: {str(run_dir)!r} is not empty; choose another output_dir or pass "
+            "overwrite=true (or --overwrite) to replace what is there"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("metrics.jsonl", "run.json"):  # an overwritten run starts from a clean log
+        (run_dir / stale).unlink(missing_ok=True)
+    return run_dir
