@@ -321,7 +321,7 @@ class FineTuner:
 
         from tunesmith.data.collators import build_collator
         from tunesmith.data.loading import loader_settings
-        from tunesmith.data.pipeline import build_datasets, load_eval_conversations
+        from tunesmith.data.pipeline import build_datasets, eval_conversations
         from tunesmith.inference.runs import CONFIG_FILE, write_run_record
         from tunesmith.models.adapters import apply_adapter, count_parameters
         from tunesmith.reporting.plots import plot_curves
@@ -351,7 +351,7 @@ class FineTuner:
         conversations: list = []
         before = after = None
         if metric == "exact_match":
-            conversations = load_eval_conversations(cfg.data, cfg.train.seed, cfg.eval.max_samples)
+            conversations = eval_conversations(bundle.held_out, cfg.eval.max_samples)  # no second read
         if metric:
             before = self._held_out(metric, "Evaluating base model", device, precision, task, bundle, conversations)
             print(f"Base model {metric.replace('_', ' ')}: {before['accuracy']:.1%} "
@@ -434,7 +434,7 @@ class FineTuner:
             0.94
         """
         from tunesmith.data.builtin import BUILTIN_DATASETS
-        from tunesmith.data.pipeline import build_datasets, load_conversations, load_eval_conversations
+        from tunesmith.data.pipeline import build_datasets, eval_conversations, load_conversations
         from tunesmith.data.sources import is_builtin
         from tunesmith.errors import DataError
 
@@ -448,7 +448,7 @@ class FineTuner:
             _, held_out = load_conversations(cfg.data, cfg.train.seed)
             has_references = any(getattr(c, "reference", None) is not None for c in held_out)
             if builtin_exact or has_references or cfg.eval.before_after == "on":
-                conversations = load_eval_conversations(cfg.data, cfg.train.seed, cfg.eval.max_samples)
+                conversations = eval_conversations(held_out, cfg.eval.max_samples)
                 if not conversations:
                     raise DataError(no_held_out)
                 result = self._held_out("exact_match", "Evaluating", device, precision, task, None, conversations)

@@ -56,6 +56,7 @@ class DataBundle:
     label_names: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # bad rows skipped, duplicates, mixing, cache hits
     pack_stats: Optional[PackStats] = None
+    held_out: list[Any] = field(default_factory=list)  # canonical held-out examples (before tokenizing)
 
 
 def resolved_data_config(cfg: DataConfig) -> DataConfig:
@@ -234,7 +235,7 @@ def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int =
         train_rows, pack_stats = pack_examples(train_rows, cfg.max_length)
         notes.append(f"data.packing: {pack_stats.summary()}")
     return DataBundle(datasets.Dataset.from_list(train_rows), eval_ds, train_stats, eval_stats, train_set.info,
-                      list(train_set.info.label_names or []), notes, pack_stats)
+                      list(train_set.info.label_names or []), notes, pack_stats, held_out)
 
 
 def load_conversations(cfg: DataConfig, seed: int) -> tuple[list[Any], list[Any]]:
@@ -243,11 +244,16 @@ def load_conversations(cfg: DataConfig, seed: int) -> tuple[list[Any], list[Any]
     return train.examples, held_out
 
 
-def load_eval_conversations(cfg: DataConfig, seed: int, limit: int) -> list[Conversation]:
-    """Up to ``limit`` held-out conversations that carry a reference answer (for exact match)."""
-    _, held_out = load_conversations(cfg, seed)
+def eval_conversations(held_out: list[Any], limit: int) -> list[Conversation]:
+    """Up to ``limit`` held-out conversations, each with a reference answer (for exact match)."""
     conversations = [c for c in held_out if isinstance(c, Conversation)]
     for c in conversations:
         if c.reference is None:
             c.reference = c.last_answer()
     return conversations[:limit]
+
+
+def load_eval_conversations(cfg: DataConfig, seed: int, limit: int) -> list[Conversation]:
+    """Read the held-out set of ``cfg`` and return ``eval_conversations`` of it."""
+    _, held_out = load_conversations(cfg, seed)
+    return eval_conversations(held_out, limit)
