@@ -1,8 +1,4 @@
-"""``FineTuner``: the one composition root. The CLI and Python users both go through it.
-
-    >>> tuner = FineTuner("smollm2-135m-instruct", dataset_name="arith", lora_r=8)
-    >>> tuner.train().after["accuracy"], tuner("What is 12 + 7?")
-"""
+"""``FineTuner``: records and checks a config, then loads, trains, evaluates and generates on demand."""
 
 from __future__ import annotations
 
@@ -10,28 +6,14 @@ import contextlib
 import copy
 import json
 import os
-import time
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
+from tunesmith.api.results import TrainResult
 from tunesmith.config import TrainConfig, load_config, save_config, update_config
 from tunesmith.config.keywords import keyword_updates, trainer_updates
 from tunesmith.errors import ConfigError, RunDirError
-
-
-@dataclass
-class TrainResult:
-    """What a finished run reports; everything here is also written to the run directory."""
-
-    run_dir: Path
-    train_seconds: float
-    train_loss: Optional[float]
-    before: Optional[dict[str, Any]] = None  # held-out results of the base model (exact match or accuracy)
-    after: Optional[dict[str, Any]] = None  # ... and of the tuned model, on the same questions
-    data: dict[str, Any] = field(default_factory=dict)
-
 
 class FineTuner:
     """Fine-tunes one model on one dataset as described by a ``TrainConfig`` or by keywords.
@@ -229,42 +211,6 @@ class FineTuner:
         if getattr(self.model.config, "pad_token_id", None) is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id  # decoder classifiers need it
 
-    def _before_after_metric(self, task: str, bundle: Any) -> Optional[str]:
-        """Which held-out comparison of base and tuned model this run makes, if any."""
-        from tunesmith.data.builtin import BUILTIN_DATASETS
-        from tunesmith.data.sources import is_builtin
-
-        mode = self.config.eval.before_after
-        if mode == "off":
-            return None
-        if task == "sequence_classification":
-            return "accuracy" if bundle.eval is not None else None  # one cheap pass over the eval set
-        if task != "causal_lm":
-            return None
-        name = self.config.data.eval or self.config.data.train
-        builtin_exact = is_builtin(name) and BUILTIN_DATASETS.get(name).metric == "exact_match"
-        return "exact_match" if mode == "on" or builtin_exact else None
-
-    def _held_out(self, metric: str, desc: str, device: str, precision: str, task: str, bundle: Any,
-                  conversations: list) -> dict[str, Any]:
-        """Exact match by generation, or classification metrics, on the held-out set."""
-        if metric == "accuracy":
-            from tunesmith.data.collators import build_collator
-            from tunesmith.evaluation.classification import evaluate_classification
-
-            collator = build_collator("auto", task, self.tokenizer, "none", device)
-            return evaluate_classification(self.model, bundle.eval, collator, self.config.eval.batch_size,
-                                           bundle.label_names or None, device,
-                                           lambda: self._autocast(device, precision), desc)
-        from tunesmith.evaluation.exact_match import evaluate_exact_match
-        from tunesmith.models.generation import GenerationSettings
-
-        settings = GenerationSettings(max_new_tokens=self.config.eval.max_new_tokens)
-        with self._autocast(device, precision):
-            result = evaluate_exact_match(self.model, self.tokenizer, conversations, settings,
-                                          self.config.eval.batch_size, desc)
-        return result.to_dict()
-
     def preprocess_data(self) -> Any:
         """Load the tokenizer and build the tokenized datasets (a ``DataBundle``) without a model."""
         task = self._load_tokenizer()
@@ -301,15 +247,19 @@ class FineTuner:
         return report
 
     # -- the run ------------------------------------------------------------------------------
+    # -- the run ------------------------------------------------------------------------------
     def train(self, output_dir: str | os.PathLike | None = None, num_train_epochs: Optional[float] = None) -> TrainResult:
         """Load, (evaluate the base model,) train, save, (evaluate the tuned model) and report.
 
         Afterwards ``self.model`` / ``self.tokenizer`` hold the tuned model, ready for ``generate``.
+        The steps are in ``tunesmith.api.train_job``.
 
         Example:
             >>> FineTuner("smollm2-135m-instruct", dataset_name="arith").train("runs/a", num_train_epochs=2).run_dir
             PosixPath('runs/a')
         """
+        from tunesmith.api.train_job import run_training
+
         updates: dict[str, Any] = {}
         if output_dir is not None:
             updates["output_dir"] = str(output_dir)
@@ -317,83 +267,7 @@ class FineTuner:
             updates["num_train_epochs"] = num_train_epochs
         if updates:
             update_config(self.config, updates)
-        from transformers import set_seed
-
-        from tunesmith.data.collators import build_collator
-        from tunesmith.data.loading import loader_settings
-        from tunesmith.data.pipeline import build_datasets, eval_conversations
-        from tunesmith.inference.runs import CONFIG_FILE, write_run_record
-        from tunesmith.models.adapters import apply_adapter, count_parameters
-        from tunesmith.reporting.plots import plot_curves
-        from tunesmith.training.arguments import build_training_args
-        from tunesmith.training.callbacks import MetricsJsonl, ProgressBar, read_metrics
-        from tunesmith.training.trainers import TRAINERS
-
-        cfg = self.config
-        from tunesmith.inference.runs import prepare_run_dir
-
-        run_dir = prepare_run_dir(cfg)
-        save_config(cfg, run_dir / CONFIG_FILE)
-        device, precision = self._runtime()
-        set_seed(cfg.train.seed)
-        print(f"Run directory: {run_dir}\nDevice: {device}, precision: {precision}", flush=True)
-
-        task = self._load_tokenizer()
-        bundle = build_datasets(cfg.data, self.tokenizer, cfg.train.seed, task, self._custom_preprocessor())
-        print(f"Train data: {bundle.train_stats.summary()}", flush=True)
-        if bundle.eval_stats:
-            print(f"Eval data: {bundle.eval_stats.summary()}", flush=True)
-        for note in bundle.notes:
-            print(note, flush=True)
-        self._load_model(task, device, precision, bundle.label_names)
-
-        metric = self._before_after_metric(task, bundle)
-        conversations: list = []
-        before = after = None
-        if metric == "exact_match":
-            conversations = eval_conversations(bundle.held_out, cfg.eval.max_samples)  # no second read
-        if metric:
-            before = self._held_out(metric, "Evaluating base model", device, precision, task, bundle, conversations)
-            print(f"Base model {metric.replace('_', ' ')}: {before['accuracy']:.1%} "
-                  f"({before['correct']}/{before['total']})", flush=True)
-
-        self.model = apply_adapter(self.model, cfg.peft, task)
-        trainable, total = count_parameters(self.model)
-        effective = cfg.train.batch_size * cfg.train.grad_accum
-        print(f"Method: {cfg.peft.method}; trainable parameters {trainable:,} of {total:,} "
-              f"({trainable / total:.2%}); {cfg.train.batch_size} sequences x {cfg.train.grad_accum} "
-              f"accumulation = {effective} sequences per optimizer step", flush=True)
-
-        args = build_training_args(cfg, run_dir, device, precision, bundle.eval is not None, loader_settings(device))
-        trainer = TRAINERS.get(cfg.train.trainer)(
-            model=self.model, args=args, train_dataset=bundle.train, eval_dataset=bundle.eval,
-            data_collator=build_collator(cfg.data.collator, task, self.tokenizer, cfg.data.packing, device),
-            callbacks=[ProgressBar(), MetricsJsonl(run_dir / "metrics.jsonl")],
-            processing_class=self.tokenizer)
-        start = time.perf_counter()
-        output = trainer.train()
-        train_seconds = time.perf_counter() - start
-
-        self.model.save_pretrained(run_dir)  # adapter (or full weights) as safetensors
-        self.tokenizer.save_pretrained(run_dir)  # with its chat template
-        plot_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss_curve.png")
-
-        if metric:
-            after = self._held_out(metric, "Evaluating tuned model", device, precision, task, bundle, conversations)
-            (run_dir / "eval_results.json").write_text(
-                json.dumps({"metric": metric, "before": before, "after": after}, indent=2), encoding="utf-8")
-
-        self.run_dir = run_dir
-        result = TrainResult(run_dir, train_seconds, output.training_loss, before, after,
-                             {"train": vars(bundle.train_stats)})
-        write_run_record(run_dir, {
-            "finished": datetime.now().isoformat(timespec="seconds"), "train_seconds": round(train_seconds, 1),
-            "train_loss": output.training_loss, "global_step": output.global_step, "device": device,
-            "precision": precision, "task": task, "method": cfg.peft.method,
-            "trainable_parameters": trainable, "total_parameters": total,
-            "before_accuracy": before and before["accuracy"], "after_accuracy": after and after["accuracy"],
-        })
-        return result
+        return run_training(self)
 
     # -- after training -----------------------------------------------------------------------
     def generate(self, prompt_text: str | list[str], max_length: Optional[int] = None) -> str | list[str]:
@@ -433,45 +307,9 @@ class FineTuner:
             >>> FineTuner.load("runs/arith").evaluate()["accuracy"]
             0.94
         """
-        from tunesmith.data.builtin import BUILTIN_DATASETS
-        from tunesmith.data.pipeline import build_datasets, eval_conversations, load_conversations
-        from tunesmith.data.sources import is_builtin
-        from tunesmith.errors import DataError
+        from tunesmith.api.held_out import evaluate_model
 
-        task, device, precision = self._ensure_model()
-        cfg = self.config
-        no_held_out = ("evaluate: there is no held-out data; set data.eval (a dataset) or "
-                       "data.eval_split (a fraction of data.train, e.g. 0.1)")
-        if task == "causal_lm":
-            name = cfg.data.eval or cfg.data.train
-            builtin_exact = is_builtin(name) and BUILTIN_DATASETS.get(name).metric == "exact_match"
-            _, held_out = load_conversations(cfg.data, cfg.train.seed)
-            has_references = any(getattr(c, "reference", None) is not None for c in held_out)
-            if builtin_exact or has_references or cfg.eval.before_after == "on":
-                conversations = eval_conversations(held_out, cfg.eval.max_samples)
-                if not conversations:
-                    raise DataError(no_held_out)
-                result = self._held_out("exact_match", "Evaluating", device, precision, task, None, conversations)
-                return {"metric": "exact_match", **result}
-        bundle = build_datasets(cfg.data, self.tokenizer, cfg.train.seed, task, self._custom_preprocessor())
-        if bundle.eval is None or len(bundle.eval) == 0:
-            raise DataError(no_held_out)
-        if task == "sequence_classification":
-            result = self._held_out("accuracy", "Evaluating", device, precision, task, bundle, [])
-            return {"metric": "accuracy", **result}
-        from tunesmith.data.collators import build_collator
-
-        collator = build_collator("auto", task, self.tokenizer, "none", device)
-        if task == "seq2seq":
-            from tunesmith.evaluation.language_model import evaluate_seq2seq_loss
-
-            return {"metric": "loss", **evaluate_seq2seq_loss(self.model, bundle.eval, collator, cfg.eval.batch_size,
-                                                              device, lambda: self._autocast(device, precision))}
-        from tunesmith.evaluation.language_model import evaluate_perplexity
-
-        result = evaluate_perplexity(self.model, bundle.eval, collator, cfg.eval.batch_size, device,
-                                     lambda: self._autocast(device, precision))
-        return {"metric": "perplexity", **result}
+        return evaluate_model(self)
 
     def save(self, output_dir: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the model (adapter or full weights), tokenizer, ``config.yaml`` and ``run.json``.

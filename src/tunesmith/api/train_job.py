@@ -1,0 +1,134 @@
+"""The steps of one training run, in order: prepare the run directory, data and model; measure the
+base model; apply the adapter; train; save; measure the tuned model; write the run record.
+
+Each step is a small function so that a reader can follow the run from ``run_training`` alone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+from tunesmith.api.held_out import before_after_metric, held_out_metrics
+from tunesmith.api.results import TrainResult
+from tunesmith.config import save_config
+
+
+def run_training(tuner: Any) -> TrainResult:
+    """Run the whole job described by ``tuner.config``; ``tuner.model`` is the tuned model afterwards."""
+    from transformers import set_seed
+
+    from tunesmith.data.pipeline import eval_conversations
+    from tunesmith.inference.runs import CONFIG_FILE, prepare_run_dir
+
+    cfg = tuner.config
+    run_dir = prepare_run_dir(cfg)
+    save_config(cfg, run_dir / CONFIG_FILE)
+    device, precision = tuner._runtime()
+    set_seed(cfg.train.seed)
+    print(f"Run directory: {run_dir}\nDevice: {device}, precision: {precision}", flush=True)
+
+    task, bundle = _load_data(tuner)
+    tuner._load_model(task, device, precision, bundle.label_names)
+
+    metric = before_after_metric(tuner, task, bundle)
+    conversations: list = []
+    before = after = None
+    if metric == "exact_match":
+        conversations = eval_conversations(bundle.held_out, cfg.eval.max_samples)  # no second read
+    if metric:
+        before = held_out_metrics(tuner, metric, "Evaluating base model", device, precision, task, bundle,
+                                  conversations)
+        print(f"Base model {metric.replace('_', ' ')}: {before['accuracy']:.1%} "
+              f"({before['correct']}/{before['total']})", flush=True)
+
+    trainable, total = _apply_adapter(tuner, task)
+    trainer = _build_trainer(tuner, task, bundle, run_dir, device, precision)
+    start = time.perf_counter()
+    output = trainer.train()
+    train_seconds = time.perf_counter() - start
+    _save_outputs(tuner, run_dir)
+
+    if metric:
+        after = held_out_metrics(tuner, metric, "Evaluating tuned model", device, precision, task, bundle,
+                                 conversations)
+        (run_dir / "eval_results.json").write_text(
+            json.dumps({"metric": metric, "before": before, "after": after}, indent=2), encoding="utf-8")
+
+    tuner.run_dir = run_dir
+    _write_record(tuner, run_dir, output, train_seconds, device, precision, task, trainable, total, before, after)
+    return TrainResult(run_dir, train_seconds, output.training_loss, before, after,
+                       {"train": vars(bundle.train_stats)})
+
+
+def _load_data(tuner: Any) -> tuple[str, Any]:
+    """Tokenizer, task and the tokenized datasets; prints what the data holds."""
+    from tunesmith.data.pipeline import build_datasets
+
+    cfg = tuner.config
+    task = tuner._load_tokenizer()
+    bundle = build_datasets(cfg.data, tuner.tokenizer, cfg.train.seed, task, tuner._custom_preprocessor())
+    print(f"Train data: {bundle.train_stats.summary()}", flush=True)
+    if bundle.eval_stats:
+        print(f"Eval data: {bundle.eval_stats.summary()}", flush=True)
+    for note in bundle.notes:
+        print(note, flush=True)
+    return task, bundle
+
+
+def _apply_adapter(tuner: Any, task: str) -> tuple[int, int]:
+    """Wrap ``tuner.model`` with the configured method and print what will be trained."""
+    from tunesmith.models.adapters import apply_adapter, count_parameters
+
+    cfg = tuner.config
+    tuner.model = apply_adapter(tuner.model, cfg.peft, task)
+    trainable, total = count_parameters(tuner.model)
+    effective = cfg.train.batch_size * cfg.train.grad_accum
+    print(f"Method: {cfg.peft.method}; trainable parameters {trainable:,} of {total:,} "
+          f"({trainable / total:.2%}); {cfg.train.batch_size} sequences x {cfg.train.grad_accum} "
+          f"accumulation = {effective} sequences per optimizer step", flush=True)
+    return trainable, total
+
+
+def _build_trainer(tuner: Any, task: str, bundle: Any, run_dir: Path, device: str, precision: str) -> Any:
+    """The registered trainer (``train.trainer``) with tunesmith's collator and callbacks."""
+    from tunesmith.data.collators import build_collator
+    from tunesmith.data.loading import loader_settings
+    from tunesmith.training.arguments import build_training_args
+    from tunesmith.training.callbacks import MetricsJsonl, ProgressBar
+    from tunesmith.training.trainers import TRAINERS
+
+    cfg = tuner.config
+    args = build_training_args(cfg, run_dir, device, precision, bundle.eval is not None, loader_settings(device))
+    return TRAINERS.get(cfg.train.trainer)(
+        model=tuner.model, args=args, train_dataset=bundle.train, eval_dataset=bundle.eval,
+        data_collator=build_collator(cfg.data.collator, task, tuner.tokenizer, cfg.data.packing, device),
+        callbacks=[ProgressBar(), MetricsJsonl(run_dir / "metrics.jsonl")],
+        processing_class=tuner.tokenizer)
+
+
+def _save_outputs(tuner: Any, run_dir: Path) -> None:
+    """Adapter (or full weights) as safetensors, the tokenizer with its chat template, the loss curve."""
+    from tunesmith.reporting.plots import plot_curves
+    from tunesmith.training.callbacks import read_metrics
+
+    tuner.model.save_pretrained(run_dir)
+    tuner.tokenizer.save_pretrained(run_dir)
+    plot_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss_curve.png")
+
+
+def _write_record(tuner: Any, run_dir: Path, output: Any, train_seconds: float, device: str, precision: str,
+                  task: str, trainable: int, total: int, before: Optional[dict], after: Optional[dict]) -> None:
+    """``run.json``: its presence marks a finished run."""
+    from tunesmith.inference.runs import write_run_record
+
+    write_run_record(run_dir, {
+        "finished": datetime.now().isoformat(timespec="seconds"), "train_seconds": round(train_seconds, 1),
+        "train_loss": output.training_loss, "global_step": output.global_step, "device": device,
+        "precision": precision, "task": task, "method": tuner.config.peft.method,
+        "trainable_parameters": trainable, "total_parameters": total,
+        "before_accuracy": before and before["accuracy"], "after_accuracy": after and after["accuracy"],
+    })
