@@ -46,7 +46,7 @@ def read_messages(
         if role_key not in raw:
             raise _missing_role(raw, role_key, content_key, at)
         speaker = raw[role_key]
-        if speaker not in aliases:
+        if not isinstance(speaker, str) or speaker not in aliases:  # a list or dict is no role (and unhashable)
             allowed = ", ".join(aliases)
             raise DataError(f"{at}: {role_key} {speaker!r} is not allowed.{did_you_mean(str(speaker), list(aliases))} "
                             f"Allowed: {allowed}", reason=BAD_ROLE)
