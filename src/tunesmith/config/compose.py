@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from tunesmith.config.paths import check_confined, check_switch_not_in_file
 from tunesmith.config.schema import TrainConfig
 from tunesmith.config.validate import build_config, check_values
 from tunesmith.errors import ConfigError
@@ -35,6 +36,8 @@ def load_config(
     """Compose the config and check every key and value; nothing heavy is loaded."""
     user = _read_yaml(config_file) if config_file else {}
     parsed = parse_overrides(list(overrides))
+    if config_file:
+        check_switch_not_in_file(user, config_file)
 
     selections: dict[str, str] = {}
     values: list[tuple[str, Any]] = []
@@ -64,11 +67,14 @@ def load_config(
     for key, value in values:
         _set_dotted(merged, key, value)
     try:
-        return check_values(build_config(merged))
+        cfg = check_values(build_config(merged))
     except ConfigError as err:
         if config_file and source not in str(err):
             raise ConfigError(f"{err}{source}") from None
         raise
+    if config_file:  # paths from a config file in another folder stay inside it (config/paths.py)
+        check_confined(cfg, config_file, _command_line_keys(parsed))
+    return cfg
 
 
 def compose_groups(selections: dict[str, str]) -> dict[str, Any]:
@@ -112,19 +118,40 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """The config as plain nested dicts and lists (what ``config.yaml`` holds)."""
     return dataclasses.asdict(cfg)
 
 
 def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
-    """Write the resolved config as YAML; ``tunesmith train PATH`` reproduces the run."""
+    """Write the resolved config as YAML; ``tunesmith train PATH`` reproduces the run.
+
+    Secrets (values under ``*_token`` / ``*_key`` / ``*_secret`` keys, and the values of secret
+    environment variables wherever they appear) are written as ``<masked>``; see ``config/secrets.py``.
+    """
     import yaml
 
-    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+    from tunesmith.config.secrets import mask_config
+
+    text = yaml.safe_dump(mask_config(config_to_dict(cfg)), sort_keys=False)
     Path(path).write_text("# Resolved tunesmith config of this run.\n" + text, encoding="utf-8")
 
 
 def read_saved_config(path: str | os.PathLike) -> TrainConfig:
+    """Read a run's ``config.yaml`` back into a checked ``TrainConfig`` (no packaged defaults mixed in)."""
     return check_values(build_config(_read_yaml(path)))
+
+
+def _command_line_keys(parsed: list[tuple[str, Any]]) -> set[str]:
+    """Dotted keys the command line set: ``data=rows.jsonl`` sets ``data.train``; ``data=arith`` (a
+    packaged option) only picks the group, and ``data={...}`` sets the whole section."""
+    keys = set()
+    for key, value in parsed:
+        if key in GROUPS and not isinstance(value, dict):
+            if key in GROUP_FALLBACK_KEY and str(value) not in group_options(key):
+                keys.add(f"{key}.{GROUP_FALLBACK_KEY[key]}")
+        else:
+            keys.add(key)
+    return keys
 
 
 def _select(group: str, value: Any, selections: dict, values: list, source: str) -> None:

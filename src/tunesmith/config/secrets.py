@@ -1,0 +1,163 @@
+"""Keeping secrets out of everything a run writes: saved configs, logs, metrics, trackers, reports.
+
+Two kinds of secret are known:
+
+* **config values under a secret-looking key**: any key, at any depth (sections and free-form
+  dicts such as ``train.callback_args``), whose name ends in ``_token``, ``_key``, ``_secret``,
+  ``_password`` or is one of those words (``token``, ``api_key``, ...);
+* **environment variables** whose name has a ``TOKEN``, ``SECRET``, ``PASSWORD``, ``PASSWD``,
+  ``KEY``, ``APIKEY`` or ``CREDENTIALS`` part (``HF_TOKEN``, ``MLFLOW_TRACKING_PASSWORD``,
+  ``WANDB_API_KEY``); values shorter than 8 characters are ignored (flags such as ``1``).
+
+``mask_config`` replaces the former with ``MASK``; ``mask_text`` replaces every known secret value
+(and the password of a ``scheme://user:password@host`` URL) wherever it occurs in a string.
+
+Example:
+    >>> mask_config({"train": {"callback_args": {"notify": {"api_token": "s3cr3t-value"}}}})
+    {'train': {'callback_args': {'notify': {'api_token': '<masked>'}}}}
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Any, Iterable, Mapping, Optional
+
+MASK = "<masked>"
+SECRET_SUFFIXES = ("_token", "_key", "_secret", "_password")
+SECRET_NAMES = {"token", "key", "secret", "password", "apikey", "api_key"}
+# Parts of an environment variable's name (split at "_") that mark it as holding a secret.
+SECRET_ENV_PARTS = {"TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "APIKEY", "CREDENTIALS"}
+MIN_SECRET_LENGTH = 8  # shorter environment values are flags or ids, and masking them would garble text
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]+:)(?P<password>[^/\s@]+)(?=@)")
+
+_registered: set[str] = set()  # secret values seen in configs this process has masked
+
+
+def is_secret_key(name: Any) -> bool:
+    """True for a config key that holds a secret: ``hub_token``, ``api_key``, ``client_secret``, ``token``.
+
+    Example:
+        >>> is_secret_key("mlflow_token"), is_secret_key("tokenizer"), is_secret_key("train")
+        (True, False, False)
+    """
+    if not isinstance(name, str):
+        return False
+    lower = name.lower()
+    return lower in SECRET_NAMES or lower.endswith(SECRET_SUFFIXES)
+
+
+def is_secret_env(name: str) -> bool:
+    """True for ``HF_TOKEN``, ``HUGGING_FACE_HUB_TOKEN``, ``WANDB_API_KEY``; False for ``TOKENIZERS_PARALLELISM``."""
+    return any(part in SECRET_ENV_PARTS for part in name.upper().split("_"))
+
+
+def env_secrets(environ: Optional[Mapping[str, str]] = None) -> list[str]:
+    """The values of secret-looking environment variables, longest first."""
+    environ = os.environ if environ is None else environ
+    values = {v for k, v in environ.items() if is_secret_env(k) and len(v.strip()) >= MIN_SECRET_LENGTH}
+    return sorted(values, key=len, reverse=True)
+
+
+def config_secrets(tree: Any) -> list[str]:
+    """The string values held under secret keys anywhere in a nested dict / list, longest first."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if is_secret_key(key) and value not in (None, ""):
+                    found.update(_leaf_strings(value))
+                else:
+                    walk(value)
+        elif isinstance(node, (list, tuple)):
+            for item in node:
+                walk(item)
+
+    walk(tree)
+    return sorted((s for s in found if s), key=len, reverse=True)
+
+
+def remember_secrets(values: Iterable[str]) -> None:
+    """Add secret values (from a config) to those ``mask_text`` removes for the rest of this process."""
+    _registered.update(v for v in values if len(v) >= 4)
+
+
+def known_secrets() -> list[str]:
+    """Every value ``mask_text`` removes now: environment secrets and remembered config secrets."""
+    return sorted(set(env_secrets()) | _registered, key=len, reverse=True)
+
+
+def mask_text(text: str, secrets: Optional[Iterable[str]] = None) -> str:
+    """``text`` with every secret value replaced by ``MASK`` and URL passwords hidden.
+
+    Example:
+        >>> mask_text("uri https://me:hunter22@example.org/x, key abcdefgh123", ["abcdefgh123"])
+        'uri https://me:<masked>@example.org/x, key <masked>'
+    """
+    if not isinstance(text, str) or not text:
+        return text
+    for secret in known_secrets() if secrets is None else sorted(set(secrets), key=len, reverse=True):
+        if secret and secret in text:
+            text = text.replace(secret, MASK)
+    return _URL_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
+
+
+def mask_config(tree: Any, secrets: Optional[Iterable[str]] = None) -> Any:
+    """A copy of a nested config dict with secret keys' values replaced and secret values masked in
+    every other string. Values under secret keys are remembered for later ``mask_text`` calls."""
+    values = config_secrets(tree)
+    remember_secrets(values)
+    every = set(values) | set(known_secrets() if secrets is None else secrets)
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, Mapping):
+            return {k: (MASK if is_secret_key(k) and v not in (None, "") else walk(v)) for k, v in node.items()}
+        if isinstance(node, (list, tuple)):
+            return [walk(item) for item in node]
+        if isinstance(node, str):
+            return mask_text(node, every)
+        return node
+
+    return walk(tree)
+
+
+def _leaf_strings(value: Any) -> list[str]:
+    if isinstance(value, Mapping):
+        return [s for v in value.values() for s in _leaf_strings(v)]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _leaf_strings(v)]
+    return [] if value is None or isinstance(value, bool) else [str(value)]
+
+
+class _MaskingFilter(logging.Filter):
+    """Rewrites each log record's message with ``mask_text`` before any handler formats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not known_secrets():
+            return True
+        message = record.getMessage()
+        masked = mask_text(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+_FILTER = _MaskingFilter()
+
+
+def install_log_masking(loggers: Iterable[str] = ("", "transformers", "peft", "accelerate", "datasets",
+                                                   "mlflow", "tunesmith")) -> None:
+    """Mask secrets in every record of these loggers and every handler already attached (idempotent).
+
+    A filter on a logger sees only records logged to that very logger, so it goes on each named
+    logger and on each handler (which sees propagated records from child loggers too).
+    """
+    for name in loggers:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+        for handler in logger.handlers:
+            if _FILTER not in handler.filters:
+                handler.addFilter(_FILTER)
