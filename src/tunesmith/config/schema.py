@@ -7,7 +7,7 @@ built-in datasets) are plain strings checked against that registry before anythi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 Task = Literal["auto", "causal_lm", "seq2seq", "sequence_classification"]
 WeightDtype = Literal["auto", "float32", "bfloat16", "float16"]
@@ -23,6 +23,14 @@ BeforeAfter = Literal["auto", "on", "off"]
 Truncation = Literal["drop", "truncate_prompt", "truncate_end"]
 Packing = Literal["none", "group_by_length", "pack"]
 BadRows = Literal["error", "skip"]
+Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw", "paged_adamw_8bit", "sgd"]
+Interval = Literal["auto", "no", "steps", "epoch"]
+BestMetric = Literal["loss", "accuracy"]
+LogTarget = Literal["tensorboard", "mlflow"]
+Strategy = Literal["ddp", "fsdp", "deepspeed"]
+FsdpSharding = Literal["full_shard", "shard_grad_op"]
+DdpBackend = Literal["auto", "nccl", "gloo"]
+NanPolicy = Literal["stop", "skip"]
 
 
 @dataclass
@@ -37,6 +45,10 @@ class ModelConfig:
     trust_remote_code: bool = False
     allow_pickle: bool = False  # read .bin/.pt pickle weights (they can run code); safetensors otherwise
     revision: Optional[str] = None
+    # How the weights are loaded: auto (hub id, folder, .gguf, alias), a registered model loader, or
+    # 'package.module:function'; loader_args are passed to it (checked against its signature).
+    loader: str = "auto"
+    loader_args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -73,6 +85,11 @@ class DataConfig:
     """Where the examples come from and how they become token ids."""
 
     train: str = "arith"  # a built-in/registered dataset name, a hub dataset name or a local path/glob/folder
+    # Arguments for a registered or 'package.module:attr' dataset named by train / eval.
+    dataset_args: dict[str, Any] = field(default_factory=dict)
+    # Tokenizes the examples: chat_template (default), a registered preprocessor or 'package.module:Class'.
+    preprocessor: str = "chat_template"
+    preprocessor_args: dict[str, Any] = field(default_factory=dict)
     eval: Optional[str] = None  # same kinds as train; built-in datasets use their test split
     eval_split: float = 0.0  # fraction of train held out for evaluation when eval is not given
     subset: Optional[str] = None  # hub dataset config name (datasets.load_dataset's second argument)
@@ -94,9 +111,13 @@ class DataConfig:
     label_names: list[str] = field(default_factory=list)  # classification: names of label ids
     packing: Packing = "none"
     collator: str = "auto"  # auto picks by task; see `tunesmith.data.collators.COLLATORS`
+    collator_args: dict[str, Any] = field(default_factory=dict)  # extra arguments for the collator
     on_bad_rows: BadRows = "error"
     max_bad_fraction: float = 0.05  # with on_bad_rows=skip: fail when more rows than this are bad
     cache: bool = True  # cache tokenized datasets by a fingerprint of data, tokenizer and settings
+    # Unlearning trainers (grad_diff, npo): the examples whose behaviour must stay; data.train is
+    # the forget set. Same kinds as data.train; a built-in uses its test split as held-out.
+    retain: Optional[str] = None
 
 
 @dataclass
@@ -132,10 +153,40 @@ class PeftConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """How a run started on several processes (torchrun, accelerate launch) shares the work.
+
+    The same config runs on one process or many: ``ddp`` keeps a full model copy per process and
+    averages gradients; ``fsdp`` and ``deepspeed`` shard parameters, gradients and optimizer state.
+    """
+
+    strategy: Strategy = "ddp"
+    backend: DdpBackend = "auto"  # auto: nccl on CUDA, gloo on CPU
+    # full_shard: parameters, gradients and optimizer state sharded (like ZeRO-3);
+    # shard_grad_op: parameters gathered for the whole step, the rest sharded (like ZeRO-2).
+    fsdp_sharding: FsdpSharding = "full_shard"
+    fsdp_offload: bool = False  # FSDP: parameters and optimizer state wait on the CPU
+    zero_stage: int = 2  # DeepSpeed ZeRO stage: 1 optimizer state, 2 + gradients, 3 + parameters
+    zero_offload: bool = False  # DeepSpeed: optimizer state (and stage-3 parameters) on the CPU
+    deepspeed_config: Optional[str] = None  # a DeepSpeed JSON file; replaces zero_stage / zero_offload
+    timeout_s: int = 1800  # seconds a process waits for the others (e.g. while rank 0 evaluates)
+
+
+@dataclass
+class UnlearningConfig:
+    """Hyper-parameters of the unlearning trainers ``grad_ascent``, ``grad_diff`` and ``npo``."""
+
+    forget_weight: float = 1.0  # scale of the forget-set term
+    retain_weight: float = 1.0  # grad_diff / npo: scale of the retain-set NLL (0: no retain term)
+    beta: float = 0.1  # npo: inverse temperature; as beta -> 0 NPO approaches gradient ascent
+
+
+@dataclass
 class TrainSection:
     """Optimisation settings. One optimizer step sees batch_size × grad_accum sequences."""
 
-    trainer: str = "sft"
+    trainer: str = "auto"  # auto: sft, seq2seq or classification by the model's task
+    trainer_args: dict[str, Any] = field(default_factory=dict)  # extra arguments for the trainer factory
     epochs: float = 1.0
     max_steps: int = -1  # > 0 overrides epochs
     batch_size: int = 8
@@ -150,6 +201,29 @@ class TrainSection:
     save_steps: int = 0  # 0: save only at the end
     eval_steps: int = 0  # 0: no evaluation loss during training
     num_threads: int = 0  # CPU threads; 0 lets torch decide
+    optimizer: Optimizer = "adamw"  # adamw_8bit / paged_*: bitsandbytes (8-bit state: ~75% less memory)
+    max_grad_norm: float = 1.0  # clip gradients to this global L2 norm; 0 turns clipping off
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
+    eval_strategy: Interval = "auto"  # auto: every eval_steps when eval_steps > 0, else no
+    save_strategy: Interval = "auto"  # auto: every save_steps when save_steps > 0, else only the end
+    save_limit: int = 0  # checkpoints kept in checkpoints/ (oldest deleted first); 0 keeps all
+    keep_best: bool = False  # at the end, load the checkpoint with the best best_metric and save it
+    best_metric: BestMetric = "loss"  # eval metric for keep_best and early stopping (accuracy: classifiers)
+    early_stopping_patience: int = 0  # stop after this many evaluations without improvement; 0: off
+    early_stopping_threshold: float = 0.0  # smallest change of best_metric that counts as improvement
+    callbacks: list[str] = field(default_factory=list)  # registered names or 'package.module:Class'
+    callback_args: dict[str, dict[str, Any]] = field(default_factory=dict)  # callback name -> arguments
+    log_to: list[LogTarget] = field(default_factory=list)  # tensorboard, mlflow (metrics.jsonl always)
+    mlflow_tracking_uri: Optional[str] = None  # default: a local file store in <run_dir>/mlruns
+    mlflow_experiment: str = "tunesmith"
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    unlearning: UnlearningConfig = field(default_factory=UnlearningConfig)
+    # auto: continue from the newest complete checkpoint in output_dir/checkpoints when there is one;
+    # none: always start fresh; or the path of a checkpoint folder (or a run directory) to continue from.
+    resume: str = "auto"
+    # A NaN/inf loss or gradient: stop (with the step, the batch's examples and the last good
+    # checkpoint) or skip that optimizer step (counted and reported).
+    nan_policy: NanPolicy = "stop"
 
 
 @dataclass
@@ -157,10 +231,20 @@ class EvalConfig:
     """Held-out evaluation before and after training."""
 
     before_after: BeforeAfter = "auto"  # auto: on for built-in datasets
-    max_samples: int = 100
+    # auto (by task and data), exact_match, rouge_l, accuracy, perplexity, a registered metric or
+    # 'package.module:function'; see tunesmith.evaluation.metrics.
+    metric: str = "auto"
+    max_samples: int = 100  # held-out prompts answered by generation (classifiers and perplexity use all)
     max_new_tokens: int = 96
     batch_size: int = 32
+    do_sample: bool = False  # greedy decoding unless true
+    temperature: float = 0.7  # with do_sample
+    top_p: float = 0.9  # with do_sample: nucleus sampling keeps this much probability mass
     show_samples: int = 1  # sample answers printed side by side
+    # Answers prompts in generate / chat / evaluation: chat (default), a registered handler or
+    # 'package.module:Class'; a constructor that takes system_prompt receives data.system_prompt.
+    inference_handler: str = "chat"
+    inference_handler_args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -174,6 +258,9 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     output_dir: Optional[str] = None  # default: runs/<timestamp>
     overwrite: bool = False  # allow writing into a non-empty output_dir
+    force_resume: bool = False  # resume even when the config changed the data, model, seed or batch size
+    # Command line / Python only: let a config file from another folder name paths outside it.
+    allow_outside_paths: bool = False
 
     def update_config(self, updates: dict) -> "TrainConfig":
         """Update this config in place from dotted keys, section dicts or aliases; returns self.

@@ -175,16 +175,20 @@ def check_values(cfg: TrainConfig) -> TrainConfig:
         ("train.save_steps", cfg.train.save_steps >= 0, "0 (end only) or a number of steps"),
         ("train.eval_steps", cfg.train.eval_steps >= 0, "0 (off) or a number of steps"),
         ("train.num_threads", cfg.train.num_threads >= 0, "0 (automatic) or a thread count"),
+        ("train.resume", bool(cfg.train.resume.strip()), "auto, none or the path of a checkpoint or run directory"),
         ("eval.max_samples", cfg.eval.max_samples > 0, "a positive count"),
         ("eval.max_new_tokens", cfg.eval.max_new_tokens > 0, "a positive number of tokens"),
         ("eval.batch_size", cfg.eval.batch_size > 0, "a positive number of prompts"),
         ("eval.show_samples", cfg.eval.show_samples >= 0, "a non-negative count"),
+        ("eval.temperature", cfg.eval.temperature > 0, "a positive temperature"),
+        ("eval.top_p", 0.0 < cfg.eval.top_p <= 1.0, "a probability in (0, 1]"),
     ]
     for key, ok, allowed in rules:
         if not ok:
             section, name = key.split(".")
             value = getattr(getattr(cfg, section), name)
             raise ConfigError(f"{key}: {value!r} is not allowed; expected {allowed}")
+    _check_train_values(cfg.train)
     for i, source in enumerate(cfg.data.mix):
         if source.weight <= 0:
             raise ConfigError(f"data.mix[{i}].weight: {source.weight!r} is not allowed; expected a positive weight")
@@ -197,3 +201,42 @@ def check_values(cfg: TrainConfig) -> TrainConfig:
             " Allowed: auto, cpu, cuda, cuda:N, mps"
         )
     return cfg
+
+
+def _check_train_values(t: Any) -> None:
+    """Range checks of ``train.*`` keys added for the training engine, and their combinations."""
+    rules = [
+        ("train.max_grad_norm", t.max_grad_norm, t.max_grad_norm >= 0, "0 (no clipping) or a positive norm"),
+        ("train.save_limit", t.save_limit, t.save_limit >= 0, "0 (keep all) or a number of checkpoints"),
+        ("train.early_stopping_patience", t.early_stopping_patience, t.early_stopping_patience >= 0,
+         "0 (off) or a number of evaluations"),
+        ("train.early_stopping_threshold", t.early_stopping_threshold, t.early_stopping_threshold >= 0,
+         "a non-negative change of train.best_metric"),
+        ("train.eval_steps", t.eval_steps, t.eval_strategy != "steps" or t.eval_steps > 0,
+         "a positive number of steps with train.eval_strategy=steps"),
+        ("train.save_steps", t.save_steps, t.save_strategy != "steps" or t.save_steps > 0,
+         "a positive number of steps with train.save_strategy=steps"),
+        ("train.distributed.zero_stage", t.distributed.zero_stage, t.distributed.zero_stage in (1, 2, 3),
+         "1, 2 or 3"),
+        ("train.distributed.timeout_s", t.distributed.timeout_s, t.distributed.timeout_s > 0, "a positive number of seconds"),
+        ("train.unlearning.beta", t.unlearning.beta, t.unlearning.beta > 0, "a positive inverse temperature"),
+        ("train.unlearning.forget_weight", t.unlearning.forget_weight, t.unlearning.forget_weight > 0,
+         "a positive weight"),
+        ("train.unlearning.retain_weight", t.unlearning.retain_weight, t.unlearning.retain_weight >= 0,
+         "a non-negative weight"),
+    ]
+    for key, value, ok, allowed in rules:
+        if not ok:
+            raise ConfigError(f"{key}: {value!r} is not allowed; expected {allowed}")
+    evaluates = t.eval_strategy in ("steps", "epoch") or (t.eval_strategy == "auto" and t.eval_steps > 0)
+    for key, on in (("train.keep_best", t.keep_best), ("train.early_stopping_patience", t.early_stopping_patience)):
+        if on and not evaluates:
+            raise ConfigError(f"{key}: needs evaluation during training; set train.eval_steps=N (or "
+                              "train.eval_strategy=epoch) and give held-out data (data.eval or data.eval_split)")
+    for i, name in enumerate(t.log_to):
+        if name in t.log_to[:i]:
+            raise ConfigError(f"train.log_to[{i}]: {name!r} is listed twice")
+    unknown = sorted(set(t.callback_args) - set(t.callbacks))
+    if unknown:
+        raise ConfigError(f"train.callback_args.{unknown[0]}: no callback named {unknown[0]!r} in train.callbacks "
+                          f"({', '.join(t.callbacks) or 'empty'})")

@@ -2,10 +2,149 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
-from tunesmith.config.schema import TrainConfig
+from tunesmith.config.schema import DistributedConfig, TrainConfig, TrainSection
+from tunesmith.errors import ConfigError
+
+# train.optimizer -> transformers' optimizer name. "adamw" keeps transformers' default (fused
+# AdamW on torch >= 2.8); the 8-bit and paged ones come from bitsandbytes (paged falls back to
+# ordinary memory on a CPU).
+OPTIMIZERS = {"adamw_8bit": "adamw_bnb_8bit", "paged_adamw": "paged_adamw_32bit",
+              "paged_adamw_8bit": "paged_adamw_8bit", "sgd": "sgd"}
+
+
+def effective_batch(t: TrainSection, processes: int = 1) -> int:
+    """Sequences per optimizer step: batch_size x grad_accum x processes (e.g. 8 x 4 x 2 = 64)."""
+    return t.batch_size * t.grad_accum * processes
+
+
+def interval(strategy: str, steps: int) -> str:
+    """``auto`` means every N steps when N > 0, else never."""
+    if strategy == "auto":
+        return "steps" if steps > 0 else "no"
+    return strategy
+
+
+def deepspeed_config(d: DistributedConfig) -> dict[str, Any]:
+    """A ZeRO config for ``train.distributed.strategy=deepspeed``; "auto" values are filled in by
+    transformers from the TrainingArguments, so batch size, clipping and precision agree."""
+    if d.deepspeed_config:
+        path = Path(d.deepspeed_config)
+        if not path.is_file():
+            raise ConfigError(f"train.distributed.deepspeed_config: {str(path)!r} does not exist")
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"train.distributed.deepspeed_config: {path}:{err.lineno}: not valid JSON "
+                              f"({err.msg})") from None
+    zero: dict[str, Any] = {"stage": d.zero_stage, "overlap_comm": True, "contiguous_gradients": True}
+    if d.zero_offload:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+        if d.zero_stage == 3:
+            zero["offload_param"] = {"device": "cpu", "pin_memory": True}
+    if d.zero_stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True  # save_model writes whole weights
+    return {"zero_optimization": zero, "bf16": {"enabled": "auto"}, "fp16": {"enabled": "auto"},
+            "train_micro_batch_size_per_gpu": "auto", "train_batch_size": "auto",
+            "gradient_accumulation_steps": "auto", "gradient_clipping": "auto"}
+
+
+def fsdp_config(d: DistributedConfig) -> dict[str, Any]:
+    """FSDP2 settings: wrap each transformer block (the model's ``_no_split_modules``), shard as asked."""
+    return {"version": 2, "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+            "reshard_after_forward": d.fsdp_sharding == "full_shard", "cpu_offload": d.fsdp_offload,
+            "state_dict_type": "FULL_STATE_DICT"}
+
+
+def _distributed_kwargs(d: DistributedConfig, device: str) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"ddp_timeout": d.timeout_s}
+    if d.backend != "auto":  # auto: accelerate picks nccl for CUDA and gloo for CPU processes
+        kwargs["ddp_backend"] = d.backend
+    if d.strategy == "fsdp":
+        kwargs.update(fsdp=True, fsdp_config=fsdp_config(d))
+    elif d.strategy == "deepspeed":
+        import importlib.util
+
+        if importlib.util.find_spec("deepspeed") is None:
+            raise ConfigError("train.distributed.strategy: 'deepspeed' needs DeepSpeed, which builds for your "
+                              "CUDA toolkit: pip install deepspeed")
+        kwargs["deepspeed"] = deepspeed_config(d)
+    return kwargs
+
+
+def _checkpoint_kwargs(t: TrainSection, has_eval: bool) -> dict[str, Any]:
+    """Evaluation, checkpoints, the best model and early stopping: the combinations transformers needs."""
+    evaluate = interval(t.eval_strategy, t.eval_steps) if has_eval else "no"
+    if (t.keep_best or t.early_stopping_patience) and evaluate == "no":
+        key = "train.keep_best" if t.keep_best else "train.early_stopping_patience"
+        raise ConfigError(f"{key}: needs an eval set during training; set data.eval or data.eval_split "
+                          "(built-in datasets bring their own test split)")
+    save, save_steps = interval(t.save_strategy, t.save_steps), t.save_steps
+    if t.keep_best:
+        # The best checkpoint can only be one that was saved right after an evaluation.
+        if t.save_strategy == "auto":
+            save, save_steps = evaluate, t.eval_steps
+        elif save != evaluate or (save == "steps" and t.save_steps % t.eval_steps):
+            raise ConfigError(f"train.keep_best: checkpoints must be saved where the model is evaluated; "
+                              f"train.save_strategy={save!r} (save_steps={t.save_steps}) does not match "
+                              f"train.eval_strategy={evaluate!r} (eval_steps={t.eval_steps}); set "
+                              "train.save_strategy=auto")
+    out: dict[str, Any] = {
+        "eval_strategy": evaluate, "eval_steps": t.eval_steps if evaluate == "steps" else None,
+        "save_strategy": save, "save_steps": save_steps if save == "steps" else 500,
+        "save_total_limit": t.save_limit or None, "load_best_model_at_end": t.keep_best,
+    }
+    if t.keep_best or t.early_stopping_patience:
+        out["metric_for_best_model"] = t.best_metric  # transformers reads "loss" as eval_loss, lower is better
+    return out
+
+
+def training_args_kwargs(cfg: TrainConfig, run_dir: Path, device: str, precision: str, has_eval: bool,
+                         loader: Any = None) -> dict[str, Any]:
+    """The keyword arguments of ``TrainingArguments`` for a config (see ``build_training_args``)."""
+    t = cfg.train
+    kwargs: dict[str, Any] = dict(
+        output_dir=str(run_dir / "checkpoints"),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.lr,
+        lr_scheduler_type=t.scheduler,
+        warmup_steps=t.warmup_ratio,  # a float below 1 is read as a ratio of the total steps
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        seed=t.seed,
+        data_seed=t.seed,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=device == "cpu",
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        report_to="none",  # TensorBoard / MLflow go through tunesmith's callbacks (train.log_to)
+        disable_tqdm=True,  # tunesmith's own progress bar shows loss, tokens/s and ETA
+        include_num_input_tokens_seen="non_padding",
+        remove_unused_columns=False,
+        # Batches of similar lengths pad little; transformers' own length-grouped sampler does it.
+        train_sampling_strategy="group_by_length" if cfg.data.packing == "group_by_length" else "random",
+        dataloader_pin_memory=loader.pin_memory if loader else device.startswith("cuda"),
+        dataloader_num_workers=loader.num_workers if loader else 0,
+        dataloader_persistent_workers=bool(loader and loader.persistent_workers),
+        dataloader_prefetch_factor=loader.prefetch_factor if loader else None,
+    )
+    if t.optimizer != "adamw":
+        kwargs["optim"] = OPTIMIZERS[t.optimizer]
+    if t.gradient_checkpointing:
+        # Non-reentrant checkpointing needs no input gradients, so it works under a frozen base
+        # (LoRA) as well as with full fine-tuning.
+        kwargs.update(activation_checkpointing=True, activation_checkpointing_kwargs={"use_reentrant": False})
+    kwargs.update(_checkpoint_kwargs(t, has_eval))
+    kwargs.update(_distributed_kwargs(t.distributed, device))
+    return kwargs
 
 
 def build_training_args(cfg: TrainConfig, run_dir: Path, device: str, precision: str, has_eval: bool,
@@ -17,38 +156,4 @@ def build_training_args(cfg: TrainConfig, run_dir: Path, device: str, precision:
     """
     from transformers import TrainingArguments
 
-    t = cfg.train
-    evaluate = has_eval and t.eval_steps > 0
-    return TrainingArguments(
-        output_dir=str(run_dir / "checkpoints"),
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps,
-        per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.grad_accum,
-        learning_rate=t.lr,
-        lr_scheduler_type=t.scheduler,
-        warmup_steps=t.warmup_ratio,  # a float below 1 is read as a ratio of the total steps
-        weight_decay=t.weight_decay,
-        seed=t.seed,
-        data_seed=t.seed,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        use_cpu=device == "cpu",
-        logging_steps=t.logging_steps,
-        logging_first_step=True,
-        save_strategy="steps" if t.save_steps > 0 else "no",
-        save_steps=t.save_steps or 500,
-        eval_strategy="steps" if evaluate else "no",
-        eval_steps=t.eval_steps if evaluate else None,
-        report_to="none",
-        disable_tqdm=True,  # tunesmith's own progress bar shows loss, tokens/s and ETA
-        include_num_input_tokens_seen="non_padding",
-        remove_unused_columns=False,
-        # Batches of similar lengths pad little; transformers' own length-grouped sampler does it.
-        train_sampling_strategy="group_by_length" if cfg.data.packing == "group_by_length" else "random",
-        dataloader_pin_memory=loader.pin_memory if loader else device.startswith("cuda"),
-        dataloader_num_workers=loader.num_workers if loader else 0,
-        dataloader_persistent_workers=bool(loader and loader.persistent_workers),
-        dataloader_prefetch_factor=loader.prefetch_factor if loader else None,
-    )
+    return TrainingArguments(**training_args_kwargs(cfg, run_dir, device, precision, has_eval, loader))

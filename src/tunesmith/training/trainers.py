@@ -1,16 +1,106 @@
-"""Trainers registered by name (``train.trainer``). Each returns a ``transformers.Trainer``."""
+"""Trainers registered by name (``train.trainer``). Each returns a ``transformers.Trainer``.
+
+| name | task | loss |
+|---|---|---|
+| ``auto`` | any | picks ``sft``, ``seq2seq`` or ``classification`` by the model's task |
+| ``sft`` | causal_lm | next-token NLL summed over trained tokens / trained tokens in the accumulated batch |
+| ``seq2seq`` | seq2seq | target-token NLL summed / target tokens in the accumulated batch |
+| ``classification`` | sequence_classification | cross-entropy summed / examples in the accumulated batch |
+| ``grad_ascent``, ``grad_diff``, ``npo`` | causal_lm | unlearning (``tunesmith.training.unlearning``) |
+
+Users add their own with ``register_trainer``::
+
+    from tunesmith.training import register_trainer
+
+    @register_trainer("my_sft", tasks=("causal_lm",))
+    def build_my_sft(model, args, train_dataset, eval_dataset, data_collator, callbacks, processing_class=None):
+        return transformers.Trainer(model=model, args=args, ...)
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import inspect
+from typing import Any, Callable, Optional
 
+from tunesmith.errors import ConfigError
 from tunesmith.registry import Registry
 
 TrainerFactory = Callable[..., Any]
-TRAINERS: Registry[TrainerFactory] = Registry("trainer", key="train.trainer")
+# tunesmith calls a trainer factory with these keywords, plus ``train.trainer_args``. The last three
+# reach only factories whose signature names them (the model's task; unlearning data and settings).
+TRAINER_INPUTS = ("model", "args", "train_dataset", "eval_dataset", "data_collator", "callbacks", "processing_class",
+                  "task", "retain_dataset", "unlearning")
+TRAINERS: Registry[TrainerFactory] = Registry("trainer", key="train.trainer", provided=TRAINER_INPUTS)
+AUTO_BY_TASK = {"causal_lm": "sft", "seq2seq": "seq2seq", "sequence_classification": "classification"}
+IGNORE_INDEX = -100  # label of positions that are not trained (see tunesmith.data.tokenize)
 
 
-@TRAINERS.register("sft")
+def register_trainer(name: str, *, tasks: Optional[tuple[str, ...]] = None, needs_retain: bool = False,
+                     overwrite: bool = False) -> Callable[[TrainerFactory], TrainerFactory]:
+    """Decorator: register a trainer factory as ``train.trainer=<name>``.
+
+    Args:
+        name: the registered name.
+        tasks: model tasks it trains (``causal_lm``, ``seq2seq``, ``sequence_classification``);
+            None: any. A run whose model has another task fails before the model is loaded.
+        needs_retain: the factory trains on a forget set and a retain set (``data.retain``).
+        overwrite: replace a trainer already registered under ``name``.
+    """
+
+    def add(factory: TrainerFactory) -> TrainerFactory:
+        factory.trainer_tasks = tuple(tasks) if tasks else None  # type: ignore[attr-defined]
+        factory.needs_retain = needs_retain  # type: ignore[attr-defined]
+        TRAINERS.register(name, factory, overwrite=overwrite)
+        return factory
+
+    return add
+
+
+def resolve_trainer(name: str, task: str) -> str:
+    """The trainer name a run uses: ``auto`` becomes the task's trainer; a mismatch is a ConfigError.
+
+    Example:
+        >>> resolve_trainer("auto", "seq2seq")
+        'seq2seq'
+    """
+    if name == "auto":
+        return AUTO_BY_TASK[task]
+    tasks = getattr(TRAINERS.get(name), "trainer_tasks", None)
+    if tasks is not None and task not in tasks:
+        raise ConfigError(f"train.trainer: '{name}' trains {' / '.join(tasks)} models, but this model is "
+                          f"{task}; use train.trainer=auto (here: {AUTO_BY_TASK[task]}) or set model.task")
+    return name
+
+
+def needs_retain(name: str) -> bool:
+    """True for trainers that take a retain set (``data.retain``) next to the forget set."""
+    return name != "auto" and bool(getattr(TRAINERS.get(name), "needs_retain", False))
+
+
+def build_trainer(name: str, trainer_args: dict[str, Any], task: str, **inputs: Any) -> Any:
+    """The trainer ``name`` (resolved for ``task``) built with ``trainer_args`` and ``inputs``.
+
+    ``inputs`` holds ``TRAINER_INPUTS``; ``task``, ``retain_dataset`` and ``unlearning`` are passed
+    only to factories whose signature takes them, so a user's seven-argument factory still works.
+    """
+    factory = TRAINERS.build(resolve_trainer(name, task), trainer_args)
+    params = inspect.signature(factory).parameters
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    optional = {"task": task, "retain_dataset": inputs.pop("retain_dataset", None),
+                "unlearning": inputs.pop("unlearning", None)}
+    inputs.update({k: v for k, v in optional.items() if k in params or takes_any})
+    return factory(**inputs)
+
+
+def _without_default_printers(trainer: Any) -> Any:
+    from transformers import PrinterCallback, ProgressCallback
+
+    for default in (PrinterCallback, ProgressCallback):  # replaced by tunesmith's progress bar
+        trainer.remove_callback(default)
+    return trainer
+
+
+@register_trainer("sft", tasks=("causal_lm",))
 def build_sft_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
                       callbacks: list[Any], processing_class: Any = None) -> Any:
     """Supervised fine-tuning of a causal LM on (input_ids, labels); the model computes the loss,
@@ -22,3 +112,106 @@ def build_sft_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: A
     for default in (PrinterCallback, ProgressCallback):  # replaced by tunesmith's progress bar
         trainer.remove_callback(default)
     return trainer
+
+
+def token_sum_loss(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
+    """Cross-entropy summed over every labelled position, divided by ``num_items_in_batch``.
+
+    For encoder-decoders, whose labels line up with the logits (the decoder input is the labels
+    shifted right). transformers counts ``num_items_in_batch`` over the whole accumulated batch
+    (and every process), so each target token weighs the same whatever the micro-batching; the
+    models' own loss is a mean per micro-batch.
+    """
+    import torch.nn.functional as F
+
+    logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+    labels = labels.to(logits.device)
+    keep = labels != IGNORE_INDEX
+    loss = F.cross_entropy(logits[keep].float(), labels[keep], reduction="sum")  # only trained rows in fp32
+    count = num_items_in_batch if num_items_in_batch is not None else keep.sum()
+    return loss / count
+
+
+def example_sum_loss(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
+    """Classification cross-entropy summed over examples, divided by the examples in the accumulated batch."""
+    import torch.nn.functional as F
+
+    logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+    if labels.dtype.is_floating_point:
+        raise ConfigError("train.trainer=classification: labels must be class ids (integers); got float labels")
+    loss = F.cross_entropy(logits.float(), labels.to(logits.device), reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else labels.numel()
+    return loss / count
+
+
+def accuracy_metrics(eval_pred: Any) -> dict[str, float]:
+    """``eval_accuracy`` for ``train.best_metric=accuracy``: share of argmax predictions equal to the label."""
+    import numpy as np
+
+    logits, labels = eval_pred.predictions, eval_pred.label_ids
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    return {"accuracy": float((np.asarray(logits).argmax(-1) == np.asarray(labels)).mean())}
+
+
+class DecoderInputs:
+    """Adds ``decoder_input_ids`` (the labels shifted right) to each batch.
+
+    The Trainer hands the labels to ``token_sum_loss`` instead of the model, so the model cannot
+    derive its decoder inputs from them itself: ``labels [[5, 6, -100]]`` -> ``[[start, 5, 6]]``.
+    """
+
+    def __init__(self, collator: Any, start_id: int, pad_id: int) -> None:
+        self.collator, self.start_id, self.pad_id = collator, start_id, pad_id
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.collator(rows)
+        labels = batch.get("labels")
+        if labels is not None and "decoder_input_ids" not in batch:
+            shifted = labels.new_full(labels.shape, self.pad_id)
+            shifted[:, 1:] = labels[:, :-1]
+            shifted[:, 0] = self.start_id
+            batch["decoder_input_ids"] = shifted.masked_fill(shifted == IGNORE_INDEX, self.pad_id)
+        return batch
+
+
+@register_trainer("seq2seq", tasks=("seq2seq",))
+def build_seq2seq_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
+                          callbacks: list[Any], processing_class: Any = None) -> Any:
+    """Encoder-decoder training on (input_ids, labels); loss per target token of the accumulated batch."""
+    from transformers import Trainer
+
+    config = model.config
+    start = getattr(config, "decoder_start_token_id", None)
+    if start is None:
+        raise ConfigError("train.trainer=seq2seq: the model's config has no decoder_start_token_id; "
+                          "is it an encoder-decoder model?")
+    pad = config.pad_token_id if config.pad_token_id is not None else start
+    return _without_default_printers(Trainer(
+        model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+        data_collator=DecoderInputs(data_collator, start, pad), callbacks=callbacks,
+        processing_class=processing_class, compute_loss_func=token_sum_loss))
+
+
+@register_trainer("classification", tasks=("sequence_classification",))
+def build_classification_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
+                                 callbacks: list[Any], processing_class: Any = None) -> Any:
+    """Sequence classification; loss per example of the accumulated batch; evaluation adds ``eval_accuracy``."""
+    from transformers import Trainer
+
+    return _without_default_printers(Trainer(
+        model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, data_collator=data_collator,
+        callbacks=callbacks, processing_class=processing_class, compute_loss_func=example_sum_loss,
+        compute_metrics=accuracy_metrics))
+
+
+@register_trainer("auto")
+def build_auto_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
+                       callbacks: list[Any], processing_class: Any = None, task: str = "causal_lm") -> Any:
+    """The trainer for the model's task: ``sft``, ``seq2seq`` or ``classification``."""
+    return TRAINERS.get(AUTO_BY_TASK[task])(model=model, args=args, train_dataset=train_dataset,
+                                            eval_dataset=eval_dataset, data_collator=data_collator,
+                                            callbacks=callbacks, processing_class=processing_class)
+
+
+# Importing the module registers grad_ascent, grad_diff and npo.
+from tunesmith.training import unlearning  # noqa: E402,F401

@@ -109,4 +109,4 @@ def _checked(dataset: BuiltinDataset) -> Builder:
 
 
 # Importing the modules registers them.
-from tunesmith.data.builtin import arith, instruct_mini, paraphrase, sentiment  # noqa: E402,F401
+from tunesmith.data.builtin import arith, fictional_facts, instruct_mini, paraphrase, sentiment  # noqa: E402,F401
