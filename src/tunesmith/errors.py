@@ -30,3 +30,16 @@ class ModelError(TunesmithError, RuntimeError):
 
 class RunDirError(TunesmithError, RuntimeError):
     """A run directory is missing, incomplete or would be overwritten."""
+
+
+class TrainingError(TunesmithError, RuntimeError):
+    """Training cannot go on: a NaN/inf loss or gradient, a checkpoint that cannot be written, a
+    resume that does not match the config. The message says what happened and what to do."""
+
+
+class Interrupted(TunesmithError):
+    """Training stopped on SIGTERM / SIGINT after saving a checkpoint; ``exit_code`` is 143 or 130."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

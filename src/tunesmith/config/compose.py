@@ -133,7 +133,10 @@ def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
     from tunesmith.config.secrets import mask_config
 
     text = yaml.safe_dump(mask_config(config_to_dict(cfg)), sort_keys=False)
-    Path(path).write_text("# Resolved tunesmith config of this run.\n" + text, encoding="utf-8")
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text("# Resolved tunesmith config of this run.\n" + text, encoding="utf-8")
+    os.replace(tmp, target)  # a process killed mid-write leaves the old file or none, never half a config
 
 
 def read_saved_config(path: str | os.PathLike) -> TrainConfig:

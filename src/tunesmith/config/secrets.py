@@ -131,33 +131,25 @@ def _leaf_strings(value: Any) -> list[str]:
     return [] if value is None or isinstance(value, bool) else [str(value)]
 
 
-class _MaskingFilter(logging.Filter):
-    """Rewrites each log record's message with ``mask_text`` before any handler formats it."""
+def _masking_factory(make: Any) -> Any:
+    """A log-record factory that builds records with ``make`` and masks their message."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not known_secrets():
-            return True
-        message = record.getMessage()
-        masked = mask_text(message)
-        if masked != message:
-            record.msg, record.args = masked, None
-        return True
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        if known_secrets():
+            message = record.getMessage()
+            masked = mask_text(message)
+            if masked != message:
+                record.msg, record.args = masked, None
+        return record
+
+    factory.tunesmith_masking = True  # type: ignore[attr-defined]
+    return factory
 
 
-_FILTER = _MaskingFilter()
-
-
-def install_log_masking(loggers: Iterable[str] = ("", "transformers", "peft", "accelerate", "datasets",
-                                                   "mlflow", "tunesmith")) -> None:
-    """Mask secrets in every record of these loggers and every handler already attached (idempotent).
-
-    A filter on a logger sees only records logged to that very logger, so it goes on each named
-    logger and on each handler (which sees propagated records from child loggers too).
-    """
-    for name in loggers:
-        logger = logging.getLogger(name)
-        if _FILTER not in logger.filters:
-            logger.addFilter(_FILTER)
-        for handler in logger.handlers:
-            if _FILTER not in handler.filters:
-                handler.addFilter(_FILTER)
+def install_log_masking() -> None:
+    """Mask secrets in every log record this process creates, whichever logger or handler gets it
+    (idempotent). Records are rewritten when they are made, so no handler ever sees the secret."""
+    current = logging.getLogRecordFactory()
+    if not getattr(current, "tunesmith_masking", False):
+        logging.setLogRecordFactory(_masking_factory(current))

@@ -1,0 +1,145 @@
+"""NaN / inf loss or gradients (``train.nan_policy``).
+
+Before each optimizer step the guard looks at the losses of the step's micro-batches and at every
+trainable gradient. When one is not finite:
+
+* ``stop`` (default): training stops before the bad update with a ``TrainingError`` naming the
+  step, the micro-batch, the dataset indices of its examples and the last good checkpoint;
+* ``skip``: the gradients are dropped so the optimizer leaves the weights alone for that step
+  (the learning-rate schedule still advances); skips are counted, printed, logged as
+  ``nan_skipped_steps`` and recorded in ``run.json``.
+
+transformers alone only hides a NaN loss from the logs and applies the update anyway.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from transformers import TrainerCallback
+
+from tunesmith.errors import TrainingError
+
+
+class NanGuard(TrainerCallback):
+    """Checks losses and gradients before each optimizer step (see the module docstring)."""
+
+    def __init__(self, trainer: Any, policy: str = "stop") -> None:
+        self.trainer = trainer
+        self.policy = policy
+        self.losses: list[tuple[int, float]] = []  # (micro-batch index in the epoch, loss) since the last step
+        self.micro = 0  # micro-batches consumed in this epoch, resumed runs included
+        self.resume_skip = 0
+
+    # --- counting micro-batches, so a bad one can be traced to its examples -----------------------
+
+    def wrap_training_step(self) -> None:
+        """Record each micro-batch's loss; the Trainer's own ``training_step`` does the work."""
+        original = self.trainer.training_step
+
+        def training_step(model: Any, inputs: Any, num_items_in_batch: Any = None) -> Any:
+            loss = original(model, inputs, num_items_in_batch)
+            self.losses.append((self.micro, float(loss.detach().float().item())))
+            self.micro += 1
+            return loss
+
+        self.trainer.training_step = training_step
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.trainer.tunesmith_nan_skipped = int(getattr(self.trainer, "tunesmith_nan_skipped", 0))
+        steps_per_epoch = _steps_per_epoch(self.trainer, args)
+        if state.global_step and steps_per_epoch:  # a resumed run skips this many micro-batches of its epoch
+            self.resume_skip = (state.global_step % steps_per_epoch) * args.gradient_accumulation_steps
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.micro, self.resume_skip = self.resume_skip, 0
+        self.losses.clear()
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        bad_loss = next(((i, v) for i, v in self.losses if not math.isfinite(v)), None)
+        bad_grads = _non_finite_grads(self.trainer.model)
+        losses, self.losses = self.losses, []
+        if bad_loss is None and not bad_grads:
+            return
+        step = state.global_step + 1  # the step being taken now
+        what = (f"the loss was {bad_loss[1]} (micro-batch {bad_loss[0]} of this epoch)" if bad_loss
+                else f"gradients of {len(bad_grads)} parameter(s) were not finite (e.g. {bad_grads[0]})")
+        if self.policy == "skip":
+            self.trainer.model.zero_grad(set_to_none=True)  # no gradients: the optimizer leaves the weights
+            self.trainer.tunesmith_nan_skipped += 1
+            print(f"warning: step {step}: {what}; skipped this optimizer step "
+                  f"({self.trainer.tunesmith_nan_skipped} skipped so far; train.nan_policy=skip)",
+                  file=sys.stderr, flush=True)
+            return
+        micro = bad_loss[0] if bad_loss else (losses[0][0] if losses else None)
+        raise TrainingError(_diagnostic(self.trainer, args, state, step, what, micro, len(losses)))
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        skipped = int(getattr(self.trainer, "tunesmith_nan_skipped", 0))
+        if logs is not None and skipped and "loss" in logs:
+            logs["nan_skipped_steps"] = skipped  # reaches metrics.jsonl and the dashboards
+
+
+def install_nan_guard(trainer: Any, policy: str) -> NanGuard:
+    """Add the guard to ``trainer`` (``policy``: ``stop`` or ``skip``) and return it."""
+    guard = NanGuard(trainer, policy)
+    guard.wrap_training_step()
+    trainer.add_callback(guard)
+    return guard
+
+
+def _non_finite_grads(model: Any) -> list[str]:
+    import torch
+
+    bad = []
+    for name, param in model.named_parameters():
+        if param.grad is not None and not bool(torch.isfinite(param.grad).all()):
+            bad.append(name)
+    return bad
+
+
+def _steps_per_epoch(trainer: Any, args: Any) -> int:
+    try:
+        batches = len(trainer.callback_handler.train_dataloader)
+    except (TypeError, ValueError, AttributeError):  # an iterable dataset has no length
+        return 0
+    return max(batches // args.gradient_accumulation_steps + int(batches % args.gradient_accumulation_steps > 0), 1)
+
+
+def batch_example_indices(trainer: Any, micro: Optional[int], epoch: int) -> Optional[list[int]]:
+    """Dataset indices of the examples in micro-batch ``micro`` of ``epoch``, read back from the
+    Trainer's (seeded) sampler; None when the sampler cannot be replayed."""
+    if micro is None:
+        return None
+    try:
+        loader = trainer.callback_handler.train_dataloader  # the loader this run iterates
+        batch_sampler = getattr(loader, "batch_sampler", None)
+        inner = getattr(batch_sampler, "batch_sampler", batch_sampler)  # accelerate wraps it once more
+        sampler = getattr(inner, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        for i, batch in enumerate(inner):
+            if i == micro:
+                return [int(j) for j in batch]
+    except Exception:  # noqa: BLE001 - the diagnostic must never hide the NaN it reports
+        return None
+    return None
+
+
+def _diagnostic(trainer: Any, args: Any, state: Any, step: int, what: str, micro: Optional[int],
+                micro_batches: int) -> str:
+    from tunesmith.training.checkpoints import newest_checkpoint
+
+    epoch = int(state.epoch or 0)
+    indices = batch_example_indices(trainer, micro, epoch)
+    examples = (f"the micro-batch's examples are training-set indices {indices}" if indices is not None
+                else "the examples of the batch could not be traced")
+    last = newest_checkpoint(Path(args.output_dir))
+    good = (f"the last good checkpoint is {last.path} (step {last.step}): fix the data or lower train.lr, then "
+            "run again to resume from it" if last else "no checkpoint was saved yet (train.save_steps)")
+    return (f"train.nan_policy=stop: at optimizer step {step} (epoch {epoch}, {micro_batches} micro-batch(es) "
+            f"accumulated) {what}; {examples}; the update was not applied; {good}. "
+            "Set train.nan_policy=skip to skip such steps instead")

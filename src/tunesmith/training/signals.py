@@ -1,0 +1,99 @@
+"""SIGTERM and SIGINT during training: finish the current optimizer step, save a checkpoint, say
+where, and stop with exit code 143 (SIGTERM) or 130 (SIGINT).
+
+A second signal while that checkpoint is being written ends the process at once (the default
+action); the checkpoint before it stays intact because checkpoints are atomic. In a run of several
+processes the stop request is shared at each step, so every process stops at the same step.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
+
+from transformers import TrainerCallback
+
+from tunesmith.errors import Interrupted
+
+EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}  # 128 + the signal number, as shells report it
+
+
+class StopRequest(TrainerCallback):
+    """Turns a received signal into "save a checkpoint and stop" at the end of the current step."""
+
+    def __init__(self) -> None:
+        self.signum: Optional[int] = None
+        self.step: Optional[int] = None
+
+    def request(self, signum: int) -> None:
+        """Remember the first signal; the next step end saves and stops."""
+        if self.signum is None:
+            self.signum = signum
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if _shared_flag(self.signum is not None):
+            self.signum = self.signum or signal.SIGTERM  # another process got it
+            self.step = state.global_step
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+
+def _shared_flag(local: bool) -> bool:
+    """True on every process when any process has the flag (one tiny all-reduce per step)."""
+    try:
+        import torch
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return local
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return local
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    flag = torch.tensor([1 if local else 0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+@contextmanager
+def stop_on_signals(trainer: Any) -> Iterator[StopRequest]:
+    """While training: SIGTERM / SIGINT ask for a checkpoint and a clean stop (see the module docstring).
+
+    Handlers are installed only in the main thread (Python allows no other); elsewhere the
+    signals keep their default action.
+    """
+    stop = StopRequest()
+    trainer.add_callback(stop)
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        def handle(signum: int, frame: Any) -> None:
+            stop.request(signum)
+            print(f"\n{signal.Signals(signum).name} received: saving a checkpoint at the end of this step, "
+                  "then stopping (send it again to stop at once)", flush=True)
+            for sig, old in previous.items():  # a second signal gets the old behaviour
+                signal.signal(sig, old)
+
+        for sig in EXIT_CODES:
+            previous[sig] = signal.signal(sig, handle)
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        trainer.remove_callback(stop)
+
+
+def raise_if_stopped(stop: StopRequest, trainer: Any) -> None:
+    """After ``trainer.train()`` returned: raise ``Interrupted`` (exit 143 / 130) naming the checkpoint."""
+    if stop.signum is None or stop.step is None:
+        return
+    from pathlib import Path
+
+    from tunesmith.training.checkpoints import newest_checkpoint
+
+    newest = newest_checkpoint(Path(trainer.args.output_dir))
+    where = f"checkpoint saved to {newest.path} (step {newest.step})" if newest else "no checkpoint could be saved"
+    name = signal.Signals(stop.signum).name
+    raise Interrupted(f"{name}: training stopped at step {stop.step}; {where}. Run the same command again to "
+                      "resume (train.resume=auto)", EXIT_CODES.get(signal.Signals(stop.signum), 143))

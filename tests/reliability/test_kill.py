@@ -1,0 +1,184 @@
+"""Kill tests: ``kill -9`` at random moments (at start-up, during training, while a checkpoint is
+being written) always leaves every checkpoint folder complete and loadable, and the resumed run ends
+exactly where an unbroken run ends. SIGTERM / SIGINT save a checkpoint, say where, and exit 143 / 130.
+
+``TUNESMITH_KILL_TRIALS`` (default 12) sets the number of kills, ``TUNESMITH_KILL_SEED`` their
+random moments. Trials run in children of a forkserver that has torch and transformers imported,
+so each starts in about a second.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tunesmith.training.checkpoints import DELAY_ENV, STAGING, incomplete_reason, newest_checkpoint
+
+from reliability_checks import assert_same_run
+
+TRIALS = int(os.environ.get("TUNESMITH_KILL_TRIALS", "12"))
+SEED = int(os.environ.get("TUNESMITH_KILL_SEED", "1234"))
+HERE = Path(__file__).parent
+KINDS = ("startup", "training", "training", "writing", "writing")  # drawn at random for each trial
+WRITE_PAUSE_S = "0.4"  # TUNESMITH_TEST_CHECKPOINT_DELAY in "writing" trials: the write takes this much longer
+
+
+@pytest.fixture(scope="module")
+def forkserver():
+    """A multiprocessing context whose children start with torch, transformers and tunesmith imported."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "transformers", "peft", "tunesmith.api", "tunesmith.cli.main",
+                                "kill_driver"])
+    return ctx  # kill_driver is importable there: conftest puts this folder on sys.path
+
+
+def start(ctx, argv: list[str], log: Path, env: dict[str, str]):
+    import kill_driver
+
+    process = ctx.Process(target=kill_driver.run_cli, args=(["train", *argv], str(log), env))
+    process.start()
+    return process
+
+
+def wait_for(condition, timeout: float = 180.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def newest_step(out: Path) -> int:
+    newest = newest_checkpoint(out / "checkpoints")
+    return newest.step if newest else 0
+
+
+def check_every_checkpoint_loads(out: Path) -> int:
+    """Every ``checkpoint-N`` folder is complete and each of its files loads; returns how many there are."""
+    from transformers.trainer_pt_utils import safe_globals
+
+    folders = sorted((out / "checkpoints").glob("checkpoint-*")) if (out / "checkpoints").is_dir() else []
+    for path in folders:
+        assert incomplete_reason(path) is None, f"{path}: {incomplete_reason(path)}"
+        assert load_file(str(path / "adapter_model.safetensors"))
+        torch.load(path / "optimizer.pt", weights_only=True)
+        torch.load(path / "scheduler.pt", weights_only=True)
+        with safe_globals():  # numpy's RNG state, allowed the way transformers allows it
+            torch.load(path / "rng_state.pth", weights_only=True)
+        state = json.loads((path / "trainer_state.json").read_text())
+        assert f"checkpoint-{state['global_step']}" == path.name
+    return len(folders)
+
+
+def test_kill_9_at_random_moments_never_breaks_a_checkpoint(forkserver, overrides, tmp_path):
+    from tunesmith.api import FineTuner
+    from tunesmith.config import load_config
+
+    extra = ("train.max_steps=16", "train.save_limit=2")
+    reference = tmp_path / "reference"
+    FineTuner(load_config(overrides=overrides(reference, *extra))).train()
+
+    out, log = tmp_path / "run", tmp_path / "run.log"
+    argv = overrides(out, *extra)
+    rng = random.Random(SEED)
+    kills = {"startup": 0, "training": 0, "writing": 0}
+    caught_writing = 0
+    for _ in range(TRIALS):
+        if (out / "run.json").exists():
+            break  # the run finished within the trials
+        kind = rng.choice(KINDS)
+        before = newest_step(out)
+        child = start(forkserver, argv, log, {DELAY_ENV: WRITE_PAUSE_S if kind == "writing" else "0"})
+        if kind == "startup":
+            time.sleep(rng.uniform(0.0, 2.0))
+        elif kind == "training":  # some time after the run has saved a new checkpoint
+            wait_for(lambda: newest_step(out) > before or not child.is_alive())
+            time.sleep(rng.uniform(0.0, 1.0))
+        else:  # while the next checkpoint is being written
+            wait_for(lambda: any((out / "checkpoints" / STAGING).glob("checkpoint-*")) or not child.is_alive())
+            time.sleep(rng.uniform(0.0, 0.3))
+        if not child.is_alive():
+            child.join()
+            assert child.exitcode == 0, log.read_text()[-3000:]
+            break
+        os.kill(child.pid, signal.SIGKILL)
+        child.join()
+        assert child.exitcode == -signal.SIGKILL
+        kills[kind] += 1
+        caught_writing += any((out / "checkpoints" / STAGING).glob("checkpoint-*"))  # a half-written one
+        check_every_checkpoint_loads(out)
+        assert newest_step(out) >= before  # an older checkpoint never replaces a newer one
+
+    print(f"kill -9 trials: {kills}; {caught_writing} landed while a checkpoint was being written")
+    assert sum(kills.values()) >= min(TRIALS, 6) and caught_writing >= 1
+
+    final = start(forkserver, argv, log, {})  # the same command once more, left to finish
+    final.join()
+    assert final.exitcode == 0, log.read_text()[-3000:]
+    assert check_every_checkpoint_loads(out) <= 2  # train.save_limit=2 held throughout
+
+    assert_same_run(reference, out, list(range(1, 17)))
+
+
+def _signal_run(out: Path, overrides, sig: int, via_cli: bool, forkserver, log: Path) -> tuple[int, str]:
+    """Start a run that saves no periodic checkpoints, send ``sig`` once it is training, wait for it."""
+    argv = overrides(out, "train.save_steps=0", "train.max_steps=30")
+    logged = lambda: (out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").read_text().count('"loss"') >= 2
+    if via_cli:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+        with open(log, "w", encoding="utf-8") as sink:
+            child = subprocess.Popen([sys.executable, "-m", "tunesmith", "train", *argv], stdout=sink,
+                                     stderr=subprocess.STDOUT, env=env)
+            assert wait_for(lambda: logged() or child.poll() is not None, timeout=300), "training never started"
+            child.send_signal(sig)
+            code = child.wait(timeout=300)
+    else:
+        child = start(forkserver, argv, log, {})
+        assert wait_for(lambda: logged() or not child.is_alive(), timeout=300), "training never started"
+        os.kill(child.pid, sig)
+        child.join(timeout=300)
+        code = child.exitcode
+    return code, log.read_text(encoding="utf-8")
+
+
+def test_sigterm_saves_says_where_and_exits_143(forkserver, overrides, tmp_path):
+    from tunesmith.api import FineTuner
+    from tunesmith.config import load_config
+
+    out = tmp_path / "run"
+    code, text = _signal_run(out, overrides, signal.SIGTERM, True, forkserver, tmp_path / "cli.log")
+    assert code == 143, text[-3000:]
+    found = re.search(r"SIGTERM: training stopped at step (\d+); checkpoint saved to (\S+) \(step (\d+)\)", text)
+    assert found, text[-3000:]
+    step, path = int(found.group(1)), Path(found.group(2))
+    assert step == int(found.group(3)) and path == out / "checkpoints" / f"checkpoint-{step}"
+    assert incomplete_reason(path) is None and not (out / "run.json").exists()
+    check_every_checkpoint_loads(out)
+
+    result = FineTuner(load_config(overrides=overrides(out, "train.save_steps=0", "train.max_steps=30"))).train()
+    record = json.loads((result.run_dir / "run.json").read_text())
+    assert record["global_step"] == 30
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()
+             if '"loss"' in line]
+    assert steps == sorted(set(steps)) and steps[-1] == 30  # the curve continues without repeats
+
+
+def test_sigint_saves_and_exits_130(forkserver, overrides, tmp_path):
+    out = tmp_path / "run"
+    code, text = _signal_run(out, overrides, signal.SIGINT, False, forkserver, tmp_path / "child.log")
+    assert code == 130, text[-3000:]
+    assert "SIGINT: training stopped at step" in text and "checkpoint saved to" in text
+    assert newest_step(out) >= 2 and check_every_checkpoint_loads(out) == 1
