@@ -1,4 +1,4 @@
-"""tunesmith.main(): the Python twin of `tunesmith train`, same config, same run, same losses."""
+"""tunesmith.main(), the CLI and FineTuner: the same settings give the same config, run and losses."""
 
 import dataclasses
 import json
@@ -32,11 +32,20 @@ def test_main_runs_like_the_cli(tmp_path, tiny_llama_dir, alpaca_file, capsys):
     saved = read_saved_config(run_dir / "config.yaml")
     assert dataclasses.replace(saved, output_dir=None) == load_config(overrides=cli)
 
-    # The same settings through FineTuner directly give the same loss curve (same seed).
-    reference = FineTuner.from_config(load_config(overrides=[*cli, f"output_dir={tmp_path / 'tuner'}"])).train()
-    got, want = losses(run_dir), losses(reference.run_dir)
-    assert [s for s, _ in got] == [s for s, _ in want] == [1, 2, 3]
-    assert [loss for _, loss in got] == pytest.approx([loss for _, loss in want], abs=1e-6)
+    # The same settings through the command line and through FineTuner give the same resolved
+    # config and the same loss curve (same seed).
+    from tunesmith.cli.main import main as cli_main
+
+    assert cli_main(["train", *cli, f"output_dir={tmp_path / 'cli'}"]) == 0
+    tuner = FineTuner(str(tiny_llama_dir), dataset_name=str(alpaca_file), device="cpu",
+                      trainer_config={"max_steps": 3, "batch_size": 4, **shared})
+    reference = tuner.train(output_dir=tmp_path / "tuner")
+    for other in (tmp_path / "cli", reference.run_dir):
+        other_cfg = read_saved_config(other / "config.yaml")
+        assert dataclasses.replace(other_cfg, output_dir=None) == dataclasses.replace(saved, output_dir=None)
+        got, want = losses(run_dir), losses(other)
+        assert [s for s, _ in got] == [s for s, _ in want] == [1, 2, 3]
+        assert [loss for _, loss in got] == pytest.approx([loss for _, loss in want], abs=1e-6)
 
 
 def test_main_checks_overrides_before_loading_and_copies_the_config():

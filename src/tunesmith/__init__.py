@@ -1,38 +1,50 @@
-"""tunesmith: fine-tune pretrained transformer models (LoRA or full) from Python or the CLI."""
+"""tunesmith: fine-tune pretrained transformer models (LoRA or full) from Python or the CLI.
+
+    >>> import tunesmith
+    >>> tuner = tunesmith.FineTuner("smollm2-135m-instruct", dataset_name="arith")
+    >>> result = tuner.train()
+
+Everything here is imported lazily, so ``import tunesmith`` (and ``tunesmith --help``) does not
+import torch.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
-__all__ = ["ChatInferenceHandler", "ChatTemplatePreprocessor", "FineTuner", "InferenceHandler", "Preprocessor",
-           "TrainConfig", "TrainResult", "load_config", "main", "__version__"]
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "FineTuner": "tunesmith.api",
+    "TrainResult": "tunesmith.api",
+    "TrainConfig": "tunesmith.config.schema",
+    "load_config": "tunesmith.config",
+    "main": "tunesmith.entry",
+    "Preprocessor": "tunesmith.data.preprocessor",
+    "ChatTemplatePreprocessor": "tunesmith.data.preprocessor",
+    "InferenceHandler": "tunesmith.inference.handler",
+    "ChatInferenceHandler": "tunesmith.inference.handler",
+    # one decorator per component kind (docs/extending.md)
+    "register_model_loader": "tunesmith.models.loading",
+    "register_dataset": "tunesmith.data.builtin",
+    "register_format": "tunesmith.data.formats",
+    "register_row_transform": "tunesmith.data.transforms",
+    "register_preprocessor": "tunesmith.data.preprocessor",
+    "register_collator": "tunesmith.data.collators",
+    "register_trainer": "tunesmith.training.trainers",
+    "register_callback": "tunesmith.training.callbacks",
+    "register_metric": "tunesmith.evaluation.metrics",
+    "register_inference_handler": "tunesmith.inference.handler",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
 
 
 def __getattr__(name: str):
-    # Lazy so that `import tunesmith` (and `tunesmith --help`) does not import torch.
-    if name == "FineTuner":
-        from tunesmith.api import FineTuner
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tunesmith' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
-        return FineTuner
-    if name == "TrainResult":
-        from tunesmith.api import TrainResult
 
-        return TrainResult
-    if name in ("Preprocessor", "ChatTemplatePreprocessor"):
-        from tunesmith.data import preprocessor
-
-        return getattr(preprocessor, name)
-    if name in ("InferenceHandler", "ChatInferenceHandler"):
-        from tunesmith.inference import handler
-
-        return getattr(handler, name)
-    if name == "TrainConfig":
-        from tunesmith.config.schema import TrainConfig
-
-        return TrainConfig
-    if name == "load_config":
-        from tunesmith.config import load_config
-
-        return load_config
-    if name == "main":
-        from tunesmith.entry import main
-
-        return main
-    raise AttributeError(f"module 'tunesmith' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,1 @@
+"""The ``tunesmith`` command line: argument parsing and printing; the work is done by ``tunesmith.api``."""

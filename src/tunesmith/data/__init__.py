@@ -1,0 +1,1 @@
+"""The data layer: sources -> canonical examples -> token ids and labels -> batches."""

@@ -49,6 +49,7 @@ def fingerprint(examples: list[Any], tokenizer: Any, settings: dict[str, Any]) -
 
 
 def cache_dir() -> Path:
+    """Where tokenized datasets are cached: ``<tunesmith cache>/tokenized``."""
     return cache_root() / "tokenized"
 
 

@@ -21,12 +21,21 @@ from tunesmith.registry import Registry
 
 PaddingSide = Literal["right", "left"]
 
-COLLATORS: Registry[Callable[..., Any]] = Registry("collator", key="data.collator")
+# tunesmith builds a collator as ``cls(pad_token_id=..., pad_to_multiple_of=..., padding_side=...,
+# **data.collator_args)``; the result is called with a list of token rows and returns a batch.
+COLLATORS: Registry[Callable[..., Any]] = Registry(
+    "collator", key="data.collator", provided=("pad_token_id", "pad_to_multiple_of", "padding_side"))
 
 
-def register_collator(name: str) -> Callable:
-    """Register a collator class (built as ``cls(pad_token_id, pad_to_multiple_of, padding_side)``)."""
-    return COLLATORS.register(name)
+def register_collator(name: str, *, overwrite: bool = False) -> Callable:
+    """Decorator: register a collator class as ``data.collator=<name>``.
+
+    It is built as ``cls(pad_token_id, pad_to_multiple_of, padding_side, **data.collator_args)``.
+
+    Raises:
+        ConfigError: ``name`` is already registered (pass ``overwrite=True`` to replace it).
+    """
+    return COLLATORS.register(name, overwrite=overwrite)
 
 
 def _padded_length(longest: int, multiple: int | None) -> int:
@@ -230,14 +239,16 @@ def resolve_collator_name(name: str, task: str, packing: str = "none") -> str:
 
 
 def build_collator(name: str, task: str, tokenizer: Any, packing: str = "none", device: Any = "cpu",
-                   padding_side: PaddingSide = "right") -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+                   padding_side: PaddingSide = "right",
+                   args: dict[str, Any] | None = None) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
     """Build the collator for a task, packing mode and device.
 
     ``build_collator("auto", "causal_lm", tok, "none", "cuda")`` ->
     ``PaddingCollator(pad_token_id=tok.pad_token_id, pad_to_multiple_of=8)``.
     A tokenizer without a pad token pads with its EOS token (pads are masked either way).
+    ``args`` (``data.collator_args``) are extra keyword arguments for the collator class.
     """
-    cls = COLLATORS.get(resolve_collator_name(name, task, packing))
+    cls = COLLATORS.build(resolve_collator_name(name, task, packing), args, "data.collator_args")
     pad_id = getattr(tokenizer, "pad_token_id", None)
     if pad_id is None:
         pad_id = getattr(tokenizer, "eos_token_id", None)

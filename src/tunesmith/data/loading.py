@@ -84,6 +84,7 @@ class LengthGroupedSampler(Sampler[int]):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Reshuffle differently each epoch (the Trainer calls this)."""
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:

@@ -40,6 +40,7 @@ class PackStats:
         return self.tokens / capacity if capacity else 0.0
 
     def summary(self) -> str:
+        """One line for the user: examples, tokens, blocks and how full they are."""
         return (
             f"packed {self.examples} examples ({self.tokens} tokens) into {self.blocks} blocks of "
             f"{self.max_length} tokens, {self.fill_ratio:.1%} full"

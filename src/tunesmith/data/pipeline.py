@@ -89,13 +89,19 @@ def check_data_config(cfg: DataConfig) -> None:
     check_columns(cfg.columns, cfg.format)
     check_template_name(cfg.template)
     check_row_transforms(cfg.transforms)
-    check_source(cfg.train, "data.train")
+    check_source(cfg.train, "data.train", cfg.dataset_args)
     if cfg.eval:
-        check_source(cfg.eval, "data.eval")
+        check_source(cfg.eval, "data.eval", _handler_args(cfg, cfg.eval))
     for i, source in enumerate(cfg.mix):
         if source.format != "auto":
             FORMATS.get(source.format)
         check_source(source.train, f"data.mix[{i}].train")
+
+
+def _handler_args(cfg: DataConfig, spec: str) -> Optional[dict[str, Any]]:
+    """``data.dataset_args`` for the registered or dotted-path dataset of ``data.train`` / ``data.eval``;
+    files, hub ids and ``data.mix`` sources take none."""
+    return cfg.dataset_args if is_builtin(spec) and spec in (cfg.train, cfg.eval) else None
 
 
 def read_examples(cfg: DataConfig, spec: str, split: str, seed: int, key: str, fmt: Optional[str] = None,
@@ -103,7 +109,7 @@ def read_examples(cfg: DataConfig, spec: str, split: str, seed: int, key: str, f
     """Rows of one dataset split -> canonical examples, under the bad-row policy."""
     policy = BadRowPolicy(cfg.on_bad_rows, cfg.max_bad_fraction, key=key)
     read_errors = policy.collector()
-    rows = load_rows(spec, split, seed, key, subset=subset, bad_rows=read_errors)
+    rows = load_rows(spec, split, seed, key, subset=subset, bad_rows=read_errors, args=_handler_args(cfg, spec))
     rows = apply_row_transforms(rows, cfg.transforms, seed)
     parse_row, info = prepare_parser(rows, fmt or cfg.format, columns if columns is not None else cfg.columns,
                                      cfg.label_names or None, strict=cfg.on_bad_rows == "error")

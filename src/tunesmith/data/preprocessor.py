@@ -12,6 +12,8 @@ A custom one usually edits the examples and then calls the default::
     FineTuner("my-model", dataset_name="rows.jsonl", preprocessor=Upper())
 
 A custom preprocessor bypasses the tokenized-data cache (its output cannot be fingerprinted).
+From a config, ``data.preprocessor`` names a registered one or ``package.module:Class``, built with
+``data.preprocessor_args``.
 """
 
 from __future__ import annotations
@@ -19,8 +21,29 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 from tunesmith.data.tokenize import TokenizeSettings, TokenizeStats, tokenize_examples
+from tunesmith.registry import Registry
 
-__all__ = ["ChatTemplatePreprocessor", "Preprocessor"]
+__all__ = ["PREPROCESSORS", "ChatTemplatePreprocessor", "Preprocessor", "register_preprocessor"]
+
+# ``data.preprocessor`` names one of these (or 'package.module:Class'); a class is instantiated with
+# ``data.preprocessor_args``.
+PREPROCESSORS: Registry[Any] = Registry("preprocessor", key="data.preprocessor", instantiate=True)
+
+
+def register_preprocessor(name: str, *, overwrite: bool = False):
+    """Decorator: register a preprocessor class (or instance) as ``data.preprocessor=<name>``.
+
+    Example:
+        >>> @register_preprocessor("lowercase")
+        ... class Lowercase:
+        ...     def __init__(self, keep: tuple = ()): self.keep = keep
+        ...     def __call__(self, tokenizer, examples, task, settings): ...
+        >>> # data.preprocessor=lowercase  data.preprocessor_args={keep: [DNA]}
+
+    Raises:
+        ConfigError: ``name`` is already registered (pass ``overwrite=True`` to replace it).
+    """
+    return PREPROCESSORS.register(name, overwrite=overwrite)
 
 
 @runtime_checkable
@@ -51,4 +74,8 @@ class ChatTemplatePreprocessor:
 
     def __call__(self, tokenizer: Any, examples: list[Any], task: str,
                  settings: TokenizeSettings) -> tuple[list[dict[str, Any]], TokenizeStats]:
+        """Rows of ``input_ids`` / ``labels`` and the counts of what was dropped or cut."""
         return tokenize_examples(tokenizer, examples, task, settings)
+
+
+register_preprocessor("chat_template")(ChatTemplatePreprocessor)

@@ -32,12 +32,12 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from tunesmith.data.bad_rows import BadRow
 from tunesmith.data.builtin import BUILTIN_DATASETS
-from tunesmith.errors import DataError
-from tunesmith.registry import did_you_mean
+from tunesmith.errors import ConfigError, DataError
+from tunesmith.registry import did_you_mean, is_dotted_path
 
 Row = tuple[dict[str, Any], str]  # (columns, where)
 BadRowSink = Optional[list[BadRow]]  # None: raise on the first bad record; a list: collect and go on
@@ -50,10 +50,12 @@ _NOT_UTF8 = re.compile("[\udc80-\udcff]")
 
 
 def is_builtin(spec: str) -> bool:
-    return spec in BUILTIN_DATASETS
+    """A registered dataset name, or a ``package.module:attr`` dataset handler."""
+    return spec in BUILTIN_DATASETS or is_dotted_path(spec)
 
 
 def is_glob(spec: str) -> bool:
+    """True when ``spec`` has glob characters (``data/*.jsonl``)."""
     return any(c in spec for c in "*?[")
 
 
@@ -67,7 +69,7 @@ def _looks_local(spec: str) -> bool:
     return spec.startswith((".", "/", "~")) or Path(spec).suffix.lower() in FILE_SUFFIXES or is_glob(spec)
 
 
-def check_source(spec: str, key: str) -> None:
+def check_source(spec: str, key: str, args: Optional[Mapping[str, Any]] = None) -> None:
     """Fail fast (before any model is loaded) on a dataset spec that cannot be right.
 
     Example:
@@ -75,7 +77,11 @@ def check_source(spec: str, key: str) -> None:
         DataError: data.train: 'arth' is not a built-in dataset or a local file. Did you mean 'arith'? ...
     """
     if is_builtin(spec):
+        BUILTIN_DATASETS.check(spec, args, "data.dataset_args")  # imports a dotted path, checks the options
         return
+    if args:
+        raise ConfigError(f"data.dataset_args: {sorted(args)} given, but {key}={spec!r} is not a registered "
+                          "dataset or a 'package.module:attr' handler; these arguments only go to handlers")
     path = Path(spec).expanduser()
     if is_glob(spec):
         _glob_files(spec, key)
@@ -95,7 +101,8 @@ def check_source(spec: str, key: str) -> None:
 
 
 def load_rows(spec: str, split: str = "train", seed: int = 0, key: str = "data.train",
-              subset: Optional[str] = None, bad_rows: BadRowSink = None) -> list[Row]:
+              subset: Optional[str] = None, bad_rows: BadRowSink = None,
+              args: Optional[Mapping[str, Any]] = None) -> list[Row]:
     """Rows of ``spec`` (see the module docstring for what a spec may be).
 
     Args:
@@ -104,15 +111,17 @@ def load_rows(spec: str, split: str = "train", seed: int = 0, key: str = "data.t
         key: config key named in errors.
         subset: hub dataset config name (``datasets.load_dataset``'s second argument).
         bad_rows: None raises on the first malformed record; a list collects them and reading goes on.
+        args: keyword arguments for a registered or dotted-path dataset (``data.dataset_args``).
 
     Example:
         >>> load_rows("d.jsonl")   # d.jsonl: '{"q": "2+2", "a": "4"}\\n\\n{"q": "1+1", "a": "2"}\\n'
         [({'q': '2+2', 'a': '4'}, 'd.jsonl:1'), ({'q': '1+1', 'a': '2'}, 'd.jsonl:3')]
     """
-    check_source(spec, key)
+    check_source(spec, key, args)
     if is_builtin(spec):
         dataset = BUILTIN_DATASETS.get(spec)
-        return [(row, f"{spec}[{split}]:{i}") for i, row in enumerate(dataset.build(split, seed, None))]
+        rows = dataset.build(split, seed, None, **dict(args or {}))
+        return [(row, f"{spec}[{split}]:{i}") for i, row in enumerate(rows)]
     path = Path(spec).expanduser()
     if path.is_dir() and is_saved_dataset(path):
         return load_saved_rows(path, split, key)

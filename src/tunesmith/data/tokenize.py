@@ -127,6 +127,7 @@ class TokenizeStats:
             self.examples_truncated.append(note)
 
     def keep(self, length: int, trained: int) -> None:
+        """Count one kept example of ``length`` tokens, ``trained`` of them with labels."""
         self.kept += 1
         self.tokens += length
         self.trained_tokens += trained

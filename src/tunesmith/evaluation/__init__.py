@@ -1,0 +1,1 @@
+"""Metrics and task evaluators: exact match, classification metrics, perplexity, ROUGE-L."""

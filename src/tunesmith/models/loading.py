@@ -11,10 +11,11 @@ import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tunesmith.cache_dirs import atomic_folder, cache_root
 from tunesmith.errors import ModelError
+from tunesmith.registry import Registry
 
 TASKS = ("causal_lm", "seq2seq", "sequence_classification")
 
@@ -79,6 +80,7 @@ def resolve_model_path(name_or_path: str, marker: str = "config.json") -> str:
 
 
 def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 4 MiB blocks (keys the GGUF conversion cache)."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):
@@ -144,6 +146,7 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, revision:
 
 
 def load_model_config(name_or_path: str, trust_remote_code: bool = False, revision: str | None = None):
+    """The model's ``transformers`` config (architecture, sizes) without loading its weights."""
     from transformers import AutoConfig
 
     path = resolve_model_path(name_or_path)
@@ -266,3 +269,26 @@ def load_model(
             raise _remote_code_error(name_or_path, err) from err
         raise
     return model.to(device)
+
+
+# ``model.loader`` names one of these (or 'package.module:function'). tunesmith calls a loader as
+# ``loader(name_or_path, task, dtype, device, trust_remote_code=..., revision=..., allow_pickle=...,
+# **model_kwargs, **model.loader_args)``; model_kwargs carry num_labels / quantization_config.
+MODEL_LOADERS: Registry[Callable[..., Any]] = Registry("model loader", key="model.loader", provided=4)
+MODEL_LOADERS.register("auto", load_model)
+
+
+def register_model_loader(name: str, *, overwrite: bool = False):
+    """Decorator: register ``fn(name_or_path, task, dtype, device, **kwargs) -> model`` as
+    ``model.loader=<name>``. It should accept ``**kwargs`` (tunesmith passes ``trust_remote_code``,
+    ``revision``, ``allow_pickle`` and, when needed, ``num_labels`` / ``quantization_config``).
+
+    Example:
+        >>> @register_model_loader("fp32-eager")
+        ... def load_eager(name_or_path, task, dtype, device, **kwargs):
+        ...     return load_model(name_or_path, task, torch.float32, device, attn_implementation="eager", **kwargs)
+
+    Raises:
+        ConfigError: ``name`` is already registered (pass ``overwrite=True`` to replace it).
+    """
+    return MODEL_LOADERS.register(name, overwrite=overwrite)

@@ -1,0 +1,1 @@
+"""The packaged config groups (``model/``, ``data/``, ``peft/``, ``train/``) Hydra composes from."""

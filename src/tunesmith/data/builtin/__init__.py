@@ -12,6 +12,8 @@ Users add their own in one file with ``register_dataset``::
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 from dataclasses import dataclass
 from typing import Callable, Literal
 
@@ -40,10 +42,51 @@ class BuiltinDataset:
     label_names: tuple[str, ...] = ()  # classification: the name of each label id, in id order
 
 
-BUILTIN_DATASETS: Registry[BuiltinDataset] = Registry("built-in dataset", key="data.train")
+def _adapt_handler(path: str, obj: object) -> BuiltinDataset:
+    """A dataset named by dotted path: a ``BuiltinDataset``, a builder function, or a class.
+
+    A function is called as ``fn(split, seed, n, **data.dataset_args)``; a class is instantiated
+    with ``data.dataset_args`` and its instances are called as ``instance(split, seed, n)``. The
+    metadata (``task``, ``metric``, ``format``, ``splits``, ...) is read from attributes of the same
+    names when present.
+    """
+    if isinstance(obj, BuiltinDataset):
+        return obj
+    if not callable(obj):
+        raise ConfigError(f"data.train: '{path}' is a {type(obj).__name__}, not a dataset builder "
+                          "(a function (split, seed, n) -> rows, or a class whose instances are)")
+    meta = {f: getattr(obj, f) for f in _META_FIELDS if f != "description" and hasattr(obj, f)}
+    for name in ("splits", "label_names"):
+        if name in meta:
+            meta[name] = tuple(meta[name])
+    doc = (obj.__doc__ or "").strip().splitlines()
+    build = _from_class(obj) if inspect.isclass(obj) else obj
+    dataset = BuiltinDataset(name=path, build=build, description=doc[0] if doc else path, **meta)
+    return dataclasses.replace(dataset, build=_checked(dataset))
+
+
+def _from_class(cls: type) -> Builder:
+    """``build(split, seed, n, **options)`` = ``cls(**options)(split, seed, n)``, with a signature
+    that shows the constructor's parameters (so the options are checked against them)."""
+
+    def build(split: str, seed: int, n: int, **options: object) -> list[dict]:
+        return cls(**options)(split, seed, n)
+
+    own = [p for p in list(inspect.signature(cls).parameters.values()) if p.kind != p.VAR_POSITIONAL]
+    head = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in ("split", "seed", "n")]
+    keyword = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) if p.kind != p.VAR_KEYWORD else p for p in own]
+    build.__signature__ = inspect.Signature(head + keyword)  # type: ignore[attr-defined]
+    build.__qualname__ = cls.__qualname__
+    return build
+
+
+# tunesmith passes (split, seed, n); data.dataset_args add keyword arguments.
+BUILTIN_DATASETS: Registry[BuiltinDataset] = Registry("built-in dataset", key="data.train", provided=3,
+                                                      adapt=_adapt_handler)
 
 
 def register_builtin(dataset: BuiltinDataset) -> BuiltinDataset:
+    """Register a ready ``BuiltinDataset`` under its own name (``register_dataset`` is the decorator form)."""
     return BUILTIN_DATASETS.register(dataset.name, dataset)
 
 
@@ -92,20 +135,20 @@ def _checked(dataset: BuiltinDataset) -> Builder:
     """Wrap a user's builder: resolve the default size and check split, n and the rows."""
     fn = dataset.build
 
-    def build(split: str, seed: int = 0, n: int | None = None) -> list[dict]:
+    def build(split: str, seed: int = 0, n: int | None = None, **options: object) -> list[dict]:
         if split not in dataset.splits:
             raise DataError(f"{dataset.name}: unknown split '{split}'; "
                             f"allowed splits: {', '.join(dataset.splits)}")
         if n is None:
             n = dataset.default_test_size if split == "test" else dataset.default_train_size
-        rows = fn(split, seed, n)
+        rows = fn(split, seed, n, **options)
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise DataError(f"{dataset.name}: the builder must return a list of dicts (rows), "
                             f"got {type(rows).__name__}")
         return rows
 
-    build.__doc__ = fn.__doc__
-    return build
+    # Name, docstring and __wrapped__ of fn: options are checked against fn's own signature.
+    return functools.update_wrapper(build, fn)
 
 
 # Importing the modules registers them.

@@ -176,6 +176,7 @@ def _other_index(rng: random.Random, size: int, current: int) -> int:
 
 
 def random_event(rng: random.Random) -> Event:
+    """One event (who did what to whom, when) drawn from the sentence frames."""
     index = rng.randrange(len(FRAMES))
     frame = FRAMES[index]
     agent = rng.randrange(len(frame.agents))
@@ -189,6 +190,7 @@ def random_event(rng: random.Random) -> Event:
 
 
 def random_style(rng: random.Random) -> Style:
+    """How a sentence is worded: voice, word order, number words, contractions."""
     return Style(passive=rng.random() < 0.3, front_time=rng.random() < 0.3,
                  number_words=rng.random() < 0.3, contract=rng.random() < 0.5,
                  dative_to=rng.random() < 0.5, agent_word=rng.randrange(4),

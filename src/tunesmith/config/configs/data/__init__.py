@@ -1,0 +1,1 @@
+"""Packaged ``data=`` presets: built-in datasets and hub presets."""

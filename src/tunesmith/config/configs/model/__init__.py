@@ -1,0 +1,1 @@
+"""Packaged ``model=`` presets: the packaged models."""

@@ -1,0 +1,1 @@
+"""Packaged ``peft=`` presets: lora, dora, qlora, int8 and full fine-tuning."""

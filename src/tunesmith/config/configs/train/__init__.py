@@ -1,0 +1,1 @@
+"""Packaged ``train=`` presets: optimisation settings."""

@@ -1,0 +1,84 @@
+"""Every pluggable component a config names, checked before anything heavy is loaded.
+
+Each component kind has a registry and a ``register_*`` decorator; a config selects an entry by
+its registered name or by ``package.module:attribute``, and passes arguments in ``<key>_args``:
+
+| kind | config key | arguments | register with |
+|---|---|---|---|
+| model loader | ``model.loader`` | ``model.loader_args`` | ``register_model_loader`` |
+| dataset | ``data.train`` / ``data.eval`` | ``data.dataset_args`` | ``register_dataset`` |
+| preprocessor | ``data.preprocessor`` | ``data.preprocessor_args`` | ``register_preprocessor`` |
+| collator | ``data.collator`` | ``data.collator_args`` | ``register_collator`` |
+| trainer | ``train.trainer`` | ``train.trainer_args`` | ``register_trainer`` |
+| callback | ``train.callbacks`` | ``train.callback_args.<name>`` | ``register_callback`` |
+| metric | ``eval.metric`` | | ``register_metric`` |
+| inference handler | ``eval.inference_handler`` | ``eval.inference_handler_args`` | ``register_inference_handler`` |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunesmith.config import TrainConfig
+from tunesmith.errors import ConfigError
+
+
+def check_components(cfg: TrainConfig) -> None:
+    """Resolve every component the config names and check its arguments against its signature.
+
+    Dotted paths are imported here, so a typo in a module name or an argument fails in
+    milliseconds, with the config key, the bad value and what is allowed.
+
+    Raises:
+        ConfigError: an unknown name, a module that cannot be imported, an unknown or missing argument.
+    """
+    from tunesmith.data.collators import COLLATORS
+    from tunesmith.evaluation.metrics import resolve_metric
+    from tunesmith.training.callbacks import check_callbacks
+    from tunesmith.data.pipeline import check_data_config
+    from tunesmith.data.preprocessor import PREPROCESSORS
+    from tunesmith.inference.handler import INFERENCE_HANDLERS
+    from tunesmith.models.loading import MODEL_LOADERS
+    from tunesmith.training.trainers import TRAINERS
+
+    check_data_config(cfg.data)  # data.train / data.eval with data.dataset_args, formats, transforms
+    MODEL_LOADERS.check(cfg.model.loader, cfg.model.loader_args)
+    PREPROCESSORS.check(cfg.data.preprocessor, cfg.data.preprocessor_args)
+    if cfg.data.collator == "auto":
+        if cfg.data.collator_args:
+            raise ConfigError("data.collator_args: set data.collator to the collator these arguments are for "
+                              "(with data.collator=auto the collator is chosen by task)")
+    else:
+        COLLATORS.check(cfg.data.collator, cfg.data.collator_args)
+    if cfg.train.trainer == "auto":
+        if cfg.train.trainer_args:
+            raise ConfigError("train.trainer_args: set train.trainer to the trainer these arguments are for "
+                              "(with train.trainer=auto the trainer is chosen by task)")
+    else:
+        TRAINERS.check(cfg.train.trainer, cfg.train.trainer_args)
+    INFERENCE_HANDLERS.check(cfg.eval.inference_handler, cfg.eval.inference_handler_args)
+    check_callbacks(cfg.train)
+    if cfg.eval.metric != "auto":
+        resolve_metric(cfg.eval.metric)
+
+
+def build_preprocessor(cfg: TrainConfig) -> Any:
+    """The preprocessor ``data.preprocessor`` names, built with ``data.preprocessor_args``."""
+    from tunesmith.data.preprocessor import PREPROCESSORS
+
+    return PREPROCESSORS.build(cfg.data.preprocessor, cfg.data.preprocessor_args)
+
+
+def build_inference_handler(cfg: TrainConfig) -> Any:
+    """The handler ``eval.inference_handler`` names; its constructor may take ``data.system_prompt``."""
+    from tunesmith.inference.handler import INFERENCE_HANDLERS
+
+    return INFERENCE_HANDLERS.build(cfg.eval.inference_handler, cfg.eval.inference_handler_args,
+                                    supplied={"system_prompt": cfg.data.system_prompt})
+
+
+def build_model_loader(cfg: TrainConfig) -> Any:
+    """``loader(name_or_path, task, dtype, device, **kwargs)`` for ``model.loader`` with its arguments."""
+    from tunesmith.models.loading import MODEL_LOADERS
+
+    return MODEL_LOADERS.build(cfg.model.loader, cfg.model.loader_args)
