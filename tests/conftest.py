@@ -44,6 +44,25 @@ def tiny_llama_dir(tmp_path_factory, smol_tokenizer) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def chatty_llama_dir(tmp_path_factory, smol_tokenizer) -> Path:
+    """Like ``tiny_llama_dir`` but with larger random weights (initializer_range 0.2), so greedy
+    decoding writes varied words instead of repeating one token: for tests that read generated text."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=len(smol_tokenizer), max_position_embeddings=512,
+                         initializer_range=0.2, bos_token_id=smol_tokenizer.bos_token_id,
+                         eos_token_id=smol_tokenizer.eos_token_id, pad_token_id=smol_tokenizer.pad_token_id,
+                         tie_word_embeddings=True)
+    folder = tmp_path_factory.mktemp("chatty-llama")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    smol_tokenizer.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture
 def alpaca_file(tmp_path) -> Path:
     rows = [{"instruction": f"Add {a} and {b}.", "input": "", "output": f"{a} + {b} = {a + b}\n#### {a + b}"}

@@ -6,7 +6,6 @@ Each step is a small function so that a reader can follow the run from ``run_tra
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from datetime import datetime
@@ -22,13 +21,13 @@ def run_training(tuner: Any) -> TrainResult:
     """Run the whole job described by ``tuner.config``; ``tuner.model`` is the tuned model afterwards."""
     from transformers import set_seed
 
-    from tunesmith.data.pipeline import eval_conversations
+    from tunesmith.evaluation.metrics import format_score
     from tunesmith.inference.runs import CONFIG_FILE, prepare_run_dir
-    from tunesmith.training.guarded_run import nan_skipped_steps, train_with_guards
+    from tunesmith.reporting.resources import resource_summary
 
     cfg = tuner.config
-    _mask_secrets_in_logs(cfg)
-    run_dir, checkpoint = _prepare(cfg, prepare_run_dir, CONFIG_FILE)
+    run_dir = prepare_run_dir(cfg)
+    save_config(cfg, run_dir / CONFIG_FILE)
     device, precision = tuner._runtime()
     set_seed(cfg.train.seed)
     print(f"Run directory: {run_dir}\nDevice: {device}, precision: {precision}", flush=True)
@@ -36,32 +35,28 @@ def run_training(tuner: Any) -> TrainResult:
     task, bundle = _load_data(tuner)
     tuner._load_model(task, device, precision, bundle.label_names)
 
-    metric = before_after_metric(tuner, task, bundle)
-    conversations: list = []
+    metric = before_after_metric(tuner, task, bundle)  # eval.metric on the held-out set, or None
     before = after = None
-    if metric == "exact_match":
-        conversations = eval_conversations(bundle.held_out, cfg.eval.max_samples)  # no second read
     if metric:
-        before = held_out_metrics(tuner, metric, "Evaluating base model", device, precision, task, bundle,
-                                  conversations)
-        print(f"Base model {metric.replace('_', ' ')}: {before['accuracy']:.1%} "
-              f"({before['correct']}/{before['total']})", flush=True)
+        before = held_out_metrics(tuner, metric, "Evaluating base model", device, precision, task, bundle)
+        print(f"Base model: {format_score(before)}", flush=True)
 
     trainable, total = _apply_adapter(tuner, task)
     trainer = _build_trainer(tuner, task, bundle, run_dir, device, precision)
     start = time.perf_counter()
-    output = train_with_guards(trainer, cfg, checkpoint)  # atomic checkpoints, resume, NaN and signal guards
+    output = trainer.train()
     train_seconds = time.perf_counter() - start
     _save_outputs(tuner, run_dir)
 
     if metric:
-        after = held_out_metrics(tuner, metric, "Evaluating tuned model", device, precision, task, bundle,
-                                 conversations)
+        after = held_out_metrics(tuner, metric, "Evaluating tuned model", device, precision, task, bundle)
         (run_dir / "eval_results.json").write_text(
-            json.dumps({"metric": metric, "before": before, "after": after}, indent=2), encoding="utf-8")
+            json.dumps({"metric": metric.name, "before": before, "after": after}, indent=2), encoding="utf-8")
 
     tuner.run_dir = run_dir
-    _write_record(tuner, run_dir, output, train_seconds, device, precision, task, trainable, total, before, after)
+    _write_record(tuner, run_dir, output, train_seconds, device, precision, task, trainable, total, before, after,
+                  resources=resource_summary(trainer.callback_handler.callbacks), data=_data_record(bundle))
+    _write_report(run_dir)
     return TrainResult(run_dir, train_seconds, output.training_loss, before, after,
                        {"train": vars(bundle.train_stats)})
 
@@ -100,6 +95,7 @@ def _build_trainer(tuner: Any, task: str, bundle: Any, run_dir: Path, device: st
     from tunesmith.data.collators import build_collator
     from tunesmith.data.loading import loader_settings
     from tunesmith.training.arguments import build_training_args
+    from tunesmith.reporting.resources import RESOURCES_FILE, ResourceLog
     from tunesmith.training.callbacks import MetricsJsonl, ProgressBar
     from tunesmith.training.trainers import TRAINERS
 
@@ -108,7 +104,7 @@ def _build_trainer(tuner: Any, task: str, bundle: Any, run_dir: Path, device: st
     return TRAINERS.get(cfg.train.trainer)(
         model=tuner.model, args=args, train_dataset=bundle.train, eval_dataset=bundle.eval,
         data_collator=build_collator(cfg.data.collator, task, tuner.tokenizer, cfg.data.packing, device),
-        callbacks=[ProgressBar(), MetricsJsonl(run_dir / "metrics.jsonl")],
+        callbacks=[ProgressBar(), MetricsJsonl(run_dir / "metrics.jsonl"), ResourceLog(run_dir / RESOURCES_FILE)],
         processing_class=tuner.tokenizer)
 
 
@@ -122,31 +118,10 @@ def _save_outputs(tuner: Any, run_dir: Path) -> None:
     plot_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss_curve.png")
 
 
-def _mask_secrets_in_logs(cfg: Any) -> None:
-    """From here on, log records never show the config's secrets or secret environment values."""
-    from tunesmith.config.secrets import config_secrets, install_log_masking, remember_secrets
-
-    remember_secrets(config_secrets(dataclasses.asdict(cfg)))
-    install_log_masking()
-
-
-def _prepare(cfg: Any, prepare_run_dir: Any, config_file: str) -> tuple[Path, Optional[Path]]:
-    """Create (or reopen, to resume) the run directory and save the resolved config; returns it and
-    the checkpoint to resume from (``train.resume``)."""
-    from tunesmith.training.resume import apply_plan, plan_resume
-
-    plan = plan_resume(cfg)  # refuses a changed config or a foreign non-empty folder
-    if plan.run_dir is not None and not cfg.output_dir:
-        cfg.output_dir = str(plan.run_dir)  # train.resume=<run dir>: the run continues there
-    run_dir = prepare_run_dir(cfg, continuing=plan.continuing)
-    apply_plan(plan, run_dir)
-    save_config(cfg, run_dir / config_file)
-    return run_dir, plan.checkpoint.path if plan.checkpoint else None
-
-
 def _write_record(tuner: Any, run_dir: Path, output: Any, train_seconds: float, device: str, precision: str,
-                  task: str, trainable: int, total: int, before: Optional[dict], after: Optional[dict]) -> None:
-    """``run.json``: its presence marks a finished run."""
+                  task: str, trainable: int, total: int, before: Optional[dict], after: Optional[dict],
+                  resources: Optional[dict] = None, data: Optional[dict] = None) -> None:
+    """``run.json``: its presence marks a finished run. ``resources``: peak memory and tokens/s."""
     from tunesmith.inference.runs import write_run_record
 
     write_run_record(run_dir, {
@@ -154,5 +129,21 @@ def _write_record(tuner: Any, run_dir: Path, output: Any, train_seconds: float, 
         "train_loss": output.training_loss, "global_step": output.global_step, "device": device,
         "precision": precision, "task": task, "method": tuner.config.peft.method,
         "trainable_parameters": trainable, "total_parameters": total,
-        "before_accuracy": before and before["accuracy"], "after_accuracy": after and after["accuracy"],
+        "metric": before and before["metric"], "before_score": before and before["score"],
+        "after_score": after and after["score"],
+        "resources": resources or {}, "data": data or {},
     })
+
+
+def _write_report(run_dir: Path) -> None:
+    """``report.html``: the whole run in one self-contained file."""
+    from tunesmith.reporting.report import write_report
+
+    print(f"Report: {write_report(run_dir)}", flush=True)
+
+
+def _data_record(bundle: Any) -> dict[str, Any]:
+    """What the data held, for the run record and the report: counts, tokens, drops, notes."""
+    return {"format": bundle.info.describe() if bundle.info else None, "train": vars(bundle.train_stats),
+            "eval": vars(bundle.eval_stats) if bundle.eval_stats else None, "notes": list(bundle.notes),
+            "label_names": list(bundle.label_names)}

@@ -6,7 +6,9 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from tunesmith.errors import Interrupted, TunesmithError
+from tunesmith.cli.eval_commands import add_parsers as add_eval_parsers
+from tunesmith.cli.inference_commands import add_parsers as add_inference_parsers
+from tunesmith.errors import TunesmithError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,10 +20,6 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value ...]",
                        help="an optional YAML config file, then overrides such as train.lr=1e-4 model=minilm-l6")
     train.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty output_dir")
-    train.add_argument("--force", action="store_true",
-                       help="resume even though the config changed the data, model, seed or batch size")
-    train.add_argument("--allow-outside-paths", action="store_true",
-                       help="let a config file from another folder name dataset/output paths outside it")
 
     data = sub.add_parser("data", help="data tools: `tunesmith data inspect` shows what the model trains on")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -32,21 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                          help="colour trained tokens (auto: when writing to a terminal); otherwise [[brackets]]")
 
-    gen = sub.add_parser("generate", help="answer one prompt with a trained run")
-    gen.add_argument("run_dir")
-    gen.add_argument("prompt")
-    _generation_flags(gen)
-
-    chat = sub.add_parser("chat", help="talk with a trained run (history is kept; /reset, /exit)")
-    chat.add_argument("run_dir")
-    _generation_flags(chat)
-
-    ev = sub.add_parser("eval", help="held-out exact match (generation) or accuracy, macro F1 and confusion matrix (classifiers)")
-    target = ev.add_mutually_exclusive_group(required=True)
-    target.add_argument("run_dir", nargs="?", help="a finished run directory")
-    target.add_argument("--base", metavar="MODEL", help="evaluate a model without fine-tuning")
-    ev.add_argument("--samples", type=int, default=None, help="number of held-out problems (default: eval.max_samples)")
-    ev.add_argument("--data", default=None, help="dataset to evaluate on (default: the run's data.train / data.eval)")
+    add_inference_parsers(sub)  # generate, chat, predict, serve
+    add_eval_parsers(sub)  # eval, report
 
     merge = sub.add_parser("merge", help="merge a run's adapter into its base: a folder plain transformers loads",
                            description="Merge a finished run (base + adapter, or full weights) into a standalone "
@@ -59,27 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _generation_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--top-p", type=float, default=0.9)
-    p.add_argument("--device", default=None, help="cpu | cuda | ... (default: the run's model.device)")
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         from tunesmith.cli import commands
 
         return getattr(commands, f"cmd_{args.command}")(args)
-    except Interrupted as err:  # SIGTERM / SIGINT during training: a checkpoint was saved
-        print(f"stopped: {err}", file=sys.stderr)
-        return err.exit_code
     except TunesmithError as err:
-        from tunesmith.config.secrets import mask_text
-
-        print(f"error: {mask_text(str(err))}", file=sys.stderr)  # a message may quote a config value
+        print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -6,20 +6,33 @@ from typing import Any
 
 
 def print_result(label: str, result: dict[str, Any]) -> None:
-    print(f"{label}: exact match {result['accuracy']:.1%} ({result['correct']}/{result['total']})")
+    """``runs/x: exact match 69.0% (69/100)``; classifiers add macro F1 and MCC."""
+    from tunesmith.evaluation.metrics import format_score
+
+    line = f"{label}: {format_score(result)}"
+    if "macro_f1" in result:
+        line += f", macro F1 {result['macro_f1']:.3f}, MCC {result['mcc']:.3f}"
+    print(line)
 
 
 def print_before_after(before: dict[str, Any], after: dict[str, Any], show: int = 1) -> None:
     """A small table, then ``show`` held-out questions answered by both models (or, for a
     classifier, macro F1 and the tuned model's confusion matrix)."""
-    gain = after["accuracy"] - before["accuracy"]
+    from tunesmith.evaluation.metrics import format_value, metric_label
+
+    name = after["metric"]
+    label = metric_label(name)
     classifier = "macro_f1" in after
-    title = "accuracy (same examples)" if classifier else "exact match (same questions, greedy decoding)"
-    print(f"\nHeld-out {title}")
-    print(f"  {'model':<14}{'accuracy':>10}{'correct':>10}")
-    print(f"  {'base':<14}{before['accuracy']:>10.1%}{before['correct']:>7}/{before['total']}")
-    print(f"  {'fine-tuned':<14}{after['accuracy']:>10.1%}{after['correct']:>7}/{after['total']}")
-    print(f"  {'change':<14}{gain:>+10.1%}")
+    sampled = after.get("settings", {}).get("do_sample")
+    how = ("same examples" if classifier or name == "perplexity"
+           else "same questions, sampled" if sampled else "same questions, greedy decoding")
+    counted = "correct" in after and "correct" in before
+    print(f"\nHeld-out {label} ({how})")
+    print(f"  {'model':<14}{label:>12}" + (f"{'correct':>10}" if counted else ""))
+    for row, result in (("base", before), ("fine-tuned", after)):
+        count = f"{result['correct']:>7}/{result['total']}" if counted else ""
+        print(f"  {row:<14}{format_value(name, result['score']):>12}{count}")
+    print(f"  {'change':<14}{format_value(name, after['score'] - before['score'], signed=True):>12}")
     if classifier:
         from tunesmith.evaluation.classification import format_confusion_matrix
 
@@ -27,10 +40,16 @@ def print_before_after(before: dict[str, Any], after: dict[str, Any], show: int 
         print("\nConfusion matrix of the fine-tuned model:")
         print(format_confusion_matrix(after))
         return
-    for b, a in list(zip(before["samples"], after["samples"]))[:show]:
+    for b, a in list(zip(before.get("samples", []), after.get("samples", [])))[:show]:
         print(f"\nQuestion: {b['question']}\nReference answer: {b['reference']}")
-        print(f"--- base model ({'correct' if b['correct'] else 'wrong'}):\n{b['output']}")
-        print(f"--- fine-tuned model ({'correct' if a['correct'] else 'wrong'}):\n{a['output']}")
+        print(f"--- base model ({_verdict(b)}):\n{b['output']}")
+        print(f"--- fine-tuned model ({_verdict(a)}):\n{a['output']}")
+
+
+def _verdict(sample: dict[str, Any]) -> str:
+    if "correct" in sample:
+        return "correct" if sample["correct"] else "wrong"
+    return f"score {sample['score']:.3f}" if "score" in sample else "not scored"
 
 
 def print_summary(result: Any, show_samples: int = 1) -> None:
@@ -41,7 +60,7 @@ def print_summary(result: Any, show_samples: int = 1) -> None:
     print(f"\nTraining took {result.train_seconds / 60:.1f} min; final training loss {loss}")
     if result.before and result.after:
         print_before_after(result.before, result.after, show_samples)
-    print(f"Saved to {result.run_dir} (adapter, tokenizer, config.yaml, metrics.jsonl, loss_curve.png)")
+    print(f"Saved to {result.run_dir} (adapter, tokenizer, config.yaml, metrics.jsonl, report.html)")
     if (result.run_dir / "adapter_config.json").is_file() or (result.run_dir / "model.safetensors").is_file():
         task = json.loads((result.run_dir / "run.json").read_text())["task"]
         if task == "sequence_classification":

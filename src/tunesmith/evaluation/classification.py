@@ -164,6 +164,7 @@ def evaluate_classification(
     autocast: Optional[Callable[[], Any]] = None,
     desc: str = "Evaluating",
     num_samples: int = 8,
+    return_predictions: bool = False,
 ) -> dict[str, Any]:
     """Predict every row of a tokenized dataset and score the predictions.
 
@@ -180,6 +181,8 @@ def evaluate_classification(
         autocast: Optional factory of a context manager (e.g. ``lambda: torch.autocast("cuda")``).
         desc: Progress bar label.
         num_samples: How many predictions (the first rows) to return as samples.
+        return_predictions: Also return every row's names as
+            ``predictions: {"label": ["pos", ...], "predicted": ["neg", ...]}``.
 
     Returns:
         `classification_metrics` plus ``samples``: ``[{"index": 0, "label": "pos",
@@ -221,4 +224,6 @@ def evaluate_classification(
          "confidence": confidence[i], "correct": y_true[i] == y_pred[i]}
         for i in range(min(num_samples, len(y_true)))
     ]
+    if return_predictions:
+        metrics["predictions"] = {"label": [names[y] for y in y_true], "predicted": [names[y] for y in y_pred]}
     return metrics

@@ -1,26 +1,13 @@
-"""Exact match of the final number (GSM8K convention: the number after the last ``####``)."""
+"""Exact match of the final number (GSM8K convention: the number after the last ``####``).
+
+Registered as metric ``exact_match``; ``tunesmith.evaluation.generation`` generates the answers.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from tunesmith.data.builtin.arith import extract_final_number
-from tunesmith.data.examples import Conversation
-from tunesmith.data.templates import model_prompt
-from tunesmith.models.generation import GenerationSettings, generate_texts
-
-
-@dataclass
-class ExactMatchResult:
-    accuracy: float
-    correct: int
-    total: int
-    samples: list[dict[str, Any]] = field(default_factory=list)  # question, reference, output, correct
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 _NUMBER = re.compile(r"^-?[\d,]*\.?\d+$")
@@ -50,26 +37,3 @@ def is_correct(output: str, reference: str) -> bool:
 def score_exact_match(outputs: list[str], references: list[str]) -> list[bool]:
     """``["... #### 12", "it is 7"]`` vs ``["12", "8"]`` -> ``[True, False]``."""
     return [is_correct(out, ref) for out, ref in zip(outputs, references)]
-
-
-def evaluate_exact_match(
-    model: Any,
-    tokenizer: Any,
-    conversations: list[Conversation],
-    settings: GenerationSettings,
-    batch_size: int = 32,
-    desc: str = "Evaluating",
-) -> ExactMatchResult:
-    """Generate an answer for each held-out question and compare final numbers."""
-    encoder_decoder = getattr(model.config, "is_encoder_decoder", False)
-    prompts = [model_prompt(tokenizer, c.prompt_messages(), encoder_decoder) for c in conversations]
-    outputs = generate_texts(model, tokenizer, prompts, settings, batch_size, progress=desc)
-    references = [c.reference or "" for c in conversations]
-    hits = score_exact_match(outputs, references)
-    samples = [
-        {"question": c.prompt_messages()[-1].content, "reference": ref, "output": out, "correct": ok}
-        for c, ref, out, ok in zip(conversations, references, outputs, hits)
-    ]
-    total = len(conversations)
-    correct = sum(hits)
-    return ExactMatchResult(correct / total if total else 0.0, correct, total, samples)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
 from tunesmith.data.examples import Message
 from tunesmith.data.templates import model_prompt
-from tunesmith.models.generation import GenerationSettings, generate_texts, stream_text
+from tunesmith.inference.streaming import ReplyStream
+from tunesmith.models.generation import GenerationSettings, generate_texts
 
 
 def generate(model: Any, tokenizer: Any, prompts: list[str], settings: GenerationSettings,
@@ -17,10 +18,11 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], settings: Generatio
     return generate_texts(model, tokenizer, rendered, settings, batch_size)
 
 
-def chat_reply(model: Any, tokenizer: Any, history: list[Message], settings: GenerationSettings) -> Iterator[str]:
-    """Stream the assistant's reply to ``history`` (which ends with the user's turn)."""
+def chat_reply(model: Any, tokenizer: Any, history: list[Message], settings: GenerationSettings) -> ReplyStream:
+    """The assistant's reply to ``history`` (which ends with the user's turn), streamed: iterate for
+    the text pieces, then read ``new_tokens`` / ``hit_eos`` / ``prompt_tokens``."""
     encoder_decoder = getattr(model.config, "is_encoder_decoder", False)
-    yield from stream_text(model, tokenizer, model_prompt(tokenizer, history, encoder_decoder), settings)
+    return ReplyStream(model, tokenizer, model_prompt(tokenizer, history, encoder_decoder), settings)
 
 
 def _turns(prompt: str, system_prompt: str | None) -> list[Message]:

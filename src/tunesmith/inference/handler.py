@@ -11,16 +11,23 @@ the default::
                 model, tokenizer, prompts, settings)]
 
     FineTuner("my-model", inference_handler=Stripped())
+
+Two optional methods widen what a handler serves: ``stream_chat(model, tokenizer, messages,
+settings)`` yields the reply to a whole conversation piece by piece (``tunesmith chat`` and
+``tunesmith serve`` need it; ``ChatInferenceHandler`` has it), and ``predict(model, tokenizer,
+texts, pairs)`` returns label probabilities (``tunesmith predict``; ``ClassifierInferenceHandler``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Protocol, runtime_checkable
+from typing import Any, Iterable, Optional, Protocol, runtime_checkable
 
-from tunesmith.inference.generate import generate
+from tunesmith.data.examples import Message
+from tunesmith.inference.generate import chat_reply, generate
+from tunesmith.inference.predict import ClassifierInferenceHandler
 from tunesmith.models.generation import GenerationSettings
 
-__all__ = ["ChatInferenceHandler", "InferenceHandler"]
+__all__ = ["ChatInferenceHandler", "ClassifierInferenceHandler", "InferenceHandler", "can_chat"]
 
 
 @runtime_checkable
@@ -55,4 +62,26 @@ class ChatInferenceHandler:
         self.batch_size = batch_size
 
     def generate(self, model: Any, tokenizer: Any, prompts: list[str], settings: GenerationSettings) -> list[str]:
+        """One answer per prompt; a classifier answers with its predicted label name."""
+        from tunesmith.inference.predict import ClassifierInferenceHandler, is_classifier
+
+        if is_classifier(model):
+            return ClassifierInferenceHandler(batch_size=self.batch_size).generate(model, tokenizer, prompts, settings)
         return generate(model, tokenizer, prompts, settings, self.system_prompt, self.batch_size)
+
+    def chat(self, model: Any, tokenizer: Any, messages: list[Message], settings: GenerationSettings) -> str:
+        """The assistant's reply to a whole conversation (which ends with a user turn)."""
+        return "".join(self.stream_chat(model, tokenizer, messages, settings)).strip()
+
+    def stream_chat(self, model: Any, tokenizer: Any, messages: list[Message],
+                    settings: GenerationSettings) -> Iterable[str]:
+        """The reply piece by piece as it is generated (a ``ReplyStream``, which afterwards holds
+        ``new_tokens`` and ``hit_eos``); the system prompt is added when the conversation has none."""
+        if self.system_prompt and not any(m.role == "system" for m in messages):
+            messages = [Message("system", self.system_prompt), *messages]
+        return chat_reply(model, tokenizer, messages, settings)
+
+
+def can_chat(handler: Any) -> bool:
+    """True when ``handler`` answers whole conversations (has ``stream_chat``)."""
+    return callable(getattr(handler, "stream_chat", None))
