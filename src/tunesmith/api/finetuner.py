@@ -54,8 +54,7 @@ class FineTuner:
                  max_length: Optional[int] = None, quantize: bool = False,
                  quantization_config: Optional[dict[str, Any]] = None, trainer_config: Any = None,
                  inference_handler: Any = None, config: Optional[TrainConfig] = None) -> None:
-        from tunesmith.data.pipeline import check_data_config
-        from tunesmith.training.trainers import TRAINERS
+        from tunesmith.api.components import check_components
 
         if isinstance(model_id, TrainConfig):
             if config is not None:
@@ -78,13 +77,13 @@ class FineTuner:
             cfg = copy.deepcopy(cfg)  # the caller's config object stays as it was
             update_config(cfg, extra)
             update_config(cfg, updates)  # the explicit keywords win over trainer_config
-        check_data_config(cfg.data)
-        TRAINERS.get(cfg.train.trainer)
+        check_components(cfg)  # names, dotted paths and their arguments, before anything is loaded
         self._setup(cfg, preprocessor, inference_handler)
 
     def _setup(self, config: TrainConfig, preprocessor: Any, inference_handler: Any) -> None:
-        from tunesmith.data.preprocessor import ChatTemplatePreprocessor, Preprocessor
-        from tunesmith.inference.handler import ChatInferenceHandler, InferenceHandler
+        from tunesmith.api.components import build_inference_handler, build_preprocessor
+        from tunesmith.data.preprocessor import Preprocessor
+        from tunesmith.inference.handler import InferenceHandler
 
         if preprocessor is not None and not isinstance(preprocessor, Preprocessor):
             raise ConfigError(f"preprocessor: {preprocessor!r} is not callable as "
@@ -93,8 +92,15 @@ class FineTuner:
             raise ConfigError(f"inference_handler: {inference_handler!r} has no method "
                               "generate(model, tokenizer, prompts, settings)")
         self.config = config
-        self.preprocessor = preprocessor or ChatTemplatePreprocessor()
-        self.inference_handler = inference_handler or ChatInferenceHandler(config.data.system_prompt)
+        # Objects passed in win over the config's data.preprocessor / eval.inference_handler.
+        self.preprocessor = preprocessor or build_preprocessor(config)
+        self.inference_handler = inference_handler or build_inference_handler(config)
+        for name, obj, protocol, needs in (
+                ("data.preprocessor", self.preprocessor, Preprocessor, "__call__(tokenizer, examples, task, settings)"),
+                ("eval.inference_handler", self.inference_handler, InferenceHandler,
+                 "generate(model, tokenizer, prompts, settings)")):
+            if not isinstance(obj, protocol):
+                raise ConfigError(f"{name}: {obj!r} does not implement {needs}")
         self.model: Any = None
         self.tokenizer: Any = None
         self.task: Optional[str] = None  # decided with the tokenizer
@@ -190,7 +196,7 @@ class FineTuner:
         return None if type(self.preprocessor) is ChatTemplatePreprocessor else self.preprocessor
 
     def _load_model(self, task: str, device: str, precision: str, label_names: list[str]) -> None:
-        from tunesmith.models.loading import load_model
+        from tunesmith.api.components import build_model_loader
         from tunesmith.models.precision import resolve_weight_dtype
         from tunesmith.models.quantization import (is_quantized_method, prepare_quantized_for_training,
                                                    quantization_kwargs)
@@ -203,8 +209,10 @@ class FineTuner:
         method = self.config.peft.method
         if is_quantized_method(method):
             extra.update(quantization_kwargs(self.config.peft, device))  # 4-bit or 8-bit base
-        self.model = load_model(m.name_or_path, task, resolve_weight_dtype(m.dtype, device, precision),
-                                device, m.trust_remote_code, m.revision, allow_pickle=m.allow_pickle, **extra)
+        loader = build_model_loader(self.config)  # model.loader: auto unless the config names another
+        self.model = loader(m.name_or_path, task, resolve_weight_dtype(m.dtype, device, precision), device,
+                            trust_remote_code=m.trust_remote_code, revision=m.revision,
+                            allow_pickle=m.allow_pickle, **extra)
         if is_quantized_method(method):
             # Before any evaluation: keeps the 4-bit layers on kernels whose backward is correct.
             self.model = prepare_quantized_for_training(self.model, method)
