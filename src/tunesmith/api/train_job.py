@@ -6,6 +6,7 @@ Each step is a small function so that a reader can follow the run from ``run_tra
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from datetime import datetime
@@ -24,10 +25,11 @@ def run_training(tuner: Any) -> TrainResult:
     from tunesmith.evaluation.metrics import format_score
     from tunesmith.inference.runs import CONFIG_FILE, prepare_run_dir
     from tunesmith.reporting.resources import resource_summary
+    from tunesmith.training.guarded_run import nan_skipped_steps, train_with_guards
 
     cfg = tuner.config
-    run_dir = prepare_run_dir(cfg)
-    save_config(cfg, run_dir / CONFIG_FILE)
+    _mask_secrets_in_logs(cfg)
+    run_dir, checkpoint = _prepare(cfg, prepare_run_dir, CONFIG_FILE)
     device, precision = tuner._runtime()
     set_seed(cfg.train.seed)
     print(f"Run directory: {run_dir}\nDevice: {device}, precision: {precision}", flush=True)
@@ -44,7 +46,7 @@ def run_training(tuner: Any) -> TrainResult:
     trainable, total = _apply_adapter(tuner, task)
     trainer = _build_trainer(tuner, task, bundle, run_dir, device, precision)
     start = time.perf_counter()
-    output = trainer.train()
+    output = train_with_guards(trainer, cfg, checkpoint)  # atomic checkpoints, resume, NaN and signal guards
     train_seconds = time.perf_counter() - start
     _save_outputs(tuner, run_dir)
 
@@ -116,6 +118,28 @@ def _save_outputs(tuner: Any, run_dir: Path) -> None:
     tuner.model.save_pretrained(run_dir)
     tuner.tokenizer.save_pretrained(run_dir)
     plot_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "loss_curve.png")
+
+
+def _mask_secrets_in_logs(cfg: Any) -> None:
+    """From here on, log records never show the config's secrets or secret environment values."""
+    from tunesmith.config.secrets import config_secrets, install_log_masking, remember_secrets
+
+    remember_secrets(config_secrets(dataclasses.asdict(cfg)))
+    install_log_masking()
+
+
+def _prepare(cfg: Any, prepare_run_dir: Any, config_file: str) -> tuple[Path, Optional[Path]]:
+    """Create (or reopen, to resume) the run directory and save the resolved config; returns it and
+    the checkpoint to resume from (``train.resume``)."""
+    from tunesmith.training.resume import apply_plan, plan_resume
+
+    plan = plan_resume(cfg)  # refuses a changed config or a foreign non-empty folder
+    if plan.run_dir is not None and not cfg.output_dir:
+        cfg.output_dir = str(plan.run_dir)  # train.resume=<run dir>: the run continues there
+    run_dir = prepare_run_dir(cfg, continuing=plan.continuing)
+    apply_plan(plan, run_dir)
+    save_config(cfg, run_dir / config_file)
+    return run_dir, plan.checkpoint.path if plan.checkpoint else None
 
 
 def _write_record(tuner: Any, run_dir: Path, output: Any, train_seconds: float, device: str, precision: str,

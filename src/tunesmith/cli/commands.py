@@ -34,6 +34,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     config_file, overrides = _split_train_args(args.args)
     if args.overwrite:
         overrides.append("overwrite=true")
+    if getattr(args, "force", False):
+        overrides.append("force_resume=true")
+    if getattr(args, "allow_outside_paths", False):
+        overrides.append("allow_outside_paths=true")
     tuner = FineTuner.from_yaml(config_file, overrides)  # every key is checked before loading
     print_summary(tuner.train(), tuner.config.eval.show_samples)
     return 0

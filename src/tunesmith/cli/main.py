@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 
 from tunesmith.cli.eval_commands import add_parsers as add_eval_parsers
 from tunesmith.cli.inference_commands import add_parsers as add_inference_parsers
-from tunesmith.errors import TunesmithError
+from tunesmith.errors import Interrupted, TunesmithError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value ...]",
                        help="an optional YAML config file, then overrides such as train.lr=1e-4 model=minilm-l6")
     train.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty output_dir")
+    train.add_argument("--force", action="store_true",
+                       help="resume even though the config changed the data, model, seed or batch size")
+    train.add_argument("--allow-outside-paths", action="store_true",
+                       help="let a config file from another folder name dataset/output paths outside it")
 
     data = sub.add_parser("data", help="data tools: `tunesmith data inspect` shows what the model trains on")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -50,8 +54,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from tunesmith.cli import commands
 
         return getattr(commands, f"cmd_{args.command}")(args)
+    except Interrupted as err:  # SIGTERM / SIGINT during training: a checkpoint was saved
+        print(f"stopped: {err}", file=sys.stderr)
+        return err.exit_code
     except TunesmithError as err:
-        print(f"error: {err}", file=sys.stderr)
+        from tunesmith.config.secrets import mask_text
+
+        print(f"error: {mask_text(str(err))}", file=sys.stderr)  # a message may quote a config value
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
