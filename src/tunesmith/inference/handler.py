@@ -26,8 +26,30 @@ from tunesmith.data.examples import Message
 from tunesmith.inference.generate import chat_reply, generate
 from tunesmith.inference.predict import ClassifierInferenceHandler
 from tunesmith.models.generation import GenerationSettings
+from tunesmith.registry import Registry
 
-__all__ = ["ChatInferenceHandler", "ClassifierInferenceHandler", "InferenceHandler", "can_chat"]
+__all__ = ["INFERENCE_HANDLERS", "ChatInferenceHandler", "ClassifierInferenceHandler", "InferenceHandler", "can_chat",
+           "register_inference_handler"]
+
+# ``eval.inference_handler`` names one of these (or 'package.module:Class'). A class is instantiated
+# with ``eval.inference_handler_args``; a constructor that takes ``system_prompt`` receives the run's
+# ``data.system_prompt`` (so that argument is not set in the config).
+INFERENCE_HANDLERS: Registry[Any] = Registry("inference handler", key="eval.inference_handler",
+                                             instantiate=True, provided=("system_prompt",))
+
+
+def register_inference_handler(name: str, *, overwrite: bool = False):
+    """Decorator: register an inference handler class (or instance) as ``eval.inference_handler=<name>``.
+
+    Example:
+        >>> @register_inference_handler("last-line")
+        ... class LastLine:
+        ...     def generate(self, model, tokenizer, prompts, settings): ...
+
+    Raises:
+        ConfigError: ``name`` is already registered (pass ``overwrite=True`` to replace it).
+    """
+    return INFERENCE_HANDLERS.register(name, overwrite=overwrite)
 
 
 @runtime_checkable
@@ -80,6 +102,10 @@ class ChatInferenceHandler:
         if self.system_prompt and not any(m.role == "system" for m in messages):
             messages = [Message("system", self.system_prompt), *messages]
         return chat_reply(model, tokenizer, messages, settings)
+
+
+register_inference_handler("chat")(ChatInferenceHandler)
+register_inference_handler("classify")(ClassifierInferenceHandler)
 
 
 def can_chat(handler: Any) -> bool:
