@@ -22,7 +22,13 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/tunesmith train
 
-test: setup
+# The run-report test renders report.html in headless Chromium (Debian's package; root, as in CI).
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	-apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends chromium >/dev/null
+
+test: setup $(CHROMIUM)
 	$(PY) -m pytest
 
 clean:
