@@ -38,16 +38,28 @@ def losses(run_dir):
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory, tiny_llama_dir):
+def data(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
     rows = [{"instruction": f"Add {a} and {b}.", "output": f"{a} + {b} = {a + b}" + " ok" * (a % 5)}
             for a in range(8) for b in range(6)]
-    data = tmp / "d.jsonl"
-    data.write_text("\n".join(json.dumps(r) for r in rows))
+    path = tmp / "d.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def one_process(data, tiny_llama_dir):
+    run(train_command(sys.executable, model_dir=tiny_llama_dir, data=data, out=data.parent / "one", batch_size=8),
+        data.parent)
+    return data.parent / "one"
+
+
+@pytest.fixture(scope="module")
+def two_runs(data, tiny_llama_dir, one_process):
+    tmp = data.parent
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533"]
     two = run(train_command(*torchrun, model_dir=tiny_llama_dir, data=data, out=tmp / "two", batch_size=4), tmp)
-    one = run(train_command(sys.executable, model_dir=tiny_llama_dir, data=data, out=tmp / "one", batch_size=8), tmp)
-    return tmp, two, one
+    return tmp, two, one_process
 
 
 def test_two_processes_complete_and_only_rank_0_writes(two_runs):
@@ -70,3 +82,15 @@ def test_loss_curve_matches_one_process_with_the_same_global_batch(two_runs):
     for (step, a), (_, b) in zip(two, one):
         assert abs(a - b) <= LOSS_TOLERANCE * abs(b), (step, a, b)
     assert one[-1][1] < one[0][1]  # it trained
+
+
+@pytest.mark.slow
+def test_accelerate_launch_runs_the_same_config(data, tiny_llama_dir, one_process):
+    """``accelerate launch --multi_gpu`` starts the processes as torchrun does (gloo when there is no GPU)."""
+    out = data.parent / "accelerate"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29534"]
+    done = run(train_command(*launch, model_dir=tiny_llama_dir, data=data, out=out, batch_size=4), data.parent)
+    assert done.stdout.count("Run directory:") == 1 and "x 2 processes = 8 sequences" in done.stdout
+    for (step, a), (_, b) in zip(losses(out), losses(one_process)):
+        assert abs(a - b) <= LOSS_TOLERANCE * abs(b), (step, a, b)

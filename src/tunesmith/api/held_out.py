@@ -73,3 +73,25 @@ def evaluate_model(tuner: Any, metric: Optional[str] = None, max_samples: Option
         settings=settings_from_config(cfg.eval), batch_size=cfg.eval.batch_size, max_samples=limit,
         device=device, autocast=lambda: tuner._autocast(device, precision), desc="Evaluating")
 
+
+def unlearning_metrics(tuner: Any, forget: Any, retain: Any, device: str, precision: str,
+                       desc: str) -> dict[str, Any]:
+    """Mean loss per trained token (nats) of ``tuner.model`` on the forget and the retain sets.
+
+    ``forget`` / ``retain`` are ``DataBundle``s: ``*_loss`` is measured on the training examples,
+    ``*_held_out_loss`` on their held-out sets (a built-in's test split asks the same facts in other
+    words). Unlearning should raise the forget losses and keep the retain losses close.
+    """
+    from tunesmith.data.collators import build_collator
+    from tunesmith.evaluation.language_model import evaluate_perplexity
+
+    collator = build_collator("auto", "causal_lm", tuner.tokenizer, "none", device)
+    result: dict[str, Any] = {"metric": "forget_loss"}
+    for side, bundle in (("forget", forget), ("retain", retain)):
+        for suffix, dataset in (("loss", bundle.train), ("held_out_loss", bundle.eval)):
+            if dataset is not None and len(dataset):
+                measured = evaluate_perplexity(tuner.model, dataset, collator, tuner.config.eval.batch_size, device,
+                                               lambda: tuner._autocast(device, precision), f"{desc} ({side})")
+                result[f"{side}_{suffix}"] = measured["loss"]
+    result["score"] = result["forget_loss"]
+    return result
