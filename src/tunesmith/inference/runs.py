@@ -33,6 +33,7 @@ class LoadedRun:
 
 
 def is_finished_run(path: Path) -> bool:
+    """True when ``path`` holds ``run.json``, which a run writes last."""
     return (path / RUN_FILE).is_file()
 
 
@@ -42,6 +43,7 @@ def is_model_folder(path: Path) -> bool:
 
 
 def read_run_config(run_dir: str | Path) -> TrainConfig:
+    """The checked ``TrainConfig`` of a run directory's ``config.yaml``; ``RunDirError`` when there is none."""
     path = Path(run_dir)
     if not (path / CONFIG_FILE).is_file():
         raise RunDirError(f"{path}: not a tunesmith run directory (no {CONFIG_FILE}) nor a model folder "
@@ -96,10 +98,14 @@ def _load_model_folder(path: Path, device: str | None) -> LoadedRun:
 
 
 def write_run_record(run_dir: Path, record: dict[str, Any]) -> None:
-    (run_dir / RUN_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
+    """Write ``run.json`` whole or not at all (a temporary file, then a rename): it marks a finished run."""
+    tmp = run_dir / f".{RUN_FILE}.tmp"
+    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    tmp.replace(run_dir / RUN_FILE)
 
 
 def default_run_dir() -> Path:
+    """``runs/<YYYYmmdd-HHMMSS>`` in the working directory."""
     return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
