@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 # Per-step training loss, two processes vs one: the same sequences are averaged in a different order
 # (gradients are summed across processes), so the curves agree to float32 rounding.
@@ -94,3 +95,26 @@ def test_accelerate_launch_runs_the_same_config(data, tiny_llama_dir, one_proces
     assert done.stdout.count("Run directory:") == 1 and "x 2 processes = 8 sequences" in done.stdout
     for (step, a), (_, b) in zip(losses(out), losses(one_process)):
         assert abs(a - b) <= LOSS_TOLERANCE * abs(b), (step, a, b)
+
+
+@pytest.mark.slow
+def test_fsdp_on_two_cpu_processes_matches_one_process(data, tiny_llama_dir):
+    """train.distributed.strategy=fsdp (FSDP2, full_shard) with full fine-tuning: the shards train
+    like one process with the same global batch, and the gathered weights reload as one model."""
+    from tunesmith.inference.runs import load_run
+
+    tmp = data.parent
+    extra = ["peft=full", "train.lr=1e-3"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29535"]
+    run(train_command(*torchrun, model_dir=tiny_llama_dir, data=data, out=tmp / "fsdp", batch_size=4) + extra
+        + ["train.distributed.strategy=fsdp"], tmp)
+    run(train_command(sys.executable, model_dir=tiny_llama_dir, data=data, out=tmp / "full", batch_size=8) + extra, tmp)
+    sharded, whole = losses(tmp / "fsdp"), losses(tmp / "full")
+    assert [s for s, _ in sharded] == [s for s, _ in whole]
+    for (step, a), (_, b) in zip(sharded, whole):
+        assert abs(a - b) <= LOSS_TOLERANCE * abs(b), (step, a, b)
+    assert not (tmp / "fsdp" / "training_args.bin").exists()
+    model = load_run(tmp / "fsdp").model
+    reference = load_run(tmp / "full").model
+    for (name, a), b in zip(model.state_dict().items(), reference.state_dict().values()):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-4), name

@@ -20,6 +20,7 @@ The logs gain ``forget_loss`` and ``retain_loss`` (mean NLL per token), next to 
 from __future__ import annotations
 
 import copy
+import functools
 import random
 from collections import defaultdict
 from typing import Any, Optional
@@ -95,6 +96,7 @@ def _model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in batch.items() if k != "labels"}
 
 
+@functools.lru_cache(maxsize=None)
 def _trainer_class() -> type:
     """``UnlearningTrainer``, defined on first use so that importing this module stays light."""
     import torch
