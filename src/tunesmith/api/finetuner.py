@@ -200,6 +200,7 @@ class FineTuner:
         from tunesmith.models.precision import resolve_weight_dtype
         from tunesmith.models.quantization import (is_quantized_method, prepare_quantized_for_training,
                                                    quantization_kwargs)
+        from tunesmith.training.speed import attention_kwargs
 
         m = self.config.model
         extra: dict[str, Any] = {}
@@ -209,6 +210,7 @@ class FineTuner:
         method = self.config.peft.method
         if is_quantized_method(method):
             extra.update(quantization_kwargs(self.config.peft, device))  # 4-bit or 8-bit base
+        extra.update(attention_kwargs(self.config.train.attention, device))  # train.attention
         loader = build_model_loader(self.config)  # model.loader: auto unless the config names another
         self.model = loader(m.name_or_path, task, resolve_weight_dtype(m.dtype, device, precision), device,
                             trust_remote_code=m.trust_remote_code, revision=m.revision,

@@ -28,6 +28,7 @@ def run_training(tuner: Any) -> TrainResult:
     from tunesmith.training import distributed as dist
     from tunesmith.training.callbacks import check_callbacks
     from tunesmith.training.guarded_run import nan_skipped_steps, train_with_guards
+    from tunesmith.training.speed import apply_speed_settings
 
     cfg = tuner.config
     _mask_secrets_in_logs(cfg)
@@ -59,6 +60,8 @@ def run_training(tuner: Any) -> TrainResult:
 
     trainable, total = _apply_adapter(tuner, task)
     trainer = _build_trainer(tuner, task, bundle, run_dir, device, precision, retain)
+    for note in apply_speed_settings(trainer, cfg.train):  # train.logits, train.logits_chunk
+        print(note, flush=True)
     start = time.perf_counter()
     output = train_with_guards(trainer, cfg, checkpoint)  # atomic checkpoints, resume, NaN and signal guards
     train_seconds = time.perf_counter() - start

@@ -31,6 +31,8 @@ Strategy = Literal["ddp", "fsdp", "deepspeed"]
 FsdpSharding = Literal["full_shard", "shard_grad_op"]
 DdpBackend = Literal["auto", "nccl", "gloo"]
 NanPolicy = Literal["stop", "skip"]
+Logits = Literal["label_only", "full"]
+Attention = Literal["auto", "sdpa", "eager", "flash_attention_2"]
 
 
 @dataclass
@@ -224,6 +226,12 @@ class TrainSection:
     # A NaN/inf loss or gradient: stop (with the step, the batch's examples and the last good
     # checkpoint) or skip that optimizer step (counted and reported).
     nan_policy: NanPolicy = "stop"
+    # speed (measured in docs/benchmarks.md)
+    # label_only: the output head runs only where a token is trained, in chunks, and never builds
+    # the tokens x vocabulary logits; full: the model's own forward and loss at every position.
+    logits: Logits = "label_only"
+    logits_chunk: int = 1024  # rows per output-head matmul (1024 x 49,152 fp32 logits = 192 MiB)
+    attention: Attention = "auto"  # auto: transformers' choice (SDPA where the model supports it)
 
 
 @dataclass

@@ -175,6 +175,7 @@ def check_values(cfg: TrainConfig) -> TrainConfig:
         ("train.save_steps", cfg.train.save_steps >= 0, "0 (end only) or a number of steps"),
         ("train.eval_steps", cfg.train.eval_steps >= 0, "0 (off) or a number of steps"),
         ("train.num_threads", cfg.train.num_threads >= 0, "0 (automatic) or a thread count"),
+        ("train.logits_chunk", cfg.train.logits_chunk > 0, "a positive number of rows"),
         ("train.resume", bool(cfg.train.resume.strip()), "auto, none or the path of a checkpoint or run directory"),
         ("eval.max_samples", cfg.eval.max_samples > 0, "a positive count"),
         ("eval.max_new_tokens", cfg.eval.max_new_tokens > 0, "a positive number of tokens"),

@@ -103,12 +103,16 @@ def _without_default_printers(trainer: Any) -> Any:
 @register_trainer("sft", tasks=("causal_lm",))
 def build_sft_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
                       callbacks: list[Any], processing_class: Any = None) -> Any:
-    """Supervised fine-tuning of a causal LM on (input_ids, labels); the model computes the loss,
-    normalised by the number of trained tokens across the accumulated batch."""
-    from transformers import PrinterCallback, ProgressCallback, Trainer
+    """Supervised fine-tuning of a causal LM on (input_ids, labels): next-token loss summed over
+    trained tokens / trained tokens in the accumulated batch, with the output head run only at
+    trained positions (``train.logits``, `tunesmith.training.losses`)."""
+    from transformers import PrinterCallback, ProgressCallback
 
-    trainer = Trainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                      data_collator=data_collator, callbacks=callbacks, processing_class=processing_class)
+    from tunesmith.training.losses import LabelOnlyLoss, LabelOnlyLossTrainer
+
+    trainer = LabelOnlyLossTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                                   data_collator=data_collator, callbacks=callbacks, processing_class=processing_class,
+                                   compute_loss_func=LabelOnlyLoss(model))
     for default in (PrinterCallback, ProgressCallback):  # replaced by tunesmith's progress bar
         trainer.remove_callback(default)
     return trainer

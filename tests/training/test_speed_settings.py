@@ -1,0 +1,95 @@
+"""The speed keys of ``train``: checked early, and ``train.logits`` reaches the sft trainer, whose
+label-only loss gives the same gradients as the model's own loss through the whole Trainer."""
+
+import copy
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from tunesmith.config import load_config
+from tunesmith.data.collators import build_collator
+from tunesmith.errors import ConfigError
+from tunesmith.training import losses
+from tunesmith.training.arguments import build_training_args
+from tunesmith.training.speed import apply_speed_settings, attention_kwargs
+from tunesmith.training.trainers import build_trainer
+
+
+def test_bad_values_fail_before_loading():
+    with pytest.raises(ConfigError, match="train.logits: 'al' is not allowed.*label_only, full"):
+        load_config(overrides=["train.logits=al"])
+    with pytest.raises(ConfigError, match="train.logits_chunk: 0 is not allowed"):
+        load_config(overrides=["train.logits_chunk=0"])
+    with pytest.raises(ConfigError, match="train.attention: 'flash' is not allowed"):
+        load_config(overrides=["train.attention=flash"])
+    with pytest.raises(ConfigError, match="flash_attention_2.*CUDA"):
+        attention_kwargs("flash_attention_2", "cpu")
+    assert attention_kwargs("auto", "cpu") == {}
+    assert attention_kwargs("eager", "cpu") == {"attn_implementation": "eager"}
+
+
+class GradCapture(TrainerCallback):
+    def __init__(self):
+        self.grads = None
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if self.grads is None:
+            self.grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.fixture(scope="module")
+def lora_model_and_data(tiny_llama_dir, smol_tokenizer):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama_dir),
+                           LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM", init_lora_weights=False))
+    rows = []
+    for i in range(8):  # variable lengths and prompts, so padding and masking both matter
+        ids = smol_tokenizer(f"Question {i}: " + "add the numbers " * (i % 4 + 1) + f"answer {i * 7}")["input_ids"]
+        rows.append({"input_ids": ids, "labels": [-100] * (3 + i % 3) + ids[3 + i % 3:]})
+    return model, rows
+
+
+def one_step(model, rows, tokenizer, tmp_path, *overrides):
+    cfg = load_config(overrides=["train.batch_size=4", "train.grad_accum=2", "train.max_steps=1",
+                                 "train.max_grad_norm=0", "train.precision=fp32", *overrides])
+    args = build_training_args(cfg, tmp_path / "run", "cpu", "fp32", False)
+    capture = GradCapture()
+    trainer = build_trainer("sft", {}, "causal_lm", model=copy.deepcopy(model), args=args, train_dataset=rows,
+                            eval_dataset=None, data_collator=build_collator("auto", "causal_lm", tokenizer),
+                            callbacks=[capture], processing_class=tokenizer)
+    notes = apply_speed_settings(trainer, cfg.train)
+    trainer.train()
+    return capture.grads, trainer, notes
+
+
+def test_label_only_and_full_logits_give_the_same_gradients(lora_model_and_data, smol_tokenizer, tmp_path,
+                                                            monkeypatch):
+    model, rows = lora_model_and_data
+    calls = []
+    chunked = losses.linear_cross_entropy
+    monkeypatch.setattr(losses, "linear_cross_entropy", lambda *a, **k: calls.append(a[0].shape) or chunked(*a, **k))
+    full, trainer, _ = one_step(model, rows, smol_tokenizer, tmp_path / "full", "train.logits=full")
+    assert not calls and not trainer.compute_loss_func.enabled
+    label_only, trainer, notes = one_step(model, rows, smol_tokenizer, tmp_path / "label", "train.logits_chunk=5")
+    assert len(calls) == 2 and not notes  # one chunked loss per micro-batch (2 accumulated)
+    assert trainer.compute_loss_func.chunk_rows == 5
+    trained = sum(sum(1 for t in r["labels"][1:] if t != -100) for r in rows)
+    assert sum(shape[0] for shape in calls) == trained  # only trained positions reach the head
+    assert full.keys() == label_only.keys() and full
+    for name, g in full.items():
+        assert torch.allclose(label_only[name], g, rtol=1e-4, atol=1e-6), name
+
+
+def test_a_model_it_cannot_handle_keeps_its_own_loss_with_a_note(lora_model_and_data, smol_tokenizer, tmp_path):
+    model, rows = lora_model_and_data
+    other = copy.deepcopy(model)
+    other.get_base_model().config.model_type = "my_llama_variant"
+    grads, trainer, notes = one_step(other, rows, smol_tokenizer, tmp_path)
+    assert len(notes) == 1 and "my_llama_variant" in notes[0]
+    with trainer.compute_loss_func.hidden_states_forward() as active:
+        assert not active
+    assert grads
