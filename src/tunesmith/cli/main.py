@@ -49,7 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # key=value overrides after an option (`tunesmith eval RUN --metric rouge_l eval.max_new_tokens=64`)
+        # belong to the command's own key=value list; anything else is a mistake.
+        if isinstance(getattr(args, "args", None), list) and all("=" in e and not e.startswith("-") for e in extra):
+            args.args += extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         from tunesmith.cli import commands
 

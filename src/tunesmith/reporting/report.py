@@ -195,9 +195,9 @@ def _evaluations(files: RunFiles) -> str:
 
 
 def _config(files: RunFiles) -> str:
-    from tunesmith.config.schema import TrainConfig
+    from tunesmith.config import load_config
 
-    defaults = flatten(dataclasses.asdict(TrainConfig()))
+    defaults = flatten(dataclasses.asdict(load_config()))  # what `tunesmith train` with no arguments uses
     rows = []
     for key, value in flatten(files.config).items():
         changed = key in defaults and defaults[key] != value
