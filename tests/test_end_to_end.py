@@ -62,7 +62,10 @@ def test_classifier_on_the_packaged_encoder(tmp_path):
                        "data.max_samples=64", f"output_dir={out}")
     assert "Held-out accuracy" in result.stdout and "Confusion matrix" in result.stdout
     ev = tunesmith("eval", str(out), "--samples", "40")
-    assert "macro F1" in ev.stdout and (out / "eval_classification.json").is_file()
+    assert "macro F1" in ev.stdout and (out / "eval_accuracy.json").is_file()
+    predicted = tunesmith("predict", str(out), "A wonderful film, I loved every minute.")
+    assert predicted.stdout.split()[0] in ("negative", "positive")
+    assert "Confusion matrix, fine-tuned" in (out / "report.html").read_text()
 
 
 def test_qlora_on_the_packaged_model_then_merge(tmp_path):
@@ -90,3 +93,40 @@ def test_chat_keeps_history_and_streams(run_dir):
 def test_eval_of_the_base_model(run_dir):
     ev = tunesmith("eval", "--base", "smollm2-135m-instruct", "--samples", "2")
     assert "smollm2-135m-instruct: exact match" in ev.stdout
+
+
+def test_report_and_openai_compatible_server_on_the_trained_run(run_dir):
+    import json
+    import socket
+    import time
+
+    httpx = pytest.importorskip("httpx")
+    report = (run_dir / "report.html").read_text()
+    assert "Before and after" in report and "Sample generations" in report and "data:image/png;base64," in report
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "tunesmith", "serve", str(run_dir), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.time() + 600
+        while True:
+            assert proc.poll() is None and time.time() < deadline, "the server did not come up"
+            try:
+                models = httpx.get(f"{url}/models", timeout=5).json()["data"]
+                break
+            except httpx.TransportError:
+                time.sleep(1)
+        body = {"model": models[0]["id"], "max_tokens": 40,
+                "messages": [{"role": "user", "content": "Tom has 3 apples and buys 4 more. How many apples now?"}]}
+        answer = httpx.post(f"{url}/chat/completions", json=body, timeout=300).json()["choices"][0]["message"]["content"]
+        assert answer.strip()
+        with httpx.stream("POST", f"{url}/chat/completions", json={**body, "stream": True}, timeout=300) as r:
+            events = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+        assert events[-1] == "[DONE]"
+        streamed = "".join(json.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-1])
+        assert streamed == answer  # greedy: the same reply, streamed
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)

@@ -57,6 +57,10 @@ def evaluate_model(tuner: Any, metric: Optional[str] = None, max_samples: Option
 
     task, device, precision = tuner._ensure_model()
     cfg = tuner.config
+    if cfg.eval.do_sample:
+        from transformers import set_seed
+
+        set_seed(cfg.train.seed)  # sampled answers repeat from one evaluation to the next
     _, held_out = load_conversations(cfg.data, cfg.train.seed)
     chosen = choose_metric(metric or cfg.eval.metric, task, cfg.data.eval or cfg.data.train, held_out)
     bundle = None
