@@ -34,6 +34,14 @@ class CrashAfter(TrainerCallback):
             raise SimulatedCrash(f"simulated crash in the middle of step {self.step + 1}")
 
 
+@register_callback("test_crash_at_end", overwrite=True)
+class CrashAtEnd(TrainerCallback):
+    """Crash after the last step was checkpointed, before the run's outputs are written."""
+
+    def on_train_end(self, args, state, control, **kwargs):
+        raise SimulatedCrash("simulated crash after the last step")
+
+
 def train(overrides: list[str]):
     return FineTuner(load_config(overrides=overrides)).train()
 
@@ -91,3 +99,14 @@ def test_resume_with_length_grouped_batches(overrides, tmp_path):
                         "train.callback_args={test_crash_after: {step: 7}}"))
     train(overrides(out, *grouped))
     assert_same_run(reference, out, STEPS)
+
+
+def test_resume_from_the_final_checkpoint_trains_no_further(reference, overrides, tmp_path):
+    """Killed after the last step but before run.json: the same command finishes the outputs only."""
+    out = tmp_path / "run"
+    with pytest.raises(SimulatedCrash):
+        train(overrides(out, *EVERY_2, "train.callbacks=[test_crash_at_end]"))
+    assert not (out / "run.json").exists() and (out / "checkpoints" / "checkpoint-8").is_dir()
+    train(overrides(out, *EVERY_2))
+    assert_same_run(reference, out, STEPS)
+    assert not (out / "checkpoints" / "checkpoint-9").exists()

@@ -231,3 +231,9 @@ def test_cli_errors_are_masked(monkeypatch, capsys, tmp_path):
     assert main(["train", "train.lr=svc_planted_token_0003"]) == 2
     err = capsys.readouterr().err
     assert "train.lr" in err and "svc_planted_token_0003" not in err and MASK in err
+
+
+def test_short_secret_values_do_not_garble_other_fields():
+    tree = {"data": {"packing": "none"}, "train": {"callback_args": {"x": {"api_key": "none"}}}}
+    assert mask_config(tree) == {"data": {"packing": "none"}, "train": {"callback_args": {"x": {"api_key": MASK}}}}
+    assert mask_text("packing none") == "packing none"

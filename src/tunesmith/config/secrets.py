@@ -29,7 +29,7 @@ SECRET_SUFFIXES = ("_token", "_key", "_secret", "_password")
 SECRET_NAMES = {"token", "key", "secret", "password", "apikey", "api_key"}
 # Parts of an environment variable's name (split at "_") that mark it as holding a secret.
 SECRET_ENV_PARTS = {"TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "APIKEY", "CREDENTIALS"}
-MIN_SECRET_LENGTH = 8  # shorter environment values are flags or ids, and masking them would garble text
+MIN_SECRET_LENGTH = 8  # shorter values are flags, ids or placeholders; masking them in free text would garble it
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]+:)(?P<password>[^/\s@]+)(?=@)")
 
 _registered: set[str] = set()  # secret values seen in configs this process has masked
@@ -81,7 +81,7 @@ def config_secrets(tree: Any) -> list[str]:
 
 def remember_secrets(values: Iterable[str]) -> None:
     """Add secret values (from a config) to those ``mask_text`` removes for the rest of this process."""
-    _registered.update(v for v in values if len(v) >= 4)
+    _registered.update(v for v in values if len(v.strip()) >= MIN_SECRET_LENGTH)  # "none", "test": not worth garbling logs
 
 
 def known_secrets() -> list[str]:
@@ -109,7 +109,10 @@ def mask_config(tree: Any, secrets: Optional[Iterable[str]] = None) -> Any:
     every other string. Values under secret keys are remembered for later ``mask_text`` calls."""
     values = config_secrets(tree)
     remember_secrets(values)
-    every = set(values) | set(known_secrets() if secrets is None else secrets)
+    # Short values ("none", "test") are masked under their own key only: found elsewhere they are
+    # ordinary words (data.packing: none), not a leak.
+    every = {v for v in values if len(v.strip()) >= MIN_SECRET_LENGTH} | set(
+        known_secrets() if secrets is None else secrets)
 
     def walk(node: Any) -> Any:
         if isinstance(node, Mapping):

@@ -37,10 +37,25 @@ def train_with_guards(trainer: Any, cfg: Any, checkpoint: Optional[Path] = None)
         record = read_marker(checkpoint) or {}
         handler.callbacks.insert(0, RestoreLossBookkeeping(trainer, record.get("state", {})))
         print(f"Resuming from {checkpoint} (step {record.get('step', '?')})", flush=True)
+    _no_steps_past_the_end(trainer)
     with stop_on_signals(trainer) as stop:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
     raise_if_stopped(stop, trainer)
     return output
+
+
+def _no_steps_past_the_end(trainer: Any) -> None:
+    """A run resumed from its final checkpoint (killed after the last step, before its record was
+    written) trains no further: transformers would run the rest of that epoch's steps otherwise."""
+    run_epoch = trainer._run_epoch
+
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if trainer.state.max_steps > 0 and trainer.state.global_step >= trainer.state.max_steps:
+            trainer.control.should_training_stop = True
+            return None
+        return run_epoch(*args, **kwargs)
+
+    trainer._run_epoch = guarded
 
 
 def nan_skipped_steps(trainer: Any) -> int:
