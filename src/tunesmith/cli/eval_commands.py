@@ -45,6 +45,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    """``tunesmith eval [RUN_DIR] [key=value ...] [--base MODEL]``: score, print and save held-out metrics."""
     from tunesmith.api import FineTuner
     from tunesmith.cli.printing import print_result
     from tunesmith.config.compose import parse_overrides
@@ -95,6 +96,7 @@ def _file_part(metric: str) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """``tunesmith report RUN_DIR [--out FILE]``: write the run's self-contained HTML report."""
     from tunesmith.inference.runs import RUN_FILE
     from tunesmith.errors import RunDirError
     from tunesmith.reporting.report import write_report

@@ -89,6 +89,7 @@ def _one_or_file(value: Any, file: Any, what: str) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    """``tunesmith generate RUN_DIR PROMPT`` or ``--input FILE.jsonl``: answers, printed or as JSONL."""
     from tqdm.auto import tqdm
 
     from tunesmith.api import FineTuner
@@ -118,6 +119,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
+    """``tunesmith chat RUN_DIR``: a conversation in the terminal, the reply streamed as it is generated."""
     from tunesmith.api import FineTuner
     from tunesmith.data.examples import Message
     from tunesmith.inference.handler import can_chat
@@ -154,6 +156,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """``tunesmith predict RUN_DIR TEXT`` or ``--input FILE.jsonl``: a classifier's labels and probabilities."""
     from tunesmith.api import FineTuner
     from tunesmith.inference.jsonl_io import read_rows, write_rows
     from tunesmith.inference.predict import ClassifierInferenceHandler, is_classifier
@@ -182,6 +185,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """``tunesmith serve RUN_DIR``: the OpenAI-compatible HTTP endpoint, until interrupted."""
     from pathlib import Path
 
     from tunesmith.api import FineTuner

@@ -34,6 +34,7 @@ class ChatMessage(BaseModel):
     content: Union[str, list[TextPart]]
 
     def text(self) -> str:
+        """The content as one string (text parts joined)."""
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
 
 
@@ -76,9 +77,11 @@ class ChatCompletionRequest(BaseModel):
         return None
 
     def max_new_tokens(self) -> Optional[int]:
+        """The token budget asked for (``max_completion_tokens`` wins over ``max_tokens``), or None."""
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
     def stop_strings(self) -> list[str]:
+        """``stop`` as a list (empty when not given)."""
         if self.stop is None:
             return []
         return [self.stop] if isinstance(self.stop, str) else list(self.stop)
@@ -109,6 +112,7 @@ def validation_message(errors: list[dict[str, Any]]) -> tuple[str, Optional[str]
 
 
 def completion_id() -> str:
+    """A fresh ``chatcmpl-...`` id for one completion."""
     return f"chatcmpl-{uuid.uuid4().hex[:24]}"
 
 
