@@ -205,7 +205,7 @@ class TrainSection:
     num_threads: int = 0  # CPU threads; 0 lets torch decide
     optimizer: Optimizer = "adamw"  # adamw_8bit / paged_*: bitsandbytes (8-bit state: ~75% less memory)
     max_grad_norm: float = 1.0  # clip gradients to this global L2 norm; 0 turns clipping off
-    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, slower
     eval_strategy: Interval = "auto"  # auto: every eval_steps when eval_steps > 0, else no
     save_strategy: Interval = "auto"  # auto: every save_steps when save_steps > 0, else only the end
     save_limit: int = 0  # checkpoints kept in checkpoints/ (oldest deleted first); 0 keeps all
