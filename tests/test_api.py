@@ -174,7 +174,7 @@ def test_evaluate_on_a_tiny_run(trained):
     assert result["metric"] == "perplexity" and result["tokens"] > 0 and result["loss"] > 0
     exact = copy.copy(tuner)
     exact.config = copy.deepcopy(tuner.config)
-    exact.config.eval.before_after = "on"  # reference answers: the held-out assistant turns
+    exact.config.eval.metric = "exact_match"  # reference answers: the held-out assistant turns
     em = exact.evaluate()
     assert em["metric"] == "exact_match" and em["total"] == 6 and 0 <= em["accuracy"] <= 1
 
