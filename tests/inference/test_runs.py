@@ -117,3 +117,20 @@ def test_quantized_run_without_the_quantization_module_loads_in_float(lora_run, 
     with pytest.warns(UserWarning, match="loading the base model unquantized"):
         run = load_run(qlora_copy(lora_run, tmp_path / "qlora"), "cpu")
     assert not is_quantized(run.model.get_base_model())
+
+
+def test_a_built_in_datasets_system_prompt_reaches_inference(lora_run, tmp_path):
+    """Training adds arith's own system prompt to every example; generate / chat / serve must too."""
+    import yaml
+
+    from tunesmith.data.builtin import BUILTIN_DATASETS
+
+    copy = tmp_path / "arith-run"
+    shutil.copytree(lora_run, copy)
+    raw = yaml.safe_load((copy / "config.yaml").read_text())
+    raw["data"].update(train="arith", format="auto", system_prompt=None)
+    (copy / "config.yaml").write_text(yaml.safe_dump(raw))
+    expected = BUILTIN_DATASETS.get("arith").system_prompt
+    assert expected and load_run(copy, "cpu").config.data.system_prompt == expected
+    assert FineTuner.load(copy, "cpu").inference_handler.system_prompt == expected
+    assert load_run(lora_run, "cpu").config.data.system_prompt == "Answer briefly."  # a set one is kept

@@ -70,12 +70,26 @@ def load_run(run_dir: str | Path, device: str | None = None) -> LoadedRun:
     path = Path(run_dir)
     if is_model_folder(path):
         return _load_model_folder(path, device)
-    cfg = read_run_config(path)
+    cfg = with_training_system_prompt(read_run_config(path))
     if not is_finished_run(path):
         raise RunDirError(f"{path}: the run did not finish (no {RUN_FILE}); nothing to load")
     model, tokenizer, _ = load_tuned_model(path, cfg, resolve_device(device or cfg.model.device), quantize=True)
     model.eval()
     return LoadedRun(model, tokenizer, cfg, path)
+
+
+def with_training_system_prompt(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with ``data.system_prompt`` set to the one training used when the config left it unset.
+
+    A built-in dataset brings its own system prompt (``arith``: "Solve the problem step by step.
+    ..."), which training adds to every example; generate, chat and serve must add it too, or the
+    tuned model is asked differently from how it was trained.
+    """
+    from tunesmith.data.pipeline import resolved_data_config
+
+    if cfg.data.system_prompt is None:
+        cfg.data.system_prompt = resolved_data_config(cfg.data).system_prompt
+    return cfg
 
 
 def _load_model_folder(path: Path, device: str | None) -> LoadedRun:
@@ -85,7 +99,7 @@ def _load_model_folder(path: Path, device: str | None) -> LoadedRun:
     from tunesmith.models.precision import resolve_device
 
     source = path / SOURCE_CONFIG_FILE
-    cfg = read_saved_config(source) if source.is_file() else TrainConfig()
+    cfg = with_training_system_prompt(read_saved_config(source)) if source.is_file() else TrainConfig()
     record_file = path / MERGE_RECORD_FILE
     record = json.loads(record_file.read_text(encoding="utf-8")) if record_file.is_file() else {}
     task = record.get("task") or infer_task(load_model_config(str(path), cfg.model.trust_remote_code))
