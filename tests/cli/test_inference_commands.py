@@ -225,3 +225,15 @@ def test_serve_answers_over_http_until_stopped(chatty_llama_dir, lm):
 def test_serve_refuses_a_bad_port(chatty_llama_dir, capsys):
     assert main(["serve", str(chatty_llama_dir), "--port", "70000"]) == 2
     assert "--port: 70000 is not allowed" in capsys.readouterr().err
+
+
+def test_eval_a_classifier_prints_the_confusion_matrix(classifier_dir, tmp_path, capsys):
+    run = tmp_path / "cls"
+    shutil.copytree(classifier_dir, run)
+    assert main(["eval", str(run), "data.train=sentiment", "data.max_samples=16", "--samples", "40"]) == 0
+    out = capsys.readouterr().out
+    saved = json.loads((run / "eval_accuracy.json").read_text())
+    assert saved["total"] == 40 and saved["metric"] == "accuracy"
+    assert f"accuracy {saved['accuracy']:.1%} ({saved['correct']}/40), macro F1 {saved['macro_f1']:.3f}" in out
+    assert "true \\ pred" in out and "negative" in out and saved["confusion_matrix"]["labels"] == ["negative",
+                                                                                                 "positive"]
