@@ -93,3 +93,37 @@ def test_a_model_it_cannot_handle_keeps_its_own_loss_with_a_note(lora_model_and_
     with trainer.compute_loss_func.hidden_states_forward() as active:
         assert not active
     assert grads
+
+
+def test_frozen_linear_weights_in_bf16_change_no_number_under_autocast(lora_model_and_data, smol_tokenizer):
+    from tunesmith.training.speed import frozen_linear_weights
+
+    model, rows = lora_model_and_data
+    model = copy.deepcopy(model).train()
+    batch = build_collator("auto", "causal_lm", smol_tokenizer)(rows[:4])
+    train = load_config().train
+
+    def loss_and_grads():
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(**batch).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    originals = {n: p.detach().clone() for n, p in model.named_parameters()}
+    ref_loss, ref_grads = loss_and_grads()
+    with frozen_linear_weights(model, train, "bf16", "lora") as cast:
+        assert cast == 14  # 7 projections x 2 layers; the head is tied to the embeddings and stays fp32
+        assert model.get_base_model().model.layers[0].mlp.up_proj.base_layer.weight.dtype == torch.bfloat16
+        assert model.get_base_model().lm_head.weight.dtype == torch.float32
+        loss, grads = loss_and_grads()
+    assert torch.equal(loss, ref_loss)
+    for name, g in ref_grads.items():
+        assert torch.equal(grads[name], g), name
+    for name, p in model.named_parameters():  # restored: the very same fp32 values
+        assert p.dtype == originals[name].dtype and torch.equal(p.detach(), originals[name]), name
+    for precision, method, override in (("fp32", "lora", None), ("bf16", "dora", None),
+                                        ("bf16", "lora", "as_loaded")):
+        t = load_config(overrides=[f"train.frozen_weights={override}"] if override else []).train
+        with frozen_linear_weights(model, t, precision, method) as cast:
+            assert cast == 0

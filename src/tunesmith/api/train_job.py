@@ -28,7 +28,7 @@ def run_training(tuner: Any) -> TrainResult:
     from tunesmith.training import distributed as dist
     from tunesmith.training.callbacks import check_callbacks
     from tunesmith.training.guarded_run import nan_skipped_steps, train_with_guards
-    from tunesmith.training.speed import apply_speed_settings
+    from tunesmith.training.speed import apply_speed_settings, frozen_linear_weights
 
     cfg = tuner.config
     _mask_secrets_in_logs(cfg)
@@ -63,7 +63,8 @@ def run_training(tuner: Any) -> TrainResult:
     for note in apply_speed_settings(trainer, cfg.train):  # train.logits, train.logits_chunk
         print(note, flush=True)
     start = time.perf_counter()
-    output = train_with_guards(trainer, cfg, checkpoint)  # atomic checkpoints, resume, NaN and signal guards
+    with frozen_linear_weights(tuner.model, cfg.train, precision, cfg.peft.method, device):  # train.frozen_weights
+        output = train_with_guards(trainer, cfg, checkpoint)  # atomic checkpoints, resume, NaN and signal guards
     train_seconds = time.perf_counter() - start
     _save_outputs(tuner, run_dir, trainer)
     if not dist.is_main_process():

@@ -33,6 +33,7 @@ DdpBackend = Literal["auto", "nccl", "gloo"]
 NanPolicy = Literal["stop", "skip"]
 Logits = Literal["label_only", "full"]
 Attention = Literal["auto", "sdpa", "eager", "flash_attention_2"]
+FrozenWeights = Literal["auto", "as_loaded"]
 
 
 @dataclass
@@ -232,6 +233,9 @@ class TrainSection:
     logits: Logits = "label_only"
     logits_chunk: int = 1024  # rows per output-head matmul (1024 x 49,152 fp32 logits = 192 MiB)
     attention: Attention = "auto"  # auto: transformers' choice (SDPA where the model supports it)
+    # auto: on a CPU under bf16 autocast, frozen linear weights are held in bf16 while training
+    # (the same values autocast computes each step; restored afterwards); as_loaded: untouched.
+    frozen_weights: FrozenWeights = "auto"
 
 
 @dataclass

@@ -4,6 +4,8 @@
   ``train.logits_chunk`` rows (`tunesmith.training.losses`); ``full`` keeps the model's own loss.
 - ``train.attention``: the attention kernel the model is loaded with (``auto`` lets transformers
   pick: SDPA wherever the architecture supports it).
+- ``train.frozen_weights``: ``auto`` holds the frozen linear weights in bf16 while a CPU run
+  trains under bf16 autocast (`frozen_linear_weights`); ``as_loaded`` leaves them as loaded.
 
 The measured effect of each, and of the other speed-related keys (``data.packing``,
 ``train.precision``, ``train.optimizer``, ``train.gradient_checkpointing``,
@@ -12,7 +14,8 @@ The measured effect of each, and of the other speed-related keys (``data.packing
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 from tunesmith.config.schema import TrainSection
 from tunesmith.errors import ConfigError
@@ -47,3 +50,43 @@ def apply_speed_settings(trainer: Any, train: TrainSection) -> list[str]:
             notes.append(f"train.logits=label_only does not apply to this model ({loss.unsupported}); "
                          "the model computes logits at every position")
     return notes
+
+
+# LoRA: its frozen plain Linear layers compute nothing but ``F.linear`` under autocast, and its
+# checkpoints hold only the adapter. (DoRA also takes the norm of the frozen weight; quantized
+# bases have no float weights; checkpoints of partial full fine-tuning hold the frozen weights.)
+_CASTABLE_METHODS = ("lora",)
+
+
+@contextlib.contextmanager
+def frozen_linear_weights(model: Any, train: TrainSection, precision: str, method: str,
+                          device: str = "cpu") -> Iterator[int]:
+    """While training, hold frozen fp32 ``nn.Linear`` weights in bf16; restore them afterwards.
+
+    Under bf16 autocast every such matmul casts its fp32 weight to bf16 on every forward (and
+    keeps the copy for the backward). Casting once gives the very same bf16 values, so the
+    numbers do not change; what goes is one weight copy per layer per step. The output head is
+    left alone when it shares its weight with the input embeddings, whose lookup is not autocast.
+    Yields how many weights were cast (0 when ``train.frozen_weights=as_loaded``, off the CPU,
+    without bf16 precision, for methods other than lora, or with sharded training).
+    """
+    import torch
+
+    if (train.frozen_weights != "auto" or precision != "bf16" or not str(device).startswith("cpu")
+            or method not in _CASTABLE_METHODS or train.distributed.strategy != "ddp"):  # fsdp: one dtype per shard
+        yield 0
+        return
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    shared = {id(p) for p in embeddings.parameters()} if embeddings is not None else set()
+    saved = []
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if (type(module) is torch.nn.Linear and weight is not None and not weight.requires_grad
+                and weight.dtype == torch.float32 and id(weight) not in shared):
+            saved.append((weight, weight.data))
+            weight.data = weight.data.to(torch.bfloat16)
+    try:
+        yield len(saved)
+    finally:
+        for weight, data in saved:
+            weight.data = data
