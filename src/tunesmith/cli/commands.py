@@ -28,6 +28,7 @@ def _split_train_args(items: list[str]) -> tuple[str | None, list[str]]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """``tunesmith train [CONFIG.yaml] [key=value ...]``: train, evaluate and save a run."""
     from tunesmith.api import FineTuner
     from tunesmith.cli.printing import print_summary
 
@@ -44,6 +45,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    """``tunesmith data inspect``: what the model will be trained on, without loading it."""
     import sys
 
     from tunesmith.api import FineTuner
@@ -76,6 +78,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
+    """``tunesmith merge RUN_DIR OUT``: fold a LoRA adapter into a standalone model folder."""
     import json
 
     from tunesmith.models.merge import MERGE_RECORD_FILE, merge_run

@@ -12,6 +12,7 @@ from tunesmith.errors import Interrupted, TunesmithError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand (``tunesmith --help`` lists them)."""
     parser = argparse.ArgumentParser(prog="tunesmith", description="Fine-tune pretrained transformer models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run ``tunesmith ARGV``; returns the exit code (user errors print one message and return 2)."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
