@@ -24,7 +24,8 @@ def print_before_after(before: dict[str, Any], after: dict[str, Any], show: int 
     label = metric_label(name)
     classifier = "macro_f1" in after
     sampled = after.get("settings", {}).get("do_sample")
-    how = ("same examples" if classifier or name == "perplexity"
+    scored_by_loss = name == "perplexity" or name.endswith("_loss")  # teacher-forced, nothing generated
+    how = ("same examples" if classifier or scored_by_loss
            else "same questions, sampled" if sampled else "same questions, greedy decoding")
     counted = "correct" in after and "correct" in before
     print(f"\nHeld-out {label} ({how})")
