@@ -104,7 +104,7 @@ def test_dataset_class_by_dotted_path_reads_its_metadata(tiny_llama_dir, user_mo
     (["eval.inference_handler={m}:Tagged", "eval.inference_handler_args={system_prompt: x, tag: y}"],
      "'system_prompt' is passed by tunesmith"),
     (["model.loader={m}:eager_loader", "model.loader_args={device: cuda}"], "'device' is passed by tunesmith"),
-    (["data.collator_args={pad_value: 0}"], "data.collator_args: set data.collator"),
+    (["data.collator_args={pad_value: 0}"], "data.collator_args: set data.collator to the one"),
     (["data.collator=causal_lm", "data.collator_args={pad_value: 0}"],
      r"data.collator_args: 'pad_value' is not a parameter"),
     (["train.trainer=sft", "train.trainer_args={beta: 1}"], r"train.trainer_args: 'beta' is not a parameter of"),

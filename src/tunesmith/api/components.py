@@ -44,22 +44,21 @@ def check_components(cfg: TrainConfig) -> None:
     check_data_config(cfg.data)  # data.train / data.eval with data.dataset_args, formats, transforms
     MODEL_LOADERS.check(cfg.model.loader, cfg.model.loader_args)
     PREPROCESSORS.check(cfg.data.preprocessor, cfg.data.preprocessor_args)
-    if cfg.data.collator == "auto":
-        if cfg.data.collator_args:
-            raise ConfigError("data.collator_args: set data.collator to the collator these arguments are for "
-                              "(with data.collator=auto the collator is chosen by task)")
-    else:
-        COLLATORS.check(cfg.data.collator, cfg.data.collator_args)
-    if cfg.train.trainer == "auto":
-        if cfg.train.trainer_args:
-            raise ConfigError("train.trainer_args: set train.trainer to the trainer these arguments are for "
-                              "(with train.trainer=auto the trainer is chosen by task)")
-    else:
-        TRAINERS.check(cfg.train.trainer, cfg.train.trainer_args)
+    _check_chosen_by_task(COLLATORS, "data.collator", cfg.data.collator, cfg.data.collator_args)
+    _check_chosen_by_task(TRAINERS, "train.trainer", cfg.train.trainer, cfg.train.trainer_args)
     INFERENCE_HANDLERS.check(cfg.eval.inference_handler, cfg.eval.inference_handler_args)
     check_callbacks(cfg.train)
     if cfg.eval.metric != "auto":
         resolve_metric(cfg.eval.metric)
+
+
+def _check_chosen_by_task(registry: Any, key: str, name: str, args: dict[str, Any]) -> None:
+    """``auto`` is resolved by task later, so arguments need a named entry to be checked against."""
+    if name != "auto":
+        registry.check(name, args)
+    elif args:
+        raise ConfigError(f"{key}_args: set {key} to the one these arguments are for "
+                          f"(with {key}=auto it is chosen by the model's task)")
 
 
 def build_preprocessor(cfg: TrainConfig) -> Any:
