@@ -135,11 +135,26 @@ def test_registry_lists_every_collator():
     ("causal_lm", "none", "causal_lm"),
     ("causal_lm", "group_by_length", "causal_lm"),
     ("causal_lm", "pack", "packed"),
+    ("causal_lm", "padding_free", "packed"),
+    ("causal_lm", "auto", "causal_lm"),  # an unknown architecture pads
     ("seq2seq", "none", "seq2seq"),
+    ("seq2seq", "auto", "seq2seq"),
     ("sequence_classification", "group_by_length", "classification"),
 ])
 def test_auto_picks_by_task_and_packing(task, packing, expected):
     assert resolve_collator_name("auto", task, packing) == expected
+
+
+def test_auto_packing_is_padding_free_for_known_causal_lm_architectures():
+    from tunesmith.data.packing import resolve_packing
+
+    assert resolve_collator_name("auto", "causal_lm", "auto", "llama") == "packed"
+    assert resolve_collator_name("auto", "causal_lm", "auto", "gpt2") == "causal_lm"
+    assert resolve_packing("auto", "causal_lm", "qwen2") == "padding_free"
+    assert resolve_packing("auto", "sequence_classification", "llama") == "none"
+    assert resolve_packing("group_by_length", "causal_lm", "llama") == "group_by_length"
+    with pytest.raises(ConfigError, match="data.packing: 'padding_free' is for causal_lm models"):
+        resolve_packing("padding_free", "sequence_classification")
 
 
 def test_inconsistent_choices_fail_with_the_key():

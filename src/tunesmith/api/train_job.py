@@ -28,7 +28,7 @@ def run_training(tuner: Any) -> TrainResult:
     from tunesmith.training import distributed as dist
     from tunesmith.training.callbacks import check_callbacks
     from tunesmith.training.guarded_run import nan_skipped_steps, train_with_guards
-    from tunesmith.training.speed import apply_speed_settings, frozen_linear_weights
+    from tunesmith.training.speed import apply_speed_settings, speed_context
 
     cfg = tuner.config
     _mask_secrets_in_logs(cfg)
@@ -63,7 +63,7 @@ def run_training(tuner: Any) -> TrainResult:
     for note in apply_speed_settings(trainer, cfg.train):  # train.logits, train.logits_chunk
         print(note, flush=True)
     start = time.perf_counter()
-    with frozen_linear_weights(tuner.model, cfg.train, precision, cfg.peft.method, device):  # train.frozen_weights
+    with speed_context(tuner.model, trainer, cfg, precision, device):  # train.frozen_weights, train.attention
         output = train_with_guards(trainer, cfg, checkpoint)  # atomic checkpoints, resume, NaN and signal guards
     train_seconds = time.perf_counter() - start
     _save_outputs(tuner, run_dir, trainer)
@@ -202,10 +202,17 @@ def _build_trainer(tuner: Any, task: str, bundle: Any, run_dir: Path, device: st
         unlearning=cfg.train.unlearning,
         model=tuner.model, args=args, train_dataset=bundle.train, eval_dataset=bundle.eval,
         data_collator=build_collator(cfg.data.collator, task, tuner.tokenizer, cfg.data.packing, device,
-                                     args=cfg.data.collator_args),
+                                     args=cfg.data.collator_args, model_type=_model_type(tuner.model)),
         callbacks=[ProgressBar(), MetricsJsonl(run_dir / "metrics.jsonl"), ResourceLog(run_dir / RESOURCES_FILE),
                    *build_callbacks(cfg.train, run_dir, params)],
         processing_class=tuner.tokenizer)
+
+
+def _model_type(model: Any) -> Optional[str]:
+    """The transformers ``model_type`` inside peft / wrapper layers (what ``data.packing=auto`` and
+    ``train.attention=auto`` decide by)."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(getattr(inner, "config", None), "model_type", None)
 
 
 def _save_outputs(tuner: Any, run_dir: Path, trainer: Any) -> None:

@@ -67,7 +67,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     print("\n".join(report["histogram"]))
     pad = report["padding"]
     print(f"\nPadding waste at the configured batch size: none {pad['none']:.1%}, "
-          f"group_by_length {pad['group_by_length']:.1%}, pack {pad['pack']:.1%} "
+          f"group_by_length {pad['group_by_length']:.1%}, pack {pad['pack']:.1%}, "
+          f"padding_free {pad['padding_free']:.1%} "
           f"(data.packing={report['packing']})")
     if report.get("png"):
         print(f"Histogram saved to {report['png']}")

@@ -21,7 +21,7 @@ ComputeDtype = Literal["bfloat16", "float16", "float32"]
 Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 BeforeAfter = Literal["auto", "on", "off"]
 Truncation = Literal["drop", "truncate_prompt", "truncate_end"]
-Packing = Literal["none", "group_by_length", "pack"]
+Packing = Literal["auto", "none", "padding_free", "group_by_length", "pack"]
 BadRows = Literal["error", "skip"]
 Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw", "paged_adamw_8bit", "sgd"]
 Interval = Literal["auto", "no", "steps", "epoch"]
@@ -112,7 +112,10 @@ class DataConfig:
     transforms: list[str] = field(default_factory=list)  # registered row transforms, in order
     system_prompt: Optional[str] = None  # added to every conversation that has none
     label_names: list[str] = field(default_factory=list)  # classification: names of label ids
-    packing: Packing = "none"
+    # auto: padding_free for causal LMs of known architectures (llama, qwen2, mistral, ...), else none.
+    # padding_free: each batch in one row, no padding, same batches as none; pack: bin-pack examples
+    # into rows of max_length; group_by_length: batches of similar lengths (see docs/data.md).
+    packing: Packing = "auto"
     collator: str = "auto"  # auto picks by task; see `tunesmith.data.collators.COLLATORS`
     collator_args: dict[str, Any] = field(default_factory=dict)  # extra arguments for the collator
     on_bad_rows: BadRows = "error"
@@ -232,7 +235,9 @@ class TrainSection:
     # the tokens x vocabulary logits; full: the model's own forward and loss at every position.
     logits: Logits = "label_only"
     logits_chunk: int = 1024  # rows per output-head matmul (1024 x 49,152 fp32 logits = 192 MiB)
-    attention: Attention = "auto"  # auto: transformers' choice (SDPA where the model supports it)
+    # auto: transformers' choice (SDPA where the model supports it), and with padding-free batches
+    # attention within each example of a row rather than a mask over the whole row.
+    attention: Attention = "auto"
     # auto: on a CPU under bf16 autocast, frozen linear weights are held in bf16 while training
     # (the same values autocast computes each step; restored afterwards); as_loaded: untouched.
     frozen_weights: FrozenWeights = "auto"

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Sequence
 
-from tunesmith.data.packing import PACKINGS
+from tunesmith.data.packing import resolve_packing
 from tunesmith.data.tokenize import IGNORE_INDEX
 from tunesmith.errors import ConfigError, DataError, ModelError
 from tunesmith.registry import Registry
@@ -214,24 +214,20 @@ def pad_multiple_for_device(device: Any) -> int | None:
     return 8 if str(device).startswith("cuda") else None
 
 
-def resolve_collator_name(name: str, task: str, packing: str = "none") -> str:
+def resolve_collator_name(name: str, task: str, packing: str = "none", model_type: str | None = None) -> str:
     """The collator ``data.collator`` names once ``auto`` is resolved.
 
-    ``("auto", "causal_lm", "pack")`` -> ``"packed"``; ``("auto", "sequence_classification", "none")``
-    -> ``"classification"``.
+    ``("auto", "causal_lm", "pack")`` -> ``"packed"``; ``("auto", "causal_lm", "auto", "llama")`` ->
+    ``"packed"`` (padding-free rows); ``("auto", "sequence_classification", "none")`` -> ``"classification"``.
     """
-    if packing not in PACKINGS:
-        raise ConfigError(f"data.packing: unknown value {packing!r}. Allowed: {', '.join(PACKINGS)}")
+    packing = resolve_packing(packing, task, model_type)
     if name == "auto":
         by_task = {"causal_lm": "causal_lm", "seq2seq": "seq2seq", "sequence_classification": "classification"}
         if task not in by_task:
             raise ConfigError(f"model.task: cannot pick a collator for task {task!r}; "
                               f"allowed: {', '.join(by_task)}")
-        name = "packed" if packing == "pack" and task == "causal_lm" else by_task[task]
+        name = "packed" if packing in ("pack", "padding_free") else by_task[task]
     COLLATORS.get(name)  # unknown names fail here, with the known ones listed
-    if packing == "pack" and task != "causal_lm":
-        raise ConfigError(f"data.packing: 'pack' is for causal_lm models, not {task!r}; "
-                          "use group_by_length instead")
     if packing == "pack" and name != "packed":
         raise ConfigError(f"data.collator: packed blocks need the 'packed' collator, got {name!r} "
                           "(padding them with an attention_mask would let examples attend to each other)")
@@ -239,16 +235,17 @@ def resolve_collator_name(name: str, task: str, packing: str = "none") -> str:
 
 
 def build_collator(name: str, task: str, tokenizer: Any, packing: str = "none", device: Any = "cpu",
-                   padding_side: PaddingSide = "right",
-                   args: dict[str, Any] | None = None) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+                   padding_side: PaddingSide = "right", args: dict[str, Any] | None = None,
+                   model_type: str | None = None) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
     """Build the collator for a task, packing mode and device.
 
     ``build_collator("auto", "causal_lm", tok, "none", "cuda")`` ->
     ``PaddingCollator(pad_token_id=tok.pad_token_id, pad_to_multiple_of=8)``.
     A tokenizer without a pad token pads with its EOS token (pads are masked either way).
-    ``args`` (``data.collator_args``) are extra keyword arguments for the collator class.
+    ``args`` (``data.collator_args``) are extra keyword arguments for the collator class;
+    ``model_type`` (the model config's) decides what ``packing="auto"`` means.
     """
-    cls = COLLATORS.build(resolve_collator_name(name, task, packing), args, "data.collator_args")
+    cls = COLLATORS.build(resolve_collator_name(name, task, packing, model_type), args, "data.collator_args")
     pad_id = getattr(tokenizer, "pad_token_id", None)
     if pad_id is None:
         pad_id = getattr(tokenizer, "eos_token_id", None)

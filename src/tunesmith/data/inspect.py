@@ -83,8 +83,9 @@ def histogram_png(lengths: list[int], out: Path, max_length: int | None = None) 
 def padding_report(lengths: list[int], batch_size: int, max_length: int, seed: int) -> dict[str, float]:
     """Share of padded token slots for each ``data.packing`` choice, on the same examples.
 
-    ``none`` uses a seeded random order (what a shuffled DataLoader does); ``pack`` pads each
-    batch of packed blocks to its longest block, as the packed collator does.
+    ``none`` uses a seeded random order (what a shuffled DataLoader does); ``padding_free`` puts
+    each batch in one row, so nothing is padded; ``pack`` pads each batch of packed blocks to its
+    longest block, as the packed collator does.
     """
     from tunesmith.data.packing import group_by_length_order, pack_best_fit_decreasing, padding_fraction
 
@@ -94,6 +95,7 @@ def padding_report(lengths: list[int], batch_size: int, max_length: int, seed: i
     block_lengths = [sum(lengths[i] for i in block) for block in blocks]
     return {
         "none": padding_fraction(lengths, batch_size, order),
+        "padding_free": 0.0,
         "group_by_length": padding_fraction(lengths, batch_size, group_by_length_order(lengths, batch_size, seed)),
         "pack": padding_fraction(block_lengths, batch_size),
     }

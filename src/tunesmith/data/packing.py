@@ -1,7 +1,12 @@
 """Packing and length grouping: fewer padded tokens per batch.
 
-Two ways to waste less compute on padding (``data.packing``):
+Ways to waste less compute on padding (``data.packing``):
 
+- ``padding_free``: each batch's examples are concatenated into one row with ``position_ids``
+  that restart at 0 for every example, so there is no padding at all and the batches (which
+  examples, in which order) are exactly those of ``none``. Causal LMs only.
+- ``auto`` (the default): ``padding_free`` for causal LMs of the architectures in
+  `PADDING_FREE_MODEL_TYPES`, ``none`` for everything else (`resolve_packing`).
 - ``group_by_length``: batches are drawn from examples of similar length, so dynamic padding adds
   little; the order stays shuffled across batches.
 - ``pack``: examples are bin-packed into blocks of at most ``data.max_length`` tokens. A block
@@ -21,7 +26,32 @@ from typing import Any, Sequence
 from tunesmith.data.tokenize import IGNORE_INDEX
 from tunesmith.errors import ConfigError, DataError
 
-PACKINGS = ("none", "group_by_length", "pack")  # the values of data.packing
+PACKINGS = ("auto", "none", "padding_free", "group_by_length", "pack")  # the values of data.packing
+
+# Causal-LM architectures whose transformers 5.x attention keeps examples apart by restarting
+# position_ids (and that the per-example attention of tunesmith.training.segment_attention serves).
+PADDING_FREE_MODEL_TYPES = frozenset({
+    "llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "olmo", "olmo2", "smollm3", "starcoder2",
+})
+
+
+def resolve_packing(packing: str, task: str, model_type: str | None = None) -> str:
+    """``data.packing`` with ``auto`` replaced: ``padding_free`` for a causal LM whose model type is
+    in `PADDING_FREE_MODEL_TYPES`, else ``none``. Other values come back as they are, after a check
+    that the task allows them.
+
+    Example:
+        ``resolve_packing("auto", "causal_lm", "llama")`` -> ``"padding_free"``;
+        ``resolve_packing("auto", "sequence_classification")`` -> ``"none"``.
+    """
+    if packing not in PACKINGS:
+        raise ConfigError(f"data.packing: unknown value {packing!r}. Allowed: {', '.join(PACKINGS)}")
+    if packing == "auto":
+        return "padding_free" if task == "causal_lm" and model_type in PADDING_FREE_MODEL_TYPES else "none"
+    if packing in ("pack", "padding_free") and task != "causal_lm":
+        raise ConfigError(f"data.packing: {packing!r} is for causal_lm models, not {task!r}; "
+                          "use group_by_length instead")
+    return packing
 
 
 @dataclass

@@ -3,7 +3,9 @@
 - ``train.logits``: ``label_only`` runs the output head only at trained positions, in chunks of
   ``train.logits_chunk`` rows (`tunesmith.training.losses`); ``full`` keeps the model's own loss.
 - ``train.attention``: the attention kernel the model is loaded with (``auto`` lets transformers
-  pick: SDPA wherever the architecture supports it).
+  pick: SDPA wherever the architecture supports it). With ``auto`` and padding-free batches
+  (``data.packing=auto | padding_free | pack``), training attends within each example of a row
+  (`tunesmith.training.segment_attention`) instead of masking the whole row.
 - ``train.frozen_weights``: ``auto`` holds the frozen linear weights in bf16 while a CPU run
   trains under bf16 autocast (`frozen_linear_weights`); ``as_loaded`` leaves them as loaded.
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator
 
-from tunesmith.config.schema import TrainSection
+from tunesmith.config.schema import TrainConfig, TrainSection
 from tunesmith.errors import ConfigError
 
 
@@ -90,3 +92,17 @@ def frozen_linear_weights(model: Any, train: TrainSection, precision: str, metho
     finally:
         for weight, data in saved:
             weight.data = data
+
+
+@contextlib.contextmanager
+def speed_context(model: Any, trainer: Any, cfg: TrainConfig, precision: str, device: str) -> Iterator[None]:
+    """The settings that hold only while training: ``train.frozen_weights`` (`frozen_linear_weights`)
+    and, with ``train.attention=auto`` and padding-free batches, per-example attention
+    (`tunesmith.training.segment_attention.per_example_attention`)."""
+    from tunesmith.data.collators import PackedCollator
+    from tunesmith.training.segment_attention import per_example_attention
+
+    padding_free = isinstance(getattr(trainer, "data_collator", None), PackedCollator)
+    with frozen_linear_weights(model, cfg.train, precision, cfg.peft.method, device), \
+            per_example_attention(model, cfg.train.attention == "auto" and padding_free):
+        yield
