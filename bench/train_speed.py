@@ -4,8 +4,9 @@ Both train SmolLM2-135M-Instruct with LoRA (r=16, alpha=32, every linear layer) 
 conversations for one epoch: a length mix built from the built-in datasets (one arith problem,
 one instruct-mini task, or a multi-turn chat of 2-9 of them; roughly 40 to 510 tokens, median
 about 95), with the same learning rate, schedule, seed and batch size. The baseline is
-``bench/baseline_hf.py``; tunesmith runs through its Python API with its defaults. Runs alternate
-(baseline, tunesmith, baseline, ...), each in a fresh process, and this machine's matmul peak
+``bench/baseline_hf.py``; tunesmith runs through its Python API, with its defaults and again
+with ``train.precision=fp32`` (other settings with ``--variant``). Runs alternate (baseline,
+tunesmith, tunesmith-fp32, baseline, ...), each in a fresh process, and this machine's matmul peak
 (bf16 and fp32) is measured in the same run.
 
 Printed for each run: trained tokens/s (label-bearing targets), total tokens/s (non-pad), peak
@@ -39,6 +40,9 @@ sys.path.insert(0, str(HERE))
 
 MODEL = "smollm2-135m-instruct"
 EVAL_CONVERSATIONS = 64
+# tunesmith's defaults, and the same in fp32 (the baseline's precision on a CPU: it isolates what
+# bf16 autocast does to the loss from what everything else does to the speed).
+DEFAULT_VARIANTS = ["tunesmith", "tunesmith-fp32:train.precision=fp32"]
 
 
 # --- the conversations ----------------------------------------------------------------------------
@@ -183,7 +187,7 @@ def run_child(variant: str, spec: dict[str, Any], tmp: Path) -> dict[str, Any]:
 def parse_variants(values: list[str]) -> dict[str, list[str]]:
     """``["tunesmith", "packed:data.packing=pack,train.logits=full"]`` -> name -> config overrides."""
     out: dict[str, list[str]] = {}
-    for value in values or ["tunesmith"]:
+    for value in values or DEFAULT_VARIANTS:
         name, _, overrides = value.partition(":")
         out[name] = [o for o in overrides.split(",") if o]
     return out
@@ -211,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--variant", action="append", metavar="NAME[:KEY=VALUE,...]",
-                        help="a tunesmith run with config overrides (repeatable; default: 'tunesmith', the defaults)")
+                        help="a tunesmith run with config overrides (repeatable; default: 'tunesmith', the "
+                             "defaults, and 'tunesmith-fp32', train.precision=fp32)")
     parser.add_argument("--no-baseline", action="store_true", help="only the tunesmith variants")
     parser.add_argument("--json", type=Path, help="also write every result to this file")
     args = parser.parse_args(argv)

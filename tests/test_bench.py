@@ -1,0 +1,63 @@
+"""The speed benchmark measures what it claims: the baseline trains the same tokens as tunesmith,
+and the probe counts real and trained tokens of padded and padding-free batches alike."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+
+from baseline_hf import tokenize_chat  # noqa: E402
+from speed_probe import ModelShape, Probe, example_lengths  # noqa: E402
+from train_speed import make_conversations, parse_variants, write_jsonl  # noqa: E402
+
+from tunesmith.data.collators import PackedCollator, PaddingCollator  # noqa: E402
+from tunesmith.data.pipeline import build_datasets  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def conversations(smol_tokenizer):
+    return make_conversations(24, 7, smol_tokenizer, 512)
+
+
+def test_the_mix_has_short_and_long_multi_turn_conversations(conversations, smol_tokenizer):
+    lengths = [len(tokenize_chat(smol_tokenizer, c)["input_ids"]) for c in conversations]
+    assert max(lengths) <= 512 and min(lengths) < 100 < max(lengths)
+    assert any(sum(m["role"] == "assistant" for m in c) > 1 for c in conversations)
+
+
+def test_baseline_labels_are_tunesmith_labels(conversations, smol_tokenizer, tmp_path):
+    write_jsonl(tmp_path / "train.jsonl", conversations)
+    bundle = build_datasets({"train": str(tmp_path / "train.jsonl"), "format": "messages", "cache": False},
+                            smol_tokenizer)
+    ours = {tuple(r["input_ids"]): r["labels"] for r in bundle.train}
+    assert len(ours) == len(conversations)
+    for conversation in conversations:
+        row = tokenize_chat(smol_tokenizer, conversation)
+        assert ours[tuple(row["input_ids"])] == row["labels"]
+
+
+def test_probe_counts_the_same_tokens_padded_and_padding_free(conversations, smol_tokenizer):
+    rows = [tokenize_chat(smol_tokenizer, c) for c in conversations[:6]]
+    rows = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows]
+    padded = PaddingCollator(pad_token_id=smol_tokenizer.pad_token_id)(rows)
+    flat = PackedCollator(pad_token_id=smol_tokenizer.pad_token_id)(rows)
+    real = [len(r["input_ids"]) for r in rows]
+    assert example_lengths(padded) == real == example_lengths(flat)
+    shape = ModelShape(linear_params=100, lora_params=10, head_params=50, layers=2, attn_width=8)
+    counts = []
+    for batch in (padded, flat):
+        probe = Probe(shape, cuda=False)
+        probe.count(batch)
+        counts.append((probe.steps[0].real, probe.steps[0].trained, probe.steps[0].flops))
+    assert counts[0] == counts[1]
+    assert counts[0][1] == sum(sum(1 for t in r["labels"][1:] if t != -100) for r in rows)
+    assert int(padded["labels"].numel()) > sum(real) == int(flat["labels"].numel())
+
+
+def test_variants_parse_to_config_overrides():
+    assert parse_variants(["fast:data.packing=pack,train.logits=full", "plain"]) == {
+        "fast": ["data.packing=pack", "train.logits=full"], "plain": []}
+    assert list(parse_variants([])) == ["tunesmith", "tunesmith-fp32"]
