@@ -129,3 +129,22 @@ def test_sequence_nll_sums_trained_next_tokens():
     nll, count = sequence_nll(logits, torch.tensor([[-100, 1, 2]]))
     assert count.tolist() == [2]
     assert torch.allclose(nll, torch.tensor([2 * torch.log(torch.tensor(4.0))]))
+
+
+def test_npo_scores_one_example_per_row_even_with_padding_free_batches(tiny_llama_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, TrainingArguments
+
+    from tunesmith.data.collators import PackedCollator, PaddingCollator
+    from tunesmith.training.unlearning import build_unlearning_trainer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    rows = [{"input_ids": [1, 2, 3], "labels": [-100, 2, 3]}, {"input_ids": [4, 5], "labels": [4, 5]}]
+    build = lambda objective, dataset: build_unlearning_trainer(  # noqa: E731
+        objective, model, args, dataset, None, PackedCollator(pad_token_id=0), [], retain_dataset=rows)
+    npo = build("npo", rows).data_collator.collator
+    assert isinstance(npo, PaddingCollator) and npo.pad_token_id == 0
+    assert isinstance(build("grad_diff", rows).data_collator.collator, PackedCollator)  # a mean per token
+    blocks = [{"input_ids": [1, 2, 4], "labels": [-100, 2, -100], "position_ids": [0, 1, 0]}]
+    with pytest.raises(ConfigError, match="data.packing: 'pack'.*npo"):
+        build("npo", blocks)
