@@ -26,6 +26,19 @@ def train(overrides: list[str]):
     return FineTuner(load_config(overrides=overrides)).train()
 
 
+def examples_of(inputs):
+    """The token ids of each example in a batch: padded rows, or padding-free rows whose examples
+    start where ``position_ids`` restart at 0."""
+    if "attention_mask" in inputs:
+        return [[t for t, keep in zip(ids.tolist(), mask.tolist()) if keep]
+                for ids, mask in zip(inputs["input_ids"], inputs["attention_mask"])]
+    rows = []
+    for ids, positions in zip(inputs["input_ids"].tolist(), inputs["position_ids"].tolist()):
+        starts = [i for i, p in enumerate(positions) if p == 0] + [len(positions)]
+        rows += [ids[a:b] for a, b in zip(starts, starts[1:])]
+    return rows
+
+
 @pytest.fixture
 def poison(monkeypatch):
     """``poison({4: "loss"})``: the given optimizer steps get a NaN loss and NaN gradients ("loss"),
@@ -40,8 +53,7 @@ def poison(monkeypatch):
             kind = plan.get(self.state.global_step + 1)
             if kind is None:
                 return loss
-            rows = [[t for t, keep in zip(ids.tolist(), mask.tolist()) if keep]
-                    for ids, mask in zip(inputs["input_ids"], inputs["attention_mask"])]
+            rows = examples_of(inputs)
             seen.setdefault(self.state.global_step + 1, []).append(rows)
             if kind in ("loss", "grads"):
                 for param in model.parameters():

@@ -131,20 +131,13 @@ def test_sequence_nll_sums_trained_next_tokens():
     assert torch.allclose(nll, torch.tensor([2 * torch.log(torch.tensor(4.0))]))
 
 
-def test_npo_scores_one_example_per_row_even_with_padding_free_batches(tiny_llama_dir, tmp_path):
-    from transformers import AutoModelForCausalLM, TrainingArguments
 
-    from tunesmith.data.collators import PackedCollator, PaddingCollator
-    from tunesmith.training.unlearning import build_unlearning_trainer
+def test_npo_rows_hold_one_example_each():
+    from tunesmith.data.packing import resolve_packing
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
-    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
-    rows = [{"input_ids": [1, 2, 3], "labels": [-100, 2, 3]}, {"input_ids": [4, 5], "labels": [4, 5]}]
-    build = lambda objective, dataset: build_unlearning_trainer(  # noqa: E731
-        objective, model, args, dataset, None, PackedCollator(pad_token_id=0), [], retain_dataset=rows)
-    npo = build("npo", rows).data_collator.collator
-    assert isinstance(npo, PaddingCollator) and npo.pad_token_id == 0
-    assert isinstance(build("grad_diff", rows).data_collator.collator, PackedCollator)  # a mean per token
-    blocks = [{"input_ids": [1, 2, 4], "labels": [-100, 2, -100], "position_ids": [0, 1, 0]}]
-    with pytest.raises(ConfigError, match="data.packing: 'pack'.*npo"):
-        build("npo", blocks)
+    # npo scores each forget answer as a whole: auto pads instead of sharing rows; grad_diff does not mind.
+    assert resolve_packing("auto", "causal_lm", "llama", one_example_per_row=True) == "none"
+    assert resolve_packing("auto", "causal_lm", "llama") == "padding_free"
+    for packing in ("padding_free", "pack"):
+        with pytest.raises(ConfigError, match=f"data.packing: '{packing}' puts several examples in one row"):
+            resolve_packing(packing, "causal_lm", "llama", one_example_per_row=True)

@@ -28,6 +28,7 @@ def run_training(tuner: Any) -> TrainResult:
     from tunesmith.training import distributed as dist
     from tunesmith.training.callbacks import check_callbacks
     from tunesmith.training.guarded_run import nan_skipped_steps, train_with_guards
+    from tunesmith.data.collators import PackedCollator
     from tunesmith.training.speed import apply_speed_settings, speed_context
 
     cfg = tuner.config
@@ -63,7 +64,8 @@ def run_training(tuner: Any) -> TrainResult:
     for note in apply_speed_settings(trainer, cfg.train):  # train.logits, train.logits_chunk
         print(note, flush=True)
     start = time.perf_counter()
-    with speed_context(tuner.model, trainer, cfg, precision, device):  # train.frozen_weights, train.attention
+    padding_free = isinstance(trainer.data_collator, PackedCollator)  # several examples per row
+    with speed_context(tuner.model, cfg, precision, device, padding_free):  # train.frozen_weights, train.attention
         output = train_with_guards(trainer, cfg, checkpoint)  # atomic checkpoints, resume, NaN and signal guards
     train_seconds = time.perf_counter() - start
     _save_outputs(tuner, run_dir, trainer)
@@ -187,12 +189,16 @@ def _build_trainer(tuner: Any, task: str, bundle: Any, run_dir: Path, device: st
     """The registered trainer (``train.trainer``) with tunesmith's collator and callbacks."""
     from tunesmith.data.collators import build_collator
     from tunesmith.data.loading import loader_settings
+    from tunesmith.data.packing import resolve_packing
     from tunesmith.reporting.resources import RESOURCES_FILE, ResourceLog
     from tunesmith.training.arguments import build_training_args
     from tunesmith.training.callbacks import MetricsJsonl, ProgressBar, build_callbacks
     from tunesmith.training.trainers import build_trainer
 
     cfg = tuner.config
+    model_type = _model_type(tuner.model)
+    # npo scores each forget answer as a whole, so its rows hold one example each.
+    packing = resolve_packing(cfg.data.packing, task, model_type, one_example_per_row=cfg.train.trainer == "npo")
     args = build_training_args(cfg, run_dir, device, precision, bundle.eval is not None, loader_settings(device))
     from tunesmith.config.secrets import mask_config
 
@@ -201,8 +207,8 @@ def _build_trainer(tuner: Any, task: str, bundle: Any, run_dir: Path, device: st
         cfg.train.trainer, cfg.train.trainer_args, task, retain_dataset=retain.train if retain else None,
         unlearning=cfg.train.unlearning,
         model=tuner.model, args=args, train_dataset=bundle.train, eval_dataset=bundle.eval,
-        data_collator=build_collator(cfg.data.collator, task, tuner.tokenizer, cfg.data.packing, device,
-                                     args=cfg.data.collator_args, model_type=_model_type(tuner.model)),
+        data_collator=build_collator(cfg.data.collator, task, tuner.tokenizer, packing, device,
+                                     args=cfg.data.collator_args, model_type=model_type),
         callbacks=[ProgressBar(), MetricsJsonl(run_dir / "metrics.jsonl"), ResourceLog(run_dir / RESOURCES_FILE),
                    *build_callbacks(cfg.train, run_dir, params)],
         processing_class=tuner.tokenizer)

@@ -22,6 +22,11 @@ Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 BeforeAfter = Literal["auto", "on", "off"]
 Truncation = Literal["drop", "truncate_prompt", "truncate_end"]
 Packing = Literal["auto", "none", "padding_free", "group_by_length", "pack"]
+# Causal-LM architectures whose transformers 5.x attention keeps the examples of a row apart by
+# restarting position_ids: data.packing=auto makes their batches padding-free.
+PADDING_FREE_MODEL_TYPES = frozenset({
+    "llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "olmo", "olmo2", "smollm3", "starcoder2",
+})
 BadRows = Literal["error", "skip"]
 Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw", "paged_adamw_8bit", "sgd"]
 Interval = Literal["auto", "no", "steps", "epoch"]

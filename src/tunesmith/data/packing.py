@@ -24,21 +24,17 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from tunesmith.data.tokenize import IGNORE_INDEX
+from tunesmith.config.schema import PADDING_FREE_MODEL_TYPES
 from tunesmith.errors import ConfigError, DataError
 
 PACKINGS = ("auto", "none", "padding_free", "group_by_length", "pack")  # the values of data.packing
 
-# Causal-LM architectures whose transformers 5.x attention keeps examples apart by restarting
-# position_ids (and that the per-example attention of tunesmith.training.segment_attention serves).
-PADDING_FREE_MODEL_TYPES = frozenset({
-    "llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "olmo", "olmo2", "smollm3", "starcoder2",
-})
 
-
-def resolve_packing(packing: str, task: str, model_type: str | None = None) -> str:
+def resolve_packing(packing: str, task: str, model_type: str | None = None, one_example_per_row: bool = False) -> str:
     """``data.packing`` with ``auto`` replaced: ``padding_free`` for a causal LM whose model type is
     in `PADDING_FREE_MODEL_TYPES`, else ``none``. Other values come back as they are, after a check
-    that the task allows them.
+    that the task allows them. ``one_example_per_row`` (trainers that score each example as a
+    whole, like ``npo``) makes ``auto`` mean ``none`` and refuses ``padding_free`` and ``pack``.
 
     Example:
         ``resolve_packing("auto", "causal_lm", "llama")`` -> ``"padding_free"``;
@@ -46,6 +42,11 @@ def resolve_packing(packing: str, task: str, model_type: str | None = None) -> s
     """
     if packing not in PACKINGS:
         raise ConfigError(f"data.packing: unknown value {packing!r}. Allowed: {', '.join(PACKINGS)}")
+    if one_example_per_row and packing in ("padding_free", "pack"):
+        raise ConfigError(f"data.packing: {packing!r} puts several examples in one row, but this trainer scores "
+                          "each example on its own; use data.packing=auto, none or group_by_length")
+    if packing == "auto" and one_example_per_row:
+        return "none"
     if packing == "auto":
         return "padding_free" if task == "causal_lm" and model_type in PADDING_FREE_MODEL_TYPES else "none"
     if packing in ("pack", "padding_free") and task != "causal_lm":

@@ -23,7 +23,7 @@ from typing import Any, Iterator, Optional
 import torch
 import torch.nn.functional as F
 
-from tunesmith.data.packing import PADDING_FREE_MODEL_TYPES
+from tunesmith.config.schema import PADDING_FREE_MODEL_TYPES
 
 NAME = "tunesmith_segments"
 

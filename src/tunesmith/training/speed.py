@@ -95,14 +95,13 @@ def frozen_linear_weights(model: Any, train: TrainSection, precision: str, metho
 
 
 @contextlib.contextmanager
-def speed_context(model: Any, trainer: Any, cfg: TrainConfig, precision: str, device: str) -> Iterator[None]:
+def speed_context(model: Any, cfg: TrainConfig, precision: str, device: str, padding_free: bool) -> Iterator[None]:
     """The settings that hold only while training: ``train.frozen_weights`` (`frozen_linear_weights`)
-    and, with ``train.attention=auto`` and padding-free batches, per-example attention
+    and, with ``train.attention=auto`` and padding-free batches (``padding_free``: the collator puts
+    several examples in a row), per-example attention
     (`tunesmith.training.segment_attention.per_example_attention`)."""
-    from tunesmith.data.collators import PackedCollator
     from tunesmith.training.segment_attention import per_example_attention
 
-    padding_free = isinstance(getattr(trainer, "data_collator", None), PackedCollator)
     with frozen_linear_weights(model, cfg.train, precision, cfg.peft.method, device), \
             per_example_attention(model, cfg.train.attention == "auto" and padding_free):
         yield

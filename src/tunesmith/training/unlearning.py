@@ -175,8 +175,6 @@ def build_unlearning_trainer(objective: str, model: Any, args: Any, train_datase
         raise ConfigError(f"data.retain: train.trainer={objective} needs a retain set (the examples whose "
                           "behaviour must stay), e.g. data.retain=facts-retain; or set "
                           "train.unlearning.retain_weight=0")
-    if objective == "npo":
-        data_collator = _one_example_per_row(data_collator, train_dataset)
     reference = None
     if objective == "npo" and not hasattr(model, "disable_adapter"):
         # Full fine-tuning: the starting weights, frozen, are the reference.
@@ -189,19 +187,6 @@ def build_unlearning_trainer(objective: str, model: Any, args: Any, train_datase
     for default in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(default)
     return trainer
-
-
-def _one_example_per_row(collator: Any, dataset: Any) -> Any:
-    """NPO scores each forget answer as a whole (``log p(y|x)`` per row), so a padding-free collator
-    (several examples in one row) is swapped for a padding one; packed blocks cannot be split."""
-    from tunesmith.data.collators import PackedCollator, PaddingCollator
-
-    if not isinstance(collator, PackedCollator):
-        return collator
-    if len(dataset) and "position_ids" in dataset[0]:
-        raise ConfigError("data.packing: 'pack' puts several forget examples in one row, but train.trainer=npo "
-                          "scores each example on its own; use data.packing=auto, none or group_by_length")
-    return PaddingCollator(pad_token_id=collator.pad_token_id, pad_to_multiple_of=collator.pad_to_multiple_of)
 
 
 @register_trainer("grad_ascent", tasks=("causal_lm",))
