@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from tunesmith.config.schema import PADDING_FREE_MODEL_TYPES
+from tunesmith.training.losses import _unwrap
 
 NAME = "tunesmith_segments"
 
@@ -41,6 +42,16 @@ def segment_bounds(position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
         starts = [0] + [i for i in range(1, len(row)) if row[i] != row[i - 1] + 1]
         out.append(list(zip(starts, starts[1:] + [len(row)])))
     return out
+
+
+_last_bounds: list = [None, None]  # (position_ids tensor, its bounds): every layer of a forward gets the same tensor
+
+
+def _bounds_of(position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
+    """`segment_bounds`, computed once per forward rather than once per layer."""
+    if _last_bounds[0] is not position_ids:
+        _last_bounds[:] = [position_ids, segment_bounds(position_ids)]
+    return _last_bounds[1]
 
 
 def _fallback_reason(module: Any, query: torch.Tensor, key: torch.Tensor, kwargs: dict[str, Any]) -> Optional[str]:
@@ -64,7 +75,10 @@ def segment_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     if _fallback_reason(module, query, key, kwargs) is None:
-        bounds = segment_bounds(kwargs["position_ids"].expand(query.shape[0], -1))
+        position_ids = kwargs["position_ids"]
+        bounds = _bounds_of(position_ids)
+        if len(bounds) != query.shape[0]:  # one row of positions shared by the whole batch
+            bounds = bounds * query.shape[0]
         window = getattr(module, "sliding_window", None)
         longest = max(end - start for row in bounds for start, end in row)
         if any(len(row) > 1 for row in bounds) and not (window and longest > window):
@@ -95,14 +109,9 @@ def register() -> None:
     AttentionMaskInterface.register(NAME, sdpa_mask)
 
 
-def _inner(model: Any) -> Any:
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return getattr(inner, "module", inner)
-
-
 def segment_attention_unsupported(model: Any) -> Optional[str]:
     """Why ``model`` cannot train with per-example attention, or None when it can."""
-    inner = _inner(model)
+    inner = _unwrap(model)
     config = getattr(inner, "config", None)
     model_type = getattr(config, "model_type", None)
     if model_type not in PADDING_FREE_MODEL_TYPES:
@@ -116,7 +125,7 @@ def segment_attention_unsupported(model: Any) -> Optional[str]:
 def per_example_attention(model: Any, enabled: bool) -> Iterator[bool]:
     """While training, let a model that uses SDPA attend within each example of a padding-free row;
     the model's own implementation is restored afterwards. Yields whether it is in effect."""
-    inner = _inner(model)
+    inner = _unwrap(model)
     if not enabled or segment_attention_unsupported(model) is not None:
         yield False
         return
