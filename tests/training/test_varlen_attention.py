@@ -32,6 +32,17 @@ def examples(lengths, seed=0):
              "labels": torch.randint(0, 97, (n,), generator=g).tolist()} for n in lengths]
 
 
+def packed_batch(rows, layout, block):
+    """One padding-free row, or packed blocks of at most ``block`` tokens (several rows), with boundaries."""
+    collate = PackedCollator(pad_token_id=0, pad_to_multiple_of=8, sequence_boundaries=True)
+    if layout == "one_row":
+        return collate(rows)
+    blocks, _ = pack_examples(rows, block)
+    batch = collate([{k: b[k] for k in ("input_ids", "labels", "position_ids")} for b in blocks])
+    assert batch["input_ids"].shape[0] > 1
+    return batch
+
+
 # --- boundaries: the collator's lists and the device computation agree --------------------------
 
 
@@ -174,13 +185,7 @@ def test_varlen_plumbing_matches_masked_sdpa(monkeypatch, with_gqa_flag, layout)
     kernel, calls = reference_kernel(with_gqa_flag)
     monkeypatch.setattr(varlen_attention, "_kernel_keywords", lambda: (kernel, set(inspect.signature(kernel).parameters)))
     model = tiny_llama(4, 2).train()
-    rows = examples([7, 3, 12, 1, 9, 5])
-    collate = PackedCollator(pad_token_id=0, pad_to_multiple_of=8, sequence_boundaries=True)
-    if layout == "one_row":
-        batch = collate(rows)
-    else:
-        blocks, _ = pack_examples(rows, 16)
-        batch = collate([{k: b[k] for k in ("input_ids", "labels", "position_ids")} for b in blocks])
+    batch = packed_batch(examples([7, 3, 12, 1, 9, 5]), layout, 16)
     plain = {k: v for k, v in batch.items() if not k.startswith(("cu_seq", "max_length"))}
     reference = copy.deepcopy(model)
     ref = reference(**plain)
@@ -217,14 +222,7 @@ def loss_and_grads(model, batch):
 @pytest.mark.parametrize("heads,kv_heads", [(4, 2), (4, 4)])
 def test_varlen_matches_masked_sdpa_on_cuda(layout, heads, kv_heads):
     model = tiny_llama(heads, kv_heads).cuda().train()
-    rows = examples([7, 3, 12, 1, 9, 5, 30])
-    collate = PackedCollator(pad_token_id=0, pad_to_multiple_of=8, sequence_boundaries=True)
-    if layout == "one_row":
-        batch = collate(rows)
-    else:
-        blocks, _ = pack_examples(rows, 32)
-        batch = collate([{k: b[k] for k in ("input_ids", "labels", "position_ids")} for b in blocks])
-        assert batch["input_ids"].shape[0] > 1
+    batch = packed_batch(examples([7, 3, 12, 1, 9, 5, 30]), layout, 32)
     batch = {k: v.cuda() if torch.is_tensor(v) else v for k, v in batch.items()}
     plain = {k: v for k, v in batch.items() if not k.startswith(("cu_seq", "max_length"))}
     ref_logits, ref_grads = loss_and_grads(model, plain)  # transformers' block mask over the row
