@@ -75,8 +75,8 @@ class FineTuner:
         extra = trainer_updates(trainer_config)
         if updates or extra:
             cfg = copy.deepcopy(cfg)  # the caller's config object stays as it was
-            update_config(cfg, extra)
-            update_config(cfg, updates)  # the explicit keywords win over trainer_config
+            update_config(cfg, extra, source="trainer_config")
+            update_config(cfg, updates, source="the FineTuner keywords")  # the explicit keywords win over trainer_config
         check_components(cfg)  # names, dotted paths and their arguments, before anything is loaded
         self._setup(cfg, preprocessor, inference_handler)
 
@@ -276,7 +276,7 @@ class FineTuner:
         if num_train_epochs is not None:
             updates["num_train_epochs"] = num_train_epochs
         if updates:
-            update_config(self.config, updates)
+            update_config(self.config, updates, source="train()")
         return run_training(self)
 
     # -- after training -----------------------------------------------------------------------

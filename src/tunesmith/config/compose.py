@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from tunesmith.config.lengths import EPOCHS, MAX_STEPS, PACKAGED, set_length_origin, settle_length
 from tunesmith.config.paths import check_confined, check_switch_not_in_file
 from tunesmith.config.schema import TrainConfig
 from tunesmith.config.validate import build_config, check_values
@@ -57,6 +58,9 @@ def load_config(
             values.append((key, value))
 
     merged = compose_groups(selections)
+    origin = PACKAGED
+    yaml_lengths = _lengths_given(merged, [(k, v) for k, v in user.items() if k == "train" and isinstance(v, dict)],
+                                  origin, f"the config file {config_file}")
     for key, value in user.items():
         if key in GROUPS and not isinstance(value, dict):
             continue
@@ -64,8 +68,15 @@ def load_config(
             _deep_update(merged[key], value)
         else:
             merged[key] = value
+    if yaml_lengths:
+        merged["train"].update({k.split(".")[1]: v for k, v in yaml_lengths.items()})
+        origin = f"the config file {config_file}"
+    line_lengths = _lengths_given(merged, values, origin, "the command line")
     for key, value in values:
         _set_dotted(merged, key, value)
+    if line_lengths:
+        merged["train"].update({k.split(".")[1]: v for k, v in line_lengths.items()})
+        origin = "the command line"
     try:
         cfg = check_values(build_config(merged))
     except ConfigError as err:
@@ -74,7 +85,29 @@ def load_config(
         raise
     if config_file:  # paths from a config file in another folder stay inside it (config/paths.py)
         check_confined(cfg, config_file, _command_line_keys(parsed))
+    set_length_origin(cfg, origin)
     return cfg
+
+
+def _lengths_given(merged: dict[str, Any], items: list[tuple[str, Any]], origin: str,
+                   source: str) -> dict[str, Any]:
+    """The length keys (``train.epochs`` / ``train.max_steps``) to set for one layer of user settings
+    (``items``: dotted keys or a ``train`` dict), settled against the lengths ``merged`` holds so far."""
+    from tunesmith.config.schema import TrainSection
+    from tunesmith.config.validate import convert
+
+    raw: dict[str, Any] = {}
+    for key, value in items:
+        if key == "train" and isinstance(value, dict):
+            raw.update({f"train.{k}": v for k, v in value.items() if f"train.{k}" in (EPOCHS, MAX_STEPS)})
+        elif key in (EPOCHS, MAX_STEPS):
+            raw[key] = value
+    types = {EPOCHS: float, MAX_STEPS: int}
+    given = {key: convert(value, types[key], key) for key, value in raw.items()}
+    train = merged.get("train") or {}
+    default = TrainSection()
+    return settle_length(float(train.get("epochs", default.epochs)), int(train.get("max_steps", default.max_steps)),
+                         origin, given, source)
 
 
 def compose_groups(selections: dict[str, str]) -> dict[str, Any]:

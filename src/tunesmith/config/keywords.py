@@ -153,6 +153,10 @@ def training_arguments_updates(args: Any) -> dict[str, Any]:
         raise ConfigError(f"trainer_config: TrainingArguments field(s) {shown} have no tunesmith equivalent; "
                           "leave them at their defaults or set the tunesmith config key instead")
     out = {key: given[name] for name, key in _TRAINING_ARGUMENTS.items() if given.get(name) is not None}
+    if given["max_steps"] > 0 and given["num_train_epochs"] == default["num_train_epochs"]:
+        del out["train.epochs"]  # a step limit alone: transformers' default epochs are not the user's
+    elif given["max_steps"] <= 0:
+        del out["train.max_steps"]  # epochs alone (transformers' default 3 when not given) set the length
     for name, allowed in (("logging_strategy", ("steps",)), ("save_strategy", ("steps", "no")),
                           ("eval_strategy", ("steps", "no"))):
         if given.get(name, "steps" if name != "eval_strategy" else "no") not in allowed:

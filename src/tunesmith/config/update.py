@@ -11,6 +11,7 @@ import difflib
 import typing
 from typing import Any
 
+from tunesmith.config.lengths import EPOCHS, MAX_STEPS, length_origin, set_length_origin, settle_length
 from tunesmith.config.schema import TrainConfig
 from tunesmith.config.validate import build_config, check_values, convert
 from tunesmith.errors import ConfigError
@@ -65,8 +66,11 @@ def schema_keys(cls: type = TrainConfig, prefix: str = "") -> dict[str, Any]:
     return keys
 
 
-def update_config(cfg: TrainConfig, updates: dict[str, Any]) -> TrainConfig:
+def update_config(cfg: TrainConfig, updates: dict[str, Any], source: str = "update_config") -> TrainConfig:
     """Apply ``updates`` to ``cfg`` in place after checking them all; on any error ``cfg`` is unchanged.
+
+    A length given here (epochs or max_steps) replaces the config's length, as described in
+    ``tunesmith.config.lengths``; ``source`` names the caller in the messages about it.
 
     Example:
         >>> cfg = update_config(TrainConfig(), {"lr": 5e-4, "peft.r": 8, "train": {"seed": 1}})
@@ -86,6 +90,10 @@ def update_config(cfg: TrainConfig, updates: dict[str, Any]) -> TrainConfig:
                 f"{given!r}={value!r}; keep one of them"
             )
         chosen[dotted] = (given, value, converted)
+    lengths = settle_length(cfg.train.epochs, cfg.train.max_steps, length_origin(cfg),
+                            {k: chosen[k][2] for k in (EPOCHS, MAX_STEPS) if k in chosen}, source)
+    for dotted, value in lengths.items():
+        chosen.setdefault(dotted, (dotted, value, value))
 
     # Validate a full copy first, so a bad value (or a bad combination) never half-applies.
     merged = dataclasses.asdict(cfg)
@@ -96,6 +104,8 @@ def update_config(cfg: TrainConfig, updates: dict[str, Any]) -> TrainConfig:
             node = node[section]
         node[leaf] = value
     _assign(cfg, check_values(build_config(merged)))
+    if lengths:
+        set_length_origin(cfg, source)
     return cfg
 
 
