@@ -63,6 +63,26 @@ def chatty_llama_dir(tmp_path_factory, smol_tokenizer) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory, smol_tokenizer) -> Path:
+    """A 2-layer GPT-2 base model (hidden size 32) whose tokenizer has no chat template, like ``gpt2``."""
+    import copy
+
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    tokenizer = copy.deepcopy(smol_tokenizer)
+    tokenizer.chat_template = None
+    config = GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=512, vocab_size=len(tokenizer),
+                        initializer_range=0.2, bos_token_id=tokenizer.bos_token_id,
+                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    folder = tmp_path_factory.mktemp("tiny-gpt2")
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture
 def alpaca_file(tmp_path) -> Path:
     rows = [{"instruction": f"Add {a} and {b}.", "input": "", "output": f"{a} + {b} = {a + b}\n#### {a + b}"}

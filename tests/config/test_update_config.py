@@ -93,7 +93,7 @@ def test_unknown_key_inside_a_section_dict():
     ({"lr": -1}, "train.lr: -1.0 is not allowed"),
     ({"batch_size": "abc"}, "train.batch_size: expected an integer, got 'abc'"),
     ({"scheduler": "cosin"}, "Did you mean 'cosine'"),
-    ({"device": "gpu"}, "model.device"),
+    ({"device": "tpu"}, "model.device"),
     ({"peft": "dora"}, "peft: a section takes a dict"),
     ({"max_length": 8, "data.min_length": 16}, "data.min_length"),  # a cross-field check
 ])

@@ -112,8 +112,9 @@ def keyword_updates(*, model_id: Any = None, device: Optional[str] = None, datas
         out["peft.bias"] = lora_bias
     if lora_task_type is not None:
         out["model.task"] = task_from_peft(lora_task_type)
-    if max_length is not None:
+    if max_length is not None:  # one sequence length: training examples and generated answers
         out["data.max_length"] = max_length
+        out["eval.max_new_tokens"] = max_length
     out.update(quantization_updates(quantization_config, quantize))
     return out
 

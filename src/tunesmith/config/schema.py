@@ -105,7 +105,9 @@ class DataConfig:
     eval_split_name: Optional[str] = None  # split of data.train used as the eval set (e.g. test)
     format: str = "auto"  # see `tunesmith.data.formats.FORMATS`; auto detects from the columns
     columns: dict[str, str] = field(default_factory=dict)  # canonical name -> column in the file
-    template: str = "auto"  # auto (tokenizer's own) | chatml | llama3 | alpaca | plain | tags
+    # auto (the tokenizer's own; continuation when it has none) | chatml | llama3 | alpaca | plain |
+    # continuation | tags
+    template: str = "auto"
     tags: PromptTags = field(default_factory=PromptTags)
     max_length: int = 512  # tokens per example
     truncation: Truncation = "drop"  # what happens to longer examples; each one is counted

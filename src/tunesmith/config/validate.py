@@ -196,10 +196,12 @@ def check_values(cfg: TrainConfig) -> TrainConfig:
     if not cfg.peft.target_modules:
         raise ConfigError("peft.target_modules: empty list; give module names or 'all-linear'")
     device = cfg.model.device
+    if device == "gpu" or device.startswith("gpu:"):  # the word many tools use for a CUDA device
+        device = cfg.model.device = "cuda" + device[3:]
     if not (device in ("auto", "cpu", "cuda", "mps") or device.startswith("cuda:")):
         raise ConfigError(
             f"model.device: {device!r} is not allowed.{did_you_mean(device, ['auto', 'cpu', 'cuda', 'mps'])}"
-            " Allowed: auto, cpu, cuda, cuda:N, mps"
+            " Allowed: auto, cpu, cuda (or gpu), cuda:N, mps"
         )
     return cfg
 

@@ -58,6 +58,20 @@ class DataBundle:
     pack_stats: Optional[PackStats] = None
     held_out: list[Any] = field(default_factory=list)  # canonical held-out examples (before tokenizing)
 
+    # Used like the tokenized training set it holds, as code written for a datasets.Dataset expects:
+    # ``len(bundle)``, ``bundle[0]["input_ids"]``, ``for row in bundle``.
+    def __len__(self) -> int:
+        """The number of training rows (``len(bundle.train)``)."""
+        return len(self.train)
+
+    def __getitem__(self, index: Any) -> Any:
+        """A training row, a slice or a column of ``bundle.train`` (``bundle[0]``, ``bundle["input_ids"]``)."""
+        return self.train[index]
+
+    def __iter__(self) -> Any:
+        """The training rows in order."""
+        return iter(self.train)
+
 
 def resolved_data_config(cfg: DataConfig) -> DataConfig:
     """Fill unset keys from a built-in dataset's metadata or a hub preset (user values win)."""

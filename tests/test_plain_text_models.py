@@ -1,0 +1,73 @@
+"""Base models without a chat template (GPT-2 style), the positional device, ``max_length`` as the
+generation length, ``"gpu"`` as a device and a ``preprocess_data()`` result used like a Dataset."""
+
+import json
+import logging
+
+import pytest
+
+from tunesmith.api import FineTuner
+from tunesmith.config import load_config
+
+QUICK = {"train.max_steps": 2, "train.batch_size": 4, "train.precision": "fp32", "eval.before_after": "off",
+         "data.cache": False, "data.format": "alpaca"}
+
+
+@pytest.fixture(scope="module")
+def rows_file(tmp_path_factory):
+    rows = [{"instruction": f"Add {a} and {b}.", "output": f"sum is {a + b}"} for a in range(4) for b in range(3)]
+    path = tmp_path_factory.mktemp("rows") / "rows.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return path
+
+
+def test_device_is_the_second_positional_argument():
+    assert FineTuner("gpt2", "cpu").config.model.device == "cpu"
+    assert FineTuner("gpt2", "cpu", "arith").config.data.train == "arith"  # the documented order
+
+
+@pytest.mark.parametrize("given, device", [("gpu", "cuda"), ("gpu:1", "cuda:1")])
+def test_gpu_means_cuda(given, device):
+    assert FineTuner("gpt2", given).config.model.device == device
+    assert load_config(overrides=[f"model.device={given}"]).model.device == device
+
+
+def test_max_length_is_the_training_and_the_generation_length():
+    cfg = FineTuner(max_length=300).config
+    assert (cfg.data.max_length, cfg.eval.max_new_tokens) == (300, 300)
+    cfg = FineTuner(max_length=300, trainer_config={"eval.max_new_tokens": 20}).config
+    assert (cfg.data.max_length, cfg.eval.max_new_tokens) == (300, 20)  # the explicit key wins
+    assert FineTuner().config.eval.max_new_tokens == 96  # untouched without max_length
+
+
+def test_a_base_model_continues_plain_text_and_says_so_once(tiny_gpt2_dir, caplog):
+    tuner = FineTuner(str(tiny_gpt2_dir), "cpu", max_length=5)
+    with caplog.at_level(logging.WARNING, logger="tunesmith"):
+        first = tuner.generate("Once upon a time")
+        second = tuner("Once upon a time")
+    assert isinstance(first, str) and first == second  # greedy: the same continuation twice
+    told = [r for r in caplog.records if "no chat template" in r.getMessage()]
+    assert len(told) == 1 and "plain" in told[0].getMessage()
+    ids = tuner.tokenizer(tuner.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Once upon a time"}], tokenize=False, add_generation_prompt=True))
+    assert tuner.tokenizer.decode(ids["input_ids"]) == "Once upon a time"  # the prompt is the text itself
+    assert len(tuner.tokenizer(first)["input_ids"]) <= 5 + 1  # max_length=5 new tokens (+1: re-tokenizing)
+
+
+def test_a_base_model_trains_on_conversations_as_plain_text(tiny_gpt2_dir, rows_file, tmp_path):
+    tuner = FineTuner(str(tiny_gpt2_dir), "cpu", str(rows_file), trainer_config=QUICK)
+    bundle = tuner.preprocess_data()
+    text = tuner.tokenizer.decode(bundle[0]["input_ids"])
+    assert text.startswith("Add ") and "\nsum is " in text
+    result = tuner.train(tmp_path / "run")
+    reloaded = FineTuner.load(result.run_dir, "cpu")
+    assert reloaded.tokenizer.chat_template == tuner.tokenizer.chat_template  # prompts as in training
+    assert isinstance(reloaded.generate("Add 1 and 2.", max_length=4), str)
+
+
+def test_preprocess_data_result_works_like_a_dataset(tiny_llama_dir, rows_file):
+    bundle = FineTuner(str(tiny_llama_dir), "cpu", str(rows_file), trainer_config=QUICK).preprocess_data()
+    assert len(bundle) == len(bundle.train) == 12
+    assert bundle[0]["input_ids"] == bundle.train[0]["input_ids"]
+    assert len(bundle["input_ids"]) == 12 and len(bundle[:3]["labels"]) == 3
+    assert sum(1 for _ in bundle) == 12
