@@ -17,6 +17,7 @@ _EXPORTS = {
     "FineTuner": "tunesmith.api",
     "TrainResult": "tunesmith.api",
     "TrainConfig": "tunesmith.config.schema",
+    "DefaultTrainerConfig": "tunesmith.config.keywords",
     "load_config": "tunesmith.config",
     "main": "tunesmith.entry",
     "Preprocessor": "tunesmith.data.preprocessor",

@@ -25,7 +25,9 @@ _TRAINING_ARGUMENTS = {"learning_rate": "train.lr", "num_train_epochs": "train.e
                        "per_device_eval_batch_size": "eval.batch_size",
                        "gradient_accumulation_steps": "train.grad_accum", "lr_scheduler_type": "train.scheduler",
                        "weight_decay": "train.weight_decay", "seed": "train.seed",
-                       "logging_steps": "train.logging_steps", "output_dir": "output_dir"}
+                       "logging_steps": "train.logging_steps", "output_dir": "output_dir",
+                       "save_total_limit": "train.save_limit", "save_only_model": "train.save_only_model",
+                       "bf16_full_eval": "train.bf16_full_eval"}
 _TRAINING_ARGUMENTS_HANDLED = {*_TRAINING_ARGUMENTS, "save_steps", "eval_steps", "save_strategy", "eval_strategy",
                                "logging_strategy", "warmup_ratio", "warmup_steps", "bf16", "fp16",
                                # no effect on what is trained: logging destinations and names
@@ -119,6 +121,25 @@ def keyword_updates(*, model_id: Any = None, device: Optional[str] = None, datas
     return out
 
 
+class DefaultTrainerConfig(dict):
+    """``trainer_config`` written as keywords, with transformers' names or tunesmith's own keys.
+
+    Every key and value is checked when it is built, so a typo fails here rather than at
+    ``FineTuner``. It is a dict: ``FineTuner(trainer_config=...)`` and ``update_config`` take it.
+
+    Example:
+        >>> cfg = DefaultTrainerConfig(output_dir="runs/a", num_train_epochs=3, save_total_limit=2)
+        >>> FineTuner(trainer_config=cfg).config.train.save_limit
+        2
+    """
+
+    def __init__(self, **settings: Any) -> None:
+        from tunesmith.config.update import check_updates
+
+        check_updates(settings)
+        super().__init__(settings)
+
+
 def trainer_updates(trainer_config: Any) -> dict[str, Any]:
     """The ``update_config`` dict for ``trainer_config``: a dict as is, ``TrainingArguments`` mapped.
 
@@ -172,10 +193,7 @@ def training_arguments_updates(args: Any) -> dict[str, Any]:
     if steps and 0 < steps < 1:  # transformers 5: a float below 1 is a fraction of the steps
         ratio = steps
     elif steps:
-        if given["max_steps"] <= 0:
-            raise ConfigError(f"trainer_config: TrainingArguments.warmup_steps={steps!r} needs max_steps > 0 "
-                              "to become train.warmup_ratio; give warmup_steps as a fraction below 1 instead")
-        ratio = steps / given["max_steps"]
+        out["train.warmup_steps"] = int(steps)
     out["train.warmup_ratio"] = ratio
     if given.get("bf16") or given.get("fp16"):
         out["train.precision"] = "bf16" if given.get("bf16") else "fp16"

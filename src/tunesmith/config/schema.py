@@ -207,6 +207,7 @@ class TrainSection:
     lr: float = 2e-4
     scheduler: Scheduler = "cosine"
     warmup_ratio: float = 0.05
+    warmup_steps: int = 0  # > 0: warm up over this many optimizer steps instead of warmup_ratio
     weight_decay: float = 0.0
     seed: int = 42
     precision: Precision = "auto"
@@ -220,6 +221,10 @@ class TrainSection:
     eval_strategy: Interval = "auto"  # auto: every eval_steps when eval_steps > 0, else no
     save_strategy: Interval = "auto"  # auto: every save_steps when save_steps > 0, else only the end
     save_limit: int = 0  # checkpoints kept in checkpoints/ (oldest deleted first); 0 keeps all
+    # Checkpoints hold the weights only (no optimizer, scheduler or RNG state): smaller, but a run
+    # resumed from one restarts its optimizer and learning-rate schedule.
+    save_only_model: bool = False
+    bf16_full_eval: bool = False  # evaluation during training runs the model in bf16 (not autocast)
     keep_best: bool = False  # at the end, load the checkpoint with the best best_metric and save it
     best_metric: BestMetric = "loss"  # eval metric for keep_best and early stopping (accuracy: classifiers)
     early_stopping_patience: int = 0  # stop after this many evaluations without improvement; 0: off
@@ -227,6 +232,8 @@ class TrainSection:
     callbacks: list[str] = field(default_factory=list)  # registered names or 'package.module:Class'
     callback_args: dict[str, dict[str, Any]] = field(default_factory=dict)  # callback name -> arguments
     log_to: list[LogTarget] = field(default_factory=list)  # tensorboard, mlflow (metrics.jsonl always)
+    # TensorBoard's folder (default <run_dir>/tensorboard); setting it turns TensorBoard logging on.
+    logging_dir: Optional[str] = None
     mlflow_tracking_uri: Optional[str] = None  # default: a local file store in <run_dir>/mlruns
     mlflow_experiment: str = "tunesmith"
     distributed: DistributedConfig = field(default_factory=DistributedConfig)

@@ -31,6 +31,13 @@ ALIASES: dict[str, str] = {
     "scheduler": "train.scheduler",
     "lr_scheduler_type": "train.scheduler",
     "warmup_ratio": "train.warmup_ratio",
+    "warmup_steps": "train.warmup_steps",
+    "save_steps": "train.save_steps",
+    "save_total_limit": "train.save_limit",
+    "save_only_model": "train.save_only_model",
+    "bf16_full_eval": "train.bf16_full_eval",
+    "logging_dir": "train.logging_dir",
+    "logging_steps": "train.logging_steps",
     "weight_decay": "train.weight_decay",
     "r": "peft.r",
     "lora_r": "peft.r",
@@ -77,19 +84,7 @@ def update_config(cfg: TrainConfig, updates: dict[str, Any], source: str = "upda
         >>> cfg.train.lr, cfg.peft.r, cfg.train.seed
         (0.0005, 8, 1)
     """
-    if not isinstance(updates, dict):
-        raise ConfigError(f"update_config: expected a dict of keys to values, got {updates!r}")
-    types = schema_keys()
-    chosen: dict[str, tuple[str, Any, Any]] = {}  # dotted key -> (key as given, value, converted)
-    for given, dotted, value in _flatten(updates, "", types):
-        converted = convert(value, types[dotted], dotted)
-        if dotted in chosen and chosen[dotted][2] != converted:
-            first, first_value, _ = chosen[dotted]
-            raise ConfigError(
-                f"{dotted}: set twice with different values: {first!r}={first_value!r} and "
-                f"{given!r}={value!r}; keep one of them"
-            )
-        chosen[dotted] = (given, value, converted)
+    chosen = check_updates(updates)
     lengths = settle_length(cfg.train.epochs, cfg.train.max_steps, length_origin(cfg),
                             {k: chosen[k][2] for k in (EPOCHS, MAX_STEPS) if k in chosen}, source)
     for dotted, value in lengths.items():
@@ -107,6 +102,31 @@ def update_config(cfg: TrainConfig, updates: dict[str, Any], source: str = "upda
     if lengths:
         set_length_origin(cfg, source)
     return cfg
+
+
+def check_updates(updates: dict[str, Any]) -> dict[str, tuple[str, Any, Any]]:
+    """Check every key and value of an ``update_config`` dict without applying it.
+
+    Returns ``{dotted key: (key as given, value, converted value)}``.
+
+    Example:
+        >>> check_updates({"lr": "5e-4"})
+        {'train.lr': ('lr', '5e-4', 0.0005)}
+    """
+    if not isinstance(updates, dict):
+        raise ConfigError(f"update_config: expected a dict of keys to values, got {updates!r}")
+    types = schema_keys()
+    chosen: dict[str, tuple[str, Any, Any]] = {}
+    for given, dotted, value in _flatten(updates, "", types):
+        converted = convert(value, types[dotted], dotted)
+        if dotted in chosen and chosen[dotted][2] != converted:
+            first, first_value, _ = chosen[dotted]
+            raise ConfigError(
+                f"{dotted}: set twice with different values: {first!r}={first_value!r} and "
+                f"{given!r}={value!r}; keep one of them"
+            )
+        chosen[dotted] = (given, value, converted)
+    return chosen
 
 
 def _flatten(updates: dict[str, Any], prefix: str, types: dict[str, Any]) -> list[tuple[str, str, Any]]:

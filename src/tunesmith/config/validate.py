@@ -210,6 +210,7 @@ def _check_train_values(t: Any) -> None:
     """Range checks of ``train.*`` keys added for the training engine, and their combinations."""
     rules = [
         ("train.max_grad_norm", t.max_grad_norm, t.max_grad_norm >= 0, "0 (no clipping) or a positive norm"),
+        ("train.warmup_steps", t.warmup_steps, t.warmup_steps >= 0, "0 (use train.warmup_ratio) or a number of steps"),
         ("train.save_limit", t.save_limit, t.save_limit >= 0, "0 (keep all) or a number of checkpoints"),
         ("train.early_stopping_patience", t.early_stopping_patience, t.early_stopping_patience >= 0,
          "0 (off) or a number of evaluations"),
@@ -236,6 +237,8 @@ def _check_train_values(t: Any) -> None:
         if on and not evaluates:
             raise ConfigError(f"{key}: needs evaluation during training; set train.eval_steps=N (or "
                               "train.eval_strategy=epoch) and give held-out data (data.eval or data.eval_split)")
+    if t.logging_dir and "tensorboard" not in t.log_to:
+        t.log_to = [*t.log_to, "tensorboard"]  # a TensorBoard folder was given: the user wants its logs
     for i, name in enumerate(t.log_to):
         if name in t.log_to[:i]:
             raise ConfigError(f"train.log_to[{i}]: {name!r} is listed twice")
