@@ -18,6 +18,10 @@ _EXPORTS = {
     "TrainResult": "tunesmith.api",
     "TrainConfig": "tunesmith.config.schema",
     "DefaultTrainerConfig": "tunesmith.config.keywords",
+    # the data pipeline step by step (docs/coming-from-the-design-documents.md)
+    "generate_dataset_config": "tunesmith.api.data_steps",
+    "get_custom_data_collator": "tunesmith.api.data_steps",
+    "device_aware_data_loading": "tunesmith.api.data_steps",
     "load_config": "tunesmith.config",
     "main": "tunesmith.entry",
     "Preprocessor": "tunesmith.data.preprocessor",
