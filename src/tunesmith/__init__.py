@@ -19,6 +19,9 @@ _EXPORTS = {
     "TrainConfig": "tunesmith.config.schema",
     "DefaultTrainerConfig": "tunesmith.config.keywords",
     # the data pipeline step by step (docs/coming-from-the-design-documents.md)
+    "DATASET_REGISTRY": "tunesmith.data.builtin",
+    "TRAINER_REGISTRY": "tunesmith.training.trainers",
+    "QADataset": "tunesmith.data.handlers",
     "generate_dataset_config": "tunesmith.api.data_steps",
     "get_custom_data_collator": "tunesmith.api.data_steps",
     "device_aware_data_loading": "tunesmith.api.data_steps",

@@ -61,7 +61,7 @@ def evaluate_model(tuner: Any, metric: Optional[str] = None, max_samples: Option
         from transformers import set_seed
 
         set_seed(cfg.train.seed)  # sampled answers repeat from one evaluation to the next
-    _, held_out = load_conversations(cfg.data, cfg.train.seed)
+    _, held_out = load_conversations(cfg.data, cfg.train.seed, tuner.tokenizer)
     chosen = choose_metric(metric or cfg.eval.metric, task, cfg.data.eval or cfg.data.train, held_out)
     bundle = None
     if chosen.needs != "generations":

@@ -36,6 +36,7 @@ def load_config(
 ) -> TrainConfig:
     """Compose the config and check every key and value; nothing heavy is loaded."""
     user = _read_yaml(config_file) if config_file else {}
+    user, shape_keys = _user_shapes(user, str(config_file)) if config_file else ({}, {})
     parsed = parse_overrides(list(overrides))
     if config_file:
         check_switch_not_in_file(user, config_file)
@@ -59,8 +60,8 @@ def load_config(
 
     merged = compose_groups(selections)
     origin = PACKAGED
-    yaml_lengths = _lengths_given(merged, [(k, v) for k, v in user.items() if k == "train" and isinstance(v, dict)],
-                                  origin, f"the config file {config_file}")
+    yaml_items = [(k, v) for k, v in user.items() if k == "train" and isinstance(v, dict)]
+    yaml_lengths = _lengths_given(merged, yaml_items + list(shape_keys.items()), origin, f"the config file {config_file}")
     for key, value in user.items():
         if key in GROUPS and not isinstance(value, dict):
             continue
@@ -68,6 +69,8 @@ def load_config(
             _deep_update(merged[key], value)
         else:
             merged[key] = value
+    for key, value in shape_keys.items():  # model_args, trainer.args, ... (config/shapes.py)
+        _set_dotted(merged, key, value)
     if yaml_lengths:
         merged["train"].update({k.split(".")[1]: v for k, v in yaml_lengths.items()})
         origin = f"the config file {config_file}"
@@ -87,6 +90,42 @@ def load_config(
         check_confined(cfg, config_file, _command_line_keys(parsed))
     set_length_origin(cfg, origin)
     return cfg
+
+
+def _user_shapes(user: dict[str, Any], where: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Resolve ``${...}`` interpolation in a user's file, then translate component shapes
+    (``model_args``, ``trainer: {name, args}``, ...) into dotted keys (see ``config/shapes.py``).
+
+    A top-level ``paths`` mapping only holds values for ``${paths.…}`` and is dropped afterwards.
+    """
+    from tunesmith.config.shapes import translate_shapes, uses_shapes
+
+    if _has_interpolation(user):
+        from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
+
+        try:
+            user = OmegaConf.to_container(OmegaConf.create(user), resolve=True)  # type: ignore[assignment]
+        except OmegaConfBaseException as err:
+            key = getattr(err, "full_key", None)
+            raise ConfigError(f"{key or 'interpolation'} (in {where}): {str(err).splitlines()[0]}; a ${{...}} "
+                              "reference must name a key of this file (e.g. ${paths.out} with a paths: section) "
+                              "or an environment variable (${oc.env:NAME})") from None
+        user.pop("paths", None)
+    elif isinstance(user.get("paths"), dict):
+        raise ConfigError(f"paths (in {where}): a paths section only holds values for ${{paths.…}} references, "
+                          "and nothing here refers to it; remove it or use the values")
+    return translate_shapes(user, where) if uses_shapes(user) else (user, {})
+
+
+def _has_interpolation(value: Any) -> bool:
+    if isinstance(value, str):
+        return "${" in value
+    if isinstance(value, dict):
+        return any(_has_interpolation(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_interpolation(v) for v in value)
+    return False
 
 
 def _lengths_given(merged: dict[str, Any], items: list[tuple[str, Any]], origin: str,

@@ -195,6 +195,9 @@ def check_values(cfg: TrainConfig) -> TrainConfig:
             raise ConfigError(f"data.mix[{i}].weight: {source.weight!r} is not allowed; expected a positive weight")
     if not cfg.peft.target_modules:
         raise ConfigError("peft.target_modules: empty list; give module names or 'all-linear'")
+    from tunesmith.config.shapes import trainer_name
+
+    cfg.train.trainer = trainer_name(cfg.train.trainer)  # GradAscent -> grad_ascent, finetune -> auto
     device = cfg.model.device
     if device == "gpu" or device.startswith("gpu:"):  # the word many tools use for a CUDA device
         device = cfg.model.device = "cuda" + device[3:]

@@ -31,6 +31,9 @@ TrainerFactory = Callable[..., Any]
 TRAINER_INPUTS = ("model", "args", "train_dataset", "eval_dataset", "data_collator", "callbacks", "processing_class",
                   "task", "retain_dataset", "unlearning")
 TRAINERS: Registry[TrainerFactory] = Registry("trainer", key="train.trainer", provided=TRAINER_INPUTS)
+# The registry under the name Hydra-based toolkits give it: ``TRAINER_REGISTRY["GradAscent"] = MyTrainer``
+# (a transformers.Trainer subclass is a factory: it is called with the TRAINER_INPUTS it accepts).
+TRAINER_REGISTRY = TRAINERS
 AUTO_BY_TASK = {"causal_lm": "sft", "seq2seq": "seq2seq", "sequence_classification": "classification"}
 IGNORE_INDEX = -100  # label of positions that are not trained (see tunesmith.data.tokenize)
 
