@@ -21,6 +21,17 @@ def test_the_packaged_job_has_a_step_limit():
     assert lengths(load_config()) == (1.0, PACKAGED_STEPS)
 
 
+def test_a_bare_train_config_is_the_packaged_default_job():
+    import dataclasses
+
+    from tunesmith.config import TrainConfig
+
+    assert dataclasses.asdict(TrainConfig()) == dataclasses.asdict(load_config())
+    cfg = TrainConfig()
+    cfg.update_config({"num_train_epochs": 2})  # its step limit is a default too: epochs replace it
+    assert lengths(cfg) == (2.0, -1)
+
+
 # -- one test per entry point -------------------------------------------------------------------
 def test_constructor_trainer_config_dict(caplog):
     with caplog.at_level(logging.WARNING):

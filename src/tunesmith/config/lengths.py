@@ -97,5 +97,8 @@ def _earlier_user_length(epochs: float, max_steps: int, origin: Optional[str]) -
     if origin is not None:
         return True
     # Unknown origin (a TrainConfig built in Python, a saved run's config): a value other than
-    # TrainSection's default was set by someone.
-    return max_steps > 0 or epochs != 1.0
+    # TrainSection's default (the packaged job's) was set by someone.
+    from tunesmith.config.schema import TrainSection
+
+    default = TrainSection()
+    return max_steps != default.max_steps or epochs != default.epochs
