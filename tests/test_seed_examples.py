@@ -351,7 +351,13 @@ def test_002_a_key_without_equivalent_names_the_tunesmith_way(tmp_path):
 
     path = tmp_path / "bad.yaml"
     path.write_text("trainer:\n  name: finetune\n  args:\n    deepspeed: ds.json\n")
-    with pytest.raises(ConfigError, match="trainer.args.deepspeed .*no tunesmith equivalent"):
+    with pytest.raises(ConfigError, match="trainer.args.deepspeed .*train.distributed.strategy=deepspeed"):
+        load_config(path)
+    path.write_text("trainer:\n  name: finetune\n  args:\n    label_smoothing_factor: 0.1\n")
+    with pytest.raises(ConfigError, match="trainer.args.label_smoothing_factor .*no tunesmith equivalent"):
+        load_config(path)
+    path.write_text("trainer:\n  args:\n    do_train: false\n")
+    with pytest.raises(ConfigError, match="tunesmith eval"):
         load_config(path)
     path.write_text("model_args:\n  device_map: auto\n")
     with pytest.raises(ConfigError, match="model_args.device_map .*pretrained_model_name_or_path"):

@@ -29,6 +29,8 @@ _EXPORTS = {
     "main": "tunesmith.entry",
     "Preprocessor": "tunesmith.data.preprocessor",
     "ChatTemplatePreprocessor": "tunesmith.data.preprocessor",
+    "DefaultPreprocessor": "tunesmith.data.preprocessor",
+    "DefaultInferenceHandler": "tunesmith.inference.handler",
     "InferenceHandler": "tunesmith.inference.handler",
     "ChatInferenceHandler": "tunesmith.inference.handler",
     # one decorator per component kind (docs/extending.md)

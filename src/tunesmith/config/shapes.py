@@ -183,6 +183,15 @@ def _trainer_keys(trainer: Any, where: str) -> dict[str, Any]:
     return out
 
 
+# TrainingArguments names whose tunesmith counterpart works differently: what to write instead.
+_TRAINER_ARG_HINTS = {
+    "deepspeed": "train.distributed.strategy=deepspeed (with train.distributed.deepspeed_config for a JSON file)",
+    "fsdp": "train.distributed.strategy=fsdp", "resume_from_checkpoint": "train.resume",
+    "load_best_model_at_end": "train.keep_best", "metric_for_best_model": "train.best_metric",
+    "lora_r": "peft.r", "max_length": "data.max_length",
+}
+
+
 def _trainer_arg(name: str, value: Any, where: str) -> dict[str, Any]:
     """One ``TrainingArguments`` entry -> tunesmith keys (``{}`` for flags that describe what always happens)."""
     if name in _TRAINER_ARGS:
@@ -203,6 +212,9 @@ def _trainer_arg(name: str, value: Any, where: str) -> dict[str, Any]:
             raise ConfigError(f"trainer.args.do_train=false (in {where}): tunesmith train always trains; "
                               "use tunesmith eval to evaluate only")
         return {}
+    if name in _TRAINER_ARG_HINTS:
+        raise ConfigError(f"trainer.args.{name} (in {where}): not a trainer argument in tunesmith; "
+                          f"set {_TRAINER_ARG_HINTS[name]}")
     raise ConfigError(f"trainer.args.{name} (in {where}): no tunesmith equivalent."
                       f"{did_you_mean(name, [*_TRAINER_ARGS, 'bf16', 'fp16', 'optim', 'report_to'])} "
                       "Set the tunesmith key instead (see docs/coming-from-the-design-documents.md)")
