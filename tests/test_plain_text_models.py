@@ -71,3 +71,15 @@ def test_preprocess_data_result_works_like_a_dataset(tiny_llama_dir, rows_file):
     assert bundle[0]["input_ids"] == bundle.train[0]["input_ids"]
     assert len(bundle["input_ids"]) == 12 and len(bundle[:3]["labels"]) == 3
     assert sum(1 for _ in bundle) == 12
+
+
+def test_answers_stop_at_the_models_context_window(tiny_gpt2_dir):
+    from transformers import AutoModelForCausalLM
+
+    from tunesmith.errors import ModelError
+    from tunesmith.models.generation import new_token_budget
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir)  # 512 positions
+    assert new_token_budget(model, 12, 1000) == 500 and new_token_budget(model, 12, 20) == 20
+    with pytest.raises(ModelError, match="context window of 512"):
+        new_token_budget(model, 512, 10)

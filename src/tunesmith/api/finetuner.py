@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import os
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +14,10 @@ from typing import Any, Optional
 from tunesmith.api.results import TrainResult
 from tunesmith.config import TrainConfig, load_config, save_config, update_config
 from tunesmith.config.keywords import keyword_updates, trainer_updates
+from tunesmith.config.update import disagreements
 from tunesmith.errors import ConfigError, RunDirError
+
+logger = logging.getLogger(__name__)
 
 class FineTuner:
     """Fine-tunes one model on one dataset as described by a ``TrainConfig`` or by keywords.
@@ -79,6 +83,8 @@ class FineTuner:
         extra = trainer_updates(trainer_config)
         if max_length is not None and _sets_key(extra, "eval.max_new_tokens"):
             del updates["eval.max_new_tokens"]  # trainer_config's own generation length wins
+        for clash in disagreements(extra, updates):
+            logger.warning("FineTuner: %s differ (trainer_config, then a keyword); the keyword is used", clash)
         if updates or extra:
             cfg = copy.deepcopy(cfg)  # the caller's config object stays as it was
             update_config(cfg, extra, source="trainer_config")

@@ -129,6 +129,18 @@ def check_updates(updates: dict[str, Any]) -> dict[str, tuple[str, Any, Any]]:
     return chosen
 
 
+def disagreements(earlier: dict[str, Any], later: dict[str, Any]) -> list[str]:
+    """Keys two ``update_config`` dicts both set to different values, described for a warning.
+
+    Example:
+        >>> disagreements({"lr": 1e-4}, {"train.lr": 2e-4})
+        ["train.lr: lr=0.0001 and train.lr=0.0002"]
+    """
+    first, second = check_updates(earlier), check_updates(later)
+    return [f"{key}: {first[key][0]}={first[key][1]!r} and {second[key][0]}={second[key][1]!r}"
+            for key in first if key in second and first[key][2] != second[key][2]]
+
+
 def _flatten(updates: dict[str, Any], prefix: str, types: dict[str, Any]) -> list[tuple[str, str, Any]]:
     """``(key as given, dotted key, value)`` for every leaf; section dicts are opened up."""
     out: list[tuple[str, str, Any]] = []
