@@ -334,7 +334,11 @@ def test_002_trainer_names_and_trainer_registry(tiny_llama_dir):
             loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
             return (-loss, outputs) if return_outputs else -loss
 
-    TRAINER_REGISTRY["my_grad_ascent"] = GradAscentTrainer  # _register_trainer("GradAscent", GradAscentTrainer)
+    from tunesmith.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'GradAscent' already means tunesmith's 'grad_ascent'"):
+        TRAINER_REGISTRY["GradAscent"] = GradAscentTrainer  # _register_trainer("GradAscent", GradAscentTrainer)
+    TRAINER_REGISTRY["my_grad_ascent"] = GradAscentTrainer
     try:
         tuner = FineTuner(str(tiny_llama_dir), "cpu", "arith", trainer_config={
             "train.trainer": "my_grad_ascent", "max_steps": 2, "batch_size": 2, "data.max_samples": 4,
