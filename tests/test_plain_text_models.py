@@ -1,7 +1,6 @@
 """Base models without a chat template (GPT-2 style), the positional device, ``max_length`` as the
 generation length, ``"gpu"`` as a device and a ``preprocess_data()`` result used like a Dataset."""
 
-import json
 import logging
 
 import pytest
@@ -11,14 +10,6 @@ from tunesmith.config import load_config
 
 QUICK = {"train.max_steps": 2, "train.batch_size": 4, "train.precision": "fp32", "eval.before_after": "off",
          "data.cache": False, "data.format": "alpaca"}
-
-
-@pytest.fixture(scope="module")
-def rows_file(tmp_path_factory):
-    rows = [{"instruction": f"Add {a} and {b}.", "output": f"sum is {a + b}"} for a in range(4) for b in range(3)]
-    path = tmp_path_factory.mktemp("rows") / "rows.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in rows))
-    return path
 
 
 def test_device_is_the_second_positional_argument():
@@ -54,23 +45,23 @@ def test_a_base_model_continues_plain_text_and_says_so_once(tiny_gpt2_dir, caplo
     assert len(tuner.tokenizer(first)["input_ids"]) <= 5 + 1  # max_length=5 new tokens (+1: re-tokenizing)
 
 
-def test_a_base_model_trains_on_conversations_as_plain_text(tiny_gpt2_dir, rows_file, tmp_path):
-    tuner = FineTuner(str(tiny_gpt2_dir), "cpu", str(rows_file), trainer_config=QUICK)
+def test_a_base_model_trains_on_conversations_as_plain_text(tiny_gpt2_dir, alpaca_file, tmp_path):
+    tuner = FineTuner(str(tiny_gpt2_dir), "cpu", str(alpaca_file), trainer_config=QUICK)
     bundle = tuner.preprocess_data()
     text = tuner.tokenizer.decode(bundle[0]["input_ids"])
-    assert text.startswith("Add ") and "\nsum is " in text
+    assert text.startswith("Add ") and "\n2 + 3 = 5" in text
     result = tuner.train(tmp_path / "run")
     reloaded = FineTuner.load(result.run_dir, "cpu")
     assert reloaded.tokenizer.chat_template == tuner.tokenizer.chat_template  # prompts as in training
     assert isinstance(reloaded.generate("Add 1 and 2.", max_length=4), str)
 
 
-def test_preprocess_data_result_works_like_a_dataset(tiny_llama_dir, rows_file):
-    bundle = FineTuner(str(tiny_llama_dir), "cpu", str(rows_file), trainer_config=QUICK).preprocess_data()
-    assert len(bundle) == len(bundle.train) == 12
+def test_preprocess_data_result_works_like_a_dataset(tiny_llama_dir, alpaca_file):
+    bundle = FineTuner(str(tiny_llama_dir), "cpu", str(alpaca_file), trainer_config=QUICK).preprocess_data()
+    assert len(bundle) == len(bundle.train) == 18
     assert bundle[0]["input_ids"] == bundle.train[0]["input_ids"]
-    assert len(bundle["input_ids"]) == 12 and len(bundle[:3]["labels"]) == 3
-    assert sum(1 for _ in bundle) == 12
+    assert len(bundle["input_ids"]) == 18 and len(bundle[:3]["labels"]) == 3
+    assert sum(1 for _ in bundle) == 18
 
 
 def test_answers_stop_at_the_models_context_window(tiny_gpt2_dir):

@@ -30,23 +30,6 @@ def dialogue_file(tmp_path) -> Path:
     return path
 
 
-@pytest.fixture
-def tiny_bert_dir(tmp_path_factory) -> Path:
-    """A 1-layer BERT (hidden size 32) with the packaged MiniLM tokenizer, standing in for bert-base-uncased."""
-    from transformers import BertConfig, BertForSequenceClassification
-
-    from tunesmith.models.loading import load_tokenizer
-
-    tokenizer = load_tokenizer("minilm-l6")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512)
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 # -- 001: the FineTuner class ---------------------------------------------------------------------
 def test_001_example_1_train_for_three_epochs_then_generate(tiny_gpt2_dir, dialogue_file, tmp_path,
                                                              monkeypatch, capsys):
@@ -349,25 +332,22 @@ def test_002_trainer_names_and_trainer_registry(tiny_llama_dir):
         TRAINER_REGISTRY.remove("my_grad_ascent")
 
 
-def test_002_a_key_without_equivalent_names_the_tunesmith_way(tmp_path):
+@pytest.mark.parametrize("yaml_text, match", [
+    ("trainer:\n  name: finetune\n  args:\n    deepspeed: ds.json\n",
+     "trainer.args.deepspeed .*train.distributed.strategy=deepspeed"),
+    ("trainer:\n  name: finetune\n  args:\n    label_smoothing_factor: 0.1\n",
+     "trainer.args.label_smoothing_factor .*no tunesmith equivalent"),
+    ("trainer:\n  args:\n    do_train: false\n", "tunesmith eval"),
+    ("model_args:\n  device_map: auto\n", "model_args.device_map .*pretrained_model_name_or_path"),
+    ("trainer:\n  args:\n    output_dir: ${paths.nowhere}\n", r"\$\{paths"),
+])
+def test_002_a_key_without_equivalent_names_the_tunesmith_way(tmp_path, yaml_text, match):
     from tunesmith.config import load_config
     from tunesmith.errors import ConfigError
 
     path = tmp_path / "bad.yaml"
-    path.write_text("trainer:\n  name: finetune\n  args:\n    deepspeed: ds.json\n")
-    with pytest.raises(ConfigError, match="trainer.args.deepspeed .*train.distributed.strategy=deepspeed"):
-        load_config(path)
-    path.write_text("trainer:\n  name: finetune\n  args:\n    label_smoothing_factor: 0.1\n")
-    with pytest.raises(ConfigError, match="trainer.args.label_smoothing_factor .*no tunesmith equivalent"):
-        load_config(path)
-    path.write_text("trainer:\n  args:\n    do_train: false\n")
-    with pytest.raises(ConfigError, match="tunesmith eval"):
-        load_config(path)
-    path.write_text("model_args:\n  device_map: auto\n")
-    with pytest.raises(ConfigError, match="model_args.device_map .*pretrained_model_name_or_path"):
-        load_config(path)
-    path.write_text("trainer:\n  args:\n    output_dir: ${paths.nowhere}\n")
-    with pytest.raises(ConfigError, match=r"\$\{paths"):
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=match):
         load_config(path)
 
 
