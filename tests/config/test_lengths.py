@@ -136,3 +136,18 @@ def test_a_run_lasts_the_epochs_given_to_train(tiny_llama_dir, tmp_path, capsys)
     record = json.loads((result.run_dir / "run.json").read_text())
     assert record["global_step"] == 2 * (len(rows) // 4)  # 8 rows / 4 per batch = 2 steps per epoch
     assert "Length: 2 epochs (train.epochs)" in capsys.readouterr().out
+
+
+def test_command_line_train(monkeypatch, tmp_path):
+    """`tunesmith train job.yaml train.epochs=2`: the whole CLI path, up to the run itself."""
+    import tunesmith.cli.printing as printing
+    from tunesmith.cli.main import main
+
+    seen = []
+    monkeypatch.setattr(FineTuner, "train", lambda self: seen.append(self.config))
+    monkeypatch.setattr(printing, "print_summary", lambda *args: None)
+    assert main(["train", "train.epochs=2"]) == 0
+    path = tmp_path / "job.yaml"
+    path.write_text("train:\n  epochs: 4\n")
+    assert main(["train", str(path)]) == 0
+    assert [lengths(cfg) for cfg in seen] == [(2.0, -1), (4.0, -1)]
