@@ -19,6 +19,7 @@ from tunesmith.errors import ConfigError, RunDirError
 
 logger = logging.getLogger(__name__)
 
+
 class FineTuner:
     """Fine-tunes one model on one dataset as described by a ``TrainConfig`` or by keywords.
 
@@ -88,7 +89,7 @@ class FineTuner:
         if updates or extra:
             cfg = copy.deepcopy(cfg)  # the caller's config object stays as it was
             update_config(cfg, extra, source="trainer_config")
-            update_config(cfg, updates, source="the FineTuner keywords")  # the explicit keywords win over trainer_config
+            update_config(cfg, updates, source="the FineTuner keywords")  # keywords win over trainer_config
         check_components(cfg)  # names, dotted paths and their arguments, before anything is loaded
         self._setup(cfg, preprocessor, inference_handler)
 
@@ -275,8 +276,8 @@ class FineTuner:
         """Load, (evaluate the base model,) train, save, (evaluate the tuned model) and report.
 
         ``num_train_epochs`` replaces the config's length, the packaged 80-step limit included
-        (``tunesmith.config.lengths``). Afterwards ``self.model`` / ``self.tokenizer`` hold the tuned model, ready for ``generate``.
-        The steps are in ``tunesmith.api.train_job``.
+        (``tunesmith.config.lengths``). Afterwards ``self.model`` / ``self.tokenizer`` hold the
+        tuned model, ready for ``generate``. The steps are in ``tunesmith.api.train_job``.
 
         Example:
             >>> FineTuner("smollm2-135m-instruct", dataset_name="arith").train("runs/a", num_train_epochs=2).run_dir

@@ -61,7 +61,8 @@ def load_config(
     merged = compose_groups(selections)
     origin = PACKAGED
     yaml_items = [(k, v) for k, v in user.items() if k == "train" and isinstance(v, dict)]
-    yaml_lengths = _lengths_given(merged, yaml_items + list(shape_keys.items()), origin, f"the config file {config_file}")
+    yaml_lengths = _lengths_given(merged, yaml_items + list(shape_keys.items()), origin,
+                                  f"the config file {config_file}")
     for key, value in user.items():
         if key in GROUPS and not isinstance(value, dict):
             continue

@@ -43,7 +43,8 @@ BUILTIN_KINDS = ("auto", "tags")  # data.template values that are not Jinja file
 
 
 def named_templates() -> list[str]:
-    """The Jinja templates shipped in ``data/chat_templates``: ``["alpaca", "chatml", "continuation", "llama3", "plain"]``."""
+    """The Jinja templates shipped in ``data/chat_templates``:
+    ``["alpaca", "chatml", "continuation", "llama3", "plain"]``."""
     folder = resources.files("tunesmith.data") / "chat_templates"
     return sorted(p.name[: -len(".jinja")] for p in folder.iterdir() if p.name.endswith(".jinja"))
 

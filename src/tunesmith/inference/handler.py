@@ -28,7 +28,8 @@ from tunesmith.inference.predict import ClassifierInferenceHandler
 from tunesmith.models.generation import GenerationSettings
 from tunesmith.registry import Registry
 
-__all__ = ["INFERENCE_HANDLERS", "ChatInferenceHandler", "DefaultInferenceHandler", "ClassifierInferenceHandler", "InferenceHandler", "can_chat",
+__all__ = ["INFERENCE_HANDLERS", "ChatInferenceHandler", "DefaultInferenceHandler", "ClassifierInferenceHandler",
+           "InferenceHandler", "can_chat",
            "register_inference_handler"]
 
 # ``eval.inference_handler`` names one of these (or 'package.module:Class'). A class is instantiated
