@@ -62,6 +62,9 @@ def test_preprocess_data_result_works_like_a_dataset(tiny_llama_dir, alpaca_file
     assert bundle[0]["input_ids"] == bundle.train[0]["input_ids"]
     assert len(bundle["input_ids"]) == 18 and len(bundle[:3]["labels"]) == 3
     assert sum(1 for _ in bundle) == 18
+    assert bundle.column_names == ["input_ids", "labels"] and bundle.num_rows == 18
+    with pytest.raises(AttributeError):
+        bundle.no_such_attribute
 
 
 def test_answers_stop_at_the_models_context_window(tiny_gpt2_dir):

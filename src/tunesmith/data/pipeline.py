@@ -60,7 +60,7 @@ class DataBundle:
     held_out: list[Any] = field(default_factory=list)  # canonical held-out examples (before tokenizing)
 
     # Used like the tokenized training set it holds, as code written for a datasets.Dataset expects:
-    # ``len(bundle)``, ``bundle[0]["input_ids"]``, ``for row in bundle``.
+    # ``len(bundle)``, ``bundle[0]["input_ids"]``, ``for row in bundle``, ``bundle.column_names``.
     def __len__(self) -> int:
         """The number of training rows (``len(bundle.train)``)."""
         return len(self.train)
@@ -72,6 +72,12 @@ class DataBundle:
     def __iter__(self) -> Any:
         """The training rows in order."""
         return iter(self.train)
+
+    def __getattr__(self, name: str) -> Any:
+        """Attributes of ``datasets.Dataset`` (``column_names``, ``features``, ``map``...) from ``train``."""
+        if name.startswith("_") or name == "train":  # copy / pickle probes, and a bundle still being built
+            raise AttributeError(name)
+        return getattr(self.train, name)
 
 
 def resolved_data_config(cfg: DataConfig) -> DataConfig:
