@@ -48,6 +48,11 @@ def test_dataset_entries(data, expected):
     assert keys == expected and rest == {"data": {"max_samples": 5}}
 
 
+def test_data_keys_that_hold_mappings_stay_keys():
+    data = {"dataset_args": {"args": 1}, "columns": {"handler": "h"}}
+    assert translate_shapes({"data": data}, "f") == ({"data": data}, {})
+
+
 def test_trainer_names_are_ours_everywhere():
     assert [trainer_name(n) for n in ("finetune", "GradAscent", "GradDiff", "NPO", "sft")] == [
         "auto", "grad_ascent", "grad_diff", "npo", "sft"]

@@ -17,8 +17,10 @@ becomes ``model.name_or_path=./my-model``, ``model.dtype=bfloat16``, ``train.tra
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+from tunesmith.config.schema import DataConfig
 from tunesmith.errors import ConfigError
 from tunesmith.registry import did_you_mean
 
@@ -224,7 +226,10 @@ def _dataset_entries(data: dict[str, Any]) -> list[tuple[str, str, dict[str, Any
     """``(role, name, entry)`` for each dataset written as ``NAME: {args: {...}}``, directly under
     ``data`` (the training set) or under ``data.train`` / ``eval`` / ``forget`` / ``retain``."""
     out = []
+    fields = {f.name for f in dataclasses.fields(DataConfig)}
     for key, value in data.items():
+        if key in fields and key not in ("train", "eval", "retain"):  # data.dataset_args etc. stay keys
+            continue
         if _is_entry(value):
             out.append(("train", key, value))
         elif key in ("train", "eval", "forget", "retain") and isinstance(value, dict) and len(value) == 1:
