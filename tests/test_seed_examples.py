@@ -128,6 +128,20 @@ def test_001_example_3_default_trainer_config(tiny_gpt2_dir, dialogue_file, tmp_
     assert Path(result.run_dir).resolve() == (tmp_path / "trained_model").resolve()
 
 
+def test_001_the_same_trainer_config_as_training_arguments(tmp_path):
+    from transformers import TrainingArguments
+
+    args = TrainingArguments(output_dir=str(tmp_path / "trained_model"), num_train_epochs=3,
+                             per_device_train_batch_size=8, save_steps=10_000, save_total_limit=2, warmup_steps=5,
+                             save_only_model=True, bf16_full_eval=True, use_cpu=not CUDA)
+    cfg = FineTuner("gpt2", trainer_config=args).config
+    t = cfg.train
+    assert cfg.model.device == ("auto" if CUDA else "cpu")  # use_cpu=True is model.device=cpu
+    assert (t.epochs, t.max_steps, t.batch_size, t.save_steps, t.save_limit, t.warmup_steps) == (
+        3.0, -1, 8, 10_000, 2, 5)
+    assert t.save_only_model and t.bf16_full_eval
+
+
 def test_001_default_trainer_config_checks_its_keys_when_built():
     from tunesmith import DefaultTrainerConfig
     from tunesmith.errors import ConfigError

@@ -169,12 +169,17 @@ def training_arguments_updates(args: Any) -> dict[str, Any]:
     """
     given = args.to_dict()
     default = type(args)(output_dir=args.output_dir).to_dict()
-    unmapped = sorted(k for k in given if k not in _TRAINING_ARGUMENTS_HANDLED and given[k] != default.get(k))
+    handled = set(_TRAINING_ARGUMENTS_HANDLED)
+    if given.get("use_cpu"):  # model.device=cpu; transformers then turns pinned memory off by itself
+        handled |= {"use_cpu", "dataloader_pin_memory"}
+    unmapped = sorted(k for k in given if k not in handled and given[k] != default.get(k))
     if unmapped:
         shown = ", ".join(f"{k}={given[k]!r} (default {default.get(k)!r})" for k in unmapped)
         raise ConfigError(f"trainer_config: TrainingArguments field(s) {shown} have no tunesmith equivalent; "
                           "leave them at their defaults or set the tunesmith config key instead")
     out = {key: given[name] for name, key in _TRAINING_ARGUMENTS.items() if given.get(name) is not None}
+    if given.get("use_cpu"):
+        out["model.device"] = "cpu"
     if given["max_steps"] > 0 and given["num_train_epochs"] == default["num_train_epochs"]:
         del out["train.epochs"]  # a step limit alone: transformers' default epochs are not the user's
     elif given["max_steps"] <= 0:
