@@ -65,7 +65,10 @@ def chatty_llama_dir(tmp_path_factory, smol_tokenizer) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_gpt2_dir(tmp_path_factory, smol_tokenizer) -> Path:
-    """A 2-layer GPT-2 base model (hidden size 32) whose tokenizer has no chat template, like ``gpt2``."""
+    """A 2-layer GPT-2 base model (hidden size 32) whose tokenizer has no chat template, like ``gpt2``.
+
+    Its context window is 64 positions (GPT-2's is 1024), so a long generation stops after a few
+    dozen tokens."""
     import copy
 
     import torch
@@ -74,7 +77,7 @@ def tiny_gpt2_dir(tmp_path_factory, smol_tokenizer) -> Path:
     torch.manual_seed(0)
     tokenizer = copy.deepcopy(smol_tokenizer)
     tokenizer.chat_template = None
-    config = GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=512, vocab_size=len(tokenizer),
+    config = GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64, vocab_size=len(tokenizer),
                         initializer_range=0.2, bos_token_id=tokenizer.bos_token_id,
                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     folder = tmp_path_factory.mktemp("tiny-gpt2")

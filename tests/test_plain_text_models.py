@@ -31,7 +31,10 @@ def test_max_length_is_the_training_and_the_generation_length():
     assert FineTuner().config.eval.max_new_tokens == 96  # untouched without max_length
 
 
-def test_a_base_model_continues_plain_text_and_says_so_once(tiny_gpt2_dir, caplog):
+def test_a_base_model_continues_plain_text_and_says_so_once(tiny_gpt2_dir, caplog, monkeypatch):
+    import tunesmith.data.templates as templates
+
+    monkeypatch.setattr(templates, "_TOLD_PLAIN", set())  # as in a fresh process
     tuner = FineTuner(str(tiny_gpt2_dir), "cpu", max_length=5)
     with caplog.at_level(logging.WARNING, logger="tunesmith"):
         first = tuner.generate("Once upon a time")
@@ -73,7 +76,7 @@ def test_answers_stop_at_the_models_context_window(tiny_gpt2_dir):
     from tunesmith.errors import ModelError
     from tunesmith.models.generation import new_token_budget
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir)  # 512 positions
-    assert new_token_budget(model, 12, 1000) == 500 and new_token_budget(model, 12, 20) == 20
-    with pytest.raises(ModelError, match="context window of 512"):
-        new_token_budget(model, 512, 10)
+    model = AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir)  # 64 positions
+    assert new_token_budget(model, 12, 1000) == 52 and new_token_budget(model, 12, 20) == 20
+    with pytest.raises(ModelError, match="context window of 64"):
+        new_token_budget(model, 64, 10)
