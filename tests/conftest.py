@@ -63,6 +63,47 @@ def chatty_llama_dir(tmp_path_factory, smol_tokenizer) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory, smol_tokenizer) -> Path:
+    """A 2-layer GPT-2 base model (hidden size 32) whose tokenizer has no chat template, like ``gpt2``.
+
+    Its context window is 64 positions (GPT-2's is 1024), so a long generation stops after a few
+    dozen tokens."""
+    import copy
+
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    tokenizer = copy.deepcopy(smol_tokenizer)
+    tokenizer.chat_template = None
+    config = GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=64, vocab_size=len(tokenizer),
+                        initializer_range=0.2, bos_token_id=tokenizer.bos_token_id,
+                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    folder = tmp_path_factory.mktemp("tiny-gpt2")
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    """A 1-layer BERT classifier (hidden size 32) with the packaged MiniLM tokenizer."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from tunesmith.models.loading import load_tokenizer
+
+    tokenizer = load_tokenizer("minilm-l6")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512)
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture
 def alpaca_file(tmp_path) -> Path:
     rows = [{"instruction": f"Add {a} and {b}.", "input": "", "output": f"{a} + {b} = {a + b}\n#### {a + b}"}

@@ -36,24 +36,6 @@ def cases() -> list:
     return out
 
 
-@pytest.fixture(scope="session")
-def tiny_bert_dir(tmp_path_factory) -> Path:
-    """A 1-layer BERT classifier (hidden size 32) with the packaged MiniLM tokenizer."""
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification
-
-    from tunesmith.models.loading import load_tokenizer
-
-    tokenizer = load_tokenizer("minilm-l6")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512)
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 def test_every_doc_has_examples():
     for name in DOC_FILES:
         assert python_blocks(name), f"docs/{name} has no python examples"

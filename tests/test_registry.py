@@ -108,3 +108,22 @@ def test_build_instantiates_classes_and_binds_functions():
     factories.register("f", lambda model, factor=1: model * factor)
     assert factories.build("f", {"factor": 4})(model=2) == 8
     assert factories.build("f")(model=2) == 2
+
+
+def test_dict_style_registration_remove_and_adapt():
+    reg = Registry("widget", key="x.widget", adapt=lambda name, obj: ("adapted", obj))
+    reg["a"] = 1  # REGISTRY["a"] = obj, as Hydra-based toolkits write it
+    assert reg["a"] == ("adapted", 1) == reg.get("a") and "a" in reg
+    reg["a"] = 1  # the same object again is fine
+    with pytest.raises(ConfigError, match="already registered"):
+        reg["a"] = 2
+    reg.remove("a")
+    assert "a" not in reg
+    with pytest.raises(ConfigError, match="unknown widget 'a'"):
+        reg.remove("a")
+
+    @reg.register("b")
+    def b():
+        pass
+
+    assert reg.get("b") == ("adapted", b)  # the decorator form returns the function itself

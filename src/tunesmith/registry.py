@@ -168,10 +168,14 @@ class Registry(Generic[T]):
         self.provided = provided
         self._adapt = adapt
         self._items: dict[str, T] = {}
+        self._given: dict[str, Any] = {}  # name -> the object registered, before adapt
         self._imported: dict[str, T] = {}  # dotted paths already imported
 
     def register(self, name: str, obj: T | None = None, *, overwrite: bool = False):
         """Register ``obj`` under ``name``; usable as ``@registry.register("name")``.
+
+        A registry with ``adapt`` stores ``adapt(name, obj)`` (e.g. a dataset class made into a
+        dataset entry); the decorator form returns ``obj`` itself either way.
 
         Raises:
             ConfigError: ``name`` is taken by another object and ``overwrite`` is False.
@@ -181,16 +185,20 @@ class Registry(Generic[T]):
                               "(':' marks a dotted path to code)")
 
         def add(item: T) -> T:
-            if name in self._items and not overwrite and self._items[name] is not item:
+            same = self._items.get(name) is item or self._given.get(name) is item
+            if name in self._items and not overwrite and not same:
                 raise ConfigError(
                     f"a {self.kind} named '{name}' is already registered; "
                     f"pass overwrite=True to replace it"
                 )
-            self._items[name] = item
+            if not same:
+                self._items[name] = self._adapt(name, item) if self._adapt else item
+                self._given[name] = item
             return item
 
         if obj is not None:
-            return add(obj)
+            add(obj)
+            return self._items[name]
         return add
 
     def get(self, name: str) -> T:
@@ -243,6 +251,21 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         """The registered names, sorted."""
         return sorted(self._items)
+
+    def remove(self, name: str) -> None:
+        """Forget the entry registered as ``name`` (unknown names raise, as in ``get``)."""
+        if name not in self._items:
+            raise ConfigError(self.unknown_message(name))
+        del self._items[name]
+        self._given.pop(name, None)
+
+    def __setitem__(self, name: str, obj: T) -> None:
+        """``REGISTRY["name"] = obj``: ``register(name, obj)`` written as a dict assignment."""
+        self.register(name, obj)
+
+    def __getitem__(self, name: str) -> T:
+        """``REGISTRY["name"]``: the same as ``get(name)``."""
+        return self.get(name)
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

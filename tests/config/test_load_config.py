@@ -41,7 +41,7 @@ def test_group_value_that_is_a_path_means_name_or_path(tmp_path):
         ("train.lr=-1", ["train.lr", "-1.0", "positive"]),
         ("peft=lorra", ["peft", "'lorra'", "Did you mean 'lora'"]),
         ("model=smollm2-135m", ["model", "Did you mean 'smollm2-135m-instruct'"]),
-        ("model.device=gpu", ["model.device", "'gpu'", "cuda"]),
+        ("model.device=tpu", ["model.device", "'tpu'", "cuda"]),
         ("notakey", ["expected key=value"]),
     ],
 )

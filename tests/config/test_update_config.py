@@ -21,6 +21,8 @@ VALUES = {
     "train.weight_decay": 0.01, "peft.r": 8, "peft.alpha": 64, "peft.dropout": 0.1,
     "peft.target_modules": ["q_proj", "v_proj"], "peft.method": "dora", "model.name_or_path": "./my-model",
     "data.train": "rows.jsonl", "data.max_length": 256, "output_dir": "runs/x", "model.device": "cpu",
+    "train.warmup_steps": 5, "train.save_steps": 100, "train.save_limit": 2, "train.save_only_model": True,
+    "train.bf16_full_eval": True, "train.logging_dir": "logs/tb", "train.logging_steps": 3,
 }
 
 
@@ -93,7 +95,7 @@ def test_unknown_key_inside_a_section_dict():
     ({"lr": -1}, "train.lr: -1.0 is not allowed"),
     ({"batch_size": "abc"}, "train.batch_size: expected an integer, got 'abc'"),
     ({"scheduler": "cosin"}, "Did you mean 'cosine'"),
-    ({"device": "gpu"}, "model.device"),
+    ({"device": "tpu"}, "model.device"),
     ({"peft": "dora"}, "peft: a section takes a dict"),
     ({"max_length": 8, "data.min_length": 16}, "data.min_length"),  # a cross-field check
 ])

@@ -249,3 +249,24 @@ def test_packed_loss_is_the_token_weighted_loss_of_the_examples(tiny_llama):
             total += loss.item() * n
             weight += n
     assert packed_loss.item() == pytest.approx(total / weight, abs=1e-5)
+
+
+def test_a_collator_that_takes_a_tokenizer_is_built_with_it(smol_tokenizer):
+    from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding
+
+    from tunesmith.data.collators import COLLATORS, build_collator, register_collator
+
+    register_collator("hf_padding", overwrite=True)(DataCollatorWithPadding)
+    register_collator("hf_seq2seq", overwrite=True)(DataCollatorForSeq2Seq)
+    try:
+        collator = build_collator("hf_padding", "sequence_classification", smol_tokenizer, device="cuda")
+        assert isinstance(collator, DataCollatorWithPadding) and collator.tokenizer is smol_tokenizer
+        assert collator.pad_to_multiple_of == 8  # chosen for the device, as for tunesmith's collators
+        batch = build_collator("hf_seq2seq", "causal_lm", smol_tokenizer, "none")(
+            [{"input_ids": [5, 6, 7], "labels": [5, 6, 7]}, {"input_ids": [8], "labels": [8]}])
+        assert batch["labels"].tolist() == [[5, 6, 7], [8, -100, -100]]
+        with pytest.raises(ConfigError, match="'tokenizer' is passed by tunesmith"):
+            build_collator("hf_padding", "sequence_classification", smol_tokenizer, args={"tokenizer": None})
+    finally:
+        COLLATORS.remove("hf_padding")
+        COLLATORS.remove("hf_seq2seq")

@@ -78,7 +78,7 @@ def test_format_can_be_forced():
 
 
 def test_detection_order_is_fixed():
-    assert detection_order() == ["messages", "sharegpt", "alpaca", "prompt_completion", "qa",
+    assert detection_order() == ["tokenized", "messages", "sharegpt", "alpaca", "prompt_completion", "qa",
                                  "pair_classification", "classification", "seq2seq", "text"]
     assert set(detection_order()) == set(FORMATS.names())
 
@@ -265,3 +265,37 @@ def test_empty_input_and_unknown_format():
     assert to_examples([], "auto") == ([], to_examples([], "auto")[1])
     with pytest.raises(ConfigError, match="Did you mean 'sharegpt'"):
         to_examples([({"a": 1}, "f:1")], "sharegtp")
+
+
+# -- pre-tokenized rows ---------------------------------------------------------------------------
+def test_tokenized_rows_are_detected_and_kept_as_ids():
+    from tunesmith.data.examples import TokenizedExample
+
+    rows = [({"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, "t:1"),
+            ({"input_ids": [8, 9, 0, 0], "attention_mask": [1, 1, 0, 0]}, "t:2")]
+    examples, info = to_examples(rows, "auto")
+    assert info.format == "tokenized"
+    assert examples == [TokenizedExample([5, 6, 7], [-100, 6, 7], where="t:1"),
+                        TokenizedExample([8, 9], None, where="t:2")]  # padding dropped; all tokens trained
+
+
+@pytest.mark.parametrize("row, match", [
+    ({"input_ids": "5 6 7"}, "'input_ids' must be a list of integers"),
+    ({"input_ids": [5, 6], "labels": [6]}, "'labels' has 1 entries but 'input_ids' has 2"),
+    ({"input_ids": []}, "holds no tokens"),
+])
+def test_bad_tokenized_rows_name_the_problem(row, match):
+    with pytest.raises(DataError, match=match):
+        to_examples([(row, "t:1")], "tokenized")
+
+
+def test_tokenized_rows_follow_the_length_rules(smol_tokenizer):
+    from tunesmith.data.examples import TokenizedExample
+    from tunesmith.data.tokenize import TokenizeSettings, tokenize_examples
+
+    examples = [TokenizedExample([1, 2, 3, 4, 5], [-100, -100, 3, 4, 5], "t:1"), TokenizedExample([7, 8], None, "t:2")]
+    rows, stats = tokenize_examples(smol_tokenizer, examples, "causal_lm",
+                                    TokenizeSettings(max_length=4, truncation="truncate_end"))
+    assert rows == [{"input_ids": [1, 2, 3, 4], "labels": [-100, -100, 3, 4]},
+                    {"input_ids": [7, 8], "labels": [7, 8]}]
+    assert stats.truncated_end == 1

@@ -29,7 +29,7 @@ EOS = "<|im_end|>"
 SMOL_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 ALPACA_PREAMBLE = ("Below is an instruction that describes a task. Write a response that appropriately "
                    "completes the request.")
-TEMPLATES = ["auto", "chatml", "llama3", "alpaca", "plain", "tags"]
+TEMPLATES = ["auto", "chatml", "llama3", "alpaca", "plain", "continuation", "tags"]
 LOSS_MODES = ["all", "assistant", "last_assistant"]
 M = IGNORE_INDEX
 
@@ -81,6 +81,11 @@ def reference_pieces(template: str, messages: list[Message]) -> list[tuple[str, 
                 pieces.append(("### Instruction:\n" + m.content + "\n\n", None))
             else:
                 pieces += [("### Response:\n", None), (m.content + EOS, i), ("\n\n", None)]
+        elif template == "continuation":  # the prompt is the text itself; the answer starts with a newline
+            if answer:
+                pieces += [("\n" + m.content + EOS, i), ("\n", None)]
+            else:
+                pieces.append((m.content + ("\n\n" if m.role == "system" else ""), None))
         elif template == "plain":
             if answer:
                 pieces += [(m.content + EOS, i), ("\n", None)]
@@ -189,7 +194,8 @@ def test_prompt_is_the_training_prefix(smol_tokenizer, template):
     segments = tpl.render_segments(c, "assistant")
     text = "".join(s for s, _ in segments)
     prompt = tpl.render_prompt(c.prompt_messages())
-    assert segments[-1][0].startswith("4") or segments[-2][0].startswith("4")
+    answer = "\n4" if template == "continuation" else "4"  # continuation: the answer starts on its own line
+    assert segments[-1][0].startswith(answer) or segments[-2][0].startswith(answer)
     assert text.startswith(prompt.replace("Hello<|eot_id|>", "Hello<|eot_id|><|im_end|>"))
 
 
@@ -214,7 +220,7 @@ def test_module_functions_use_the_tokenizers_template(smol_tokenizer):
 
 
 def test_template_names():
-    assert template_names() == ["auto", "tags", "alpaca", "chatml", "llama3", "plain"]
+    assert template_names() == ["auto", "tags", "alpaca", "chatml", "continuation", "llama3", "plain"]
     with pytest.raises(ConfigError, match="Did you mean 'chatml'"):
         resolve_template(None, DataConfig(template="chatlm"))
 
@@ -258,12 +264,21 @@ def test_shipped_templates_start_with_bos_when_the_tokenizer_adds_one(bos_tokeni
 # --- errors ---------------------------------------------------------------------------------
 
 
-def test_no_chat_template_with_auto_says_what_to_set(smol_tokenizer):
+def test_no_chat_template_with_auto_continues_plain_text_said_once(smol_tokenizer, caplog):
+    import logging
+
     tok = copy.deepcopy(smol_tokenizer)
     tok.chat_template = None
-    with pytest.raises(DataError, match="no chat template") as err:
+    tok.name_or_path = "no-template-model"
+    with caplog.at_level(logging.WARNING, logger="tunesmith.data.templates"):
+        tpl = resolve_template(tok, DataConfig())
         resolve_template(tok, DataConfig())
-    assert "data.template" in str(err.value) and "chatml" in str(err.value) and "tags" in str(err.value)
+    told = [r.getMessage() for r in caplog.records if "no chat template" in r.getMessage()]
+    assert len(told) == 1 and "data.template" in told[0] and "chatml" in told[0] and "tags" in told[0]
+    assert tpl.name == "continuation"
+    assert tpl.render_prompt([Message("user", "Once upon a time")]) == "Once upon a time"
+    segments = tpl.render_segments(Conversation([Message("user", "2+2?"), Message("assistant", "4")]), "assistant")
+    assert segments == [("2+2?", False), ("\n4" + tok.eos_token, True), ("\n", False)]
     c = Conversation([Message("user", "a"), Message("assistant", "b")])
     for name in ("chatml", "plain", "tags"):  # a named template needs no chat template of the model
         assert resolve_template(tok, DataConfig(template=name)).render_segments(c, "assistant")

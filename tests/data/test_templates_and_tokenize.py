@@ -80,12 +80,10 @@ def test_padding_collator_pads_right_with_masked_labels():
     assert padded["input_ids"].shape[1] == 4
 
 
-def test_no_chat_template_is_a_clear_error(smol_tokenizer):
+def test_no_chat_template_renders_plain_text(smol_tokenizer):
     from copy import deepcopy
-
-    from tunesmith.errors import DataError
 
     tok = deepcopy(smol_tokenizer)
     tok.chat_template = None
-    with pytest.raises(DataError, match="no chat template"):
-        render_segments(tok, conv("a", "b"), "assistant")
+    assert render_segments(tok, conv("a", "b"), "assistant") == [("a", False), ("\nb" + tok.eos_token, True),
+                                                                 ("\n", False)]

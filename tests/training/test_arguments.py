@@ -131,3 +131,21 @@ def test_examples_load(tmp_path):
             assert deepspeed_config(cfg.train.distributed)["zero_optimization"]["stage"] == cfg.train.distributed.zero_stage
         else:
             training_args_kwargs(cfg, tmp_path, "cuda", "bf16", True)
+
+
+def test_trainer_keys_from_the_design_documents_reach_training_arguments():
+    k = kwargs("train.warmup_steps=5", "train.save_only_model=true", "train.bf16_full_eval=true",
+               "train.save_steps=10", "train.save_limit=2")
+    assert (k["warmup_steps"], k["save_only_model"], k["bf16_full_eval"]) == (5, True, True)
+    assert (k["save_strategy"], k["save_steps"], k["save_total_limit"]) == ("steps", 10, 2)
+    assert kwargs()["warmup_steps"] == 0.05  # without warmup_steps: the ratio
+
+
+def test_logging_dir_turns_tensorboard_on(tmp_path):
+    cfg = load_config(overrides=[f"train.logging_dir={tmp_path / 'tb'}"])
+    assert cfg.train.log_to == ["tensorboard"]
+    from tunesmith.training.callbacks import build_callbacks
+    from tunesmith.training.loggers import TensorBoardLogger
+
+    (logger,) = [c for c in build_callbacks(cfg.train, tmp_path / "run", {}) if isinstance(c, TensorBoardLogger)]
+    assert logger.log_dir == tmp_path / "tb"

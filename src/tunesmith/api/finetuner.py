@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import os
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +14,11 @@ from typing import Any, Optional
 from tunesmith.api.results import TrainResult
 from tunesmith.config import TrainConfig, load_config, save_config, update_config
 from tunesmith.config.keywords import keyword_updates, trainer_updates
+from tunesmith.config.update import disagreements
 from tunesmith.errors import ConfigError, RunDirError
+
+logger = logging.getLogger(__name__)
+
 
 class FineTuner:
     """Fine-tunes one model on one dataset as described by a ``TrainConfig`` or by keywords.
@@ -26,14 +31,18 @@ class FineTuner:
     Args:
         model_id: model alias, hub id or local folder (``model.name_or_path``); a ``TrainConfig``
             here is the whole config, as in ``FineTuner(cfg)``.
-        device: ``cpu``, ``cuda``, ``cuda:1``, ``mps`` (``model.device``).
+        device: ``cpu``, ``cuda`` (or ``gpu``), ``cuda:1``, ``mps`` (``model.device``); also the
+            second positional argument, as in ``FineTuner("gpt2", "cuda")``.
         dataset_name: dataset name, hub id or local file (``data.train``).
         lora_r, lora_alpha, lora_bias: ``peft.r``, ``peft.alpha``, ``peft.bias``.
         lora_target_modules: ``peft.target_modules``; None keeps the config's (``all-linear``).
         preprocessor: a ``tunesmith.data.preprocessor.Preprocessor``; default ``ChatTemplatePreprocessor``.
         lora_task_type: peft ``TaskType`` or its name (``"CAUSAL_LM"``, ``"SEQ_CLS"``,
             ``"SEQ_2_SEQ_LM"``, ``"causal_lm"``) -> ``model.task``; None infers it from the model.
-        max_length: tokens per example (``data.max_length``).
+        max_length: the sequence length in tokens, for training and generation alike: each training
+            example has at most this many tokens (``data.max_length``) and ``generate`` / ``__call__``
+            write at most this many new tokens (``eval.max_new_tokens``, unless ``trainer_config``
+            sets it).
         quantize: True trains LoRA on a 4-bit base (``peft.method=qlora``).
         quantization_config: dict of ``bnb_4bit_quant_type`` / ``bnb_4bit_use_double_quant`` /
             ``bnb_4bit_compute_dtype`` (or the short names), or ``{"load_in_8bit": True}`` (int8).
@@ -48,7 +57,7 @@ class FineTuner:
         (8, 'arith')
     """
 
-    def __init__(self, model_id: Any = None, *, device: Optional[str] = None, dataset_name: Optional[str] = None,
+    def __init__(self, model_id: Any = None, device: Optional[str] = None, dataset_name: Optional[str] = None,
                  lora_r: int = 16, lora_alpha: int = 32, lora_target_modules: Optional[list[str]] = None,
                  lora_bias: str = "none", preprocessor: Any = None, lora_task_type: Any = None,
                  max_length: Optional[int] = None, quantize: bool = False,
@@ -73,10 +82,14 @@ class FineTuner:
             raise ConfigError(f"config: expected a TrainConfig, got {type(config).__name__}")
         cfg = config or load_config()
         extra = trainer_updates(trainer_config)
+        if max_length is not None and _sets_key(extra, "eval.max_new_tokens"):
+            del updates["eval.max_new_tokens"]  # trainer_config's own generation length wins
+        for clash in disagreements(extra, updates):
+            logger.warning("FineTuner: %s differ (trainer_config, then a keyword); the keyword is used", clash)
         if updates or extra:
             cfg = copy.deepcopy(cfg)  # the caller's config object stays as it was
-            update_config(cfg, extra)
-            update_config(cfg, updates)  # the explicit keywords win over trainer_config
+            update_config(cfg, extra, source="trainer_config")
+            update_config(cfg, updates, source="the FineTuner keywords")  # keywords win over trainer_config
         check_components(cfg)  # names, dotted paths and their arguments, before anything is loaded
         self._setup(cfg, preprocessor, inference_handler)
 
@@ -161,7 +174,8 @@ class FineTuner:
         m = self.config.model
         task = infer_task(load_model_config(m.name_or_path, m.trust_remote_code, m.revision), m.task)
         self.tokenizer = load_tokenizer(m.name_or_path, m.trust_remote_code, m.revision)
-        if self.config.data.template != "auto":
+        no_template = task == "causal_lm" and not getattr(self.tokenizer, "chat_template", None)
+        if self.config.data.template != "auto" or no_template:  # no template: plain text (data/templates.py)
             # Saved with the run, so inference renders prompts exactly as training did.
             self.tokenizer.chat_template = resolve_template(self.tokenizer, self.config.data).jinja
         self.task = task
@@ -265,8 +279,9 @@ class FineTuner:
     def train(self, output_dir: str | os.PathLike | None = None, num_train_epochs: Optional[float] = None) -> TrainResult:
         """Load, (evaluate the base model,) train, save, (evaluate the tuned model) and report.
 
-        Afterwards ``self.model`` / ``self.tokenizer`` hold the tuned model, ready for ``generate``.
-        The steps are in ``tunesmith.api.train_job``.
+        ``num_train_epochs`` replaces the config's length, the packaged 80-step limit included
+        (``tunesmith.config.lengths``). Afterwards ``self.model`` / ``self.tokenizer`` hold the
+        tuned model, ready for ``generate``. The steps are in ``tunesmith.api.train_job``.
 
         Example:
             >>> FineTuner("smollm2-135m-instruct", dataset_name="arith").train("runs/a", num_train_epochs=2).run_dir
@@ -280,7 +295,7 @@ class FineTuner:
         if num_train_epochs is not None:
             updates["num_train_epochs"] = num_train_epochs
         if updates:
-            update_config(self.config, updates)
+            update_config(self.config, updates, source="train()")
         return run_training(self)
 
     # -- after training -----------------------------------------------------------------------
@@ -356,3 +371,11 @@ class FineTuner:
                                 "method": self.config.peft.method,
                                 "trained_in": str(self.run_dir) if self.run_dir else None})
         return path
+
+
+def _sets_key(updates: dict[str, Any], dotted: str) -> bool:
+    """Whether an ``update_config`` dict sets ``dotted`` (``{"eval.max_new_tokens": 8}`` or
+    ``{"eval": {"max_new_tokens": 8}}``)."""
+    section, leaf = dotted.split(".", 1)
+    nested = updates.get(section)
+    return dotted in updates or (isinstance(nested, dict) and leaf in nested)

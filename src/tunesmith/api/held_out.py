@@ -61,7 +61,7 @@ def evaluate_model(tuner: Any, metric: Optional[str] = None, max_samples: Option
         from transformers import set_seed
 
         set_seed(cfg.train.seed)  # sampled answers repeat from one evaluation to the next
-    _, held_out = load_conversations(cfg.data, cfg.train.seed)
+    _, held_out = load_conversations(cfg.data, cfg.train.seed, tuner.tokenizer)
     chosen = choose_metric(metric or cfg.eval.metric, task, cfg.data.eval or cfg.data.train, held_out)
     bundle = None
     if chosen.needs != "generations":
@@ -71,9 +71,10 @@ def evaluate_model(tuner: Any, metric: Optional[str] = None, max_samples: Option
     elif not held_out:
         raise DataError(NO_HELD_OUT)
     limit = max_samples or (cfg.eval.max_samples if chosen.needs == "generations" else None)
+    has_bundle = bundle is not None  # (a bundle's truth is its training set's length)
     return evaluate_held_out(
-        tuner.model, tuner.tokenizer, chosen, task, held_out=held_out, dataset=bundle.eval if bundle else None,
-        label_names=(bundle.label_names if bundle else None) or list(cfg.data.label_names) or None,
+        tuner.model, tuner.tokenizer, chosen, task, held_out=held_out, dataset=bundle.eval if has_bundle else None,
+        label_names=(bundle.label_names if has_bundle else None) or list(cfg.data.label_names) or None,
         settings=settings_from_config(cfg.eval), batch_size=cfg.eval.batch_size, max_samples=limit,
         device=device, autocast=lambda: tuner._autocast(device, precision), desc="Evaluating")
 

@@ -16,6 +16,7 @@ from typing import Any, Optional
 from tunesmith.api.held_out import before_after_metric, held_out_metrics, unlearning_metrics
 from tunesmith.api.results import TrainResult
 from tunesmith.config import save_config
+from tunesmith.config.lengths import describe_length
 
 
 def run_training(tuner: Any) -> TrainResult:
@@ -41,7 +42,8 @@ def run_training(tuner: Any) -> TrainResult:
     run_dir, checkpoint = dist.share_from_main(lambda: _prepare(cfg, prepare_run_dir, CONFIG_FILE))
     set_seed(cfg.train.seed)
     print(f"Run directory: {run_dir}\nDevice: {device}, precision: {precision}"
-          + (f", {dist.world_size()} processes" if dist.world_size() > 1 else ""), flush=True)
+          + (f", {dist.world_size()} processes" if dist.world_size() > 1 else "")
+          + f"\nLength: {describe_length(cfg.train.epochs, cfg.train.max_steps)}", flush=True)
 
     with dist.main_process_first():  # rank 0 fills the data cache and converts a GGUF file once
         task, bundle = _load_data(tuner)

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from tunesmith.config.lengths import EPOCHS, MAX_STEPS, PACKAGED, set_length_origin, settle_length
 from tunesmith.config.paths import check_confined, check_switch_not_in_file
 from tunesmith.config.schema import TrainConfig
 from tunesmith.config.validate import build_config, check_values
@@ -35,6 +36,7 @@ def load_config(
 ) -> TrainConfig:
     """Compose the config and check every key and value; nothing heavy is loaded."""
     user = _read_yaml(config_file) if config_file else {}
+    user, shape_keys = _user_shapes(user, str(config_file)) if config_file else ({}, {})
     parsed = parse_overrides(list(overrides))
     if config_file:
         check_switch_not_in_file(user, config_file)
@@ -57,6 +59,10 @@ def load_config(
             values.append((key, value))
 
     merged = compose_groups(selections)
+    origin = PACKAGED
+    yaml_items = [(k, v) for k, v in user.items() if k == "train" and isinstance(v, dict)]
+    yaml_lengths = _lengths_given(merged, yaml_items + list(shape_keys.items()), origin,
+                                  f"the config file {config_file}")
     for key, value in user.items():
         if key in GROUPS and not isinstance(value, dict):
             continue
@@ -64,8 +70,17 @@ def load_config(
             _deep_update(merged[key], value)
         else:
             merged[key] = value
+    for key, value in shape_keys.items():  # model_args, trainer.args, ... (config/shapes.py)
+        _set_dotted(merged, key, value)
+    if yaml_lengths:
+        merged["train"].update({k.split(".")[1]: v for k, v in yaml_lengths.items()})
+        origin = f"the config file {config_file}"
+    line_lengths = _lengths_given(merged, values, origin, "the command line")
     for key, value in values:
         _set_dotted(merged, key, value)
+    if line_lengths:
+        merged["train"].update({k.split(".")[1]: v for k, v in line_lengths.items()})
+        origin = "the command line"
     try:
         cfg = check_values(build_config(merged))
     except ConfigError as err:
@@ -74,7 +89,65 @@ def load_config(
         raise
     if config_file:  # paths from a config file in another folder stay inside it (config/paths.py)
         check_confined(cfg, config_file, _command_line_keys(parsed))
+    set_length_origin(cfg, origin)
     return cfg
+
+
+def _user_shapes(user: dict[str, Any], where: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Resolve ``${...}`` interpolation in a user's file, then translate component shapes
+    (``model_args``, ``trainer: {name, args}``, ...) into dotted keys (see ``config/shapes.py``).
+
+    A top-level ``paths`` mapping only holds values for ``${paths.…}`` and is dropped afterwards.
+    """
+    from tunesmith.config.shapes import translate_shapes, uses_shapes
+
+    if _has_interpolation(user):
+        from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
+
+        try:
+            user = OmegaConf.to_container(OmegaConf.create(user), resolve=True)  # type: ignore[assignment]
+        except OmegaConfBaseException as err:
+            key = getattr(err, "full_key", None)
+            raise ConfigError(f"{key or 'interpolation'} (in {where}): {str(err).splitlines()[0]}; a ${{...}} "
+                              "reference must name a key of this file (e.g. ${paths.out} with a paths: section) "
+                              "or an environment variable (${oc.env:NAME})") from None
+        user.pop("paths", None)
+    elif isinstance(user.get("paths"), dict):
+        raise ConfigError(f"paths (in {where}): a paths section only holds values for ${{paths.…}} references, "
+                          "and nothing here refers to it; remove it or use the values")
+    return translate_shapes(user, where) if uses_shapes(user) else (user, {})
+
+
+def _has_interpolation(value: Any) -> bool:
+    if isinstance(value, str):
+        return "${" in value
+    if isinstance(value, dict):
+        return any(_has_interpolation(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_interpolation(v) for v in value)
+    return False
+
+
+def _lengths_given(merged: dict[str, Any], items: list[tuple[str, Any]], origin: str,
+                   source: str) -> dict[str, Any]:
+    """The length keys (``train.epochs`` / ``train.max_steps``) to set for one layer of user settings
+    (``items``: dotted keys or a ``train`` dict), settled against the lengths ``merged`` holds so far."""
+    from tunesmith.config.schema import TrainSection
+    from tunesmith.config.validate import convert
+
+    raw: dict[str, Any] = {}
+    for key, value in items:
+        if key == "train" and isinstance(value, dict):
+            raw.update({f"train.{k}": v for k, v in value.items() if f"train.{k}" in (EPOCHS, MAX_STEPS)})
+        elif key in (EPOCHS, MAX_STEPS):
+            raw[key] = value
+    types = {EPOCHS: float, MAX_STEPS: int}
+    given = {key: convert(value, types[key], key) for key, value in raw.items()}
+    train = merged.get("train") or {}
+    default = TrainSection()
+    return settle_length(float(train.get("epochs", default.epochs)), int(train.get("max_steps", default.max_steps)),
+                         origin, given, source)
 
 
 def compose_groups(selections: dict[str, str]) -> dict[str, Any]:

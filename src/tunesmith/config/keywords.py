@@ -25,7 +25,9 @@ _TRAINING_ARGUMENTS = {"learning_rate": "train.lr", "num_train_epochs": "train.e
                        "per_device_eval_batch_size": "eval.batch_size",
                        "gradient_accumulation_steps": "train.grad_accum", "lr_scheduler_type": "train.scheduler",
                        "weight_decay": "train.weight_decay", "seed": "train.seed",
-                       "logging_steps": "train.logging_steps", "output_dir": "output_dir"}
+                       "logging_steps": "train.logging_steps", "output_dir": "output_dir",
+                       "save_total_limit": "train.save_limit", "save_only_model": "train.save_only_model",
+                       "bf16_full_eval": "train.bf16_full_eval"}
 _TRAINING_ARGUMENTS_HANDLED = {*_TRAINING_ARGUMENTS, "save_steps", "eval_steps", "save_strategy", "eval_strategy",
                                "logging_strategy", "warmup_ratio", "warmup_steps", "bf16", "fp16",
                                # no effect on what is trained: logging destinations and names
@@ -112,10 +114,30 @@ def keyword_updates(*, model_id: Any = None, device: Optional[str] = None, datas
         out["peft.bias"] = lora_bias
     if lora_task_type is not None:
         out["model.task"] = task_from_peft(lora_task_type)
-    if max_length is not None:
+    if max_length is not None:  # one sequence length: training examples and generated answers
         out["data.max_length"] = max_length
+        out["eval.max_new_tokens"] = max_length
     out.update(quantization_updates(quantization_config, quantize))
     return out
+
+
+class DefaultTrainerConfig(dict):
+    """``trainer_config`` written as keywords, with transformers' names or tunesmith's own keys.
+
+    Every key and value is checked when it is built, so a typo fails here rather than at
+    ``FineTuner``. It is a dict: ``FineTuner(trainer_config=...)`` and ``update_config`` take it.
+
+    Example:
+        >>> cfg = DefaultTrainerConfig(output_dir="runs/a", num_train_epochs=3, save_total_limit=2)
+        >>> FineTuner(trainer_config=cfg).config.train.save_limit
+        2
+    """
+
+    def __init__(self, **settings: Any) -> None:
+        from tunesmith.config.update import check_updates
+
+        check_updates(settings)
+        super().__init__(settings)
 
 
 def trainer_updates(trainer_config: Any) -> dict[str, Any]:
@@ -147,12 +169,21 @@ def training_arguments_updates(args: Any) -> dict[str, Any]:
     """
     given = args.to_dict()
     default = type(args)(output_dir=args.output_dir).to_dict()
-    unmapped = sorted(k for k in given if k not in _TRAINING_ARGUMENTS_HANDLED and given[k] != default.get(k))
+    handled = set(_TRAINING_ARGUMENTS_HANDLED)
+    if given.get("use_cpu"):  # model.device=cpu; transformers then turns pinned memory off by itself
+        handled |= {"use_cpu", "dataloader_pin_memory"}
+    unmapped = sorted(k for k in given if k not in handled and given[k] != default.get(k))
     if unmapped:
         shown = ", ".join(f"{k}={given[k]!r} (default {default.get(k)!r})" for k in unmapped)
         raise ConfigError(f"trainer_config: TrainingArguments field(s) {shown} have no tunesmith equivalent; "
                           "leave them at their defaults or set the tunesmith config key instead")
     out = {key: given[name] for name, key in _TRAINING_ARGUMENTS.items() if given.get(name) is not None}
+    if given.get("use_cpu"):
+        out["model.device"] = "cpu"
+    if given["max_steps"] > 0 and given["num_train_epochs"] == default["num_train_epochs"]:
+        del out["train.epochs"]  # a step limit alone: transformers' default epochs are not the user's
+    elif given["max_steps"] <= 0:
+        del out["train.max_steps"]  # epochs alone (transformers' default 3 when not given) set the length
     for name, allowed in (("logging_strategy", ("steps",)), ("save_strategy", ("steps", "no")),
                           ("eval_strategy", ("steps", "no"))):
         if given.get(name, "steps" if name != "eval_strategy" else "no") not in allowed:
@@ -167,10 +198,7 @@ def training_arguments_updates(args: Any) -> dict[str, Any]:
     if steps and 0 < steps < 1:  # transformers 5: a float below 1 is a fraction of the steps
         ratio = steps
     elif steps:
-        if given["max_steps"] <= 0:
-            raise ConfigError(f"trainer_config: TrainingArguments.warmup_steps={steps!r} needs max_steps > 0 "
-                              "to become train.warmup_ratio; give warmup_steps as a fraction below 1 instead")
-        ratio = steps / given["max_steps"]
+        out["train.warmup_steps"] = int(steps)
     out["train.warmup_ratio"] = ratio
     if given.get("bf16") or given.get("fp16"):
         out["train.precision"] = "bf16" if given.get("bf16") else "fp16"

@@ -111,7 +111,9 @@ class DataConfig:
     eval_split_name: Optional[str] = None  # split of data.train used as the eval set (e.g. test)
     format: str = "auto"  # see `tunesmith.data.formats.FORMATS`; auto detects from the columns
     columns: dict[str, str] = field(default_factory=dict)  # canonical name -> column in the file
-    template: str = "auto"  # auto (tokenizer's own) | chatml | llama3 | alpaca | plain | tags
+    # auto (the tokenizer's own; continuation when it has none) | chatml | llama3 | alpaca | plain |
+    # continuation | tags
+    template: str = "auto"
     tags: PromptTags = field(default_factory=PromptTags)
     max_length: int = 512  # tokens per example
     truncation: Truncation = "drop"  # what happens to longer examples; each one is counted
@@ -204,13 +206,17 @@ class TrainSection:
 
     trainer: str = "auto"  # auto: sft, seq2seq or classification by the model's task
     trainer_args: dict[str, Any] = field(default_factory=dict)  # extra arguments for the trainer factory
+    # The defaults are the packaged job's (configs/train/default.yaml), so TrainConfig() and
+    # `tunesmith train` run the same thing: 80 steps at lr 1e-3, a few minutes on a laptop CPU.
+    # Giving epochs anywhere clears the step limit (tunesmith.config.lengths).
     epochs: float = 1.0
-    max_steps: int = -1  # > 0 overrides epochs
+    max_steps: int = 80  # > 0 decides the length; -1: train.epochs decide it
     batch_size: int = 8
     grad_accum: int = 1
-    lr: float = 2e-4
+    lr: float = 1e-3
     scheduler: Scheduler = "cosine"
     warmup_ratio: float = 0.05
+    warmup_steps: int = 0  # > 0: warm up over this many optimizer steps instead of warmup_ratio
     weight_decay: float = 0.0
     seed: int = 42
     precision: Precision = "auto"
@@ -224,6 +230,10 @@ class TrainSection:
     eval_strategy: Interval = "auto"  # auto: every eval_steps when eval_steps > 0, else no
     save_strategy: Interval = "auto"  # auto: every save_steps when save_steps > 0, else only the end
     save_limit: int = 0  # checkpoints kept in checkpoints/ (oldest deleted first); 0 keeps all
+    # Checkpoints hold the weights only (no optimizer, scheduler or RNG state): smaller, but a run
+    # resumed from one restarts its optimizer and learning-rate schedule.
+    save_only_model: bool = False
+    bf16_full_eval: bool = False  # evaluation during training runs the model in bf16 (not autocast)
     keep_best: bool = False  # at the end, load the checkpoint with the best best_metric and save it
     best_metric: BestMetric = "loss"  # eval metric for keep_best and early stopping (accuracy: classifiers)
     early_stopping_patience: int = 0  # stop after this many evaluations without improvement; 0: off
@@ -231,6 +241,8 @@ class TrainSection:
     callbacks: list[str] = field(default_factory=list)  # registered names or 'package.module:Class'
     callback_args: dict[str, dict[str, Any]] = field(default_factory=dict)  # callback name -> arguments
     log_to: list[LogTarget] = field(default_factory=list)  # tensorboard, mlflow (metrics.jsonl always)
+    # TensorBoard's folder (default <run_dir>/tensorboard); setting it turns TensorBoard logging on.
+    logging_dir: Optional[str] = None
     mlflow_tracking_uri: Optional[str] = None  # default: a local file store in <run_dir>/mlruns
     mlflow_experiment: str = "tunesmith"
     distributed: DistributedConfig = field(default_factory=DistributedConfig)

@@ -11,6 +11,7 @@ import difflib
 import typing
 from typing import Any
 
+from tunesmith.config.lengths import EPOCHS, MAX_STEPS, length_origin, set_length_origin, settle_length
 from tunesmith.config.schema import TrainConfig
 from tunesmith.config.validate import build_config, check_values, convert
 from tunesmith.errors import ConfigError
@@ -30,6 +31,13 @@ ALIASES: dict[str, str] = {
     "scheduler": "train.scheduler",
     "lr_scheduler_type": "train.scheduler",
     "warmup_ratio": "train.warmup_ratio",
+    "warmup_steps": "train.warmup_steps",
+    "save_steps": "train.save_steps",
+    "save_total_limit": "train.save_limit",
+    "save_only_model": "train.save_only_model",
+    "bf16_full_eval": "train.bf16_full_eval",
+    "logging_dir": "train.logging_dir",
+    "logging_steps": "train.logging_steps",
     "weight_decay": "train.weight_decay",
     "r": "peft.r",
     "lora_r": "peft.r",
@@ -65,27 +73,22 @@ def schema_keys(cls: type = TrainConfig, prefix: str = "") -> dict[str, Any]:
     return keys
 
 
-def update_config(cfg: TrainConfig, updates: dict[str, Any]) -> TrainConfig:
+def update_config(cfg: TrainConfig, updates: dict[str, Any], source: str = "update_config") -> TrainConfig:
     """Apply ``updates`` to ``cfg`` in place after checking them all; on any error ``cfg`` is unchanged.
+
+    A length given here (epochs or max_steps) replaces the config's length, as described in
+    ``tunesmith.config.lengths``; ``source`` names the caller in the messages about it.
 
     Example:
         >>> cfg = update_config(TrainConfig(), {"lr": 5e-4, "peft.r": 8, "train": {"seed": 1}})
         >>> cfg.train.lr, cfg.peft.r, cfg.train.seed
         (0.0005, 8, 1)
     """
-    if not isinstance(updates, dict):
-        raise ConfigError(f"update_config: expected a dict of keys to values, got {updates!r}")
-    types = schema_keys()
-    chosen: dict[str, tuple[str, Any, Any]] = {}  # dotted key -> (key as given, value, converted)
-    for given, dotted, value in _flatten(updates, "", types):
-        converted = convert(value, types[dotted], dotted)
-        if dotted in chosen and chosen[dotted][2] != converted:
-            first, first_value, _ = chosen[dotted]
-            raise ConfigError(
-                f"{dotted}: set twice with different values: {first!r}={first_value!r} and "
-                f"{given!r}={value!r}; keep one of them"
-            )
-        chosen[dotted] = (given, value, converted)
+    chosen = check_updates(updates)
+    lengths = settle_length(cfg.train.epochs, cfg.train.max_steps, length_origin(cfg),
+                            {k: chosen[k][2] for k in (EPOCHS, MAX_STEPS) if k in chosen}, source)
+    for dotted, value in lengths.items():
+        chosen.setdefault(dotted, (dotted, value, value))
 
     # Validate a full copy first, so a bad value (or a bad combination) never half-applies.
     merged = dataclasses.asdict(cfg)
@@ -96,7 +99,46 @@ def update_config(cfg: TrainConfig, updates: dict[str, Any]) -> TrainConfig:
             node = node[section]
         node[leaf] = value
     _assign(cfg, check_values(build_config(merged)))
+    if lengths:
+        set_length_origin(cfg, source)
     return cfg
+
+
+def check_updates(updates: dict[str, Any]) -> dict[str, tuple[str, Any, Any]]:
+    """Check every key and value of an ``update_config`` dict without applying it.
+
+    Returns ``{dotted key: (key as given, value, converted value)}``.
+
+    Example:
+        >>> check_updates({"lr": "5e-4"})
+        {'train.lr': ('lr', '5e-4', 0.0005)}
+    """
+    if not isinstance(updates, dict):
+        raise ConfigError(f"update_config: expected a dict of keys to values, got {updates!r}")
+    types = schema_keys()
+    chosen: dict[str, tuple[str, Any, Any]] = {}
+    for given, dotted, value in _flatten(updates, "", types):
+        converted = convert(value, types[dotted], dotted)
+        if dotted in chosen and chosen[dotted][2] != converted:
+            first, first_value, _ = chosen[dotted]
+            raise ConfigError(
+                f"{dotted}: set twice with different values: {first!r}={first_value!r} and "
+                f"{given!r}={value!r}; keep one of them"
+            )
+        chosen[dotted] = (given, value, converted)
+    return chosen
+
+
+def disagreements(earlier: dict[str, Any], later: dict[str, Any]) -> list[str]:
+    """Keys two ``update_config`` dicts both set to different values, described for a warning.
+
+    Example:
+        >>> disagreements({"lr": 1e-4}, {"train.lr": 2e-4})
+        ["train.lr: lr=0.0001 and train.lr=0.0002"]
+    """
+    first, second = check_updates(earlier), check_updates(later)
+    return [f"{key}: {first[key][0]}={first[key][1]!r} and {second[key][0]}={second[key][1]!r}"
+            for key in first if key in second and first[key][2] != second[key][2]]
 
 
 def _flatten(updates: dict[str, Any], prefix: str, types: dict[str, Any]) -> list[tuple[str, str, Any]]:

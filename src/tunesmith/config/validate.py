@@ -195,11 +195,16 @@ def check_values(cfg: TrainConfig) -> TrainConfig:
             raise ConfigError(f"data.mix[{i}].weight: {source.weight!r} is not allowed; expected a positive weight")
     if not cfg.peft.target_modules:
         raise ConfigError("peft.target_modules: empty list; give module names or 'all-linear'")
+    from tunesmith.config.shapes import trainer_name
+
+    cfg.train.trainer = trainer_name(cfg.train.trainer)  # GradAscent -> grad_ascent, finetune -> auto
     device = cfg.model.device
+    if device == "gpu" or device.startswith("gpu:"):  # the word many tools use for a CUDA device
+        device = cfg.model.device = "cuda" + device[3:]
     if not (device in ("auto", "cpu", "cuda", "mps") or device.startswith("cuda:")):
         raise ConfigError(
             f"model.device: {device!r} is not allowed.{did_you_mean(device, ['auto', 'cpu', 'cuda', 'mps'])}"
-            " Allowed: auto, cpu, cuda, cuda:N, mps"
+            " Allowed: auto, cpu, cuda (or gpu), cuda:N, mps"
         )
     return cfg
 
@@ -208,6 +213,7 @@ def _check_train_values(t: Any) -> None:
     """Range checks of ``train.*`` keys added for the training engine, and their combinations."""
     rules = [
         ("train.max_grad_norm", t.max_grad_norm, t.max_grad_norm >= 0, "0 (no clipping) or a positive norm"),
+        ("train.warmup_steps", t.warmup_steps, t.warmup_steps >= 0, "0 (use train.warmup_ratio) or a number of steps"),
         ("train.save_limit", t.save_limit, t.save_limit >= 0, "0 (keep all) or a number of checkpoints"),
         ("train.early_stopping_patience", t.early_stopping_patience, t.early_stopping_patience >= 0,
          "0 (off) or a number of evaluations"),
@@ -234,6 +240,8 @@ def _check_train_values(t: Any) -> None:
         if on and not evaluates:
             raise ConfigError(f"{key}: needs evaluation during training; set train.eval_steps=N (or "
                               "train.eval_strategy=epoch) and give held-out data (data.eval or data.eval_split)")
+    if t.logging_dir and "tensorboard" not in t.log_to:
+        t.log_to = [*t.log_to, "tensorboard"]  # a TensorBoard folder was given: the user wants its logs
     for i, name in enumerate(t.log_to):
         if name in t.log_to[:i]:
             raise ConfigError(f"train.log_to[{i}]: {name!r} is listed twice")

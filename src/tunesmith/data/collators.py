@@ -22,15 +22,23 @@ from tunesmith.registry import Registry
 PaddingSide = Literal["right", "left"]
 
 # tunesmith builds a collator as ``cls(pad_token_id=..., pad_to_multiple_of=..., padding_side=...,
+# **data.collator_args)``, or, for a class that takes a ``tokenizer`` instead (transformers'
+# ``DataCollatorWithPadding``, ``DataCollatorForSeq2Seq``), as ``cls(tokenizer=..., pad_to_multiple_of=...,
 # **data.collator_args)``; the result is called with a list of token rows and returns a batch.
 COLLATORS: Registry[Callable[..., Any]] = Registry(
-    "collator", key="data.collator", provided=("pad_token_id", "pad_to_multiple_of", "padding_side"))
+    "collator", key="data.collator", provided=("pad_token_id", "pad_to_multiple_of", "padding_side", "tokenizer"))
 
 
 def register_collator(name: str, *, overwrite: bool = False) -> Callable:
     """Decorator: register a collator class as ``data.collator=<name>``.
 
-    It is built as ``cls(pad_token_id, pad_to_multiple_of, padding_side, **data.collator_args)``.
+    It is built as ``cls(pad_token_id, pad_to_multiple_of, padding_side, **data.collator_args)``; a
+    class that takes ``tokenizer`` and no ``pad_token_id`` (transformers' collators) is built as
+    ``cls(tokenizer=..., pad_to_multiple_of=..., **data.collator_args)``.
+
+    Example:
+        >>> from transformers import DataCollatorWithPadding
+        >>> register_collator("with_padding")(DataCollatorWithPadding)  # then data.collator=with_padding
 
     Raises:
         ConfigError: ``name`` is already registered (pass ``overwrite=True`` to replace it).
@@ -222,6 +230,16 @@ class PackedCollator(PaddingSettings):
         return batch
 
 
+def _parameter_names(obj: Any) -> set[str]:
+    """The keyword names ``obj`` accepts (a class, function or ``functools.partial``); empty if unknown."""
+    import inspect
+
+    try:
+        return set(inspect.signature(obj).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
 def pad_multiple_for_device(device: Any) -> int | None:
     """``"cuda:0"`` -> ``8`` (tensor cores want multiples of 8); ``"cpu"`` / ``"mps"`` -> ``None``."""
     return 8 if str(device).startswith("cuda") else None
@@ -262,6 +280,13 @@ def build_collator(name: str, task: str, tokenizer: Any, packing: str = "none", 
     (see `PackedCollator`).
     """
     cls = COLLATORS.build(resolve_collator_name(name, task, packing, model_type), args, "data.collator_args")
+    params = _parameter_names(cls)
+    if "tokenizer" in params and "pad_token_id" not in params:  # a transformers-style collator
+        if getattr(tokenizer, "pad_token_id", None) is None:
+            raise ModelError(f"data.collator: {name!r} pads with the tokenizer, which has no pad token; "
+                             "set tokenizer.pad_token (e.g. to its EOS token) or use data.collator=auto")
+        extra = {"pad_to_multiple_of": pad_multiple_for_device(device)} if "pad_to_multiple_of" in params else {}
+        return cls(tokenizer=tokenizer, **extra)
     pad_id = getattr(tokenizer, "pad_token_id", None)
     if pad_id is None:
         pad_id = getattr(tokenizer, "eos_token_id", None)

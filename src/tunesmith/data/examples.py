@@ -73,7 +73,20 @@ class Seq2SeqExample:
     where: str = ""
 
 
-Example = Conversation | TextExample | ClassificationExample | Seq2SeqExample
+@dataclass
+class TokenizedExample:
+    """Token ids that were tokenized before tunesmith saw them; ``labels`` as in ``data/tokenize.py``
+    (unshifted, -100 where nothing is trained; None: every token is trained).
+
+    ``{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}`` -> ``TokenizedExample([5, 6, 7], [-100, 6, 7])``.
+    """
+
+    input_ids: list[int]
+    labels: Optional[list[int]] = None
+    where: str = ""
+
+
+Example = Conversation | TextExample | ClassificationExample | Seq2SeqExample | TokenizedExample
 
 # The kind of example each format produces, by the name ``formats`` and ``tokenize`` use for it.
 EXAMPLE_KINDS: dict[type, str] = {
@@ -81,4 +94,5 @@ EXAMPLE_KINDS: dict[type, str] = {
     TextExample: "text",
     ClassificationExample: "classification",
     Seq2SeqExample: "seq2seq",
+    TokenizedExample: "tokenized",
 }

@@ -28,6 +28,7 @@ from tunesmith.data.examples import (
     Message,
     Seq2SeqExample,
     TextExample,
+    TokenizedExample,
 )
 from tunesmith.data.labels import LABEL, LabelMap, build_label_map, check_label_value, read_label
 from tunesmith.data.row_fields import MISSING, UNKNOWN_FORMAT, WRONG_TYPE, found, read_text
@@ -54,7 +55,7 @@ class RowFormat:
     columns: tuple[str, ...]  # required columns; their presence identifies the format
     optional: tuple[str, ...] = ()  # columns read when present
     priority: int = 100  # lower wins when several formats match a row's columns
-    kind: str = "conversation"  # what parse returns: conversation | text | classification | seq2seq
+    kind: str = "conversation"  # what parse returns: conversation | text | classification | seq2seq | tokenized
 
     @property
     def uses_labels(self) -> bool:
@@ -333,6 +334,41 @@ def from_seq2seq(row: dict[str, Any], where: str, context: ParseContext) -> Seq2
 def from_text(row: dict[str, Any], where: str, context: ParseContext) -> TextExample:
     """``{"text": "Once upon a time"}`` -> ``TextExample("Once upon a time")`` (language modelling)."""
     return TextExample(read_text(row, "text", where), where=where)
+
+
+@register_format("tokenized", ("input_ids",), optional=("labels", "attention_mask"), priority=5, kind="tokenized")
+def from_tokenized(row: dict[str, Any], where: str, context: ParseContext) -> TokenizedExample:
+    """Rows that are token ids already, for causal LMs: ``{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}``
+    -> ``TokenizedExample([5, 6, 7], [-100, 6, 7])``.
+
+    Without ``labels`` every token is trained. Positions where ``attention_mask`` is 0 (padding
+    added before) are dropped; tunesmith pads each batch itself.
+    """
+    ids = _id_list(row, "input_ids", where)
+    labels = _id_list(row, "labels", where) if row.get("labels") is not None else None
+    mask = _id_list(row, "attention_mask", where) if row.get("attention_mask") is not None else None
+    for name, values in (("labels", labels), ("attention_mask", mask)):
+        if values is not None and len(values) != len(ids):
+            raise DataError(f"{where}: '{name}' has {len(values)} entries but 'input_ids' has {len(ids)}; "
+                            "they must be the same length (labels are unshifted)", reason=WRONG_TYPE)
+    if mask is not None:
+        keep = [i for i, m in enumerate(mask) if m]
+        ids = [ids[i] for i in keep]
+        labels = [labels[i] for i in keep] if labels is not None else None
+    if not ids:
+        raise DataError(f"{where}: 'input_ids' holds no tokens", reason=WRONG_TYPE)
+    return TokenizedExample(ids, labels, where=where)
+
+
+def _id_list(row: dict[str, Any], key: str, where: str) -> list[int]:
+    """``row[key]`` as a list of ints (token ids, labels or a mask); anything else is a DataError."""
+    value = row.get(key)
+    if hasattr(value, "tolist"):  # a tensor or an array
+        value = value.tolist()
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise DataError(f"{where}: '{key}' must be a list of integers (token ids), got {str(value)[:60]}",
+                        reason=WRONG_TYPE)
+    return list(value)
 
 
 def _label(row: dict[str, Any], where: str, context: ParseContext) -> tuple[int, Optional[str]]:

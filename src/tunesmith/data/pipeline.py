@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from tunesmith.config.schema import DataConfig
+from tunesmith.config.shapes import template_args_for
 from tunesmith.config.validate import build_config
 from tunesmith.data.bad_rows import BadRowPolicy, BadRowReport
 from tunesmith.data.builtin import BUILTIN_DATASETS
@@ -57,6 +58,26 @@ class DataBundle:
     notes: list[str] = field(default_factory=list)  # bad rows skipped, duplicates, mixing, cache hits
     pack_stats: Optional[PackStats] = None
     held_out: list[Any] = field(default_factory=list)  # canonical held-out examples (before tokenizing)
+
+    # Used like the tokenized training set it holds, as code written for a datasets.Dataset expects:
+    # ``len(bundle)``, ``bundle[0]["input_ids"]``, ``for row in bundle``, ``bundle.column_names``.
+    def __len__(self) -> int:
+        """The number of training rows (``len(bundle.train)``)."""
+        return len(self.train)
+
+    def __getitem__(self, index: Any) -> Any:
+        """A training row, a slice or a column of ``bundle.train`` (``bundle[0]``, ``bundle["input_ids"]``)."""
+        return self.train[index]
+
+    def __iter__(self) -> Any:
+        """The training rows in order."""
+        return iter(self.train)
+
+    def __getattr__(self, name: str) -> Any:
+        """Attributes of ``datasets.Dataset`` (``column_names``, ``features``, ``map``...) from ``train``."""
+        if name.startswith("_") or name == "train":  # copy / pickle probes, and a bundle still being built
+            raise AttributeError(name)
+        return getattr(self.train, name)
 
 
 def resolved_data_config(cfg: DataConfig) -> DataConfig:
@@ -105,11 +126,16 @@ def _handler_args(cfg: DataConfig, spec: str) -> Optional[dict[str, Any]]:
 
 
 def read_examples(cfg: DataConfig, spec: str, split: str, seed: int, key: str, fmt: Optional[str] = None,
-                  columns: Optional[dict[str, str]] = None, subset: Optional[str] = None) -> ExampleSet:
-    """Rows of one dataset split -> canonical examples, under the bad-row policy."""
+                  columns: Optional[dict[str, str]] = None, subset: Optional[str] = None,
+                  tokenizer: Any = None) -> ExampleSet:
+    """Rows of one dataset split -> canonical examples, under the bad-row policy.
+
+    ``tokenizer`` reaches dataset handler classes, which tokenize their own items.
+    """
     policy = BadRowPolicy(cfg.on_bad_rows, cfg.max_bad_fraction, key=key)
     read_errors = policy.collector()
-    rows = load_rows(spec, split, seed, key, subset=subset, bad_rows=read_errors, args=_handler_args(cfg, spec))
+    rows = load_rows(spec, split, seed, key, subset=subset, bad_rows=read_errors, args=_handler_args(cfg, spec),
+                     tokenizer=tokenizer, template_args=template_args_for(cfg))
     rows = apply_row_transforms(rows, cfg.transforms, seed)
     parse_row, info = prepare_parser(rows, fmt or cfg.format, columns if columns is not None else cfg.columns,
                                      cfg.label_names or None, strict=cfg.on_bad_rows == "error")
@@ -120,25 +146,27 @@ def read_examples(cfg: DataConfig, spec: str, split: str, seed: int, key: str, f
 def _held_out_split(cfg: DataConfig) -> Optional[str]:
     if cfg.eval_split_name:
         return cfg.eval_split_name
-    if is_builtin(cfg.train):
+    if is_builtin(cfg.train) and "test" in BUILTIN_DATASETS.get(cfg.train).splits:
         return "test"
     return None
 
 
-def load_example_sets(cfg: DataConfig, seed: int) -> tuple[ExampleSet, list[Any], list[str]]:
+def load_example_sets(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tuple[ExampleSet, list[Any], list[str]]:
     """Train examples (mixed, de-duplicated, sampled), held-out examples, and notes for the user."""
     cfg = resolved_data_config(cfg)
     notes: list[str] = []
-    train = read_examples(cfg, cfg.train, cfg.split, seed, "data.train", subset=cfg.subset)
+    train = read_examples(cfg, cfg.train, cfg.split, seed, "data.train", subset=cfg.subset, tokenizer=tokenizer)
     if train.bad_rows:
         notes.append(f"data.train: {train.bad_rows.summary()}")
     examples = train.examples
     held_out: list[Any] = []
     if cfg.eval:
         split = "test" if is_builtin(cfg.eval) else (cfg.eval_split_name or "train")
-        held_out = read_examples(cfg, cfg.eval, split, seed, "data.eval", subset=cfg.subset).examples
+        held_out = read_examples(cfg, cfg.eval, split, seed, "data.eval", subset=cfg.subset,
+                                 tokenizer=tokenizer).examples
     elif _held_out_split(cfg):
-        held_out = read_examples(cfg, cfg.train, _held_out_split(cfg), seed, "data.train", subset=cfg.subset).examples
+        held_out = read_examples(cfg, cfg.train, _held_out_split(cfg), seed, "data.train", subset=cfg.subset,
+                                 tokenizer=tokenizer).examples
     elif cfg.eval_split > 0:
         order = list(range(len(examples)))
         random.Random(seed).shuffle(order)
@@ -152,7 +180,7 @@ def load_example_sets(cfg: DataConfig, seed: int) -> tuple[ExampleSet, list[Any]
         sets = [examples]
         for i, source in enumerate(cfg.mix):
             extra = read_examples(cfg, source.train, source.split, seed, f"data.mix[{i}]", source.format,
-                                  source.columns, source.subset).examples
+                                  source.columns, source.subset, tokenizer).examples
             if cfg.dedupe:
                 extra, n = dedupe(extra, key_fn=_example_key)
                 removed += n
@@ -217,7 +245,7 @@ def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int =
 
     if isinstance(cfg, dict):
         cfg = check_values_data(build_config(cfg, DataConfig, prefix="data."))
-    train_set, held_out, notes = load_example_sets(cfg, seed)
+    train_set, held_out, notes = load_example_sets(cfg, seed, tokenizer)
     cfg = resolved_data_config(cfg)
     train_rows, train_stats = _tokenize_cached(tokenizer, train_set.examples, task, cfg, "Tokenizing train", notes,
                                                preprocessor)
@@ -244,9 +272,9 @@ def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int =
                       list(train_set.info.label_names or []), notes, pack_stats, held_out)
 
 
-def load_conversations(cfg: DataConfig, seed: int) -> tuple[list[Any], list[Any]]:
+def load_conversations(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tuple[list[Any], list[Any]]:
     """Train and held-out canonical examples (kept for callers that only need examples)."""
-    train, held_out, _ = load_example_sets(cfg, seed)
+    train, held_out, _ = load_example_sets(cfg, seed, tokenizer)
     return train.examples, held_out
 
 

@@ -23,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 from tunesmith.data.tokenize import TokenizeSettings, TokenizeStats, tokenize_examples
 from tunesmith.registry import Registry
 
-__all__ = ["PREPROCESSORS", "ChatTemplatePreprocessor", "Preprocessor", "register_preprocessor"]
+__all__ = ["PREPROCESSORS", "ChatTemplatePreprocessor", "DefaultPreprocessor", "Preprocessor", "register_preprocessor"]
 
 # ``data.preprocessor`` names one of these (or 'package.module:Class'); a class is instantiated with
 # ``data.preprocessor_args``.
@@ -79,3 +79,4 @@ class ChatTemplatePreprocessor:
 
 
 register_preprocessor("chat_template")(ChatTemplatePreprocessor)
+DefaultPreprocessor = ChatTemplatePreprocessor  # the name FineTuner's design gives the default

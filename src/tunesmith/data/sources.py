@@ -100,9 +100,16 @@ def check_source(spec: str, key: str, args: Optional[Mapping[str, Any]] = None) 
                             f"Built-in: {', '.join(BUILTIN_DATASETS.names())}")
 
 
+def _needs_tokenizer(dataset: Any) -> bool:
+    """Whether a registered dataset is a handler class that tokenizes its own items."""
+    build = getattr(dataset.build, "__wrapped__", dataset.build)
+    return bool(getattr(build, "needs_tokenizer", False))
+
+
 def load_rows(spec: str, split: str = "train", seed: int = 0, key: str = "data.train",
               subset: Optional[str] = None, bad_rows: BadRowSink = None,
-              args: Optional[Mapping[str, Any]] = None) -> list[Row]:
+              args: Optional[Mapping[str, Any]] = None, tokenizer: Any = None,
+              template_args: Optional[dict[str, Any]] = None) -> list[Row]:
     """Rows of ``spec`` (see the module docstring for what a spec may be).
 
     Args:
@@ -112,6 +119,8 @@ def load_rows(spec: str, split: str = "train", seed: int = 0, key: str = "data.t
         subset: hub dataset config name (``datasets.load_dataset``'s second argument).
         bad_rows: None raises on the first malformed record; a list collects them and reading goes on.
         args: keyword arguments for a registered or dotted-path dataset (``data.dataset_args``).
+        tokenizer, template_args: for a dataset handler class (``tunesmith.data.handlers``), which
+            tokenizes its own items.
 
     Example:
         >>> load_rows("d.jsonl")   # d.jsonl: '{"q": "2+2", "a": "4"}\\n\\n{"q": "1+1", "a": "2"}\\n'
@@ -120,7 +129,8 @@ def load_rows(spec: str, split: str = "train", seed: int = 0, key: str = "data.t
     check_source(spec, key, args)
     if is_builtin(spec):
         dataset = BUILTIN_DATASETS.get(spec)
-        rows = dataset.build(split, seed, None, **dict(args or {}))
+        inputs = {"tokenizer": tokenizer, "template_args": template_args} if _needs_tokenizer(dataset) else {}
+        rows = dataset.build(split, seed, None, **inputs, **dict(args or {}))
         return [(row, f"{spec}[{split}]:{i}") for i, row in enumerate(rows)]
     path = Path(spec).expanduser()
     if path.is_dir() and is_saved_dataset(path):

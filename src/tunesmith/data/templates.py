@@ -4,8 +4,11 @@
 ``render_segments`` on its result and inference calls ``render_prompt``, so a tuned model is always
 prompted exactly the way it was trained. ``data.template`` picks the template:
 
-- ``auto``: the tokenizer's own chat template (an error when the model has none);
-- ``chatml``, ``llama3``, ``alpaca``, ``plain``: Jinja files shipped in ``data/chat_templates/``;
+- ``auto``: the tokenizer's own chat template; a tokenizer without one (a base model such as GPT-2)
+  gets ``continuation``, so a prompt is continued as plain text (said once per tokenizer);
+- ``chatml``, ``llama3``, ``alpaca``, ``plain``, ``continuation``: Jinja files shipped in
+  ``data/chat_templates/`` (``continuation`` renders a prompt as the text itself and starts each
+  answer on a new line; ``plain`` ends every turn with a newline);
 - ``tags``: literal markers from ``data.tags`` (``PromptTags``), no Jinja.
 
 How assistant spans are found (the growing-prefix method): render the conversation up to turn *i*
@@ -22,8 +25,8 @@ BOS itself. The model's own template (``auto``) is taken as it is.
 from __future__ import annotations
 
 import abc
-
 import json
+import logging
 from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
@@ -33,18 +36,21 @@ from tunesmith.data.examples import Conversation, Message
 from tunesmith.errors import ConfigError, DataError
 from tunesmith.registry import did_you_mean
 
+logger = logging.getLogger(__name__)
+
 Segment = tuple[str, bool]  # (text, trained)
 BUILTIN_KINDS = ("auto", "tags")  # data.template values that are not Jinja files
 
 
 def named_templates() -> list[str]:
-    """The Jinja templates shipped in ``data/chat_templates``: ``["alpaca", "chatml", "llama3", "plain"]``."""
+    """The Jinja templates shipped in ``data/chat_templates``:
+    ``["alpaca", "chatml", "continuation", "llama3", "plain"]``."""
     folder = resources.files("tunesmith.data") / "chat_templates"
     return sorted(p.name[: -len(".jinja")] for p in folder.iterdir() if p.name.endswith(".jinja"))
 
 
 def template_names() -> list[str]:
-    """Every allowed ``data.template``: ``["auto", "tags", "alpaca", "chatml", "llama3", "plain"]``."""
+    """Every allowed ``data.template``: ``["auto", "tags", "alpaca", "chatml", "continuation", "llama3", "plain"]``."""
     return list(BUILTIN_KINDS) + named_templates()
 
 
@@ -251,11 +257,29 @@ def resolve_template(tokenizer: Any, data_cfg: Any = None) -> ChatTemplate:
     -> ``"<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\n"``.
     """
     name = getattr(data_cfg, "template", "auto") if data_cfg is not None else "auto"
+    if name == "auto" and not getattr(tokenizer, "chat_template", None):
+        _say_plain_once(tokenizer)
+        name = "continuation"  # a base model without a chat template continues plain text
     if name == "auto":
         return JinjaChatTemplate(tokenizer)
     if name == "tags":
         return TagsChatTemplate(tokenizer, getattr(data_cfg, "tags", None))
     return JinjaChatTemplate(tokenizer, name, load_named_template(name))
+
+
+_TOLD_PLAIN: set[str] = set()  # tokenizers already reported as having no chat template
+
+
+def _say_plain_once(tokenizer: Any) -> None:
+    """Log once per tokenizer that prompts and conversations are rendered as plain text."""
+    name = str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
+    if name in _TOLD_PLAIN:
+        return
+    _TOLD_PLAIN.add(name)
+    logger.warning("%s has no chat template: prompts are continued as plain text and conversations are "
+                   "rendered with data.template=continuation (the prompt as written, then each answer on a "
+                   "new line ending with EOS); set data.template to %s or tags for a chat format.",
+                   name, ", ".join(n for n in named_templates() if n != "continuation"))
 
 
 def render_prompt(tokenizer: Any, messages: list[Message], template: Optional[ChatTemplate] = None) -> str:

@@ -30,6 +30,7 @@ from tunesmith.data.examples import (
     Message,
     Seq2SeqExample,
     TextExample,
+    TokenizedExample,
 )
 from tunesmith.data.templates import ChatTemplate, adds_bos, check_template_name, resolve_template, seq2seq_source
 from tunesmith.data.truncation import IGNORE_INDEX, TRUNCATIONS, fit_to_length
@@ -43,7 +44,7 @@ LOSS_ON = ("all", "assistant", "last_assistant")
 NOTED = 20  # examples named in the stats per list; the counts are always exact
 # Which example kinds each task can tokenize (seq2seq data can train a causal LM as question -> answer).
 ACCEPTS = {
-    "causal_lm": ("conversation", "text", "seq2seq"),
+    "causal_lm": ("conversation", "text", "seq2seq", "tokenized"),
     "seq2seq": ("seq2seq", "conversation"),
     "sequence_classification": ("classification",),
 }
@@ -226,6 +227,7 @@ class _Job:
         kind = EXAMPLE_KINDS[type(example)]
         if kind not in ACCEPTS[self.task]:
             formats = {"classification": "classification, pair_classification", "text": "text",
+                       "tokenized": "tokenized",
                        "seq2seq": "seq2seq", "conversation": "messages, sharegpt, alpaca, prompt_completion, qa"}
             allowed = "; ".join(f"{k} ({formats[k]})" for k in ACCEPTS[self.task])
             raise DataError(f"{example.where}: model.task={self.task} cannot train on {kind} examples; it takes "
@@ -240,6 +242,9 @@ class _Job:
         if isinstance(example, Seq2SeqExample):
             example = Conversation([Message("user", example.source), Message("assistant", example.target)],
                                    reference=example.target, where=example.where)
+        if isinstance(example, TokenizedExample):  # tokenized before: only the length rules apply
+            labels = example.labels if example.labels is not None else list(example.input_ids)
+            return self._fit_causal(list(example.input_ids), list(labels), example.where, stats)
         if isinstance(example, TextExample):
             encoded = tokenize_text(self.tokenizer, example, self.bos)
         else:

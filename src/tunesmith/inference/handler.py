@@ -28,7 +28,8 @@ from tunesmith.inference.predict import ClassifierInferenceHandler
 from tunesmith.models.generation import GenerationSettings
 from tunesmith.registry import Registry
 
-__all__ = ["INFERENCE_HANDLERS", "ChatInferenceHandler", "ClassifierInferenceHandler", "InferenceHandler", "can_chat",
+__all__ = ["INFERENCE_HANDLERS", "ChatInferenceHandler", "DefaultInferenceHandler", "ClassifierInferenceHandler",
+           "InferenceHandler", "can_chat",
            "register_inference_handler"]
 
 # ``eval.inference_handler`` names one of these (or 'package.module:Class'). A class is instantiated
@@ -106,6 +107,7 @@ class ChatInferenceHandler:
 
 register_inference_handler("chat")(ChatInferenceHandler)
 register_inference_handler("classify")(ClassifierInferenceHandler)
+DefaultInferenceHandler = ChatInferenceHandler  # the name FineTuner's design gives the default
 
 
 def can_chat(handler: Any) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Iterator, Optional
 
-from tunesmith.models.generation import GenerationSettings
+from tunesmith.models.generation import GenerationSettings, new_token_budget
 
 
 def _counting_streamer(tokenizer: Any, skip_prompt: bool, eos_ids: set[int]) -> Any:
@@ -67,7 +67,8 @@ class ReplyStream:
         device = next(model.parameters()).device
         enc = tokenizer([prompt], return_tensors="pt", add_special_tokens=encoder_decoder).to(device)
         self.prompt_tokens = int(enc["input_ids"].shape[1])
-        kwargs = dict(**enc, streamer=self.streamer, max_new_tokens=settings.max_new_tokens,
+        budget = new_token_budget(model, self.prompt_tokens, settings.max_new_tokens)  # within the model's window
+        kwargs = dict(**enc, streamer=self.streamer, max_new_tokens=budget,
                       do_sample=settings.do_sample, pad_token_id=tokenizer.pad_token_id, eos_token_id=eos)
         if settings.do_sample:
             kwargs.update(temperature=settings.temperature, top_p=settings.top_p)

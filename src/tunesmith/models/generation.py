@@ -16,6 +16,29 @@ class GenerationSettings:
     top_p: float = 0.9
 
 
+def new_token_budget(model: Any, prompt_tokens: int, wanted: int) -> int:
+    """New tokens a decoder may write after a prompt: ``wanted``, but never past the model's
+    context window (GPT-2: 1024 positions), so a long ``max_new_tokens`` stops at the window
+    instead of failing.
+
+    Example:
+        >>> new_token_budget(gpt2, prompt_tokens=30, wanted=1000)
+        994
+    """
+    from tunesmith.errors import ModelError
+
+    config = model.config
+    if getattr(config, "is_encoder_decoder", False):
+        return wanted
+    window = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    if not window:
+        return wanted
+    if prompt_tokens >= window:
+        raise ModelError(f"the prompt has {prompt_tokens} tokens, which fills the model's context window of "
+                         f"{window} tokens; shorten it")
+    return min(wanted, window - prompt_tokens)
+
+
 def generate_texts(
     model: Any,
     tokenizer: Any,
@@ -52,8 +75,9 @@ def generate_texts(
             # tokenizer's (e.g. T5's closing </s>), as in training.
             enc = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True,
                             add_special_tokens=encoder_decoder).to(device)
+            budget = new_token_budget(model, int(enc["input_ids"].shape[1]), settings.max_new_tokens)
             with torch.inference_mode():
-                out = model.generate(**enc, **kwargs)
+                out = model.generate(**enc, **{**kwargs, "max_new_tokens": budget})
             # Decoder-only models return prompt + continuation; encoder-decoders only the decoder side.
             new = out if encoder_decoder else out[:, enc["input_ids"].shape[1] :]
             for i, text in zip(batch, tokenizer.batch_decode(new, skip_special_tokens=True)):
@@ -75,7 +99,8 @@ def stream_text(model: Any, tokenizer: Any, prompt: str, settings: GenerationSet
     encoder_decoder = getattr(model.config, "is_encoder_decoder", False)
     enc = tokenizer([prompt], return_tensors="pt", add_special_tokens=encoder_decoder).to(device)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=not encoder_decoder, skip_special_tokens=True)
-    kwargs = dict(**enc, streamer=streamer, max_new_tokens=settings.max_new_tokens,
+    budget = new_token_budget(model, int(enc["input_ids"].shape[1]), settings.max_new_tokens)
+    kwargs = dict(**enc, streamer=streamer, max_new_tokens=budget,
                   do_sample=settings.do_sample, pad_token_id=tokenizer.pad_token_id,
                   eos_token_id=tokenizer.eos_token_id)
     if settings.do_sample:

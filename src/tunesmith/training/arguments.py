@@ -96,6 +96,7 @@ def _checkpoint_kwargs(t: TrainSection, has_eval: bool) -> dict[str, Any]:
         "eval_strategy": evaluate, "eval_steps": t.eval_steps if evaluate == "steps" else None,
         "save_strategy": save, "save_steps": save_steps if save == "steps" else 500,
         "save_total_limit": t.save_limit or None, "load_best_model_at_end": t.keep_best,
+        "save_only_model": t.save_only_model, "bf16_full_eval": t.bf16_full_eval,
     }
     if t.keep_best or t.early_stopping_patience:
         out["metric_for_best_model"] = t.best_metric  # transformers reads "loss" as eval_loss, lower is better
@@ -115,7 +116,8 @@ def training_args_kwargs(cfg: TrainConfig, run_dir: Path, device: str, precision
         gradient_accumulation_steps=t.grad_accum,
         learning_rate=t.lr,
         lr_scheduler_type=t.scheduler,
-        warmup_steps=t.warmup_ratio,  # a float below 1 is read as a ratio of the total steps
+        # A float below 1 is read as a ratio of the total steps; train.warmup_steps > 0 counts steps.
+        warmup_steps=t.warmup_steps if t.warmup_steps > 0 else t.warmup_ratio,
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
         seed=t.seed,

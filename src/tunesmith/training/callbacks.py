@@ -66,7 +66,7 @@ def build_callbacks(train: TrainSection, run_dir: Path, params: dict[str, Any] |
 
     out: list[Any] = []
     if "tensorboard" in train.log_to:
-        out.append(TensorBoardLogger(run_dir / "tensorboard"))
+        out.append(TensorBoardLogger(Path(train.logging_dir) if train.logging_dir else run_dir / "tensorboard"))
     if "mlflow" in train.log_to:
         out.append(MlflowLogger(run_dir, train.mlflow_tracking_uri, train.mlflow_experiment, params))
     if train.early_stopping_patience and "early_stopping" not in train.callbacks:

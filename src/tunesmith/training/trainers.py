@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Optional
 
+from tunesmith.config.shapes import TRAINER_NAMES
 from tunesmith.errors import ConfigError
 from tunesmith.registry import Registry
 
@@ -30,7 +31,19 @@ TrainerFactory = Callable[..., Any]
 # reach only factories whose signature names them (the model's task; unlearning data and settings).
 TRAINER_INPUTS = ("model", "args", "train_dataset", "eval_dataset", "data_collator", "callbacks", "processing_class",
                   "task", "retain_dataset", "unlearning")
-TRAINERS: Registry[TrainerFactory] = Registry("trainer", key="train.trainer", provided=TRAINER_INPUTS)
+def _own_name(name: str, factory: TrainerFactory) -> TrainerFactory:
+    """Refuse the unlearning toolkits' trainer names: configs already read them as tunesmith's."""
+    if name in TRAINER_NAMES:
+        raise ConfigError(f"train.trainer: '{name}' already means tunesmith's '{TRAINER_NAMES[name]}' trainer "
+                          f"(train.trainer={name} selects it); register your trainer under another name")
+    return factory
+
+
+TRAINERS: Registry[TrainerFactory] = Registry("trainer", key="train.trainer", provided=TRAINER_INPUTS,
+                                              adapt=_own_name)
+# The registry under the name Hydra-based toolkits give it: ``TRAINER_REGISTRY["GradAscent"] = MyTrainer``
+# (a transformers.Trainer subclass is a factory: it is called with the TRAINER_INPUTS it accepts).
+TRAINER_REGISTRY = TRAINERS
 AUTO_BY_TASK = {"causal_lm": "sft", "seq2seq": "seq2seq", "sequence_classification": "classification"}
 IGNORE_INDEX = -100  # label of positions that are not trained (see tunesmith.data.tokenize)
 

@@ -17,6 +17,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Callable, Literal
 
+from tunesmith.data.handlers import QADataset, handler_builder, is_dataset_class
 from tunesmith.errors import ConfigError, DataError
 from tunesmith.registry import Registry, did_you_mean
 
@@ -45,13 +46,20 @@ class BuiltinDataset:
 def _adapt_handler(path: str, obj: object) -> BuiltinDataset:
     """A dataset named by dotted path: a ``BuiltinDataset``, a builder function, or a class.
 
-    A function is called as ``fn(split, seed, n, **data.dataset_args)``; a class is instantiated
+    A Dataset-style class (``__getitem__`` and ``__len__``) is a handler (``tunesmith.data.handlers``):
+    it gets the tokenizer and returns tokenized items. A function is called as
+    ``fn(split, seed, n, **data.dataset_args)``; another class is instantiated
     with ``data.dataset_args`` and its instances are called as ``instance(split, seed, n)``. The
     metadata (``task``, ``metric``, ``format``, ``splits``, ...) is read from attributes of the same
     names when present.
     """
     if isinstance(obj, BuiltinDataset):
         return obj
+    if is_dataset_class(obj):  # a Dataset-style handler that tokenizes its own items
+        doc = (obj.__doc__ or "").strip().splitlines()
+        handler = BuiltinDataset(name=path, build=handler_builder(obj), description=doc[0] if doc else path,
+                                 splits=("train",), metric="perplexity", format="tokenized")
+        return dataclasses.replace(handler, build=_checked(handler))
     if not callable(obj):
         raise ConfigError(f"data.train: '{path}' is a {type(obj).__name__}, not a dataset builder "
                           "(a function (split, seed, n) -> rows, or a class whose instances are)")
@@ -150,6 +158,10 @@ def _checked(dataset: BuiltinDataset) -> Builder:
     # Name, docstring and __wrapped__ of fn: options are checked against fn's own signature.
     return functools.update_wrapper(build, fn)
 
+
+# The registry under the name Hydra-based toolkits give it: ``DATASET_REGISTRY["NAME"] = Handler``.
+DATASET_REGISTRY = BUILTIN_DATASETS
+DATASET_REGISTRY["QADataset"] = QADataset  # question / answer rows, tokenized by the handler
 
 # Importing the modules registers them.
 from tunesmith.data.builtin import arith, fictional_facts, instruct_mini, paraphrase, sentiment  # noqa: E402,F401
