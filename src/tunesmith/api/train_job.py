@@ -19,7 +19,24 @@ from tunesmith.config import save_config
 
 
 def run_training(tuner: Any) -> TrainResult:
-    """Run the whole job described by ``tuner.config``; ``tuner.model`` is the tuned model afterwards."""
+    """Run the whole job described by ``tuner.config``; ``tuner.model`` is the tuned model afterwards.
+
+    An exception leaving the run carries the run directory (``err.tunesmith_run_dir``) once it
+    exists, so the command line writes the traceback there (``cli/error_boundary.py``).
+    """
+    where: dict[str, Path] = {}
+    try:
+        return _run_training(tuner, where)
+    except BaseException as err:
+        if "run_dir" in where and getattr(err, "tunesmith_run_dir", None) is None:
+            try:
+                err.tunesmith_run_dir = where["run_dir"]  # type: ignore[attr-defined]
+            except AttributeError:  # an exception type with __slots__
+                pass
+        raise
+
+
+def _run_training(tuner: Any, where: dict[str, Path]) -> TrainResult:
     from transformers import set_seed
 
     from tunesmith.evaluation.metrics import format_score
@@ -39,6 +56,7 @@ def run_training(tuner: Any) -> TrainResult:
     dist.init_distributed(device, cfg.train.distributed.backend, cfg.train.distributed.timeout_s)
     dist.quiet_replica()  # only rank 0 prints
     run_dir, checkpoint = dist.share_from_main(lambda: _prepare(cfg, prepare_run_dir, CONFIG_FILE))
+    where["run_dir"] = run_dir
     set_seed(cfg.train.seed)
     print(f"Run directory: {run_dir}\nDevice: {device}, precision: {precision}"
           + (f", {dist.world_size()} processes" if dist.world_size() > 1 else ""), flush=True)

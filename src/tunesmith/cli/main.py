@@ -8,7 +8,6 @@ from typing import Optional, Sequence
 
 from tunesmith.cli.eval_commands import add_parsers as add_eval_parsers
 from tunesmith.cli.inference_commands import add_parsers as add_inference_parsers
-from tunesmith.errors import Interrupted, TunesmithError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run ``tunesmith ARGV``; returns the exit code (user errors print one message and return 2)."""
+    """Run ``tunesmith ARGV``; returns the exit code: 0, 2 for a user error (one line naming the key,
+    file or field), 1 for an internal error (its traceback goes to a log file), 130 / 143 on a signal."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
@@ -64,18 +64,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from tunesmith.cli import commands
 
         return getattr(commands, f"cmd_{args.command}")(args)
-    except Interrupted as err:  # SIGTERM / SIGINT during training: a checkpoint was saved
-        print(f"stopped: {err}", file=sys.stderr)
-        return err.exit_code
-    except TunesmithError as err:
-        from tunesmith.config.secrets import mask_text
+    except (Exception, KeyboardInterrupt) as err:  # the one error boundary of every command
+        from tunesmith.cli.error_boundary import report_error
 
-        print(f"error: {mask_text(str(err))}", file=sys.stderr)  # a message may quote a config value
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-
+        return report_error(err)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -127,13 +127,15 @@ def prepare_run_dir(cfg: TrainConfig, continuing: bool = False) -> Path:
     """Create the run directory; never write into a non-empty one unless ``overwrite`` is set or the
     run continues there (``continuing``: an unfinished run of the same config, checked by
     ``tunesmith.training.resume.plan_resume``, whose records are kept)."""
-    run_dir = Path(cfg.output_dir) if cfg.output_dir else default_run_dir()
+    from tunesmith.config.output_dir import check_output_dir, make_output_dir
+
+    run_dir = check_output_dir(cfg.output_dir) if cfg.output_dir else default_run_dir()
     if run_dir.exists() and any(run_dir.iterdir()) and not (cfg.overwrite or continuing):
         raise RunDirError(
             f"output_dir: {str(run_dir)!r} is not empty; choose another output_dir or pass "
             "overwrite=true (or --overwrite) to replace what is there"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_output_dir(run_dir)
     if not continuing:
         for stale in ("metrics.jsonl", "run.json"):  # an overwritten run starts from a clean log
             (run_dir / stale).unlink(missing_ok=True)

@@ -86,9 +86,11 @@ def plan_resume(cfg: Any) -> ResumePlan:
             checkpoint's and ``force_resume`` is off (the message lists each difference).
         RunDirError: ``output_dir`` is not empty and is not an unfinished run of this config.
     """
+    from tunesmith.config.output_dir import check_output_dir
+
     resume = cfg.train.resume.strip()
     checkpoint: Optional[Checkpoint] = None
-    run_dir = Path(cfg.output_dir) if cfg.output_dir else None
+    run_dir = check_output_dir(cfg.output_dir) if cfg.output_dir else None
     if resume not in ("auto", "none"):
         checkpoint, source_run = _explicit_checkpoint(Path(resume).expanduser())
         run_dir = run_dir or source_run
