@@ -39,12 +39,16 @@ def check_components(cfg: TrainConfig) -> None:
     from tunesmith.data.preprocessor import PREPROCESSORS
     from tunesmith.inference.handler import INFERENCE_HANDLERS
     from tunesmith.models.loading import MODEL_LOADERS
-    from tunesmith.training.trainers import TRAINERS
+    from tunesmith.models.loader_args import check_loader_args
+    from tunesmith.training.trainers import TRAINERS, check_trainer_factory
 
     check_data_config(cfg.data)  # data.train / data.eval with data.dataset_args, formats, transforms
     MODEL_LOADERS.check(cfg.model.loader, cfg.model.loader_args)
+    check_loader_args(cfg.model)  # with the default loader: against from_pretrained and the model's config.json
     PREPROCESSORS.check(cfg.data.preprocessor, cfg.data.preprocessor_args)
     _check_chosen_by_task(COLLATORS, "data.collator", cfg.data.collator, cfg.data.collator_args)
+    if cfg.train.trainer != "auto":
+        check_trainer_factory(cfg.train.trainer)  # callable with model=, args=, before its arguments are checked
     _check_chosen_by_task(TRAINERS, "train.trainer", cfg.train.trainer, cfg.train.trainer_args)
     INFERENCE_HANDLERS.check(cfg.eval.inference_handler, cfg.eval.inference_handler_args)
     check_callbacks(cfg.train)

@@ -64,7 +64,7 @@ def _run_training(tuner: Any, where: dict[str, Path]) -> TrainResult:
     with dist.main_process_first():  # rank 0 fills the data cache and converts a GGUF file once
         task, bundle = _load_data(tuner)
         retain = _load_retain(tuner, task)
-        tuner._load_model(task, device, precision, bundle.label_names)
+        _load_model(tuner, task, device, precision, bundle.label_names)
 
     # Held-out measurements run on rank 0 only, and not on sharded (fsdp / deepspeed) models.
     measure = dist.is_main_process() and cfg.train.distributed.strategy == "ddp"
@@ -131,6 +131,21 @@ def _prepare(cfg: Any, prepare_run_dir: Any, config_file: str) -> tuple[Path, Op
     apply_plan(plan, run_dir)
     save_config(cfg, run_dir / config_file)
     return run_dir, plan.checkpoint.path if plan.checkpoint else None
+
+
+def _load_model(tuner: Any, task: str, device: str, precision: str, label_names: list) -> None:
+    """``tuner._load_model``; a keyword the model class refuses becomes a ``ConfigError`` naming
+    ``model.loader_args`` (most are caught before loading, by ``check_loader_args``)."""
+    from tunesmith.errors import ConfigError
+
+    try:
+        tuner._load_model(task, device, precision, label_names)
+    except TypeError as err:
+        if "unexpected keyword argument" not in str(err) or not tuner.config.model.loader_args:
+            raise
+        raise ConfigError(f"model.loader_args: {err}; the model class does not take it. Allowed: options of "
+                          "from_pretrained (attn_implementation, device_map, ...) and keys of the model's "
+                          "config.json") from None
 
 
 def _load_retain(tuner: Any, task: str) -> Optional[Any]:
