@@ -48,9 +48,12 @@ def _run_training(tuner: Any, where: dict[str, Path]) -> TrainResult:
     from tunesmith.data.collators import PackedCollator
     from tunesmith.training.speed import apply_speed_settings, speed_context
 
+    from tunesmith.api.components import check_metric_fits_task
+
     cfg = tuner.config
     _mask_secrets_in_logs(cfg)
     check_callbacks(cfg.train)
+    check_metric_fits_task(cfg)  # train.best_metric against the model's task, before any folder is made
     device, precision = tuner._runtime()
     device = dist.process_device(device)  # cuda:LOCAL_RANK under torchrun / accelerate launch
     dist.init_distributed(device, cfg.train.distributed.backend, cfg.train.distributed.timeout_s)

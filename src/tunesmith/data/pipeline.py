@@ -74,6 +74,13 @@ def resolved_data_config(cfg: DataConfig) -> DataConfig:
     return apply_preset(cfg)
 
 
+def has_held_out(cfg: DataConfig) -> bool:
+    """True when the data config gives held-out examples: ``data.eval``, ``data.eval_split > 0``, a
+    held-out split (``data.eval_split_name``) or a built-in / preset dataset with its own test split."""
+    cfg = resolved_data_config(cfg)
+    return bool(cfg.eval) or cfg.eval_split > 0 or _held_out_split(cfg) is not None
+
+
 def check_values_data(cfg: DataConfig) -> DataConfig:
     """Range checks of a DataConfig built on its own (the full config checks these too)."""
     from tunesmith.config.schema import TrainConfig
