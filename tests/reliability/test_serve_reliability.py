@@ -1,0 +1,131 @@
+"""``tunesmith serve`` under bad requests and clients that hang up (real port, real HTTP client, localhost only)."""
+
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+uvicorn = pytest.importorskip("uvicorn")
+
+from tunesmith.inference.handler import ChatInferenceHandler  # noqa: E402
+from tunesmith.inference.server import build_app, fit_context  # noqa: E402
+
+NAME = "long-context"
+CONTEXT = 4096  # long enough that a hung-up request could keep the model busy for many seconds
+LONG = 3000  # new tokens a hung-up request asks for: seconds of work on this CPU unless it is cancelled
+
+
+@pytest.fixture(scope="module")
+def long_model(smol_tokenizer):
+    """A tiny Llama with a 4096-token context and varied output (it rarely ends early with EOS)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=len(smol_tokenizer), max_position_embeddings=CONTEXT,
+                         initializer_range=0.2, bos_token_id=smol_tokenizer.bos_token_id,
+                         eos_token_id=smol_tokenizer.eos_token_id, pad_token_id=smol_tokenizer.pad_token_id,
+                         tie_word_embeddings=True)
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="module")
+def base_url(long_model, smol_tokenizer):
+    app = build_app(long_model, smol_tokenizer, ChatInferenceHandler(), NAME)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not server.started:
+        if time.time() > deadline or not thread.is_alive():
+            raise RuntimeError("the server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+def post(base_url, timeout=120, **body):
+    payload = {"model": NAME, "messages": [{"role": "user", "content": "Add 1 and 2."}], "max_tokens": 4, **body}
+    # json.dumps writes NaN / Infinity as JavaScript clients do (httpx's json= refuses them).
+    return httpx.post(f"{base_url}/v1/chat/completions", content=json.dumps(payload), timeout=timeout,
+                      headers={"content-type": "application/json"})
+
+
+@pytest.mark.parametrize("body, param, message", [
+    ({"seed": -1}, "seed", "seed: Input should be greater than or equal to 0"),
+    ({"seed": 2**32}, "seed", "seed: Input should be less than or equal to 4294967295"),
+    ({"temperature": float("nan")}, "temperature", "temperature: Input should be a finite number"),
+    ({"top_p": float("inf")}, "top_p", "top_p: Input should be a finite number"),
+])
+def test_out_of_range_seed_and_nan_are_400_with_the_field(base_url, body, param, message):
+    r = post(base_url, **body)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert message in error["message"] and error["param"] == param
+
+
+def test_a_prompt_longer_than_the_context_is_400_with_the_lengths(base_url):
+    r = post(base_url, messages=[{"role": "user", "content": "word " * CONTEXT}])
+    assert r.status_code == 400, r.text
+    message = r.json()["error"]["message"]
+    assert f"the model's context is {CONTEXT} tokens" in message and "the prompt is " in message
+    r = post(base_url, max_tokens=CONTEXT)  # a short prompt, but prompt + reply do not fit
+    assert r.status_code == 400 and f"asks for {CONTEXT} more" in r.json()["error"]["message"]
+
+
+def test_fit_context_shrinks_only_an_unset_budget():
+    assert fit_context(100, None, 512, 256) == (256, None)
+    assert fit_context(400, None, 512, 256) == (112, None)
+    assert fit_context(400, 100, 512, 256)[1] is None
+    assert fit_context(400, 113, 512, 256)[0] == 0
+    assert fit_context(100, 4000, None, 256) == (4000, None)  # no known limit: nothing to check
+
+
+def _hang_up_streaming(base_url, got_first):
+    body = {"model": NAME, "stream": True, "max_tokens": LONG, "messages": [{"role": "user", "content": "Go on."}]}
+    with httpx.stream("POST", f"{base_url}/v1/chat/completions", json=body, timeout=120) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                got_first.set()
+                break  # leaving the block closes the connection in the middle of the answer
+
+
+def _hang_up_plain(base_url):
+    try:
+        post(base_url, timeout=0.5, max_tokens=LONG)
+    except httpx.TimeoutException:
+        pass  # the client gave up and closed its connection
+
+
+def test_clients_that_hang_up_do_not_slow_the_next_request(base_url):
+    """Three streaming and two plain clients ask for 3000 tokens each and hang up; each next request is
+    then answered within 1 s (without cancellation the model would first write all 15,000 tokens)."""
+    assert post(base_url).status_code == 200  # warm up
+    start = time.perf_counter()
+    post(base_url, max_tokens=200)
+    per_token = (time.perf_counter() - start) / 200
+    assert per_token * LONG > 1.0, "the hung-up requests must be long enough to matter"
+
+    for round_ in range(2):
+        got_first = [threading.Event() for _ in range(3)]
+        clients = [threading.Thread(target=_hang_up_streaming, args=(base_url, e)) for e in got_first]
+        clients += [threading.Thread(target=_hang_up_plain, args=(base_url,)) for _ in range(2)]
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join(timeout=60)
+        assert not any(c.is_alive() for c in clients)
+        assert any(e.is_set() for e in got_first), "a streaming client received part of an answer first"
+        start = time.perf_counter()
+        r = post(base_url, timeout=30)
+        waited = time.perf_counter() - start
+        assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 4
+        assert waited < 1.0, f"round {round_}: the next request waited {waited:.2f} s"
