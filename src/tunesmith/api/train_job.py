@@ -54,6 +54,10 @@ def _run_training(tuner: Any, where: dict[str, Path]) -> TrainResult:
     _mask_secrets_in_logs(cfg)
     check_callbacks(cfg.train)
     check_metric_fits_task(cfg)  # train.best_metric against the model's task, before any folder is made
+    if "mlflow" in cfg.train.log_to:
+        from tunesmith.training.loggers import check_tracking_server
+
+        check_tracking_server(cfg.train.mlflow_tracking_uri)  # bounded: never minutes of retries
     device, precision = tuner._runtime()
     device = dist.process_device(device)  # cuda:LOCAL_RANK under torchrun / accelerate launch
     dist.init_distributed(device, cfg.train.distributed.backend, cfg.train.distributed.timeout_s)

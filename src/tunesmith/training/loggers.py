@@ -3,17 +3,62 @@
 Both read the same logs as ``metrics.jsonl`` (loss, learning rate, grad norm, eval loss, ...).
 MLflow writes to a local file store in ``<run_dir>/mlruns`` unless ``train.mlflow_tracking_uri``
 names another store; nothing is sent over the network unless that URI is a server.
+
+A tracking server is reached with bounded patience: before anything is loaded the run checks that
+it accepts a connection (``TRACKER_CONNECT_TIMEOUT_S``), and MLflow's own HTTP calls time out after
+``MLFLOW_HTTP_REQUEST_TIMEOUT`` seconds with ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` retries (tunesmith's
+defaults: 10 s and 1; set the variables to change them), instead of MLflow's 120 s and 7 retries
+(about 4 minutes during which a stop request would wait). A metric that cannot be sent during
+training is reported once as a warning and training goes on. Error messages never show the URI's
+password or tokens (``config/secrets.py``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Optional
 
 from transformers import TrainerCallback
 
+from tunesmith.config.secrets import mask_text
 from tunesmith.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+TRACKER_CONNECT_TIMEOUT_S = 5.0
+# MLflow's HTTP patience unless the user set these variables: 10 s per request, one retry.
+MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+                        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+
+
+def check_tracking_server(uri: Optional[str], timeout_s: float = TRACKER_CONNECT_TIMEOUT_S) -> None:
+    """Raise ``ConfigError`` naming ``train.mlflow_tracking_uri`` (its password masked) when an
+    ``http(s)://`` tracking server does not accept a connection within ``timeout_s`` seconds.
+
+    Other URIs (a file store, a database) are left to MLflow.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    if not uri or not uri.lower().startswith(("http://", "https://")):
+        return
+    try:
+        parts = urlsplit(uri)
+        host, port = parts.hostname, parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    except ValueError as err:
+        raise ConfigError(f"train.mlflow_tracking_uri: {mask_text(uri)!r} is not a valid URL: "
+                          f"{mask_text(str(err))}") from None
+    if not host:
+        raise ConfigError(f"train.mlflow_tracking_uri: {mask_text(uri)!r} names no host")
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except OSError as err:
+        reason = "no answer" if isinstance(err, socket.timeout) else (err.strerror or type(err).__name__)
+        raise ConfigError(f"train.mlflow_tracking_uri: the tracking server {mask_text(uri)} cannot be reached "
+                          f"({reason} within {timeout_s:g} s); start it, fix the URI, or remove mlflow from "
+                          "train.log_to") from None
 
 
 def _numbers(logs: Optional[dict[str, Any]]) -> dict[str, float]:
@@ -60,6 +105,8 @@ def mlflow_client(tracking_uri: str) -> Any:
     # Set before mlflow is imported: no usage reports leave the machine, and the file store (which
     # MLflow 3 keeps in maintenance mode) may be used, since it needs no database server.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    for name, value in MLFLOW_HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     if tracking_uri.startswith("file:"):
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     try:
@@ -85,6 +132,7 @@ class MlflowLogger(TrainerCallback):
         self.params = params or {}
         self.client: Any = None
         self.run_id: Optional[str] = None
+        self.failed = False  # a metric could not be sent (warned once)
 
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero or self.client is not None:
@@ -92,12 +140,17 @@ class MlflowLogger(TrainerCallback):
         from mlflow.entities import Param
 
         self.client = mlflow_client(self.tracking_uri)
-        found = self.client.get_experiment_by_name(self.experiment)
-        experiment_id = found.experiment_id if found else self.client.create_experiment(self.experiment)
-        self.run_id = self.client.create_run(experiment_id, run_name=self.run_dir.name).info.run_id
-        params = [Param(k, str(v)[:500]) for k, v in sorted(self.params.items())]  # MLflow caps values at 500
-        for start in range(0, len(params), 100):  # and batches at 100 parameters
-            self.client.log_batch(self.run_id, params=params[start:start + 100])
+        try:
+            found = self.client.get_experiment_by_name(self.experiment)
+            experiment_id = found.experiment_id if found else self.client.create_experiment(self.experiment)
+            self.run_id = self.client.create_run(experiment_id, run_name=self.run_dir.name).info.run_id
+            params = [Param(k, str(v)[:500]) for k, v in sorted(self.params.items())]  # MLflow caps values at 500
+            for start in range(0, len(params), 100):  # and batches at 100 parameters
+                self.client.log_batch(self.run_id, params=params[start:start + 100])
+        except Exception as err:  # MLflow's exceptions quote the URI, password included
+            self.client = None
+            raise ConfigError(f"train.mlflow_tracking_uri: MLflow at {mask_text(self.tracking_uri)} refused the "
+                              f"run: {mask_text(_first_line(err))}") from None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.client is None:
@@ -109,9 +162,24 @@ class MlflowLogger(TrainerCallback):
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, state.global_step) for k, v in _numbers(logs).items()]
         if metrics:
-            self.client.log_batch(self.run_id, metrics=metrics)
+            try:
+                self.client.log_batch(self.run_id, metrics=metrics)
+            except Exception as err:  # a network blip does not end a training run
+                if not self.failed:
+                    logger.warning("MLflow: metrics of step %d were not recorded (%s); training goes on",
+                                   state.global_step, mask_text(_first_line(err)))
+                self.failed = True
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.client is not None:
-            self.client.set_terminated(self.run_id, "FINISHED")
+            try:
+                self.client.set_terminated(self.run_id, "FINISHED")
+            except Exception as err:
+                logger.warning("MLflow: the run could not be marked finished (%s)", mask_text(_first_line(err)))
             self.client = None
+
+
+def _first_line(err: BaseException) -> str:
+    """``TypeName: first line of the message``."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
