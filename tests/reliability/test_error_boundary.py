@@ -193,3 +193,23 @@ def test_log_records_and_their_tracebacks_are_masked_by_shape(caplog):
     handler = logging.StreamHandler()
     formatted = "\n".join(handler.format(r) for r in caplog.records)
     assert "ValueError" in formatted and URL_PASSWORD not in formatted and HF_SHAPED not in formatted
+
+
+def test_a_checkpoint_with_corrupted_bytes_is_set_aside_and_the_run_resumes_from_the_one_before(
+        overrides, tmp_path, capsys):
+    import json
+
+    out_dir = tmp_path / "run"
+    assert main(["train", *overrides(out_dir, "train.max_steps=3")]) == 0
+    (out_dir / "run.json").unlink()  # as if killed after its last checkpoint
+    weights = out_dir / "checkpoints" / "checkpoint-3" / "adapter_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[:8] = b"\xff" * 8  # the safetensors header length: unreadable, same size
+    weights.write_bytes(bytes(data))
+    capsys.readouterr()
+    code, out, err = run_cli(["train", *overrides(out_dir, "train.max_steps=4")], capsys)
+    assert code == 0, err
+    assert "checkpoint-3 is damaged (adapter_model.safetensors: its bytes changed" in err
+    assert "Resuming from" in out and "checkpoint-2 (step 2)" in out and "Traceback" not in err + out
+    assert (out_dir / "checkpoints" / ".damaged-checkpoint-3").is_dir()
+    assert json.loads((out_dir / "run.json").read_text())["global_step"] == 4
