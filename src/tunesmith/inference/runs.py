@@ -45,6 +45,11 @@ def is_model_folder(path: Path) -> bool:
 def read_run_config(run_dir: str | Path) -> TrainConfig:
     """The checked ``TrainConfig`` of a run directory's ``config.yaml``; ``RunDirError`` when there is none."""
     path = Path(run_dir)
+    if not path.exists():
+        raise RunDirError(f"{path}: does not exist; give a run directory (such as runs/NAME, printed at the end of "
+                          "`tunesmith train`) or a model folder")
+    if not path.is_dir():
+        raise RunDirError(f"{path}: is a file; give a run directory (such as runs/NAME) or a model folder")
     if not (path / CONFIG_FILE).is_file():
         raise RunDirError(f"{path}: not a tunesmith run directory (no {CONFIG_FILE}) nor a model folder "
                           "(no config.json)")
