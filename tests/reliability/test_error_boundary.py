@@ -213,3 +213,14 @@ def test_a_checkpoint_with_corrupted_bytes_is_set_aside_and_the_run_resumes_from
     assert "Resuming from" in out and "checkpoint-2 (step 2)" in out and "Traceback" not in err + out
     assert (out_dir / "checkpoints" / ".damaged-checkpoint-3").is_dir()
     assert json.loads((out_dir / "run.json").read_text())["global_step"] == 4
+
+
+def test_a_secret_given_on_the_command_line_is_masked_in_an_early_error(monkeypatch, capsys):
+    from tunesmith.cli.error_boundary import report_error
+    from tunesmith.errors import ConfigError
+
+    secret = "Planted-cli-secret-4711"
+    monkeypatch.setattr("sys.argv", ["tunesmith", "train", f"train.callback_args={{notify: {{api_token: {secret}}}}}"])
+    code = report_error(ConfigError(f"train.callback_args.notify: expected a mapping, got 'api_token={secret}'"))
+    err = capsys.readouterr().err
+    assert code == 2 and secret not in err and MASK in err

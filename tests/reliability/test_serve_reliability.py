@@ -129,3 +129,18 @@ def test_clients_that_hang_up_do_not_slow_the_next_request(base_url):
         waited = time.perf_counter() - start
         assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 4
         assert waited < 1.0, f"round {round_}: the next request waited {waited:.2f} s"
+
+
+def test_a_failing_generation_is_a_json_500_or_an_error_event(long_model, smol_tokenizer):
+    from starlette.testclient import TestClient
+
+    class Failing(ChatInferenceHandler):
+        def stream_chat(self, model, tokenizer, messages, settings):
+            raise RuntimeError("the model fell over")
+
+    client = TestClient(build_app(long_model, smol_tokenizer, Failing(), NAME))
+    body = {"model": NAME, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    r = client.post("/v1/chat/completions", json=body)
+    assert r.status_code == 500 and r.json()["error"]["message"] == "generation failed: the model fell over"
+    r = client.post("/v1/chat/completions", json={**body, "stream": True})
+    assert r.status_code == 200 and "generation failed: the model fell over" in r.text

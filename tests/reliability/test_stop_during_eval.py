@@ -53,3 +53,32 @@ def test_sigterm_during_evaluation_saves_and_exits_within_10_s(overrides, tmp_pa
     step = int(found.group(1))
     assert step == 1 and incomplete_reason(Path(found.group(2))) is None
     assert "eval_loss" not in metrics.read_text()  # the evaluation was cut short, not finished
+
+
+def test_sigterm_while_measuring_the_base_model_stops_at_once_with_a_message(overrides, tmp_path):
+    out = tmp_path / "run"
+    argv = overrides(out, "eval.before_after=on", "eval.max_samples=64", "eval.max_new_tokens=400",
+                     "data.eval_split=0.5", "eval.metric=exact_match")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    log = tmp_path / "cli.log"
+    with open(log, "w", encoding="utf-8") as sink:
+        child = subprocess.Popen([sys.executable, "-m", "tunesmith", "train", *argv], stdout=sink,
+                                 stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 300
+        while "Evaluating base model" not in log.read_text(encoding="utf-8") and child.poll() is None:
+            assert time.monotonic() < deadline, "the base model was never evaluated"
+            time.sleep(0.05)
+        time.sleep(1.0)
+        child.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        try:
+            code = child.wait(timeout=120)
+        finally:
+            if child.poll() is None:
+                child.kill()
+        took = time.monotonic() - sent
+    text = log.read_text(encoding="utf-8")
+    assert code == 143, text[-3000:]
+    assert took < 10, f"exited {took:.1f} s after SIGTERM"
+    assert "stopped: SIGTERM: stopped while measuring the base model; nothing was trained yet" in text
+    assert "Traceback" not in text

@@ -45,6 +45,7 @@ def _run_training(tuner: Any, where: dict[str, Path]) -> TrainResult:
     from tunesmith.training import distributed as dist
     from tunesmith.training.callbacks import check_callbacks
     from tunesmith.training.guarded_run import nan_skipped_steps, train_with_guards
+    from tunesmith.training.signals import stop_at_once_on_signals
     from tunesmith.data.collators import PackedCollator
     from tunesmith.training.speed import apply_speed_settings, speed_context
 
@@ -77,12 +78,13 @@ def _run_training(tuner: Any, where: dict[str, Path]) -> TrainResult:
     measure = dist.is_main_process() and cfg.train.distributed.strategy == "ddp"
     metric = before_after_metric(tuner, task, bundle) if measure and retain is None else None
     before = after = None
-    if measure and retain is not None:
-        before = unlearning_metrics(tuner, bundle, retain, device, precision, "Measuring base model")
-        print(f"Base model: {_losses(before)}", flush=True)
-    if metric:
-        before = held_out_metrics(tuner, metric, "Evaluating base model", device, precision, task, bundle)
-        print(f"Base model: {format_score(before)}", flush=True)
+    with stop_at_once_on_signals("measuring the base model", "nothing was trained yet"):
+        if measure and retain is not None:
+            before = unlearning_metrics(tuner, bundle, retain, device, precision, "Measuring base model")
+            print(f"Base model: {_losses(before)}", flush=True)
+        if metric:
+            before = held_out_metrics(tuner, metric, "Evaluating base model", device, precision, task, bundle)
+            print(f"Base model: {format_score(before)}", flush=True)
 
     trainable, total = _apply_adapter(tuner, task)
     trainer = _build_trainer(tuner, task, bundle, run_dir, device, precision, retain)
@@ -97,16 +99,18 @@ def _run_training(tuner: Any, where: dict[str, Path]) -> TrainResult:
     if not dist.is_main_process():
         dist.barrier()  # wait for rank 0's evaluation and record, then return what it wrote
         return TrainResult(run_dir, train_seconds, output.training_loss, None, None, {"train": vars(bundle.train_stats)})
-    if before is not None and metric is None:
-        after = unlearning_metrics(tuner, bundle, retain, device, precision, "Measuring unlearned model")
-        print(f"Unlearned model: {_losses(after)}", flush=True)
-        (run_dir / "eval_results.json").write_text(
-            json.dumps({"metric": "unlearning", "before": before, "after": after}, indent=2), encoding="utf-8")
+    with stop_at_once_on_signals("measuring the tuned model", f"training is finished and saved in {run_dir}; run "
+                                 "the same command again to measure it (training is not repeated)"):
+        if before is not None and metric is None:
+            after = unlearning_metrics(tuner, bundle, retain, device, precision, "Measuring unlearned model")
+            print(f"Unlearned model: {_losses(after)}", flush=True)
+            (run_dir / "eval_results.json").write_text(
+                json.dumps({"metric": "unlearning", "before": before, "after": after}, indent=2), encoding="utf-8")
 
-    if metric:
-        after = held_out_metrics(tuner, metric, "Evaluating tuned model", device, precision, task, bundle)
-        (run_dir / "eval_results.json").write_text(
-            json.dumps({"metric": metric.name, "before": before, "after": after}, indent=2), encoding="utf-8")
+        if metric:
+            after = held_out_metrics(tuner, metric, "Evaluating tuned model", device, precision, task, bundle)
+            (run_dir / "eval_results.json").write_text(
+                json.dumps({"metric": metric.name, "before": before, "after": after}, indent=2), encoding="utf-8")
 
     tuner.run_dir = run_dir
     _write_record(tuner, run_dir, output, train_seconds, device, precision, task, trainable, total, before, after,

@@ -16,13 +16,14 @@ secrets, secret environment values, URL passwords, known token shapes) reaches t
 from __future__ import annotations
 
 import os
+import re
 import sys
 import traceback
 from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
-from tunesmith.config.secrets import mask_text
+from tunesmith.config.secrets import is_secret_key, mask_text, remember_secrets
 from tunesmith.errors import Interrupted, TunesmithError
 
 USER_ERROR = 2  # the input was wrong; the message says which key, file or field
@@ -43,6 +44,7 @@ def one_line(text: str) -> str:
 
 def report_error(err: BaseException) -> int:
     """Print what ``err`` means for the user on stderr and return the command's exit code."""
+    remember_secrets(argv_secrets(sys.argv[1:]))  # an error may come before the config's secrets were noted
     if isinstance(err, Interrupted):  # SIGTERM / SIGINT during training: a checkpoint was saved
         print(f"stopped: {one_line(mask_text(str(err)))}", file=sys.stderr)
         return err.exit_code
@@ -65,6 +67,20 @@ def report_error(err: BaseException) -> int:
     where = f"the traceback is in {log}" if log else "the traceback could not be written to a file"
     print(f"internal error: {summary}\n{where}; please include it when reporting the problem", file=sys.stderr)
     return INTERNAL_ERROR
+
+
+_SECRET_ARG = re.compile(r"([A-Za-z0-9_.]+)\s*[:=]\s*['\"]?([^'\",}\]\s]+)")
+
+
+def argv_secrets(argv: list[str]) -> list[str]:
+    """Values given to secret-looking keys on the command line: ``hub_token=abc...`` or
+    ``train.callback_args={notify: {api_key: abc...}}`` -> ``["abc..."]``."""
+    found = []
+    for arg in argv:
+        for key, value in _SECRET_ARG.findall(arg):
+            if is_secret_key(key.rsplit(".", 1)[-1]):
+                found.append(value)
+    return found
 
 
 def write_traceback(err: BaseException) -> Optional[Path]:

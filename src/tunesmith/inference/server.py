@@ -75,8 +75,9 @@ def build_app(model: Any, tokenizer: Any, handler: Any, model_name: str, *, samp
     created = int(time.time())
     encoder_decoder = getattr(model.config, "is_encoder_decoder", False)
 
-    def error(status: int, message: str, param: Optional[str] = None, code: Optional[str] = None) -> Any:
-        return JSONResponse(error_body(message, param, code), status_code=status)
+    def error(status: int, message: str, param: Optional[str] = None, code: Optional[str] = None,
+              kind: str = "invalid_request_error") -> Any:
+        return JSONResponse(error_body(message, param, code, kind), status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Any, exc: Any) -> Any:

@@ -110,6 +110,29 @@ def stop_on_signals(trainer: Any) -> Iterator[StopRequest]:
         trainer.remove_callback(stop)
 
 
+@contextmanager
+def stop_at_once_on_signals(doing: str, afterwards: str) -> Iterator[None]:
+    """Outside the training steps (measuring the base or the tuned model): SIGTERM / SIGINT stop the
+    work at once, raising ``Interrupted`` (exit 143 / 130) with what was being done and what to do next.
+
+    A generation or an evaluation batch is cut short where it is; nothing of it needs saving.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        raise Interrupted(f"{name}: stopped while {doing}; {afterwards}", EXIT_CODES.get(signal.Signals(signum), 143))
+
+    previous = {sig: signal.signal(sig, handle) for sig in EXIT_CODES}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def train_until_stopped(trainer: Any, stop: StopRequest, **train_kwargs: Any) -> Any:
     """``trainer.train(**train_kwargs)``; when a stop interrupted an evaluation, the step's checkpoint
     is saved here (the optimizer step is complete) and None is returned instead of a ``TrainOutput``."""
