@@ -18,6 +18,10 @@ median of each and the ratios to the baseline from the same repetition.
     HF_HUB_OFFLINE=1 .venv/bin/python bench/train_speed.py                       # 24 steps x 8, 2 repeats
     HF_HUB_OFFLINE=1 .venv/bin/python bench/train_speed.py --steps 40 --repeats 3 --device cuda
     HF_HUB_OFFLINE=1 .venv/bin/python bench/train_speed.py --variant packed:data.packing=pack
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/train_speed.py --device cuda --model .gpu/models/smollm2-1.7b
+
+On a GPU machine without the packaged model, ``bench/gpu/run.sh`` builds model folders of
+SmolLM2's shapes with random weights and runs this script for each (see bench/gpu/README.md).
 """
 
 from __future__ import annotations
@@ -108,7 +112,7 @@ def run_baseline(spec: dict[str, Any]) -> dict[str, Any]:
     settings = RecipeSettings(batch_size=spec["batch_size"], lr=spec["lr"], seed=spec["seed"],
                               max_length=spec["max_length"])
     with tempfile.TemporaryDirectory(prefix="bench-baseline-") as tmp:
-        trainer = build_trainer(resolve_model_path(MODEL), read_rows(spec["train"]), settings, spec["device"], tmp)
+        trainer = build_trainer(resolve_model_path(spec["model"]), read_rows(spec["train"]), settings, spec["device"], tmp)
         probe = instrument(trainer)
         output = trainer.train()
         return _finish(spec, trainer.model, trainer.processing_class, probe, output, tokenize_chat,
@@ -134,7 +138,7 @@ def run_tunesmith(spec: dict[str, Any]) -> dict[str, Any]:
     train_job._build_trainer = build_instrumented
     with tempfile.TemporaryDirectory(prefix="bench-tunesmith-") as tmp:
         cfg = load_config(overrides=[
-            f"model.name_or_path={MODEL}", f"data.train={spec['train']}", "data.format=messages",
+            f"model.name_or_path={spec['model']}", f"data.train={spec['train']}", "data.format=messages",
             f"data.max_length={spec['max_length']}", "data.cache=false", f"output_dir={tmp}/run",
             "eval.before_after=off", "train.max_steps=-1", "train.epochs=1",
             f"train.batch_size={spec['batch_size']}", f"train.lr={spec['lr']}", f"train.seed={spec['seed']}",
@@ -178,7 +182,15 @@ def run_child(variant: str, spec: dict[str, Any], tmp: Path) -> dict[str, Any]:
     spec_path.write_text(json.dumps(spec))
     out_path.unlink(missing_ok=True)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", variant, str(spec_path), str(out_path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    if variant == "baseline":
+        # Recent transformers fetch hub kernels at the first model.train() on a GPU, which fails
+        # offline; the plain recipe needs this variable to train at all (tunesmith decides by itself).
+        env.setdefault("USE_HUB_KERNELS", "NO")
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=spec["timeout"])
+    except subprocess.TimeoutExpired as err:
+        raise SystemExit(f"{variant} run did not finish within {spec['timeout']} s:\n{str(err.stderr)[-3000:]}")
     if proc.returncode != 0 or not out_path.exists():
         raise SystemExit(f"{variant} run failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return json.loads(out_path.read_text())
@@ -211,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="baseline/tunesmith pairs (default 2)")
     parser.add_argument("--warmup", type=int, default=2, help="first steps left out of the timing (default 2)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--model", default=MODEL, help=f"packaged alias or model folder (default {MODEL})")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds one run may take (default: no limit)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--max-length", type=int, default=512)
@@ -227,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tunesmith.models.loading import load_tokenizer
 
-    tokenizer = load_tokenizer(MODEL)  # converts the packaged GGUF once, outside every timed run
+    tokenizer = load_tokenizer(args.model)  # converts the packaged GGUF once, outside every timed run
     variants = {"baseline": []} if not args.no_baseline else {}
     variants.update(parse_variants(args.variant))
     with tempfile.TemporaryDirectory(prefix="train-speed-") as tmp_name:
@@ -239,14 +253,15 @@ def main(argv: list[str] | None = None) -> int:
         peaks = {name: matmul_peak(args.device, name) for name in ("bf16", "fp32")}
         print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}, device {args.device}")
         print(f"matmul peak (2048^2): bf16 {peaks['bf16'] / 1e9:,.0f} GFLOP/s, fp32 {peaks['fp32'] / 1e9:,.0f} GFLOP/s")
-        print(f"{len(train)} training conversations ({args.steps} steps x {args.batch_size}), "
+        print(f"model {args.model}; {len(train)} training conversations ({args.steps} steps x {args.batch_size}), "
               f"{len(held_out)} held out; lr {args.lr}, seed {args.seed}, max_length {args.max_length}")
         results: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
         for rep in range(args.repeats):
             for name, overrides in variants.items():
                 spec = {"train": str(tmp / "train.jsonl"), "eval": str(tmp / "eval.jsonl"), "device": args.device,
                         "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-                        "max_length": args.max_length, "warmup": args.warmup, "overrides": overrides}
+                        "max_length": args.max_length, "warmup": args.warmup, "overrides": overrides,
+                        "model": args.model, "timeout": args.timeout}
                 result = run_child(name, spec, tmp)
                 results[name].append(result)
                 print(f"  repeat {rep + 1}: {name:<18} {result['trained_tok_s']:8.1f} trained tok/s, "

@@ -197,6 +197,7 @@ class FineTuner:
 
     def _load_model(self, task: str, device: str, precision: str, label_names: list[str]) -> None:
         from tunesmith.api.components import build_model_loader
+        from tunesmith.models.hub_kernels import apply_hub_kernels
         from tunesmith.models.precision import resolve_weight_dtype
         from tunesmith.models.quantization import (is_quantized_method, prepare_quantized_for_training,
                                                    quantization_kwargs)
@@ -215,6 +216,9 @@ class FineTuner:
         self.model = loader(m.name_or_path, task, resolve_weight_dtype(m.dtype, device, precision), device,
                             trust_remote_code=m.trust_remote_code, revision=m.revision,
                             allow_pickle=m.allow_pickle, **extra)
+        note = apply_hub_kernels(self.model, m.hub_kernels, device)  # model.hub_kernels, for every loader
+        if note:
+            print(note, flush=True)
         if is_quantized_method(method):
             # Before any evaluation: keeps the 4-bit layers on kernels whose backward is correct.
             self.model = prepare_quantized_for_training(self.model, method)

@@ -39,17 +39,16 @@ def run_training(tuner: Any) -> TrainResult:
 def _run_training(tuner: Any, where: dict[str, Path]) -> TrainResult:
     from transformers import set_seed
 
+    from tunesmith.api.components import check_metric_fits_task
     from tunesmith.evaluation.metrics import format_score
     from tunesmith.inference.runs import CONFIG_FILE, prepare_run_dir
     from tunesmith.reporting.resources import resource_summary
     from tunesmith.training import distributed as dist
     from tunesmith.training.callbacks import check_callbacks
     from tunesmith.training.guarded_run import nan_skipped_steps, train_with_guards
+    from tunesmith.training.attention_choice import choose_attention
     from tunesmith.training.signals import stop_at_once_on_signals
-    from tunesmith.data.collators import PackedCollator
     from tunesmith.training.speed import apply_speed_settings, speed_context
-
-    from tunesmith.api.components import check_metric_fits_task
 
     cfg = tuner.config
     _mask_secrets_in_logs(cfg)
@@ -87,12 +86,15 @@ def _run_training(tuner: Any, where: dict[str, Path]) -> TrainResult:
             print(f"Base model: {format_score(before)}", flush=True)
 
     trainable, total = _apply_adapter(tuner, task)
-    trainer = _build_trainer(tuner, task, bundle, run_dir, device, precision, retain)
+    packing = _packing(cfg, task, tuner.model)
+    attention = choose_attention(cfg.train.attention, device, precision, packing in ("padding_free", "pack"),
+                                 tuner.model, cfg.data.max_length)
+    print(f"Attention: {attention.kernel} ({attention.reason})", flush=True)
+    trainer = _build_trainer(tuner, task, bundle, run_dir, device, precision, packing, attention, retain)
     for note in apply_speed_settings(trainer, cfg.train):  # train.logits, train.logits_chunk
         print(note, flush=True)
     start = time.perf_counter()
-    padding_free = isinstance(trainer.data_collator, PackedCollator)  # several examples per row
-    with speed_context(tuner.model, cfg, precision, device, padding_free):  # train.frozen_weights, train.attention
+    with speed_context(tuner.model, cfg, precision, device, attention):  # train.frozen_weights, train.attention
         output = train_with_guards(trainer, cfg, checkpoint)  # atomic checkpoints, resume, NaN and signal guards
     train_seconds = time.perf_counter() - start
     _save_outputs(tuner, run_dir, trainer)
@@ -115,7 +117,9 @@ def _run_training(tuner: Any, where: dict[str, Path]) -> TrainResult:
     tuner.run_dir = run_dir
     _write_record(tuner, run_dir, output, train_seconds, device, precision, task, trainable, total, before, after,
                   resources=resource_summary(trainer.callback_handler.callbacks), data=_data_record(bundle),
-                  nan_skipped=nan_skipped_steps(trainer))
+                  nan_skipped=nan_skipped_steps(trainer),
+                  speed={"packing": packing, "attention": attention.kernel, "attention_reason": attention.reason,
+                         "hub_kernels": bool(getattr(_inner(tuner.model), "use_kernels", False))})
     _write_report(run_dir)
     dist.barrier()
     return TrainResult(run_dir, train_seconds, output.training_loss, before, after,
@@ -228,12 +232,19 @@ def _apply_adapter(tuner: Any, task: str) -> tuple[int, int]:
     return trainable, total
 
 
+def _packing(cfg: Any, task: str, model: Any) -> str:
+    """``data.packing`` resolved for this task and model (``auto`` -> ``padding_free`` or ``none``)."""
+    from tunesmith.data.packing import resolve_packing
+
+    # npo scores each forget answer as a whole, so its rows hold one example each.
+    return resolve_packing(cfg.data.packing, task, _model_type(model), one_example_per_row=cfg.train.trainer == "npo")
+
+
 def _build_trainer(tuner: Any, task: str, bundle: Any, run_dir: Path, device: str, precision: str,
-                   retain: Optional[Any] = None) -> Any:
+                   packing: str, attention: Any, retain: Optional[Any] = None) -> Any:
     """The registered trainer (``train.trainer``) with tunesmith's collator and callbacks."""
     from tunesmith.data.collators import build_collator
     from tunesmith.data.loading import loader_settings
-    from tunesmith.data.packing import resolve_packing
     from tunesmith.reporting.resources import RESOURCES_FILE, ResourceLog
     from tunesmith.training.arguments import build_training_args
     from tunesmith.training.callbacks import MetricsJsonl, ProgressBar, build_callbacks
@@ -241,8 +252,6 @@ def _build_trainer(tuner: Any, task: str, bundle: Any, run_dir: Path, device: st
 
     cfg = tuner.config
     model_type = _model_type(tuner.model)
-    # npo scores each forget answer as a whole, so its rows hold one example each.
-    packing = resolve_packing(cfg.data.packing, task, model_type, one_example_per_row=cfg.train.trainer == "npo")
     args = build_training_args(cfg, run_dir, device, precision, bundle.eval is not None, loader_settings(device))
     from tunesmith.config.secrets import mask_config
 
@@ -252,17 +261,22 @@ def _build_trainer(tuner: Any, task: str, bundle: Any, run_dir: Path, device: st
         unlearning=cfg.train.unlearning,
         model=tuner.model, args=args, train_dataset=bundle.train, eval_dataset=bundle.eval,
         data_collator=build_collator(cfg.data.collator, task, tuner.tokenizer, packing, device,
-                                     args=cfg.data.collator_args, model_type=model_type),
+                                     args=cfg.data.collator_args, model_type=model_type,
+                                     sequence_boundaries=attention.sequence_boundaries),
         callbacks=[ProgressBar(), MetricsJsonl(run_dir / "metrics.jsonl"), ResourceLog(run_dir / RESOURCES_FILE),
                    *build_callbacks(cfg.train, run_dir, params)],
         processing_class=tuner.tokenizer)
 
 
+def _inner(model: Any) -> Any:
+    """The transformers model inside a peft wrapper."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def _model_type(model: Any) -> Optional[str]:
     """The transformers ``model_type`` inside peft / wrapper layers (what ``data.packing=auto`` and
     ``train.attention=auto`` decide by)."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return getattr(getattr(inner, "config", None), "model_type", None)
+    return getattr(getattr(_inner(model), "config", None), "model_type", None)
 
 
 def _save_outputs(tuner: Any, run_dir: Path, trainer: Any) -> None:
@@ -286,9 +300,11 @@ def _save_outputs(tuner: Any, run_dir: Path, trainer: Any) -> None:
 
 def _write_record(tuner: Any, run_dir: Path, output: Any, train_seconds: float, device: str, precision: str,
                   task: str, trainable: int, total: int, before: Optional[dict], after: Optional[dict],
-                  resources: Optional[dict] = None, data: Optional[dict] = None, nan_skipped: int = 0) -> None:
+                  resources: Optional[dict] = None, data: Optional[dict] = None, nan_skipped: int = 0,
+                  speed: Optional[dict] = None) -> None:
     """``run.json``: its presence marks a finished run. ``resources``: peak memory and tokens/s;
-    ``nan_skipped``: optimizer steps skipped for a NaN/inf loss or gradient (train.nan_policy=skip)."""
+    ``nan_skipped``: optimizer steps skipped for a NaN/inf loss or gradient (train.nan_policy=skip);
+    ``speed``: the packing, attention kernel (and why) and hub kernels the run trained with."""
     from tunesmith.inference.runs import write_run_record
 
     write_run_record(run_dir, {
@@ -299,6 +315,7 @@ def _write_record(tuner: Any, run_dir: Path, output: Any, train_seconds: float, 
         "metric": before and before["metric"], "before_score": before and before["score"],
         "after_score": after and after["score"],
         "resources": resources or {}, "data": data or {}, "nan_skipped_steps": nan_skipped,
+        "speed": speed or {},
     })
 
 

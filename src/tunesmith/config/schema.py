@@ -37,7 +37,8 @@ FsdpSharding = Literal["full_shard", "shard_grad_op"]
 DdpBackend = Literal["auto", "nccl", "gloo"]
 NanPolicy = Literal["stop", "skip"]
 Logits = Literal["label_only", "full"]
-Attention = Literal["auto", "sdpa", "eager", "flash_attention_2"]
+Attention = Literal["auto", "varlen", "segments", "sdpa", "eager", "flash_attention_2"]
+HubKernels = Literal["auto", "on", "off"]
 FrozenWeights = Literal["auto", "as_loaded"]
 
 
@@ -57,6 +58,11 @@ class ModelConfig:
     # 'package.module:function'; loader_args are passed to it (checked against its signature).
     loader: str = "auto"
     loader_args: dict[str, Any] = field(default_factory=dict)
+    # transformers' hub kernels (downloaded compiled layers, e.g. rotary embeddings on CUDA).
+    # auto: used when every kernel the model needs on its device is in the local cache or the hub
+    # can be reached, else off with one line saying so; on: required (an error names what is
+    # missing); off: never.
+    hub_kernels: HubKernels = "auto"
 
 
 @dataclass
@@ -240,8 +246,10 @@ class TrainSection:
     # the tokens x vocabulary logits; full: the model's own forward and loss at every position.
     logits: Logits = "label_only"
     logits_chunk: int = 1024  # rows per output-head matmul (1024 x 49,152 fp32 logits = 192 MiB)
-    # auto: transformers' choice (SDPA where the model supports it), and with padding-free batches
-    # attention within each example of a row rather than a mask over the whole row.
+    # auto: with padding-free batches, attention within each example of a row: varlen (one flash
+    # call per layer) on CUDA in bf16/fp16, segments (one SDPA call per example) elsewhere; with
+    # padded batches transformers' SDPA. varlen / segments force one; sdpa / eager /
+    # flash_attention_2 are transformers' implementations (a block mask over packed rows).
     attention: Attention = "auto"
     # auto: on a CPU under bf16 autocast, frozen linear weights are held in bf16 while training
     # (the same values autocast computes each step; restored afterwards); as_loaded: untouched.

@@ -166,7 +166,15 @@ class PackedCollator(PaddingSettings):
     ``{"input_ids": [5, 6, 7], "labels": [5, 6, 7]}`` and ``{"input_ids": [8, 9], "labels": [8, 9]}``
     become ``input_ids [[5, 6, 7, 8, 9]]``, ``labels [[-100, 6, 7, -100, 9]]``,
     ``position_ids [[0, 1, 2, 0, 1]]`` and ``use_cache False``.
+
+    With ``sequence_boundaries`` (set when training attends with the variable-length kernel on
+    CUDA) the batch also carries the examples' cumulative lengths over the flattened rows, so the
+    kernel needs nothing read back from the GPU: here ``cu_seq_lens_q`` / ``cu_seq_lens_k``
+    ``[0, 3, 5]`` (int32) and ``max_length_q`` / ``max_length_k`` ``3``. A row's pad segment counts
+    as an example of its own.
     """
+
+    sequence_boundaries: bool = False
 
     def __post_init__(self) -> None:
         if self.padding_side != "right":
@@ -198,7 +206,7 @@ class PackedCollator(PaddingSettings):
             out_ids.append(ids + [self.pad_token_id] * pad)
             out_labels.append([IGNORE_INDEX if p == 0 else t for t, p in zip(labels, positions)] + [IGNORE_INDEX] * pad)
             out_pos.append(positions + list(range(pad)))
-        return {
+        batch = {
             "input_ids": torch.tensor(out_ids, dtype=torch.long),
             "labels": torch.tensor(out_labels, dtype=torch.long),
             "position_ids": torch.tensor(out_pos, dtype=torch.long),
@@ -207,6 +215,11 @@ class PackedCollator(PaddingSettings):
             # and silently let examples attend to each other.
             "use_cache": False,
         }
+        if self.sequence_boundaries:
+            from tunesmith.data.segments import boundaries_from_positions
+
+            batch.update(boundaries_from_positions(out_pos))
+        return batch
 
 
 def pad_multiple_for_device(device: Any) -> int | None:
@@ -236,14 +249,17 @@ def resolve_collator_name(name: str, task: str, packing: str = "none", model_typ
 
 def build_collator(name: str, task: str, tokenizer: Any, packing: str = "none", device: Any = "cpu",
                    padding_side: PaddingSide = "right", args: dict[str, Any] | None = None,
-                   model_type: str | None = None) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+                   model_type: str | None = None,
+                   sequence_boundaries: bool = False) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
     """Build the collator for a task, packing mode and device.
 
     ``build_collator("auto", "causal_lm", tok, "none", "cuda")`` ->
     ``PaddingCollator(pad_token_id=tok.pad_token_id, pad_to_multiple_of=8)``.
     A tokenizer without a pad token pads with its EOS token (pads are masked either way).
     ``args`` (``data.collator_args``) are extra keyword arguments for the collator class;
-    ``model_type`` (the model config's) decides what ``packing="auto"`` means.
+    ``model_type`` (the model config's) decides what ``packing="auto"`` means;
+    ``sequence_boundaries`` makes padding-free batches carry their examples' cumulative lengths
+    (see `PackedCollator`).
     """
     cls = COLLATORS.build(resolve_collator_name(name, task, packing, model_type), args, "data.collator_args")
     pad_id = getattr(tokenizer, "pad_token_id", None)
@@ -252,4 +268,7 @@ def build_collator(name: str, task: str, tokenizer: Any, packing: str = "none", 
     if pad_id is None:
         raise ModelError("the tokenizer has neither a pad nor an EOS token, so batches cannot be padded; "
                          "set tokenizer.pad_token")
-    return cls(pad_token_id=pad_id, pad_to_multiple_of=pad_multiple_for_device(device), padding_side=padding_side)
+    collator = cls(pad_token_id=pad_id, pad_to_multiple_of=pad_multiple_for_device(device), padding_side=padding_side)
+    if sequence_boundaries and isinstance(collator, PackedCollator):
+        collator.sequence_boundaries = True
+    return collator

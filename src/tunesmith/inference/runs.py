@@ -111,7 +111,8 @@ def _load_model_folder(path: Path, device: str | None) -> LoadedRun:
     # The folder itself is now the model: its base and adapter are merged in.
     cfg.model.name_or_path, cfg.model.task = str(path), task
     device = resolve_device(device or cfg.model.device)
-    model = load_model(str(path), task, device=device, trust_remote_code=cfg.model.trust_remote_code)
+    model = load_model(str(path), task, device=device, trust_remote_code=cfg.model.trust_remote_code,
+                       hub_kernels=cfg.model.hub_kernels)
     model.eval()
     return LoadedRun(model, load_tokenizer(str(path)), cfg, path)
 

@@ -217,12 +217,15 @@ def load_model(
     revision: str | None = None,
     *,
     allow_pickle: bool = False,
+    hub_kernels: str | None = None,
     **model_kwargs: Any,
 ):
     """Load weights for ``task`` onto ``device`` in ``dtype``.
 
     Only safetensors weights are read unless ``allow_pickle`` (``model.allow_pickle``) is set, and
-    custom model code runs only with ``trust_remote_code`` (``model.trust_remote_code``).
+    custom model code runs only with ``trust_remote_code`` (``model.trust_remote_code``). The model
+    is loaded without transformers' hub kernels; ``hub_kernels`` (``model.hub_kernels``: auto, on,
+    off) then decides on its device (`tunesmith.models.hub_kernels`); None leaves them off.
 
     Raises:
         ModelError: for an unknown task, pickle-only weights, refused custom code or a model that
@@ -249,6 +252,8 @@ def load_model(
             revision=revision,
             # None: prefer safetensors, fall back to pickle; True: safetensors or an error.
             use_safetensors=None if allow_pickle else True,
+            # Never fetched while loading: decided below, once the model is on its device.
+            use_kernels=False,
             **model_kwargs,
         )
     except OSError as err:
@@ -268,7 +273,14 @@ def load_model(
         if _is_remote_code_refusal(err):
             raise _remote_code_error(name_or_path, err) from err
         raise
-    return model.to(device)
+    model = model.to(device)
+    if hub_kernels is not None:
+        from tunesmith.models.hub_kernels import apply_hub_kernels
+
+        note = apply_hub_kernels(model, hub_kernels, device)
+        if note:
+            print(note, flush=True)
+    return model
 
 
 # ``model.loader`` names one of these (or 'package.module:function'). tunesmith calls a loader as

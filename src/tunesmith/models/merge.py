@@ -120,7 +120,8 @@ def load_tuned_model(run_dir: str | Path, cfg: TrainConfig, device: str = "cpu",
     tokenizer = load_tokenizer(str(path))  # the run's copy, with the exact chat template used
     if not (path / ADAPTER_CONFIG_FILE).is_file():  # full fine-tuning: the weights are in the run
         task = infer_task(load_model_config(str(path), m.trust_remote_code), m.task)
-        return load_model(str(path), task, dtype, device, m.trust_remote_code), tokenizer, task
+        return (load_model(str(path), task, dtype, device, m.trust_remote_code, hub_kernels=m.hub_kernels),
+                tokenizer, task)
 
     from peft import PeftModel
 
@@ -131,7 +132,7 @@ def load_tuned_model(run_dir: str | Path, cfg: TrainConfig, device: str = "cpu",
         dtype = extra.pop("dtype", extra.pop("torch_dtype", dtype))
         kwargs.update(extra)
     base = load_model(m.name_or_path, task, dtype, device, m.trust_remote_code, m.revision,
-                      allow_pickle=m.allow_pickle, **kwargs)
+                      allow_pickle=m.allow_pickle, hub_kernels=m.hub_kernels, **kwargs)
     if not quantize and is_quantized(base):
         base = dequantize(base).to(device)
     if quantize and is_quantized(base) and device == "cpu":

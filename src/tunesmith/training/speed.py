@@ -2,10 +2,9 @@
 
 - ``train.logits``: ``label_only`` runs the output head only at trained positions, in chunks of
   ``train.logits_chunk`` rows (`tunesmith.training.losses`); ``full`` keeps the model's own loss.
-- ``train.attention``: the attention kernel the model is loaded with (``auto`` lets transformers
-  pick: SDPA wherever the architecture supports it). With ``auto`` and padding-free batches
-  (``data.packing=auto | padding_free | pack``), training attends within each example of a row
-  (`tunesmith.training.segment_attention`) instead of masking the whole row.
+- ``train.attention``: the attention kernel, chosen per device by
+  `tunesmith.training.attention_choice` (with padding-free rows: ``varlen`` on CUDA,
+  ``segments`` on a CPU; otherwise transformers' SDPA).
 - ``train.frozen_weights``: ``auto`` holds the frozen linear weights in bf16 while a CPU run
   trains under bf16 autocast (`frozen_linear_weights`); ``as_loaded`` leaves them as loaded.
 
@@ -20,6 +19,7 @@ import contextlib
 from typing import Any, Iterator
 
 from tunesmith.config.schema import TrainConfig, TrainSection
+from tunesmith.training.attention_choice import AttentionChoice
 from tunesmith.errors import ConfigError
 
 
@@ -28,13 +28,14 @@ def attention_kwargs(attention: str, device: str) -> dict[str, Any]:
 
     ``attention_kwargs("auto", "cpu")`` -> ``{}``; ``attention_kwargs("eager", "cpu")`` ->
     ``{"attn_implementation": "eager"}``. ``flash_attention_2`` needs a CUDA device (and the
-    flash-attn package, which transformers checks when loading).
+    flash-attn package, which transformers checks when loading); so does ``varlen``. ``varlen``
+    and ``segments`` load the model with SDPA and switch to themselves while training.
     """
-    if attention == "auto":
+    if attention in ("flash_attention_2", "varlen") and not str(device).startswith("cuda"):
+        raise ConfigError(f"train.attention: {attention!r} runs on CUDA GPUs only, not on {device!r}; "
+                          "use auto, segments, sdpa or eager")
+    if attention in ("auto", "varlen", "segments"):
         return {}
-    if attention == "flash_attention_2" and not str(device).startswith("cuda"):
-        raise ConfigError(f"train.attention: 'flash_attention_2' runs on CUDA GPUs only, not on {device!r}; "
-                          "use auto, sdpa or eager")
     return {"attn_implementation": attention}
 
 
@@ -95,13 +96,14 @@ def frozen_linear_weights(model: Any, train: TrainSection, precision: str, metho
 
 
 @contextlib.contextmanager
-def speed_context(model: Any, cfg: TrainConfig, precision: str, device: str, padding_free: bool) -> Iterator[None]:
+def speed_context(model: Any, cfg: TrainConfig, precision: str, device: str, attention: AttentionChoice) -> Iterator[None]:
     """The settings that hold only while training: ``train.frozen_weights`` (`frozen_linear_weights`)
-    and, with ``train.attention=auto`` and padding-free batches (``padding_free``: the collator puts
-    several examples in a row), per-example attention
-    (`tunesmith.training.segment_attention.per_example_attention`)."""
+    and the per-example attention kernel of ``attention`` (``segments``:
+    `tunesmith.training.segment_attention`; ``varlen``: `tunesmith.training.varlen_attention`)."""
     from tunesmith.training.segment_attention import per_example_attention
+    from tunesmith.training.varlen_attention import varlen_training_attention
 
+    varlen = varlen_training_attention(model) if attention.kernel == "varlen" else contextlib.nullcontext()
     with frozen_linear_weights(model, cfg.train, precision, cfg.peft.method, device), \
-            per_example_attention(model, cfg.train.attention == "auto" and padding_free):
+            per_example_attention(model, attention.kernel == "segments"), varlen:
         yield

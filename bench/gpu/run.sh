@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The GPU benchmark in one command: tunesmith against the plain Trainer + peft recipe on CUDA, for
+# the SmolLM2-135M shape and a 1.7B-class shape (random weights; see make_models.py).
+#
+#   bash bench/gpu/run.sh [RESULTS_DIR]
+#
+# Needs: python3 with torch (CUDA), transformers, peft, accelerate, datasets, hydra-core and the
+# tunesmith source tree (this checkout). Wheels found in .whl/ are installed to /tmp/site first,
+# for a machine that has no package index. The tokenizer comes from .gpu/tokenizer (written by
+# `python bench/gpu/make_models.py tokenizer .gpu/tokenizer` where the packaged model is installed).
+# Environment: STEPS (default 30), REPEATS (1), SHAPES ("smollm2-135m smollm2-1.7b"),
+# BATCH_135M (32), BATCH_1_7B (16), VARIANTS (extra --variant arguments), TIMEOUT (s per run, 420).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RESULTS=${1:-.gpu/results}
+mkdir -p "$RESULTS"
+if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH=$PWD/src:$PWD/bench${PYTHONPATH:+:$PYTHONPATH}
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+python3 -c "import torch, transformers, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, 'gpu', torch.cuda.get_device_name())"
+python3 bench/gpu/make_models.py build --tokenizer .gpu/tokenizer --out .gpu/models
+for shape in ${SHAPES:-smollm2-135m smollm2-1.7b}; do
+    case $shape in *135m*) batch=${BATCH_135M:-32} ;; *) batch=${BATCH_1_7B:-16} ;; esac
+    echo "== $shape, batch $batch"
+    # shellcheck disable=SC2086
+    python3 bench/train_speed.py --device cuda --model ".gpu/models/$shape" --batch-size "$batch" \
+        --steps "${STEPS:-30}" --warmup 5 --repeats "${REPEATS:-1}" --timeout "${TIMEOUT:-420}" \
+        --variant tunesmith ${VARIANTS:-} --json "$RESULTS/$shape.json" || echo "!! $shape failed"
+done
