@@ -162,8 +162,8 @@ def test_an_unreachable_tracking_server_is_refused_quickly_without_its_password(
     ("https://h/api?api_key=k-12345&sig=zz99", "k-12345"),
     ("s3://bucket/x?X-Amz-Signature=f00ba7", "f00ba7"),
     ("token hf_AbCdEfGhIjKlMnOpQrStUv12 in use", "hf_AbCdEfGhIjKlMnOpQrStUv12"),
-    ("key sk-proj-abcdefghijklmnopqrstuvwx", "sk-proj-abcdefghijklmnopqrstuvwx"),
-    ("OPENAI sk-abcdefghijklmnopqrstuvwxyz0123", "sk-abcdefghijklmnopqrstuvwxyz0123"),
+    ("key sk-proj-Ab3dEfGh1jKlMn0pQrStUvWx-yZ", "sk-proj-Ab3dEfGh1jKlMn0pQrStUvWx-yZ"),
+    ("OPENAI sk-AbCdEfGh1234567890abcdefghij", "sk-AbCdEfGh1234567890abcdefghij"),
     ("gh ghp_abcdefghijklmnopqrstuvwxyz0123456789", "ghp_abcdefghijklmnopqrstuvwxyz0123456789"),
     ("aws AKIAABCDEFGHIJKLMNOP here", "AKIAABCDEFGHIJKLMNOP"),
     ("Authorization: Bearer abcdefghijklmnop0123", "abcdefghijklmnop0123"),
@@ -174,6 +174,7 @@ def test_credentials_are_masked_by_their_shape(text, secret):
 
 
 @pytest.mark.parametrize("text", ["train.lr=1e-4 key=value", "data.packing=pack tokenizer=x", "model=sk-learn",
+                                  "data.train=sk-some-long-dataset-name-here-x", "hf_dataset_loader_v2",
                                   "https://huggingface.co/HuggingFaceTB/SmolLM2-135M?revision=main",
                                   "checkpoint-12 (step 12)"])
 def test_ordinary_text_is_left_alone(text):

@@ -1,7 +1,6 @@
 """``tunesmith serve`` under bad requests and clients that hang up (real port, real HTTP client, localhost only)."""
 
 import json
-import socket
 import threading
 import time
 
@@ -34,22 +33,8 @@ def long_model(smol_tokenizer):
 
 
 @pytest.fixture(scope="module")
-def base_url(long_model, smol_tokenizer):
-    app = build_app(long_model, smol_tokenizer, ChatInferenceHandler(), NAME)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 60
-    while not server.started:
-        if time.time() > deadline or not thread.is_alive():
-            raise RuntimeError("the server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+def base_url(long_model, smol_tokenizer, serve_on_localhost):
+    return serve_on_localhost(build_app(long_model, smol_tokenizer, ChatInferenceHandler(), NAME))
 
 
 def post(base_url, timeout=120, **body):
