@@ -8,9 +8,11 @@ A tracking server is reached with bounded patience: before anything is loaded th
 it accepts a connection (``TRACKER_CONNECT_TIMEOUT_S``), and MLflow's own HTTP calls time out after
 ``MLFLOW_HTTP_REQUEST_TIMEOUT`` seconds with ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` retries (tunesmith's
 defaults: 10 s and 1; set the variables to change them), instead of MLflow's 120 s and 7 retries
-(about 4 minutes during which a stop request would wait). A metric that cannot be sent during
-training is reported once as a warning and training goes on. Error messages never show the URI's
-password or tokens (``config/secrets.py``).
+(about 4 minutes during which a stop request would wait). During training, metrics are sent by a
+background thread, so a slow server never slows a step nor holds a stop; at the end of training
+what is still queued gets ``FLUSH_TIMEOUT_S`` seconds. A metric that cannot be sent is reported once
+as a warning and training goes on. Error messages never show the URI's password or tokens
+(``config/secrets.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from tunesmith.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 TRACKER_CONNECT_TIMEOUT_S = 5.0
+FLUSH_TIMEOUT_S = 5.0  # at the end of training: how long queued metrics may still take to send
 # MLflow's HTTP patience unless the user set these variables: 10 s per request, one retry.
 MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
                         "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
@@ -117,6 +120,43 @@ def mlflow_client(tracking_uri: str) -> Any:
     return MlflowClient(tracking_uri=tracking_uri)
 
 
+class BackgroundSender:
+    """Runs calls (``send(fn)``) one after another on a daemon thread; ``close(timeout)`` waits at
+    most ``timeout`` seconds for the queue to drain and returns how many calls were left unsent.
+    A call that raises is reported once (masked) as a warning; the others still run."""
+
+    def __init__(self, what: str) -> None:
+        import queue
+        import threading
+
+        self.what = what
+        self.calls: "queue.Queue[Any]" = queue.Queue()
+        self.failed = False
+        self.thread = threading.Thread(target=self._run, name=f"tunesmith-{what}", daemon=True)
+        self.thread.start()
+
+    def send(self, fn: Any) -> None:
+        """Queue ``fn()`` to run on the background thread."""
+        self.calls.put(fn)
+
+    def close(self, timeout: float = FLUSH_TIMEOUT_S) -> int:
+        """Stop after the queued calls, waiting at most ``timeout`` seconds; the number left unsent."""
+        self.calls.put(None)
+        self.thread.join(timeout)
+        # Still running: the call in flight plus those queued behind it (the queue's last item is the stop).
+        return self.calls.qsize() if self.thread.is_alive() else 0
+
+    def _run(self) -> None:
+        while (fn := self.calls.get()) is not None:
+            try:
+                fn()
+            except Exception as err:  # a network blip does not end a training run
+                if not self.failed:
+                    logger.warning("%s: a record could not be sent (%s); training goes on", self.what,
+                                   mask_text(_first_line(err)))
+                self.failed = True
+
+
 class MlflowLogger(TrainerCallback):
     """One MLflow run per training run: the resolved config as parameters, every log as metrics.
 
@@ -132,7 +172,7 @@ class MlflowLogger(TrainerCallback):
         self.params = params or {}
         self.client: Any = None
         self.run_id: Optional[str] = None
-        self.failed = False  # a metric could not be sent (warned once)
+        self.sender: Optional[BackgroundSender] = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero or self.client is not None:
@@ -151,6 +191,7 @@ class MlflowLogger(TrainerCallback):
             self.client = None
             raise ConfigError(f"train.mlflow_tracking_uri: MLflow at {mask_text(self.tracking_uri)} refused the "
                               f"run: {mask_text(_first_line(err))}") from None
+        self.sender = BackgroundSender("MLflow")
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.client is None:
@@ -161,22 +202,19 @@ class MlflowLogger(TrainerCallback):
 
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, state.global_step) for k, v in _numbers(logs).items()]
-        if metrics:
-            try:
-                self.client.log_batch(self.run_id, metrics=metrics)
-            except Exception as err:  # a network blip does not end a training run
-                if not self.failed:
-                    logger.warning("MLflow: metrics of step %d were not recorded (%s); training goes on",
-                                   state.global_step, mask_text(_first_line(err)))
-                self.failed = True
+        if metrics and self.sender is not None:
+            client, run_id = self.client, self.run_id
+            self.sender.send(lambda: client.log_batch(run_id, metrics=metrics))
 
     def on_train_end(self, args, state, control, **kwargs):
-        if self.client is not None:
-            try:
-                self.client.set_terminated(self.run_id, "FINISHED")
-            except Exception as err:
-                logger.warning("MLflow: the run could not be marked finished (%s)", mask_text(_first_line(err)))
-            self.client = None
+        if self.client is not None and self.sender is not None:
+            client, run_id = self.client, self.run_id
+            self.sender.send(lambda: client.set_terminated(run_id, "FINISHED"))
+            left = self.sender.close(FLUSH_TIMEOUT_S)
+            if left:
+                logger.warning("MLflow: %d record(s) were not sent within %g s; the run's results are saved "
+                               "in the run directory", left, FLUSH_TIMEOUT_S)
+            self.client = self.sender = None
 
 
 def _first_line(err: BaseException) -> str:
