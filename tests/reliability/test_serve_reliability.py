@@ -1,6 +1,7 @@
 """``tunesmith serve`` under bad requests and clients that hang up (real port, real HTTP client, localhost only)."""
 
 import json
+import os
 import threading
 import time
 
@@ -129,3 +130,59 @@ def test_a_failing_generation_is_a_json_500_or_an_error_event(long_model, smol_t
     assert r.status_code == 500 and r.json()["error"]["message"] == "generation failed: the model fell over"
     r = client.post("/v1/chat/completions", json={**body, "stream": True})
     assert r.status_code == 200 and "generation failed: the model fell over" in r.text
+
+
+NUMBER_FIELDS = {  # field: (bad numbers, whether NaN / infinities are bad too)
+    "max_tokens": [0, -5, 1.5, 10**30],
+    "max_completion_tokens": [0, -1, 2.5],
+    "temperature": [-0.1, 2.5, 1e308],
+    "top_p": [0, -1, 1.01],
+    "n": [0, 2, -3],
+    "seed": [-1, 2**32, 2**70, 0.5],
+}
+OTHER_FIELDS = {
+    "stream": ["sometimes", 2, [True]],
+    "stop": [5, ["a", "b", "c", "d", "e"], [""], [1]],
+    "logprobs": [True, "x"],
+    "messages": [[], "hi", [{"role": "user"}], [{"role": "robot", "content": "x"}]],
+}
+
+
+def _bad_fields():
+    from hypothesis import strategies as st
+
+    words = st.text("abcdefghij", min_size=1, max_size=6)
+    numbers = st.sampled_from(sorted(NUMBER_FIELDS)).flatmap(lambda f: st.tuples(
+        st.just(f), st.sampled_from(NUMBER_FIELDS[f]) | words | st.sampled_from(["NaN", "Infinity", "-Infinity"])))
+    others = st.sampled_from(sorted(OTHER_FIELDS)).flatmap(lambda f: st.tuples(st.just(f),
+                                                                                 st.sampled_from(OTHER_FIELDS[f])))
+    return numbers | others
+
+
+def test_every_field_of_a_request_is_validated_with_a_400_naming_it(long_model, smol_tokenizer):
+    """Generated bad values for each field: a 400 in OpenAI's error format with ``param`` = the field,
+    and nothing generated."""
+    from hypothesis import given, settings
+    from starlette.testclient import TestClient
+
+    class Refusing(ChatInferenceHandler):
+        def stream_chat(self, model, tokenizer, messages, settings):
+            raise AssertionError("a refused request reached the model")
+
+    client = TestClient(build_app(long_model, smol_tokenizer, Refusing(), NAME))
+
+    @settings(max_examples=int(os.environ.get("TUNESMITH_HYPOTHESIS_EXAMPLES", "80")), deadline=None,
+              derandomize=True)
+    @given(_bad_fields())
+    def check(field_value):
+        field, value = field_value
+        body = {"model": NAME, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+        text = json.dumps({**body, field: value})
+        if value in ("NaN", "Infinity", "-Infinity"):  # JSON as JavaScript writes it, not the string
+            text = text.replace(f'"{value}"', value)
+        r = client.post("/v1/chat/completions", content=text, headers={"content-type": "application/json"})
+        assert r.status_code == 400, (field, value, r.text)
+        error = r.json()["error"]
+        assert error["param"] == field and error["message"].startswith(field), (field, value, error)
+
+    check()
