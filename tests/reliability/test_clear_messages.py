@@ -30,10 +30,14 @@ def test_an_eval_split_that_leaves_nothing_to_train_names_the_split(tmp_path):
         load_example_sets(data_config(f"data.train={rows}", "data.eval_split=0.999"), 0)
 
 
-def test_a_mistyped_run_path_does_not_exist(tmp_path, capsys):
-    assert main(["generate", str(tmp_path / "runz" / "arith"), "hi"]) == 2
-    err = capsys.readouterr().err
-    assert "does not exist" in err and "not a tunesmith run directory" not in err
+@pytest.mark.parametrize("command", [["generate", "{run}", "hi"], ["chat", "{run}"], ["eval", "{run}"],
+                                     ["report", "{run}"], ["merge", "{run}", "{out}"], ["serve", "{run}"]])
+def test_a_mistyped_run_path_does_not_exist(command, tmp_path, capsys):
+    run, out = tmp_path / "runz" / "arith", tmp_path / "merged"
+    assert main([part.format(run=run, out=out) for part in command]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {run}: does not exist; give a run directory (such as runs/NAME, printed at the end of " \
+                  "`tunesmith train`) or a model folder"
 
 
 def test_a_folder_of_two_formats_says_which_file_decided(tmp_path):

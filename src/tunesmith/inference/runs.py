@@ -44,12 +44,9 @@ def is_model_folder(path: Path) -> bool:
 
 def read_run_config(run_dir: str | Path) -> TrainConfig:
     """The checked ``TrainConfig`` of a run directory's ``config.yaml``; ``RunDirError`` when there is none."""
-    path = Path(run_dir)
-    if not path.exists():
-        raise RunDirError(f"{path}: does not exist; give a run directory (such as runs/NAME, printed at the end of "
-                          "`tunesmith train`) or a model folder")
-    if not path.is_dir():
-        raise RunDirError(f"{path}: is a file; give a run directory (such as runs/NAME) or a model folder")
+    from tunesmith.config.run_folders import existing_folder
+
+    path = existing_folder(run_dir)
     if not (path / CONFIG_FILE).is_file():
         raise RunDirError(f"{path}: not a tunesmith run directory (no {CONFIG_FILE}) nor a model folder "
                           "(no config.json)")
@@ -133,7 +130,7 @@ def prepare_run_dir(cfg: TrainConfig, continuing: bool = False) -> Path:
     """Create the run directory; never write into a non-empty one unless ``overwrite`` is set or the
     run continues there (``continuing``: an unfinished run of the same config, checked by
     ``tunesmith.training.resume.plan_resume``, whose records are kept)."""
-    from tunesmith.config.output_dir import check_output_dir, make_output_dir
+    from tunesmith.config.run_folders import check_output_dir, make_output_dir
 
     run_dir = check_output_dir(cfg.output_dir) if cfg.output_dir else default_run_dir()
     if run_dir.exists() and any(run_dir.iterdir()) and not (cfg.overwrite or continuing):

@@ -87,7 +87,7 @@ def plan_resume(cfg: Any) -> ResumePlan:
             checkpoint's and ``force_resume`` is off (the message lists each difference).
         RunDirError: ``output_dir`` is not empty and is not an unfinished run of this config.
     """
-    from tunesmith.config.output_dir import check_output_dir
+    from tunesmith.config.run_folders import check_output_dir
 
     resume = cfg.train.resume.strip()
     checkpoint: Optional[Checkpoint] = None

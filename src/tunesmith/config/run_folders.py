@@ -1,8 +1,9 @@
-"""Whether ``output_dir`` can hold a run, checked before anything is loaded or written.
+"""Run folders checked before they are used: ``output_dir`` must be creatable, and a run folder a
+command reads (``generate``, ``eval``, ``report``, ``merge``) must exist.
 
 A path that is an existing file, lies under a file, or cannot be created is a ``RunDirError``
 naming ``output_dir``, the path and the reason, instead of a raw ``NotADirectoryError`` from deep
-inside the run.
+inside the run; a mistyped run path "does not exist" rather than "is not a run directory".
 
 Example:
     >>> check_output_dir("runs/a/train.jsonl/x")
@@ -51,3 +52,20 @@ def make_output_dir(path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise RunDirError(f"output_dir: {str(path)!r} cannot be created: {err.strerror or err}; {_CHOOSE}") from None
+
+
+def existing_folder(value: str | os.PathLike) -> Path:
+    """``value`` as a path when it is an existing folder; else a ``RunDirError`` saying it does not
+    exist (or is a file), before any check of what the folder holds.
+
+    Example:
+        >>> existing_folder("runz/arith")
+        RunDirError: runz/arith: does not exist; give a run directory (such as runs/NAME, ...) or a model folder
+    """
+    path = Path(value)
+    if not path.exists():
+        raise RunDirError(f"{path}: does not exist; give a run directory (such as runs/NAME, printed at the end of "
+                          "`tunesmith train`) or a model folder")
+    if not path.is_dir():
+        raise RunDirError(f"{path}: is a file; give a run directory (such as runs/NAME) or a model folder")
+    return path
