@@ -2,8 +2,8 @@
 same way: exit code 2, one line on stderr that names the key, no traceback, no model loaded.
 
 Every leaf of ``TrainConfig`` is read from the dataclasses; each gets values its type cannot take
-(words for numbers, NaN and infinities, integers beyond 64 bits, fractions for integers, names outside
-a ``Literal``, scalars for mappings). ``TUNESMITH_HYPOTHESIS_EXAMPLES`` (default 80) sets how many.
+(words for numbers, NaN and infinities, integers beyond 64 bits, negative numbers, fractions for
+integers, names outside a ``Literal``, scalars for mappings). ``TUNESMITH_HYPOTHESIS_EXAMPLES`` (default 80) sets how many.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ WORDS = st.text(string.ascii_letters, min_size=1, max_size=8).filter(
                                              "y", "n"})
 NON_FINITE = st.sampled_from([float("nan"), float("inf"), float("-inf")])
 HUGE = st.integers(min_value=2**63, max_value=2**80) | st.integers(min_value=-(2**80), max_value=-(2**63) - 1)
+NEGATIVE = st.integers(min_value=-10**6, max_value=-2)  # no count, size, rate or fraction is negative
 
 
 def bad_values(tp: Any) -> st.SearchStrategy | None:
@@ -69,9 +70,9 @@ def bad_values(tp: Any) -> st.SearchStrategy | None:
     if base is bool:
         return WORDS | st.integers(min_value=2, max_value=10**6) | st.floats(0.1, 0.9)
     if base is int:
-        return WORDS | NON_FINITE | HUGE | st.floats(0.1, 1e6).filter(lambda x: not float(x).is_integer())
+        return WORDS | NON_FINITE | HUGE | NEGATIVE | st.floats(0.1, 1e6).filter(lambda x: not float(x).is_integer())
     if base is float:
-        return WORDS | NON_FINITE
+        return WORDS | NON_FINITE | NEGATIVE
     if origin is Literal:
         allowed = {str(a) for a in typing.get_args(base)}
         return WORDS.filter(lambda w: w not in allowed)
