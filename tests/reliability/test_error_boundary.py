@@ -225,3 +225,17 @@ def test_a_secret_given_on_the_command_line_is_masked_in_an_early_error(monkeypa
     code = report_error(ConfigError(f"train.callback_args.notify: expected a mapping, got 'api_token={secret}'"))
     err = capsys.readouterr().err
     assert code == 2 and secret not in err and MASK in err
+
+
+def test_a_tracking_server_that_accepts_but_never_answers_is_refused_within_10_s(
+        overrides, tmp_path, capsys, no_model_loads, error_logs):
+    with socket.socket() as silent:  # the kernel accepts connections into the backlog; nobody answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        uri = f"http://alice:{URL_PASSWORD}@127.0.0.1:{silent.getsockname()[1]}"
+        started = time.perf_counter()
+        code, out, err = run_cli(["train", *overrides(tmp_path / "run", "train.log_to=[mlflow]",
+                                                      f"train.mlflow_tracking_uri={uri}")], capsys)
+        took = time.perf_counter() - started
+    assert code == 2 and "does not answer (no answer within 5 s)" in err, err
+    assert took < 10 and URL_PASSWORD not in err + out and not no_model_loads

@@ -64,3 +64,27 @@ def test_a_failing_send_is_one_masked_warning_and_the_next_sends_still_run(caplo
     assert sent == [1]
     warnings = [r for r in caplog.records if "could not be sent" in r.getMessage()]
     assert len(warnings) == 1 and PASSWORD not in caplog.text and "bob:<masked>@" in caplog.text
+
+
+def test_a_server_that_answers_passes_the_liveness_check_whatever_the_status():
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from tunesmith.training.loggers import check_tracking_server
+
+    class NotFound(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), NotFound)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    try:
+        check_tracking_server(f"http://u:{PASSWORD}@127.0.0.1:{server.server_address[1]}", timeout_s=5)
+    finally:
+        thread.join(10)
+        server.server_close()
+    check_tracking_server(None)  # a local file store: nothing to check
+    check_tracking_server("file:///tmp/mlruns")

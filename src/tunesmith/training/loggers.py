@@ -5,7 +5,7 @@ MLflow writes to a local file store in ``<run_dir>/mlruns`` unless ``train.mlflo
 names another store; nothing is sent over the network unless that URI is a server.
 
 A tracking server is reached with bounded patience: before anything is loaded the run checks that
-it accepts a connection (``TRACKER_CONNECT_TIMEOUT_S``), and MLflow's own HTTP calls time out after
+it accepts a connection and begins to answer (``TRACKER_CONNECT_TIMEOUT_S``), and MLflow's own HTTP calls time out after
 ``MLFLOW_HTTP_REQUEST_TIMEOUT`` seconds with ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` retries (tunesmith's
 defaults: 10 s and 1; set the variables to change them), instead of MLflow's 120 s and 7 retries
 (about 4 minutes during which a stop request would wait). During training, metrics are sent by a
@@ -37,11 +37,14 @@ MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUES
 
 def check_tracking_server(uri: Optional[str], timeout_s: float = TRACKER_CONNECT_TIMEOUT_S) -> None:
     """Raise ``ConfigError`` naming ``train.mlflow_tracking_uri`` (its password masked) when an
-    ``http(s)://`` tracking server does not accept a connection within ``timeout_s`` seconds.
+    ``http(s)://`` tracking server does not accept a connection, or does not begin to answer a
+    request, within ``timeout_s`` seconds in all.
 
-    Other URIs (a file store, a database) are left to MLflow.
+    Only liveness is checked (any HTTP answer will do, an error status too); other URIs (a file
+    store, a database) are left to MLflow.
     """
     import socket
+    import time
     from urllib.parse import urlsplit
 
     if not uri or not uri.lower().startswith(("http://", "https://")):
@@ -54,14 +57,30 @@ def check_tracking_server(uri: Optional[str], timeout_s: float = TRACKER_CONNECT
                           f"{mask_text(str(err))}") from None
     if not host:
         raise ConfigError(f"train.mlflow_tracking_uri: {mask_text(uri)!r} names no host")
+    deadline = time.monotonic() + timeout_s
+    step = "cannot be reached"
     try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            pass
+        with socket.create_connection((host, port), timeout=timeout_s) as raw:
+            step = "does not answer"
+            raw.settimeout(max(deadline - time.monotonic(), 0.1))
+            conn = _tls(raw, host) if parts.scheme.lower() == "https" else raw
+            conn.sendall(f"GET /health HTTP/1.0\r\nHost: {host}\r\n\r\n".encode("ascii", "replace"))
+            if not conn.recv(1):
+                raise ConnectionResetError("the connection was closed without an answer")
     except OSError as err:
-        reason = "no answer" if isinstance(err, socket.timeout) else (err.strerror or type(err).__name__)
-        raise ConfigError(f"train.mlflow_tracking_uri: the tracking server {mask_text(uri)} cannot be reached "
-                          f"({reason} within {timeout_s:g} s); start it, fix the URI, or remove mlflow from "
-                          "train.log_to") from None
+        reason = "no answer" if isinstance(err, socket.timeout) else (err.strerror or str(err) or type(err).__name__)
+        raise ConfigError(f"train.mlflow_tracking_uri: the tracking server {mask_text(uri)} {step} ({reason} within "
+                          f"{timeout_s:g} s); start it, fix the URI, or remove mlflow from train.log_to") from None
+
+
+def _tls(raw: Any, host: str) -> Any:
+    """``raw`` wrapped in TLS for a liveness check only (certificates are MLflow's to verify)."""
+    import ssl
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context.wrap_socket(raw, server_hostname=host)
 
 
 def _numbers(logs: Optional[dict[str, Any]]) -> dict[str, float]:
