@@ -239,3 +239,19 @@ def test_a_tracking_server_that_accepts_but_never_answers_is_refused_within_10_s
         took = time.perf_counter() - started
     assert code == 2 and "does not answer (no answer within 5 s)" in err, err
     assert took < 10 and URL_PASSWORD not in err + out and not no_model_loads
+
+
+def test_what_a_command_prints_is_masked(monkeypatch, capsys):
+    import sys
+
+    import tunesmith.cli.commands as commands
+
+    def chatty(args):
+        print(f"Train data: hf://datasets/me/x?token={URL_PASSWORD} via {HF_SHAPED}")
+        print(f"progress https://me:{URL_PASSWORD}@host/x", file=sys.stderr)
+        return 0
+
+    monkeypatch.setattr(commands, "cmd_merge", chatty)
+    code, out, err = run_cli(["merge", "a", "b"], capsys)
+    assert code == 0 and "Train data: hf://datasets/me/x?token=<masked> via <masked>" in out
+    assert URL_PASSWORD not in out + err and HF_SHAPED not in out and "me:<masked>@host" in err

@@ -60,14 +60,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.args += extra
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    try:
-        from tunesmith.cli import commands
+    from tunesmith.cli.masked_console import masked_console
 
-        return getattr(commands, f"cmd_{args.command}")(args)
-    except (Exception, KeyboardInterrupt) as err:  # the one error boundary of every command
-        from tunesmith.cli.error_boundary import report_error
+    with masked_console():  # what a command prints never shows a secret
+        try:
+            from tunesmith.cli import commands
 
-        return report_error(err)
+            return getattr(commands, f"cmd_{args.command}")(args)
+        except (Exception, KeyboardInterrupt) as err:  # the one error boundary of every command
+            from tunesmith.cli.error_boundary import report_error
+
+            return report_error(err)
 
 if __name__ == "__main__":
     sys.exit(main())
