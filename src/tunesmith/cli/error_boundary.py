@@ -28,7 +28,6 @@ from tunesmith.errors import Interrupted, TunesmithError
 
 USER_ERROR = 2  # the input was wrong; the message says which key, file or field
 INTERNAL_ERROR = 1  # a bug or an unexpected failure; the traceback is in a log file
-ERROR_LOG = "error.log"
 
 
 def one_line(text: str) -> str:
@@ -105,11 +104,12 @@ def write_traceback(err: BaseException) -> Optional[Path]:
 def _candidates(err: BaseException) -> list[Path]:
     """Where a traceback may go, in order of preference."""
     from tunesmith.cache_dirs import cache_root
+    from tunesmith.inference.runs import ERROR_FILE
 
     out = []
     run_dir = getattr(err, "tunesmith_run_dir", None)
     if run_dir is not None and Path(run_dir).is_dir():
-        out.append(Path(run_dir) / ERROR_LOG)
+        out.append(Path(run_dir) / ERROR_FILE)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out.append(cache_root() / "errors" / f"{stamp}-{os.getpid()}.log")
     return out

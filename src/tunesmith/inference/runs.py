@@ -20,6 +20,7 @@ from tunesmith.errors import RunDirError
 
 CONFIG_FILE = "config.yaml"
 RUN_FILE = "run.json"  # written last: its presence marks a finished run
+ERROR_FILE = "error.log"  # tracebacks of internal errors of a run (tunesmith.cli.error_boundary)
 
 
 @dataclass
