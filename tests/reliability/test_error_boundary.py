@@ -255,3 +255,32 @@ def test_what_a_command_prints_is_masked(monkeypatch, capsys):
     code, out, err = run_cli(["merge", "a", "b"], capsys)
     assert code == 0 and "Train data: hf://datasets/me/x?token=<masked> via <masked>" in out
     assert URL_PASSWORD not in out + err and HF_SHAPED not in out and "me:<masked>@host" in err
+
+
+def test_a_refused_file_is_one_line_naming_it(monkeypatch, capsys, error_logs):
+    import tunesmith.cli.commands as commands
+
+    def refused(args):
+        raise PermissionError(13, "Permission denied", "/data/private/rows.jsonl")
+
+    monkeypatch.setattr(commands, "cmd_merge", refused)
+    code, out, err = run_cli(["merge", "a", "b"], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err
+    assert lines[0].startswith("error: /data/private/rows.jsonl: Permission denied (details in ")
+
+
+@pytest.mark.parametrize("flags, named", [(["generate", "{run}", "hi", "--sample", "--seed", "-3"], "--seed"),
+                                          (["generate", "{run}", "hi", "--sample", "--temperature", "nan"],
+                                           "--temperature"),
+                                          (["chat", "{run}", "--temperature", "inf"], "--temperature"),
+                                          (["serve", "{run}", "--port", "{port}"], "--port")])
+def test_generation_flags_and_a_taken_port_are_refused_before_loading(flags, named, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(FineTuner, "load", lambda *a, **k: pytest.fail("the run was loaded"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        argv = [f.format(run=tmp_path, port=taken.getsockname()[1]) for f in flags]
+        code, out, err = run_cli(argv, capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {named}"), err
