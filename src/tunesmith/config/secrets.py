@@ -45,7 +45,8 @@ _QUERY_SECRET = re.compile(
 _TOKEN_SHAPES = re.compile(
     r"(?<![A-Za-z0-9])(?:"
     r"hf_[A-Za-z0-9]{20,}"  # Hugging Face
-    r"|sk-(?=[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[A-Z])[A-Za-z0-9_-]{24,}"  # OpenAI, Anthropic: long, with digits and capitals
+    # OpenAI, Anthropic: long, with digits and capitals (dataset names such as sk-some-name do not match)
+    r"|sk-(?=[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[A-Z])[A-Za-z0-9_-]{24,}"
     r"|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"  # GitHub
     r"|glpat-[A-Za-z0-9_-]{20,}"  # GitLab
     r"|xox[abposr]-[A-Za-z0-9-]{10,}"  # Slack
@@ -134,7 +135,7 @@ def mask_patterns(text: str) -> str:
         >>> mask_patterns("GET https://h/x?id=3&access_token=abc123 with hf_abcdefghijklmnopqrstuv")
         'GET https://h/x?id=3&access_token=<masked> with <masked>'
     """
-    if MASK and "://" in text:
+    if "://" in text:
         text = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
     if "=" in text:
         text = _QUERY_SECRET.sub(lambda m: m.group("head") + (m.group("value") if m.group("value") == MASK else MASK),

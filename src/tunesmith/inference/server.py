@@ -171,8 +171,10 @@ def fit_context(prompt_tokens: int, asked: Optional[int], context: Optional[int]
     what is left. An encoder-decoder reads the prompt in its encoder, so only the prompt is checked.
 
     Example:
-        >>> fit_context(500, 100, 512, 256)
-        (0, ('messages', 'messages: the prompt is 500 tokens and max_tokens asks for 100 more (600 in all), above the model's context of 512 tokens; shorten the conversation or lower max_tokens'))
+        >>> fit_context(400, None, 512, 256)
+        (112, None)
+        >>> fit_context(500, 100, 512, 256)[1][1]
+        "messages: the prompt is 500 tokens and max_tokens asks for 100 more (600 in all), above the ..."
     """
     if context is None:
         return asked or default, None

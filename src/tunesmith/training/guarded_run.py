@@ -39,7 +39,7 @@ def train_with_guards(trainer: Any, cfg: Any, checkpoint: Optional[Path] = None)
         print(f"Resuming from {checkpoint} (step {record.get('step', '?')})", flush=True)
     _no_steps_past_the_end(trainer)
     with stop_on_signals(trainer) as stop:
-        output = train_until_stopped(trainer, stop,
+        output = train_until_stopped(trainer,
                                      resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
     raise_if_stopped(stop, trainer)
     return output

@@ -133,7 +133,7 @@ def stop_at_once_on_signals(doing: str, afterwards: str) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def train_until_stopped(trainer: Any, stop: StopRequest, **train_kwargs: Any) -> Any:
+def train_until_stopped(trainer: Any, **train_kwargs: Any) -> Any:
     """``trainer.train(**train_kwargs)``; when a stop interrupted an evaluation, the step's checkpoint
     is saved here (the optimizer step is complete) and None is returned instead of a ``TrainOutput``."""
     try:
