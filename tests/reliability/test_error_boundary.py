@@ -221,8 +221,8 @@ def test_a_secret_given_on_the_command_line_is_masked_in_an_early_error(monkeypa
     from tunesmith.errors import ConfigError
 
     secret = "Planted-cli-secret-4711"
-    monkeypatch.setattr("sys.argv", ["tunesmith", "train", f"train.callback_args={{notify: {{api_token: {secret}}}}}"])
-    code = report_error(ConfigError(f"train.callback_args.notify: expected a mapping, got 'api_token={secret}'"))
+    argv = ["train", f"train.callback_args={{notify: {{api_token: {secret}}}}}"]
+    code = report_error(ConfigError(f"train.callback_args.notify: expected a mapping, got 'api_token={secret}'"), argv)
     err = capsys.readouterr().err
     assert code == 2 and secret not in err and MASK in err
 

@@ -41,9 +41,13 @@ def one_line(text: str) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def report_error(err: BaseException) -> int:
-    """Print what ``err`` means for the user on stderr and return the command's exit code."""
-    remember_secrets(argv_secrets(sys.argv[1:]))  # an error may come before the config's secrets were noted
+def report_error(err: BaseException, argv: Optional[list[str]] = None) -> int:
+    """Print what ``err`` means for the user on stderr and return the command's exit code.
+
+    ``argv`` (default ``sys.argv[1:]``): the command's arguments, whose secret values are masked too.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    remember_secrets(argv_secrets(argv))  # an error may come before the config's secrets were noted
     if isinstance(err, Interrupted):  # SIGTERM / SIGINT during training: a checkpoint was saved
         print(f"stopped: {one_line(mask_text(str(err)))}", file=sys.stderr)
         return err.exit_code
@@ -55,11 +59,11 @@ def report_error(err: BaseException) -> int:
         return 130
     if isinstance(err, OSError) and (err.filename or err.filename2):
         names = " -> ".join(str(n) for n in (err.filename, err.filename2) if n)
-        log = write_traceback(err)
+        log = write_traceback(err, argv)
         print(f"error: {mask_text(names)}: {err.strerror or type(err).__name__}"
               f"{f' (details in {log})' if log else ''}", file=sys.stderr)
         return USER_ERROR
-    log = write_traceback(err)
+    log = write_traceback(err, argv)
     summary = one_line(mask_text(f"{type(err).__name__}: {err}"))
     if len(summary) > 300:
         summary = summary[:297] + "..."
@@ -82,14 +86,15 @@ def argv_secrets(argv: list[str]) -> list[str]:
     return found
 
 
-def write_traceback(err: BaseException) -> Optional[Path]:
+def write_traceback(err: BaseException, argv: Optional[list[str]] = None) -> Optional[Path]:
     """Write ``err``'s traceback (secrets masked) to the run directory or the error-log folder; its path.
 
     A run attaches its directory to an exception that leaves it as ``err.tunesmith_run_dir``.
     Returns None when no file can be written (read-only disk, ...).
     """
     text = mask_text("".join(traceback.format_exception(type(err), err, err.__traceback__)))
-    header = f"tunesmith {datetime.now().isoformat(timespec='seconds')} argv: {mask_text(' '.join(sys.argv))}\n"
+    args = " ".join(sys.argv[1:] if argv is None else argv)
+    header = f"{datetime.now().isoformat(timespec='seconds')} tunesmith {mask_text(args)}\n"
     for path in _candidates(err):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

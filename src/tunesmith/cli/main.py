@@ -70,7 +70,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except (Exception, KeyboardInterrupt) as err:  # the one error boundary of every command
             from tunesmith.cli.error_boundary import report_error
 
-            return report_error(err)
+            return report_error(err, list(sys.argv[1:] if argv is None else argv))
 
 if __name__ == "__main__":
     sys.exit(main())
