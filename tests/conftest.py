@@ -113,6 +113,39 @@ def alpaca_file(tmp_path) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def serve_on_localhost():
+    """``serve_on_localhost(app) -> "http://127.0.0.1:PORT"``: the app under uvicorn on a free port of
+    this machine, in a thread, until the test module ends."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    servers = []
+
+    def start(app) -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        deadline = time.time() + 60
+        while not server.started:
+            if time.time() > deadline or not thread.is_alive():
+                raise RuntimeError("the server did not start")
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``gpu`` need CUDA: skipped (with the reason shown) where there is none."""
     gpu_tests = [item for item in items if "gpu" in item.keywords]

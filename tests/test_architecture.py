@@ -19,7 +19,8 @@ ALLOWED = {
     "reporting": {"config", "registry", "errors"},
     "api": {"config", "data", "models", "training", "evaluation", "inference", "reporting", "registry", "errors"},
     "entry": {"api", "cli", "config"},
-    "cli": {"api", "config", "data", "models", "evaluation", "inference", "reporting", "errors", "registry"},
+    "cli": {"api", "config", "data", "models", "evaluation", "inference", "reporting", "errors", "registry",
+            "cache_dirs"},
 }
 
 

@@ -1,9 +1,6 @@
 """The OpenAI-compatible server on a real port, driven by a real HTTP client (httpx)."""
 
 import json
-import socket
-import threading
-import time
 
 import pytest
 
@@ -21,12 +18,6 @@ from tunesmith.models.generation import GenerationSettings  # noqa: E402
 NAME = "tiny-run"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def run(chatty_llama_dir):
     return load_run(chatty_llama_dir, "cpu")
@@ -38,20 +29,8 @@ def handler():
 
 
 @pytest.fixture(scope="module")
-def base_url(run, handler):
-    app = build_app(run.model, run.tokenizer, handler, NAME)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 60
-    while not server.started:
-        if time.time() > deadline or not thread.is_alive():
-            raise RuntimeError("the server did not start")
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+def base_url(run, handler, serve_on_localhost):
+    return serve_on_localhost(build_app(run.model, run.tokenizer, handler, NAME))
 
 
 def chat(base_url, **body):

@@ -216,8 +216,11 @@ def test_never_overwrites_the_run_itself(llama_runs):
 def test_bad_dtype_and_bad_run_dirs_fail_before_loading(llama_runs, tmp_path):
     with pytest.raises(ConfigError, match="'float8' is not allowed; allowed: auto, float32, bfloat16, float16"):
         merge_run(tmp_path / "no-such-run", tmp_path / "out", dtype="float8")
-    with pytest.raises(RunDirError, match="not a tunesmith run directory"):
+    with pytest.raises(RunDirError, match="no-such-run: does not exist"):
         merge_run(tmp_path / "no-such-run", tmp_path / "out")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunDirError, match="not a tunesmith run directory"):
+        merge_run(tmp_path / "empty", tmp_path / "out")
     unfinished = tmp_path / "unfinished"
     shutil.copytree(llama_runs["lora"], unfinished)
     (unfinished / "run.json").unlink()

@@ -57,6 +57,28 @@ def test_auto_resumes_from_the_newest_complete_checkpoint(tmp_path):
     assert [c.step for c in complete_checkpoints(out / "checkpoints")] == [1, 2, 3]
 
 
+def test_auto_reports_and_moves_aside_damaged_checkpoints(tmp_path, capsys):
+    out = tmp_path / "run"
+    cfg = started_run(out, steps=(1, 2, 3))
+    fake_checkpoint(out, 4, cfg, complete=False)  # no marker
+    flipped = out / "checkpoints" / "checkpoint-3" / "adapter_model.safetensors"
+    data = bytearray(flipped.read_bytes())
+    data[10] ^= 0xFF  # same size, different bytes
+    flipped.write_bytes(bytes(data))
+    plan = plan_resume(config(out))
+    assert plan.checkpoint.step == 2
+    err = capsys.readouterr().err
+    for step, why in ((4, "no valid"), (3, "adapter_model.safetensors: its bytes changed")):
+        assert f"checkpoint-{step} is damaged ({why}" in err and f".damaged-checkpoint-{step}" in err
+        assert (out / "checkpoints" / f".damaged-checkpoint-{step}").is_dir()
+        assert not (out / "checkpoints" / f"checkpoint-{step}").exists()
+    assert plan_resume(config(out)).checkpoint.step == 2 and "damaged" not in capsys.readouterr().err
+    explicit = fake_checkpoint(out, 9, cfg)
+    (explicit / "optimizer.pt").write_bytes(b"O" * 50)  # same size, other bytes
+    with pytest.raises(RunDirError, match="optimizer.pt: its bytes changed"):
+        plan_resume(config(out, f"train.resume={explicit}"))
+
+
 def test_changed_config_is_refused_with_every_difference(tmp_path):
     out = tmp_path / "run"
     started_run(out)

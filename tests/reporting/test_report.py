@@ -126,8 +126,11 @@ def test_unfinished_and_partial_runs_still_render(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss":\n')
     with pytest.raises(RunDirError, match=r"metrics.jsonl:2: invalid JSON"):
         write_report(tmp_path)
-    with pytest.raises(RunDirError, match="no config.yaml"):
+    with pytest.raises(RunDirError, match="missing: does not exist"):
         write_report(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunDirError, match="no config.yaml"):
+        write_report(tmp_path / "empty")
 
 
 def test_lower_is_better_metrics_colour_the_change(tmp_path):

@@ -35,21 +35,56 @@ def check_components(cfg: TrainConfig) -> None:
     from tunesmith.data.collators import COLLATORS
     from tunesmith.evaluation.metrics import resolve_metric
     from tunesmith.training.callbacks import check_callbacks
-    from tunesmith.data.pipeline import check_data_config
+    from tunesmith.data.pipeline import check_data_config, has_held_out
     from tunesmith.data.preprocessor import PREPROCESSORS
     from tunesmith.inference.handler import INFERENCE_HANDLERS
     from tunesmith.models.loading import MODEL_LOADERS
-    from tunesmith.training.trainers import TRAINERS
+    from tunesmith.models.loader_args import check_loader_args
+    from tunesmith.training.trainers import TRAINERS, check_trainer_factory
 
     check_data_config(cfg.data)  # data.train / data.eval with data.dataset_args, formats, transforms
+    _check_evaluation_has_data(cfg, has_held_out(cfg.data))
     MODEL_LOADERS.check(cfg.model.loader, cfg.model.loader_args)
+    check_loader_args(cfg.model)  # with the default loader: against from_pretrained and the model's config.json
     PREPROCESSORS.check(cfg.data.preprocessor, cfg.data.preprocessor_args)
     _check_chosen_by_task(COLLATORS, "data.collator", cfg.data.collator, cfg.data.collator_args)
+    if cfg.train.trainer != "auto":
+        check_trainer_factory(cfg.train.trainer)  # callable with model=, args=, before its arguments are checked
     _check_chosen_by_task(TRAINERS, "train.trainer", cfg.train.trainer, cfg.train.trainer_args)
     INFERENCE_HANDLERS.check(cfg.eval.inference_handler, cfg.eval.inference_handler_args)
     check_callbacks(cfg.train)
     if cfg.eval.metric != "auto":
         resolve_metric(cfg.eval.metric)
+
+
+def _check_evaluation_has_data(cfg: TrainConfig, held_out: bool) -> None:
+    """Evaluation during training (``train.eval_steps`` / ``train.eval_strategy``) needs held-out data."""
+    t = cfg.train
+    if held_out or not (t.eval_strategy in ("steps", "epoch") or (t.eval_strategy == "auto" and t.eval_steps > 0)):
+        return
+    key, value = (("train.eval_steps", t.eval_steps) if t.eval_strategy in ("auto", "steps")
+                  else ("train.eval_strategy", t.eval_strategy))
+    raise ConfigError(f"{key}: {value!r} evaluates during training, but data.train={cfg.data.train!r} gives no "
+                      "held-out data; set data.eval=FILE or data.eval_split=0.1 (built-in datasets bring their "
+                      f"own test split), or turn evaluation off with {key}="
+                      f"{'0' if key == 'train.eval_steps' else 'no'}")
+
+
+def check_metric_fits_task(cfg: TrainConfig) -> None:
+    """``train.best_metric`` (used by ``train.keep_best`` / early stopping) must be one the task's
+    evaluation reports: ``accuracy`` only for classifiers; ``loss`` for every task. The task is
+    ``model.task`` or read from the model's ``config.json`` (nothing else is loaded)."""
+    from tunesmith.models.loading import infer_task, load_model_config
+
+    t = cfg.train
+    if not (t.keep_best or t.early_stopping_patience) or t.best_metric == "loss":
+        return
+    m = cfg.model
+    task = infer_task(load_model_config(m.name_or_path, m.trust_remote_code, m.revision), m.task)
+    if t.best_metric == "accuracy" and task != "sequence_classification":
+        used_by = "train.keep_best" if t.keep_best else "train.early_stopping_patience"
+        raise ConfigError(f"train.best_metric: 'accuracy' is measured for sequence classifiers only, and this model "
+                          f"is {task} (for {used_by}); use train.best_metric=loss")
 
 
 def _check_chosen_by_task(registry: Any, key: str, name: str, args: dict[str, Any]) -> None:

@@ -20,9 +20,27 @@ from tunesmith.config.lengths import describe_length
 
 
 def run_training(tuner: Any) -> TrainResult:
-    """Run the whole job described by ``tuner.config``; ``tuner.model`` is the tuned model afterwards."""
+    """Run the whole job described by ``tuner.config``; ``tuner.model`` is the tuned model afterwards.
+
+    An exception leaving the run carries the run directory (``err.tunesmith_run_dir``) once it
+    exists, so the command line writes the traceback there (``cli/error_boundary.py``).
+    """
+    where: dict[str, Path] = {}
+    try:
+        return _run_training(tuner, where)
+    except BaseException as err:
+        if "run_dir" in where and getattr(err, "tunesmith_run_dir", None) is None:
+            try:
+                err.tunesmith_run_dir = where["run_dir"]  # type: ignore[attr-defined]
+            except AttributeError:  # an exception type with __slots__
+                pass
+        raise
+
+
+def _run_training(tuner: Any, where: dict[str, Path]) -> TrainResult:
     from transformers import set_seed
 
+    from tunesmith.api.components import check_metric_fits_task
     from tunesmith.evaluation.metrics import format_score
     from tunesmith.inference.runs import CONFIG_FILE, prepare_run_dir
     from tunesmith.reporting.resources import resource_summary
@@ -30,16 +48,23 @@ def run_training(tuner: Any) -> TrainResult:
     from tunesmith.training.callbacks import check_callbacks
     from tunesmith.training.guarded_run import nan_skipped_steps, train_with_guards
     from tunesmith.training.attention_choice import choose_attention
+    from tunesmith.training.signals import stop_at_once_on_signals
     from tunesmith.training.speed import apply_speed_settings, speed_context
 
     cfg = tuner.config
     _mask_secrets_in_logs(cfg)
     check_callbacks(cfg.train)
+    check_metric_fits_task(cfg)  # train.best_metric against the model's task, before any folder is made
+    if "mlflow" in cfg.train.log_to:
+        from tunesmith.training.loggers import check_tracking_server
+
+        check_tracking_server(cfg.train.mlflow_tracking_uri)  # bounded: never minutes of retries
     device, precision = tuner._runtime()
     device = dist.process_device(device)  # cuda:LOCAL_RANK under torchrun / accelerate launch
     dist.init_distributed(device, cfg.train.distributed.backend, cfg.train.distributed.timeout_s)
     dist.quiet_replica()  # only rank 0 prints
     run_dir, checkpoint = dist.share_from_main(lambda: _prepare(cfg, prepare_run_dir, CONFIG_FILE))
+    where["run_dir"] = run_dir
     set_seed(cfg.train.seed)
     print(f"Run directory: {run_dir}\nDevice: {device}, precision: {precision}"
           + (f", {dist.world_size()} processes" if dist.world_size() > 1 else "")
@@ -48,18 +73,19 @@ def run_training(tuner: Any) -> TrainResult:
     with dist.main_process_first():  # rank 0 fills the data cache and converts a GGUF file once
         task, bundle = _load_data(tuner)
         retain = _load_retain(tuner, task)
-        tuner._load_model(task, device, precision, bundle.label_names)
+        _load_model(tuner, task, device, precision, bundle.label_names)
 
     # Held-out measurements run on rank 0 only, and not on sharded (fsdp / deepspeed) models.
     measure = dist.is_main_process() and cfg.train.distributed.strategy == "ddp"
     metric = before_after_metric(tuner, task, bundle) if measure and retain is None else None
     before = after = None
-    if measure and retain is not None:
-        before = unlearning_metrics(tuner, bundle, retain, device, precision, "Measuring base model")
-        print(f"Base model: {_losses(before)}", flush=True)
-    if metric:
-        before = held_out_metrics(tuner, metric, "Evaluating base model", device, precision, task, bundle)
-        print(f"Base model: {format_score(before)}", flush=True)
+    with stop_at_once_on_signals("measuring the base model", "nothing was trained yet"):
+        if measure and retain is not None:
+            before = unlearning_metrics(tuner, bundle, retain, device, precision, "Measuring base model")
+            print(f"Base model: {_losses(before)}", flush=True)
+        if metric:
+            before = held_out_metrics(tuner, metric, "Evaluating base model", device, precision, task, bundle)
+            print(f"Base model: {format_score(before)}", flush=True)
 
     trainable, total = _apply_adapter(tuner, task)
     packing = _packing(cfg, task, tuner.model)
@@ -77,16 +103,18 @@ def run_training(tuner: Any) -> TrainResult:
     if not dist.is_main_process():
         dist.barrier()  # wait for rank 0's evaluation and record, then return what it wrote
         return TrainResult(run_dir, train_seconds, output.training_loss, None, None, {"train": vars(bundle.train_stats)})
-    if before is not None and metric is None:
-        after = unlearning_metrics(tuner, bundle, retain, device, precision, "Measuring unlearned model")
-        print(f"Unlearned model: {_losses(after)}", flush=True)
-        (run_dir / "eval_results.json").write_text(
-            json.dumps({"metric": "unlearning", "before": before, "after": after}, indent=2), encoding="utf-8")
+    with stop_at_once_on_signals("measuring the tuned model", f"training is finished and saved in {run_dir}; run "
+                                 "the same command again to measure it (training is not repeated)"):
+        if before is not None and metric is None:
+            after = unlearning_metrics(tuner, bundle, retain, device, precision, "Measuring unlearned model")
+            print(f"Unlearned model: {_losses(after)}", flush=True)
+            (run_dir / "eval_results.json").write_text(
+                json.dumps({"metric": "unlearning", "before": before, "after": after}, indent=2), encoding="utf-8")
 
-    if metric:
-        after = held_out_metrics(tuner, metric, "Evaluating tuned model", device, precision, task, bundle)
-        (run_dir / "eval_results.json").write_text(
-            json.dumps({"metric": metric.name, "before": before, "after": after}, indent=2), encoding="utf-8")
+        if metric:
+            after = held_out_metrics(tuner, metric, "Evaluating tuned model", device, precision, task, bundle)
+            (run_dir / "eval_results.json").write_text(
+                json.dumps({"metric": metric.name, "before": before, "after": after}, indent=2), encoding="utf-8")
 
     tuner.run_dir = run_dir
     _write_record(tuner, run_dir, output, train_seconds, device, precision, task, trainable, total, before, after,
@@ -120,6 +148,21 @@ def _prepare(cfg: Any, prepare_run_dir: Any, config_file: str) -> tuple[Path, Op
     apply_plan(plan, run_dir)
     save_config(cfg, run_dir / config_file)
     return run_dir, plan.checkpoint.path if plan.checkpoint else None
+
+
+def _load_model(tuner: Any, task: str, device: str, precision: str, label_names: list) -> None:
+    """``tuner._load_model``; a keyword the model class refuses becomes a ``ConfigError`` naming
+    ``model.loader_args`` (most are caught before loading, by ``check_loader_args``)."""
+    from tunesmith.errors import ConfigError
+
+    try:
+        tuner._load_model(task, device, precision, label_names)
+    except TypeError as err:
+        if "unexpected keyword argument" not in str(err) or not tuner.config.model.loader_args:
+            raise
+        raise ConfigError(f"model.loader_args: {err}; the model class does not take it. Allowed: options of "
+                          "from_pretrained (attn_implementation, device_map, ...) and keys of the model's "
+                          "config.json") from None
 
 
 def _load_retain(tuner: Any, task: str) -> Optional[Any]:

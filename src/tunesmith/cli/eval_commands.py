@@ -101,7 +101,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from tunesmith.errors import RunDirError
     from tunesmith.reporting.report import write_report
 
-    run_dir = Path(args.run_dir)
+    from tunesmith.config.run_folders import existing_folder
+
+    run_dir = existing_folder(args.run_dir)
     if not (run_dir / RUN_FILE).is_file():
         raise RunDirError(f"{run_dir}: not a finished run directory (no {RUN_FILE}); nothing to report")
     print(f"Report written to {write_report(run_dir, Path(args.out) if args.out else None)}")

@@ -8,6 +8,7 @@ handler changes all four. Nothing heavy is imported at module level (``--help`` 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any
 
@@ -71,8 +72,9 @@ def _settings(args: argparse.Namespace) -> Any:
     from tunesmith.models.generation import GenerationSettings
 
     checks = [("--max-new-tokens", args.max_new_tokens >= 1, "a positive number of tokens"),
-              ("--temperature", args.temperature > 0, "a positive temperature"),
-              ("--top-p", 0 < args.top_p <= 1, "a probability in (0, 1]")]
+              ("--temperature", 0 < args.temperature < math.inf, "a positive, finite temperature"),
+              ("--top-p", 0 < args.top_p <= 1, "a probability in (0, 1]"),
+              ("--seed", args.seed is None or 0 <= args.seed <= 2**32 - 1, "an integer from 0 to 2**32-1")]
     for flag, ok, allowed in checks:
         if not ok:
             raise ConfigError(f"{flag}: {getattr(args, flag[2:].replace('-', '_'))!r} is not allowed; expected {allowed}")
@@ -184,6 +186,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """``ConfigError`` naming ``--host`` / ``--port`` when the address cannot be listened on."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as err:
+        raise ConfigError(f"--host: {host!r} is not an address of this machine ({err.strerror or err})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as err:
+            raise ConfigError(f"--port: {port} on {host} cannot be used ({err.strerror or err}); choose another "
+                              "--port or stop what listens there") from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """``tunesmith serve RUN_DIR``: the OpenAI-compatible HTTP endpoint, until interrupted."""
     from pathlib import Path
@@ -193,8 +213,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port: {args.port} is not allowed; expected 1-65535")
-    if not (args.temperature > 0 and 0 < args.top_p <= 1):
-        raise ConfigError("--temperature must be positive and --top-p in (0, 1]")
+    if not (0 < args.temperature < math.inf and 0 < args.top_p <= 1):
+        raise ConfigError(f"--temperature {args.temperature!r} / --top-p {args.top_p!r}: the temperature must be "
+                          "positive and finite, --top-p in (0, 1]")
+    _check_port_free(args.host, args.port)  # before the model loads, not after
     tuner = FineTuner.load(args.run_dir, args.device)
     name = args.model_name or Path(args.run_dir).resolve().name
     app = build_app(tuner.model, tuner.tokenizer, tuner.inference_handler, name, sample=args.sample,

@@ -8,7 +8,6 @@ from typing import Optional, Sequence
 
 from tunesmith.cli.eval_commands import add_parsers as add_eval_parsers
 from tunesmith.cli.inference_commands import add_parsers as add_inference_parsers
-from tunesmith.errors import Interrupted, TunesmithError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run ``tunesmith ARGV``; returns the exit code (user errors print one message and return 2)."""
+    """Run ``tunesmith ARGV``; returns the exit code: 0, 2 for a user error (one line naming the key,
+    file or field), 1 for an internal error (its traceback goes to a log file), 130 / 143 on a signal."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
@@ -66,22 +66,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.args += extra
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    try:
-        from tunesmith.cli import commands
+    from tunesmith.cli.masked_console import masked_console
 
-        return getattr(commands, f"cmd_{args.command}")(args)
-    except Interrupted as err:  # SIGTERM / SIGINT during training: a checkpoint was saved
-        print(f"stopped: {err}", file=sys.stderr)
-        return err.exit_code
-    except TunesmithError as err:
-        from tunesmith.config.secrets import mask_text
+    with masked_console():  # what a command prints never shows a secret
+        try:
+            from tunesmith.cli import commands
 
-        print(f"error: {mask_text(str(err))}", file=sys.stderr)  # a message may quote a config value
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+            return getattr(commands, f"cmd_{args.command}")(args)
+        except (Exception, KeyboardInterrupt) as err:  # the one error boundary of every command
+            from tunesmith.cli.error_boundary import report_error
 
+            return report_error(err, list(sys.argv[1:] if argv is None else argv))
 
 if __name__ == "__main__":
     sys.exit(main())

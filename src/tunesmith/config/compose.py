@@ -247,23 +247,55 @@ def _select(group: str, value: Any, selections: dict, values: list, source: str)
 
 
 def _read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """The top-level mapping of a YAML config file; an empty file, a repeated key or another
+    top-level type is a ``ConfigError`` naming the file (and line)."""
     import yaml
 
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} does not exist")
+        what = "is a folder, not a file" if p.is_dir() else "does not exist"
+        raise ConfigError(f"config file {str(p)!r} {what}")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {err.start}); a config file is YAML text") from None
+    try:
+        data = yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
         problem = getattr(err, "problem", None) or str(err)
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
     if data is None:
-        return {}
+        raise ConfigError(f"{p}: the file holds no settings (it is empty or only comments); give at least one "
+                          "key (e.g. 'model: smollm2-135m-instruct'), or leave the file out to run the defaults")
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping of config keys at the top, got {type(data).__name__}")
     return data
+
+
+def _unique_key_loader() -> Any:
+    """A ``yaml.SafeLoader`` that refuses a key repeated in one mapping (PyYAML keeps the last silently)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                line = key_node.start_mark.line + 1
+                try:
+                    first = seen.get(key)
+                    seen.setdefault(key, line)
+                except TypeError:  # an unhashable key: SafeLoader reports it
+                    continue
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} appears twice (lines {first} and {line}); keep one",
+                        key_node.start_mark)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 def _deep_update(target: dict, update: dict) -> None:

@@ -10,7 +10,13 @@ Two kinds of secret are known:
   ``WANDB_API_KEY``); values shorter than 8 characters are ignored (flags such as ``1``).
 
 ``mask_config`` replaces the former with ``MASK``; ``mask_text`` replaces every known secret value
-(and the password of a ``scheme://user:password@host`` URL) wherever it occurs in a string.
+wherever it occurs in a string, and also, without knowing the value:
+
+* the password of a ``scheme://user:password@host`` URL;
+* the value of a credential-looking query parameter (``?token=``, ``&api_key=``, ``&sig=``, ...);
+* strings shaped like well-known tokens: Hugging Face ``hf_...``, OpenAI / Anthropic ``sk-...``,
+  GitHub ``ghp_...`` / ``github_pat_...``, GitLab ``glpat-...``, Slack ``xox?-...``, AWS access
+  key ids ``AKIA...``, Google ``AIza...``, JWTs and ``Bearer`` / ``Basic`` authorization values.
 
 Example:
     >>> mask_config({"train": {"callback_args": {"notify": {"api_token": "s3cr3t-value"}}}})
@@ -31,6 +37,24 @@ SECRET_NAMES = {"token", "key", "secret", "password", "apikey", "api_key"}
 SECRET_ENV_PARTS = {"TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "APIKEY", "CREDENTIALS"}
 MIN_SECRET_LENGTH = 8  # shorter values are flags, ids or placeholders; masking them in free text would garble it
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]+:)(?P<password>[^/\s@]+)(?=@)")
+# ?token=..., &api_key=..., &X-Amz-Signature=...: query parameters whose value is a credential.
+_QUERY_SECRET = re.compile(
+    r"(?P<head>[?&;](?:[A-Za-z0-9_.-]*(?:token|key|secret|password|passwd|pwd|signature|sig|auth|credential)"
+    r"[A-Za-z0-9_.-]*)=)(?P<value>[^&#\s'\"]+)", re.IGNORECASE)
+# Shapes of widely used credentials; long enough that ordinary words and ids do not match.
+_TOKEN_SHAPES = re.compile(
+    r"(?<![A-Za-z0-9])(?:"
+    r"hf_[A-Za-z0-9]{20,}"  # Hugging Face
+    # OpenAI, Anthropic: long, with digits and capitals (dataset names such as sk-some-name do not match)
+    r"|sk-(?=[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[A-Z])[A-Za-z0-9_-]{24,}"
+    r"|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"  # GitHub
+    r"|glpat-[A-Za-z0-9_-]{20,}"  # GitLab
+    r"|xox[abposr]-[A-Za-z0-9-]{10,}"  # Slack
+    r"|(?:AKIA|ASIA)[A-Z0-9]{16}"  # AWS access key id
+    r"|AIza[A-Za-z0-9_-]{35}"  # Google API key
+    r"|eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"  # JWT
+    r")(?![A-Za-z0-9])")
+_AUTH_HEADER = re.compile(r"(?P<head>\b(?:Bearer|Basic|Token)\s+)(?P<value>[A-Za-z0-9._~+/=-]{16,})")
 
 _registered: set[str] = set()  # secret values seen in configs this process has masked
 
@@ -101,7 +125,23 @@ def mask_text(text: str, secrets: Optional[Iterable[str]] = None) -> str:
     for secret in known_secrets() if secrets is None else sorted(set(secrets), key=len, reverse=True):
         if secret and secret in text:
             text = text.replace(secret, MASK)
-    return _URL_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
+    return mask_patterns(text)
+
+
+def mask_patterns(text: str) -> str:
+    """``text`` with URL passwords, credential query parameters and token-shaped strings masked.
+
+    Example:
+        >>> mask_patterns("GET https://h/x?id=3&access_token=abc123 with hf_abcdefghijklmnopqrstuv")
+        'GET https://h/x?id=3&access_token=<masked> with <masked>'
+    """
+    if "://" in text:
+        text = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
+    if "=" in text:
+        text = _QUERY_SECRET.sub(lambda m: m.group("head") + (m.group("value") if m.group("value") == MASK else MASK),
+                                 text)
+    text = _AUTH_HEADER.sub(lambda m: m.group("head") + MASK, text)
+    return _TOKEN_SHAPES.sub(MASK, text)
 
 
 def mask_config(tree: Any, secrets: Optional[Iterable[str]] = None) -> Any:
@@ -139,11 +179,18 @@ def _masking_factory(make: Any) -> Any:
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = make(*args, **kwargs)
-        if known_secrets():
+        try:
             message = record.getMessage()
-            masked = mask_text(message)
-            if masked != message:
-                record.msg, record.args = masked, None
+        except Exception:  # a broken %-format: logging reports it itself when the record is emitted
+            return record
+        masked = mask_text(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and record.exc_info[1] is not None:
+            # Formatters use a pre-set exc_text as it is, so the traceback is masked too.
+            import traceback
+
+            record.exc_text = mask_text("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
         return record
 
     factory.tunesmith_masking = True  # type: ignore[attr-defined]

@@ -118,29 +118,9 @@ def convert(value: Any, tp: Any, path: str) -> Any:
             return value.lower() in ("true", "yes", "1")
         raise ConfigError(f"{path}: expected true or false, got {value!r}")
     if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{path}: expected an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return _bounded(_to_int(value, path), path)
     if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{path}: expected a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return _finite(_to_float(value, path), path)
     if tp is str:
         if isinstance(value, (dict, list)):
             raise ConfigError(f"{path}: expected a string, got {value!r}")
@@ -148,6 +128,54 @@ def convert(value: Any, tp: Any, path: str) -> Any:
     if tp is Any:
         return value
     raise ConfigError(f"{path}: unsupported type {tp}")
+
+
+MAX_INT = 2**63 - 1  # every integer setting ends up in an int64 somewhere (torch, numpy, counters)
+MAX_SEED = 2**32 - 1  # numpy's seed range, which transformers.set_seed passes the seed to
+MAX_COUNT = 65536  # threads, LoRA rank: far above any real use, below what allocates or overflows
+MAX_SECONDS = 2**31 - 1  # about 68 years; torch.distributed's timedelta overflows far above
+
+
+def _to_int(value: Any, path: str) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{path}: expected an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise ConfigError(f"{path}: expected an integer, got {value!r}")
+
+
+def _bounded(value: int, path: str) -> int:
+    if not -MAX_INT - 1 <= value <= MAX_INT:
+        raise ConfigError(f"{path}: {value!r} is too large; expected an integer between -2**63 and 2**63-1")
+    return value
+
+
+def _to_float(value: Any, path: str) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{path}: expected a number, got {value!r}")
+    try:
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            return float(value)
+    except (ValueError, OverflowError):
+        pass
+    raise ConfigError(f"{path}: expected a number, got {value!r}")
+
+
+def _finite(value: float, path: str) -> float:
+    """NaN and +-inf are refused for every number: no setting means anything with them (``train.lr=inf``
+    would train with a NaN learning rate)."""
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ConfigError(f"{path}: {value!r} is not allowed; expected a finite number")
+    return value
 
 
 def check_values(cfg: TrainConfig) -> TrainConfig:
@@ -159,7 +187,7 @@ def check_values(cfg: TrainConfig) -> TrainConfig:
         ("data.max_bad_fraction", 0.0 <= cfg.data.max_bad_fraction <= 1.0, "a fraction in [0, 1]"),
         ("data.max_samples", cfg.data.max_samples is None or cfg.data.max_samples > 0,
          "a positive count or null"),
-        ("peft.r", cfg.peft.r > 0, "a positive rank"),
+        ("peft.r", 0 < cfg.peft.r <= MAX_COUNT, f"a positive rank, at most {MAX_COUNT}"),
         ("peft.alpha", cfg.peft.alpha > 0, "a positive number"),
         ("peft.dropout", 0.0 <= cfg.peft.dropout < 1.0, "a probability in [0, 1)"),
         ("peft.last_layers", cfg.peft.last_layers > 0, "a positive number of layers"),
@@ -169,12 +197,14 @@ def check_values(cfg: TrainConfig) -> TrainConfig:
         ("train.batch_size", cfg.train.batch_size > 0, "a positive number of sequences"),
         ("train.grad_accum", cfg.train.grad_accum > 0, "a positive number of micro-batches"),
         ("train.lr", cfg.train.lr > 0, "a positive learning rate"),
+        ("train.seed", 0 <= cfg.train.seed <= MAX_SEED, f"an integer from 0 to 2**32-1 ({MAX_SEED})"),
         ("train.warmup_ratio", 0.0 <= cfg.train.warmup_ratio < 1.0, "a fraction in [0, 1)"),
         ("train.weight_decay", cfg.train.weight_decay >= 0, "a non-negative number"),
         ("train.logging_steps", cfg.train.logging_steps > 0, "a positive number of steps"),
         ("train.save_steps", cfg.train.save_steps >= 0, "0 (end only) or a number of steps"),
         ("train.eval_steps", cfg.train.eval_steps >= 0, "0 (off) or a number of steps"),
-        ("train.num_threads", cfg.train.num_threads >= 0, "0 (automatic) or a thread count"),
+        ("train.num_threads", 0 <= cfg.train.num_threads <= MAX_COUNT,
+         f"0 (automatic) or a thread count, at most {MAX_COUNT}"),
         ("train.logits_chunk", cfg.train.logits_chunk > 0, "a positive number of rows"),
         ("train.resume", bool(cfg.train.resume.strip()), "auto, none or the path of a checkpoint or run directory"),
         ("eval.max_samples", cfg.eval.max_samples > 0, "a positive count"),
@@ -225,7 +255,8 @@ def _check_train_values(t: Any) -> None:
          "a positive number of steps with train.save_strategy=steps"),
         ("train.distributed.zero_stage", t.distributed.zero_stage, t.distributed.zero_stage in (1, 2, 3),
          "1, 2 or 3"),
-        ("train.distributed.timeout_s", t.distributed.timeout_s, t.distributed.timeout_s > 0, "a positive number of seconds"),
+        ("train.distributed.timeout_s", t.distributed.timeout_s, 0 < t.distributed.timeout_s <= MAX_SECONDS,
+         f"a positive number of seconds, at most {MAX_SECONDS}"),
         ("train.unlearning.beta", t.unlearning.beta, t.unlearning.beta > 0, "a positive inverse temperature"),
         ("train.unlearning.forget_weight", t.unlearning.forget_weight, t.unlearning.forget_weight > 0,
          "a positive weight"),

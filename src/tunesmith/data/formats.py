@@ -16,6 +16,8 @@ file:line and the field.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -164,7 +166,7 @@ def prepare_parser(
     """
     columns = dict(columns or {})
     check_columns(columns, fmt)
-    name = fmt if fmt != "auto" else _detect_first(rows, columns)
+    name, decided_by = (fmt, None) if fmt != "auto" else _detect_first(rows, columns)
     row_format = FORMATS.get(name)
     context = ParseContext()
     if row_format.uses_labels:
@@ -181,7 +183,14 @@ def prepare_parser(
         context = ParseContext(build_label_map(values, label_names, shown, strict))
 
     def parse_row(row: Any, where: str) -> Example:
-        return row_format.parse(_mapped(row, columns, where), where, context)
+        try:
+            return row_format.parse(_mapped(row, columns, where), where, context)
+        except DataError as err:
+            if decided_by is None or _file_of(where) == _file_of(decided_by):
+                raise
+            # A folder (or glob) of files in different formats: say which file decided the format.
+            raise DataError(f"{err} (the format {name} was detected from {decided_by}; keep one format per "
+                            "dataset, or set data.format)", reason=err.reason) from None
 
     names = list(context.labels.names) if context.labels else list(label_names or [])
     return parse_row, FormatInfo(name, fmt == "auto", row_format.kind, names, columns)
@@ -211,15 +220,20 @@ def _mapped(row: Any, columns: dict[str, str], where: str) -> dict[str, Any]:
     return apply_columns(row, columns, where)
 
 
-def _detect_first(rows: list[Row], columns: dict[str, str]) -> str:
-    """The format of the first row that fits one; when none does, the first row's error."""
+def _file_of(where: str) -> str:
+    """``data/a.jsonl:3`` or ``data/a.json: item 3`` -> ``data/a.jsonl`` / ``data/a.json``."""
+    return re.split(r":(?:\d| item )", where, maxsplit=1)[0]
+
+
+def _detect_first(rows: list[Row], columns: dict[str, str]) -> tuple[str, str]:
+    """The format of the first row that fits one, and where that row is; when none does, the first row's error."""
     if not rows:
         raise DataError("the dataset holds no rows, so its format cannot be detected; set data.format",
                         reason=UNKNOWN_FORMAT)
     first: Optional[DataError] = None
     for row, where in rows:
         try:
-            return detect_format(row, where, columns)
+            return detect_format(row, where, columns), where
         except DataError as err:
             first = first or err
     raise first  # type: ignore[misc]

@@ -95,6 +95,13 @@ def resolved_data_config(cfg: DataConfig) -> DataConfig:
     return apply_preset(cfg)
 
 
+def has_held_out(cfg: DataConfig) -> bool:
+    """True when the data config gives held-out examples: ``data.eval``, ``data.eval_split > 0``, a
+    held-out split (``data.eval_split_name``) or a built-in / preset dataset with its own test split."""
+    cfg = resolved_data_config(cfg)
+    return bool(cfg.eval) or cfg.eval_split > 0 or _held_out_split(cfg) is not None
+
+
 def check_values_data(cfg: DataConfig) -> DataConfig:
     """Range checks of a DataConfig built on its own (the full config checks these too)."""
     from tunesmith.config.schema import TrainConfig
@@ -162,15 +169,20 @@ def load_example_sets(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tupl
     held_out: list[Any] = []
     if cfg.eval:
         split = "test" if is_builtin(cfg.eval) else (cfg.eval_split_name or "train")
-        held_out = read_examples(cfg, cfg.eval, split, seed, "data.eval", subset=cfg.subset,
-                                 tokenizer=tokenizer).examples
+        evaluated = read_examples(cfg, cfg.eval, split, seed, "data.eval", subset=cfg.subset, tokenizer=tokenizer)
+        held_out = _noted(evaluated, "data.eval", notes)
     elif _held_out_split(cfg):
-        held_out = read_examples(cfg, cfg.train, _held_out_split(cfg), seed, "data.train", subset=cfg.subset,
-                                 tokenizer=tokenizer).examples
+        evaluated = read_examples(cfg, cfg.train, _held_out_split(cfg), seed, "data.train", subset=cfg.subset,
+                                  tokenizer=tokenizer)
+        held_out = _noted(evaluated, f"data.train (split {_held_out_split(cfg)!r})", notes)
     elif cfg.eval_split > 0:
         order = list(range(len(examples)))
         random.Random(seed).shuffle(order)
         n_eval = max(1, int(round(len(examples) * cfg.eval_split)))
+        if n_eval >= len(examples):
+            raise DataError(f"data.eval_split: {cfg.eval_split} holds out {n_eval} of the {len(examples)} examples of "
+                            "data.train, which leaves none to train on; use a smaller fraction (such as 0.1) or "
+                            "give held-out data in data.eval")
         held_out = [examples[i] for i in sorted(order[:n_eval])]
         examples = [examples[i] for i in sorted(order[n_eval:])]
     removed = 0
@@ -179,8 +191,8 @@ def load_example_sets(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tupl
     if cfg.mix:
         sets = [examples]
         for i, source in enumerate(cfg.mix):
-            extra = read_examples(cfg, source.train, source.split, seed, f"data.mix[{i}]", source.format,
-                                  source.columns, source.subset, tokenizer).examples
+            extra = _noted(read_examples(cfg, source.train, source.split, seed, f"data.mix[{i}]", source.format,
+                                         source.columns, source.subset, tokenizer), f"data.mix[{i}]", notes)
             if cfg.dedupe:
                 extra, n = dedupe(extra, key_fn=_example_key)
                 removed += n
@@ -196,6 +208,13 @@ def load_example_sets(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tupl
     _add_system(examples, system)
     _add_system(held_out, system)
     return ExampleSet(examples, train.info, train.bad_rows), held_out, notes
+
+
+def _noted(example_set: ExampleSet, label: str, notes: list[str]) -> list[Any]:
+    """The examples of one split; its skipped bad rows (``data.on_bad_rows=skip``) go into ``notes``."""
+    if example_set.bad_rows:
+        notes.append(f"{label}: {example_set.bad_rows.summary()}")
+    return example_set.examples
 
 
 def _example_key(example: Any) -> str:

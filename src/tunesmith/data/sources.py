@@ -265,7 +265,10 @@ def _read_json(path: Path, split: str, sink: BadRowSink) -> list[Row]:
     if isinstance(data, dict):
         data = next((data[k] for k in ("data", split) if isinstance(data.get(k), list)), data)
     if not isinstance(data, list):
-        raise DataError(f"{path}: expected a JSON list of objects (or JSONL), got {type(data).__name__}")
+        keys = f" with keys {', '.join(repr(k) for k in list(data)[:5])}" if isinstance(data, dict) else ""
+        raise DataError(f"{path}: the top level is a JSON {type(data).__name__}{keys}; supported shapes: a list of "
+                        f"row objects ([{{...}}, {{...}}]), an object holding that list under \"data\" or "
+                        f"\"{split}\" ({{\"data\": [...]}}), or JSON Lines (.jsonl, one object per line)")
     rows: list[Row] = []
     for i, item in enumerate(data):
         if isinstance(item, dict):

@@ -41,7 +41,8 @@ class ChatMessage(BaseModel):
 class ChatCompletionRequest(BaseModel):
     """The body of ``POST /v1/chat/completions``."""
 
-    model_config = ConfigDict(extra="allow")
+    # allow_inf_nan=False: "temperature": NaN is "not a finite number", not "less than or equal to 2".
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: Optional[int] = Field(default=None, ge=1)
@@ -51,7 +52,7 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     n: int = Field(default=1, ge=1)
     stop: Optional[Union[str, list[str]]] = None
-    seed: Optional[int] = None
+    seed: Optional[int] = Field(default=None, ge=0, le=2**32 - 1)  # numpy's seed range
     logprobs: Optional[bool] = None
 
     def problems(self, max_new_tokens_limit: int) -> Optional[tuple[str, str]]:

@@ -20,6 +20,7 @@ from tunesmith.errors import RunDirError
 
 CONFIG_FILE = "config.yaml"
 RUN_FILE = "run.json"  # written last: its presence marks a finished run
+ERROR_FILE = "error.log"  # tracebacks of internal errors of a run (tunesmith.cli.error_boundary)
 
 
 @dataclass
@@ -44,7 +45,9 @@ def is_model_folder(path: Path) -> bool:
 
 def read_run_config(run_dir: str | Path) -> TrainConfig:
     """The checked ``TrainConfig`` of a run directory's ``config.yaml``; ``RunDirError`` when there is none."""
-    path = Path(run_dir)
+    from tunesmith.config.run_folders import existing_folder
+
+    path = existing_folder(run_dir)
     if not (path / CONFIG_FILE).is_file():
         raise RunDirError(f"{path}: not a tunesmith run directory (no {CONFIG_FILE}) nor a model folder "
                           "(no config.json)")
@@ -128,13 +131,15 @@ def prepare_run_dir(cfg: TrainConfig, continuing: bool = False) -> Path:
     """Create the run directory; never write into a non-empty one unless ``overwrite`` is set or the
     run continues there (``continuing``: an unfinished run of the same config, checked by
     ``tunesmith.training.resume.plan_resume``, whose records are kept)."""
-    run_dir = Path(cfg.output_dir) if cfg.output_dir else default_run_dir()
+    from tunesmith.config.run_folders import check_output_dir, make_output_dir
+
+    run_dir = check_output_dir(cfg.output_dir) if cfg.output_dir else default_run_dir()
     if run_dir.exists() and any(run_dir.iterdir()) and not (cfg.overwrite or continuing):
         raise RunDirError(
             f"output_dir: {str(run_dir)!r} is not empty; choose another output_dir or pass "
             "overwrite=true (or --overwrite) to replace what is there"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_output_dir(run_dir)
     if not continuing:
         for stale in ("metrics.jsonl", "run.json"):  # an overwritten run starts from a clean log
             (run_dir / stale).unlink(missing_ok=True)

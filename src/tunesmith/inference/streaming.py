@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Iterator, Optional
 
-from tunesmith.models.generation import GenerationSettings, new_token_budget
+from tunesmith.models.generation import GenerationSettings, cancel_criteria, new_token_budget
 
 
 def _counting_streamer(tokenizer: Any, skip_prompt: bool, eos_ids: set[int]) -> Any:
@@ -74,6 +74,8 @@ class ReplyStream:
             kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
         else:  # unset the model's own sampling defaults so that greedy decoding warns about nothing
             kwargs.update(temperature=None, top_p=None, top_k=None)
+        if settings.cancel is not None:  # a client that hangs up stops generation at the next token
+            kwargs["stopping_criteria"] = cancel_criteria(settings.cancel)
         self._error: Optional[BaseException] = None
 
         def run() -> None:

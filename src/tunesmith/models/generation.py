@@ -2,18 +2,43 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional
 
 
 @dataclass
 class GenerationSettings:
-    """Greedy by default; ``do_sample`` turns on temperature / top-p sampling."""
+    """Greedy by default; ``do_sample`` turns on temperature / top-p sampling.
+
+    ``cancel`` is an optional ``threading.Event``: once it is set, generation stops after the
+    current token (a client hung up, a stop signal arrived), and batched generation starts no
+    further batch.
+    """
 
     max_new_tokens: int = 128
     do_sample: bool = False
     temperature: float = 0.7
     top_p: float = 0.9
+    cancel: Optional[Any] = field(default=None, compare=False, repr=False)
+
+
+def cancel_criteria(cancel: Optional[Any]) -> Optional[Any]:
+    """A ``StoppingCriteriaList`` that ends ``model.generate`` once ``cancel`` (an Event) is set; None without one."""
+    if cancel is None:
+        return None
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class Cancelled(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([Cancelled()])
+
+
+def is_cancelled(settings: GenerationSettings) -> bool:
+    """True once ``settings.cancel`` is set."""
+    return settings.cancel is not None and settings.cancel.is_set()
 
 
 def new_token_budget(model: Any, prompt_tokens: int, wanted: int) -> int:
@@ -67,10 +92,14 @@ def generate_texts(
         kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
     else:
         kwargs.update(temperature=None, top_p=None, top_k=None)
+    if settings.cancel is not None:
+        kwargs["stopping_criteria"] = cancel_criteria(settings.cancel)
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     encoder_decoder = getattr(model.config, "is_encoder_decoder", False)
     try:
         for batch in tqdm(batches, desc=progress, disable=progress is None, unit="batch", leave=False):
+            if is_cancelled(settings):  # the prompts not answered yet keep ""
+                break
             # Chat prompts already hold their special tokens; plain seq2seq sources get the
             # tokenizer's (e.g. T5's closing </s>), as in training.
             enc = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True,
@@ -107,6 +136,8 @@ def stream_text(model: Any, tokenizer: Any, prompt: str, settings: GenerationSet
         kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
     else:
         kwargs.update(temperature=None, top_p=None, top_k=None)
+    if settings.cancel is not None:
+        kwargs["stopping_criteria"] = cancel_criteria(settings.cancel)
 
     def run() -> None:
         with torch.inference_mode():

@@ -37,7 +37,9 @@ TASK_CLASSES = {
 
 def read_finished_run(run_dir: str | Path) -> TrainConfig:
     """The saved config of a finished run; a missing or unfinished run raises ``RunDirError``."""
-    path = Path(run_dir)
+    from tunesmith.config.run_folders import existing_folder
+
+    path = existing_folder(run_dir)
     if not (path / RUN_CONFIG_FILE).is_file():
         raise RunDirError(f"{path}: not a tunesmith run directory (no {RUN_CONFIG_FILE})")
     if not (path / RUN_RECORD_FILE).is_file():

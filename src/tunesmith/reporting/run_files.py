@@ -40,7 +40,9 @@ def read_run_files(run_dir: str | Path) -> RunFiles:
     """
     import yaml
 
-    path = Path(run_dir)
+    from tunesmith.config.run_folders import existing_folder
+
+    path = existing_folder(run_dir)
     config_file = path / "config.yaml"
     if not config_file.is_file():
         raise RunDirError(f"{path}: not a tunesmith run directory (no config.yaml)")

@@ -181,11 +181,13 @@ def check_free_space(folder: Path, needed: int, margin: float = 1.5) -> Optional
 
 
 def write_marker(path: Path, step: int, fingerprint: dict[str, Any], state: dict[str, Any]) -> None:
-    """Record every file of the finished checkpoint folder with its size; written (and synced) last."""
+    """Record every file of the finished checkpoint folder with its size and CRC-32; written (and synced) last."""
+    from tunesmith.training.checkpoint_integrity import file_checksums
+
     files = {str(f.relative_to(path)): f.stat().st_size for f in sorted(path.rglob("*")) if f.is_file()
              and f.name != MARKER}
     record = {"format": FORMAT_VERSION, "step": step, "saved": datetime.now().isoformat(timespec="seconds"),
-              "files": files, "fingerprint": fingerprint, "state": state}
+              "files": files, "crc32": file_checksums(path), "fingerprint": fingerprint, "state": state}
     (path / MARKER).write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
 
 

@@ -25,7 +25,7 @@ def train_with_guards(trainer: Any, cfg: Any, checkpoint: Optional[Path] = None)
     from tunesmith.training.checkpoints import install_atomic_checkpoints, read_marker
     from tunesmith.training.nan_guard import install_nan_guard
     from tunesmith.training.resume import RestoreLossBookkeeping, SeedLengthGroupedSampler, fingerprint
-    from tunesmith.training.signals import raise_if_stopped, stop_on_signals
+    from tunesmith.training.signals import raise_if_stopped, stop_on_signals, train_until_stopped
 
     install_atomic_checkpoints(trainer, fingerprint(cfg))
     guard = install_nan_guard(trainer, cfg.train.nan_policy)
@@ -39,7 +39,8 @@ def train_with_guards(trainer: Any, cfg: Any, checkpoint: Optional[Path] = None)
         print(f"Resuming from {checkpoint} (step {record.get('step', '?')})", flush=True)
     _no_steps_past_the_end(trainer)
     with stop_on_signals(trainer) as stop:
-        output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
+        output = train_until_stopped(trainer,
+                                     resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
     raise_if_stopped(stop, trainer)
     return output
 

@@ -27,7 +27,8 @@ from transformers import TrainerCallback
 
 from tunesmith.config.secrets import mask_config
 from tunesmith.errors import ConfigError, RunDirError
-from tunesmith.training.checkpoints import Checkpoint, incomplete_reason, newest_checkpoint, read_marker, step_of
+from tunesmith.training.checkpoint_integrity import damage, newest_sound_checkpoint
+from tunesmith.training.checkpoints import Checkpoint, newest_checkpoint, read_marker, step_of
 
 CHECKPOINTS = "checkpoints"
 CONFIG_FILE = "config.yaml"
@@ -86,9 +87,11 @@ def plan_resume(cfg: Any) -> ResumePlan:
             checkpoint's and ``force_resume`` is off (the message lists each difference).
         RunDirError: ``output_dir`` is not empty and is not an unfinished run of this config.
     """
+    from tunesmith.config.run_folders import check_output_dir
+
     resume = cfg.train.resume.strip()
     checkpoint: Optional[Checkpoint] = None
-    run_dir = Path(cfg.output_dir) if cfg.output_dir else None
+    run_dir = check_output_dir(cfg.output_dir) if cfg.output_dir else None
     if resume not in ("auto", "none"):
         checkpoint, source_run = _explicit_checkpoint(Path(resume).expanduser())
         run_dir = run_dir or source_run
@@ -107,7 +110,8 @@ def plan_resume(cfg: Any) -> ResumePlan:
         raise RunDirError(f"output_dir: {str(run_dir)!r} is not empty: it holds a finished run (run.json); choose another "
                           "output_dir, or pass --overwrite (overwrite=true) to replace it")
     if checkpoint is None and resume == "auto":
-        checkpoint = newest_checkpoint(run_dir / CHECKPOINTS)
+        # A damaged newer checkpoint is reported and moved aside; the newest sound one is resumed.
+        checkpoint = newest_sound_checkpoint(run_dir / CHECKPOINTS, report=_warn)
     if checkpoint is not None:
         _check_same(checkpoint.record.get("fingerprint", {}), current, cfg, str(checkpoint.path))
         return ResumePlan(run_dir, checkpoint, continuing=True)
@@ -128,18 +132,25 @@ def _explicit_checkpoint(path: Path) -> tuple[Checkpoint, Optional[Path]]:
         raise ConfigError(f"train.resume: {str(path)!r} does not exist; give a checkpoint folder "
                           "(.../checkpoints/checkpoint-N), a run directory, auto or none")
     if step_of(path) is not None:
-        reason = incomplete_reason(path)
+        reason = damage(path)
         if reason:
             newest = newest_checkpoint(path.parent)
             hint = f" The newest complete one there is {newest.path}." if newest else ""
             raise RunDirError(f"train.resume: {str(path)!r} is not a complete checkpoint ({reason}).{hint}")
         run = path.parent.parent if path.parent.name == CHECKPOINTS else None
         return Checkpoint(path, step_of(path) or 0, read_marker(path) or {}), run
-    newest = newest_checkpoint(path / CHECKPOINTS)
+    newest = newest_sound_checkpoint(path / CHECKPOINTS, move_aside=False, report=_warn)
     if newest is None:
         raise RunDirError(f"train.resume: {str(path)!r} holds no complete checkpoint (nothing under "
                           f"{path / CHECKPOINTS} has a {'tunesmith_checkpoint.json'} that matches its files)")
     return newest, path
+
+
+def _warn(message: str) -> None:
+    """A warning the user sees before training starts (stderr)."""
+    import sys
+
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def _saved_fingerprint(run_dir: Path) -> Optional[dict[str, Any]]:

@@ -1,6 +1,11 @@
 """SIGTERM and SIGINT during training: finish the current optimizer step, save a checkpoint, say
 where, and stop with exit code 143 (SIGTERM) or 130 (SIGINT).
 
+A signal that arrives while the model is being evaluated (``train.eval_steps``) ends the
+evaluation after the current batch: the step is complete, so its checkpoint is saved at once
+instead of after an evaluation that may take minutes. A stop requested at a step's end skips the
+evaluation that step would have run.
+
 A second signal while that checkpoint is being written ends the process at once (the default
 action); the checkpoint before it stays intact because checkpoints are atomic. In a run of several
 processes the stop request is shared at each step, so every process stops at the same step.
@@ -20,24 +25,45 @@ from tunesmith.errors import Interrupted
 EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}  # 128 + the signal number, as shells report it
 
 
+class EvaluationStopped(Exception):
+    """Raised out of the evaluation loop after the batch during which a stop was requested."""
+
+
 class StopRequest(TrainerCallback):
-    """Turns a received signal into "save a checkpoint and stop" at the end of the current step."""
+    """Turns a received signal into "save a checkpoint and stop" at the end of the current step,
+    or after the current batch of an evaluation."""
 
     def __init__(self) -> None:
         self.signum: Optional[int] = None
         self.step: Optional[int] = None
 
     def request(self, signum: int) -> None:
-        """Remember the first signal; the next step end saves and stops."""
+        """Remember the first signal; the next step end (or evaluation batch) saves and stops."""
         if self.signum is None:
             self.signum = signum
 
-    def on_step_end(self, args, state, control, **kwargs):
+    def _stopping(self, state: Any) -> bool:
         if _shared_flag(self.signum is not None):
             self.signum = self.signum or signal.SIGTERM  # another process got it
             self.step = state.global_step
+            return True
+        return False
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._stopping(state):
             control.should_save = True
             control.should_training_stop = True
+            control.should_evaluate = False  # the checkpoint now, not after a long evaluation
+        return control
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.signum is not None:
+            control.should_evaluate = False
+        return control
+
+    def on_prediction_step(self, args, state, control, **kwargs):
+        if self._stopping(state):
+            raise EvaluationStopped(f"evaluation stopped at step {state.global_step}")
         return control
 
 
@@ -82,6 +108,40 @@ def stop_on_signals(trainer: Any) -> Iterator[StopRequest]:
         for sig, old in previous.items():
             signal.signal(sig, old)
         trainer.remove_callback(stop)
+
+
+@contextmanager
+def stop_at_once_on_signals(doing: str, afterwards: str) -> Iterator[None]:
+    """Outside the training steps (measuring the base or the tuned model): SIGTERM / SIGINT stop the
+    work at once, raising ``Interrupted`` (exit 143 / 130) with what was being done and what to do next.
+
+    A generation or an evaluation batch is cut short where it is; nothing of it needs saving.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        raise Interrupted(f"{name}: stopped while {doing}; {afterwards}", EXIT_CODES.get(signal.Signals(signum), 143))
+
+    previous = {sig: signal.signal(sig, handle) for sig in EXIT_CODES}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def train_until_stopped(trainer: Any, **train_kwargs: Any) -> Any:
+    """``trainer.train(**train_kwargs)``; when a stop interrupted an evaluation, the step's checkpoint
+    is saved here (the optimizer step is complete) and None is returned instead of a ``TrainOutput``."""
+    try:
+        return trainer.train(**train_kwargs)
+    except EvaluationStopped:
+        print(f"Evaluation interrupted; saving the checkpoint of step {trainer.state.global_step}", flush=True)
+        trainer._save_checkpoint(trainer.model, None)  # atomic (checkpoints.py), as at any step end
+        return None
 
 
 def raise_if_stopped(stop: StopRequest, trainer: Any) -> None:

@@ -90,6 +90,29 @@ def needs_retain(name: str) -> bool:
     return name != "auto" and bool(getattr(TRAINERS.get(name), "needs_retain", False))
 
 
+def check_trainer_factory(name: str) -> None:
+    """Raise ``ConfigError`` when ``train.trainer`` names something that cannot be a trainer factory:
+    not callable, or not taking the ``model`` and ``args`` keywords tunesmith passes (``builtins:len``).
+    """
+    factory = TRAINERS.get(name)
+    shown = f"train.trainer: {name!r}"
+    needs = ("a function or class called as factory(model=..., args=..., train_dataset=..., eval_dataset=..., "
+             "data_collator=..., callbacks=..., processing_class=...) that returns a transformers.Trainer")
+    if not callable(factory):
+        raise ConfigError(f"{shown} is a {type(factory).__name__}, not a trainer factory; expected {needs}")
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        raise ConfigError(f"{shown} has no signature to call it by, so it is not a trainer factory; "
+                          f"expected {needs}") from None
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    keywords = {p.name for p in params.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    missing = [k for k in ("model", "args") if k not in keywords and not takes_any]
+    if missing:
+        raise ConfigError(f"{shown} does not take the keyword(s) {', '.join(missing)}, so it is not a trainer "
+                          f"factory; expected {needs}")
+
+
 def build_trainer(name: str, trainer_args: dict[str, Any], task: str, **inputs: Any) -> Any:
     """The trainer ``name`` (resolved for ``task``) built with ``trainer_args`` and ``inputs``.
 
@@ -102,7 +125,11 @@ def build_trainer(name: str, trainer_args: dict[str, Any], task: str, **inputs: 
     optional = {"task": task, "retain_dataset": inputs.pop("retain_dataset", None),
                 "unlearning": inputs.pop("unlearning", None)}
     inputs.update({k: v for k, v in optional.items() if k in params or takes_any})
-    return factory(**inputs)
+    trainer = factory(**inputs)
+    if not (callable(getattr(trainer, "train", None)) and hasattr(trainer, "callback_handler")):
+        raise ConfigError(f"train.trainer: {name!r} returned {type(trainer).__name__}, not a transformers.Trainer; "
+                          "a trainer factory must return a Trainer (or a subclass)")
+    return trainer
 
 
 def _without_default_printers(trainer: Any) -> Any:
