@@ -308,7 +308,9 @@ def _train_on_the_registered_qa_dataset(tiny_llama_dir, tmp_path, qa):
     trainer = TRAINER_YAML.format(out=tmp_path / "out", bf16="False", optim="adamw_torch")
     trainer = trainer.replace("    logging_dir: ${trainer.args.output_dir}/logs\n", "")
     path.write_text(MODEL_YAML.format(model=tiny_llama_dir) + DATASET_YAML.format(path=qa) + trainer)
-    cfg = load_config(path, ["train.epochs=1", "model.device=cpu", "data.cache=false"])
+    # The document's trainer evaluates every epoch on an eval set this one-file example does not
+    # have; tunesmith refuses evaluation without held-out data, so the run turns it off.
+    cfg = load_config(path, ["train.epochs=1", "model.device=cpu", "data.cache=false", "train.eval_strategy=no"])
     assert cfg.data.train == "TOFU_QA_FULL" and cfg.data.dataset_args["question_key"] == "question"
     tuner = FineTuner(cfg)
     bundle = tuner.preprocess_data()
