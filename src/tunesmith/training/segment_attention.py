@@ -125,14 +125,22 @@ def segment_attention_unsupported(model: Any) -> Optional[str]:
 def per_example_attention(model: Any, enabled: bool) -> Iterator[bool]:
     """While training, let a model that uses SDPA attend within each example of a padding-free row;
     the model's own implementation is restored afterwards. Yields whether it is in effect."""
-    inner = _unwrap(model)
     if not enabled or segment_attention_unsupported(model) is not None:
         yield False
         return
     register()
-    before = inner.config._attn_implementation
-    inner.set_attn_implementation(NAME)
-    try:
+    with attention_implementation(model, NAME):
         yield True
+
+
+@contextlib.contextmanager
+def attention_implementation(model: Any, name: str) -> Iterator[None]:
+    """Within the block the model (inside any peft / DDP wrapper) uses the registered attention
+    implementation ``name``; its own is restored afterwards."""
+    inner = _unwrap(model)
+    before = inner.config._attn_implementation
+    inner.set_attn_implementation(name)
+    try:
+        yield
     finally:
         inner.set_attn_implementation(before)

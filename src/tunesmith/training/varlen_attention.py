@@ -23,6 +23,7 @@ It needs a CUDA device and half-precision queries (bf16 or fp16), which is what 
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 from typing import Any, Iterator, Optional
 
@@ -63,10 +64,12 @@ def cumulative_lengths(position_ids: torch.Tensor) -> torch.Tensor:
     return torch.cat([index, end]).to(torch.int32)
 
 
-def _kernel_keywords() -> tuple[Any, set[str]]:
+@functools.lru_cache(maxsize=1)
+def _kernel_keywords() -> tuple[Any, frozenset[str]]:
+    """The kernel and the keywords it takes (read once: every layer of every forward asks)."""
     from torch.nn.attention.varlen import varlen_attn
 
-    return varlen_attn, set(inspect.signature(varlen_attn).parameters)
+    return varlen_attn, frozenset(inspect.signature(varlen_attn).parameters)
 
 
 def varlen_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -150,11 +153,8 @@ def varlen_unsupported(model: Any, precision: str, max_length: int) -> Optional[
 def varlen_training_attention(model: Any) -> Iterator[None]:
     """While training, the model attends with `varlen_attention`; its own implementation is
     restored afterwards."""
-    inner = _unwrap(model)
+    from tunesmith.training.segment_attention import attention_implementation
+
     register()
-    before = inner.config._attn_implementation
-    inner.set_attn_implementation(NAME)
-    try:
+    with attention_implementation(model, NAME):
         yield
-    finally:
-        inner.set_attn_implementation(before)
