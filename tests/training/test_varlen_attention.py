@@ -140,6 +140,13 @@ def test_explicit_kernels_fail_early_where_they_cannot_run():
     assert choose_attention("eager", "cpu", "bf16", True, model, 512).kernel == "eager"
 
 
+def test_a_cuda_kernel_with_a_cpu_device_fails_in_validation():
+    from tunesmith.config import load_config
+
+    with pytest.raises(ConfigError, match="train.attention: 'varlen' runs on CUDA GPUs only, and model.device is 'cpu'"):
+        load_config(overrides=["train.attention=varlen", "model.device=cpu"])
+
+
 def test_varlen_is_switched_on_for_training_only():
     model = tiny_llama()
     with varlen_training_attention(model):

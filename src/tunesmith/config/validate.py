@@ -236,6 +236,9 @@ def check_values(cfg: TrainConfig) -> TrainConfig:
             f"model.device: {device!r} is not allowed.{did_you_mean(device, ['auto', 'cpu', 'cuda', 'mps'])}"
             " Allowed: auto, cpu, cuda (or gpu), cuda:N, mps"
         )
+    if cfg.train.attention in ("varlen", "flash_attention_2") and device in ("cpu", "mps"):
+        raise ConfigError(f"train.attention: {cfg.train.attention!r} runs on CUDA GPUs only, and model.device is "
+                          f"{device!r}; use auto, segments, sdpa or eager")
     return cfg
 
 
