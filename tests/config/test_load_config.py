@@ -90,3 +90,38 @@ def test_comma_in_an_override_is_explained():
     with pytest.raises(ConfigError, match="comma"):
         load_config(overrides=["data.train=a.jsonl,b.jsonl"])
     assert load_config(overrides=["data.train='a,b.jsonl'"]).data.train == "a,b.jsonl"
+
+
+# --- the classifier recipe: a classification job that names no train group ----------------
+
+@pytest.mark.parametrize("overrides, method, group_lr, epochs", [
+    (["model=minilm-l6", "data=paraphrase"], "full", 1e-4, 4.0),
+    (["model=minilm-l6", "data=sentiment"], "full", 1e-4, 4.0),
+    (["model=minilm-l6", "data=paraphrase", "peft=lora"], "lora", 1e-3, 3.0),
+    (["model=minilm-l6", "data=paraphrase", "peft.method=dora"], "dora", 1e-3, 3.0),
+    (["model.name_or_path=minilm-l6", "model.task=sequence_classification", "data.train=rows.jsonl"],
+     "full", 1e-4, 4.0),
+])
+def test_classification_jobs_get_the_classifier_recipe(overrides, method, group_lr, epochs):
+    cfg = load_config(overrides=overrides)
+    assert (cfg.peft.method, cfg.train.lr, cfg.train.epochs, cfg.train.max_steps) == (method, group_lr, epochs, -1)
+
+
+@pytest.mark.parametrize("overrides, method, max_steps", [
+    (["model=minilm-l6", "data=paraphrase", "train=quick"], "lora", 5),  # a named train group wins
+    (["model=minilm-l6", "data=sentiment", "train=classify"], "lora", -1),
+    ([], "lora", 80),  # the causal-LM default job is untouched
+    (["data=arith", "peft=full"], "full", 80),
+])
+def test_other_jobs_keep_their_groups(overrides, method, max_steps):
+    cfg = load_config(overrides=overrides)
+    assert (cfg.peft.method, cfg.train.max_steps) == (method, max_steps)
+
+
+def test_classifier_recipe_keeps_a_users_values(tmp_path):
+    cfg = load_config(overrides=["model=minilm-l6", "data=paraphrase", "train.lr=3e-5", "train.epochs=2"])
+    assert (cfg.peft.method, cfg.train.lr, cfg.train.epochs) == ("full", 3e-5, 2.0)
+    file = tmp_path / "job.yaml"
+    file.write_text("model: minilm-l6\ndata: paraphrase\npeft:\n  method: lora\n")
+    cfg = load_config(file)
+    assert (cfg.peft.method, cfg.train.lr, cfg.train.epochs) == ("lora", 1e-3, 3.0)

@@ -8,27 +8,15 @@ from collections import Counter
 import pytest
 
 from tunesmith.data.builtin import BUILTIN_DATASETS
-from tunesmith.data.builtin.arith import build_arith, extract_final_number
+from tunesmith.data.builtin import arith_wordings as W
+from tunesmith.data.builtin.arith import build_arith, extract_final_number, held_out_order
 from tunesmith.errors import DataError
 
-EQUATION = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)\.$")
-# One distinctive phrase per question template; every question must match exactly one.
-PHRASINGS = {
-    "add_gets": r"has \d+ \w+ and gets \d+ more\.",
-    "sub_gives": r"had \d+ \w+ and gave \d+ of them to",
-    "add_together": r"do they have together\?",
-    "sub_compare": r"How many more pages did",
-    "mul_groups": r"^There are \d+ \w+ with \d+ \w+ in each\.",
-    "mul_price": r"^One .+ costs \d+ dollars\.",
-    "div_share": r"equally among \d+ friends\.",
-    "div_rows": r"chairs in rows of",
-    "buy_then_give": r"and buys \d+ more, then gives",
-    "groups_then_add": r"in each and \d+ loose",
-    "earn_then_spend": r"dollars an hour and works",
-    "pick_then_split": r"They split them equally",
-    "book_pages_left": r"^A book has \d+ pages\.",
-    "share_then_more": r"Then each child gets",
-}
+# A working line: "a op b = c." or, adding or taking away a two-digit number, by tens then ones:
+# "63 - 34 = 33 - 4 = 29."
+EQUATION = re.compile(r"^(\d+) ([-+*/]) (\d+) = (?:\d+ [-+] \d = )?(\d+)\.$")
+SPLIT_LINE = re.compile(r"^(\d+) ([-+]) (\d+) = (\d+) ([-+]) (\d) = (\d+)\.$")
+OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +37,19 @@ def working(row: dict) -> str:
     return row["messages"][1]["content"]
 
 
-def phrasing(text: str) -> str:
-    hits = [name for name, pattern in PHRASINGS.items() if re.search(pattern, text)]
-    assert len(hits) == 1, (text, hits)
-    return hits[0]
+def equations(row: dict) -> list[tuple[int, str, int, int]]:
+    return [(int(m[1]), m[2], int(m[3]), int(m[4]))
+            for m in (EQUATION.match(line) for line in working(row).split("\n")[:-1])]
+
+
+def fill_pattern(wording: str) -> re.Pattern:
+    """A regex that matches ``wording`` with any value in its placeholders."""
+    parts = re.split(r"(\{\w+\})", wording)
+    return re.compile("".join(".+?" if p.startswith("{") else re.escape(p) for p in parts))
+
+
+def pools() -> dict[str, W.Pool]:
+    return {name: pool for name, pool in vars(W).items() if isinstance(pool, W.Pool)}
 
 
 def test_default_sizes_and_row_shape(train_rows, test_rows):
@@ -80,51 +77,93 @@ def test_splits_disjoint_and_no_duplicates(train_rows, test_rows):
     assert len(set(train_q)) == len(train_q)
     assert len(set(test_q)) == len(test_q)
     assert not set(train_q) & set(test_q)
-    assert not set(train_q) & {question(r) for r in test_rows}
     assert not {question(r) for r in build_arith("train", seed=1, n=500)} & set(test_q)  # any seed
 
 
 def test_answers_match_working(train_rows, test_rows):
-    ops = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
     for row in train_rows + test_rows:
         *lines, final = working(row).split("\n")
         assert final == f"#### {row['answer']}"
-        assert 1 <= len(lines) <= 2
-        previous = None
+        assert 1 <= len(lines) <= 4
+        values = []
         for line in lines:
-            match = EQUATION.search(line)
+            match = EQUATION.match(line)
             assert match, line
             a, op, b, c = int(match[1]), match[2], int(match[3]), int(match[4])
             if op == "/":
                 assert b != 0 and a % b == 0 and a // b == c, line
             else:
-                assert ops[op](a, b) == c, line
+                assert OPS[op](a, b) == c, line
             assert c >= 0
-            if previous is not None:  # a two-step problem reuses the first result
-                assert a == previous or b == previous, working(row)
-            previous = c
-        assert str(previous) == row["answer"]
+            if values:  # every later line builds on an earlier result, or is a product fed to one
+                assert a in values or b in values or op == "*", working(row)
+            values.append(c)
+        assert str(values[-1]) == row["answer"]
         assert extract_final_number(working(row)) == row["answer"]
 
 
-def test_numbers_stay_small(train_rows):
-    for row in train_rows:
-        for a, op, b, _ in (EQUATION.search(l).groups() for l in working(row).split("\n")[:-1]):
+def test_two_digit_steps_go_by_tens_then_ones(train_rows, test_rows):
+    split_lines = 0
+    for row in train_rows + test_rows:
+        for line in working(row).split("\n")[:-1]:
+            match = SPLIT_LINE.match(line)
+            if not match:
+                a, op, b = EQUATION.match(line).groups()[:3]
+                assert op in "*/" or int(b) < 10 or int(b) % 10 == 0, line
+                continue
+            split_lines += 1
+            a, op, b, middle, op2, ones, c = (match[i] if i in (2, 5) else int(match[i]) for i in range(1, 8))
+            step = (lambda x, y: x + y) if op == "+" else (lambda x, y: x - y)
+            assert op2 == op and ones == b % 10 > 0 and b >= 10, line
+            assert middle == step(a, b - ones) and c == step(middle, ones) == step(a, b), line
+    assert split_lines > 1000
+
+
+def test_numbers_stay_small(train_rows, test_rows):
+    for row in train_rows + test_rows:
+        for a, op, b, c in equations(row):
             if op == "*":
-                assert int(a) <= 12 and int(b) <= 12
+                assert b <= 9 and (a <= 9 or b <= 4), (a, op, b)
             elif op == "/":
-                assert int(b) <= 12 and int(a) // int(b) <= 12
-        assert len(working(row)) < 160  # roughly under 40 tokens
+                assert b <= 9
+        assert len(working(row)) < 320  # roughly under 100 tokens
 
 
-def test_mix_of_steps_and_phrasings(train_rows, test_rows):
-    steps = Counter(working(r).count("\n") for r in train_rows)
-    assert set(steps) == {1, 2}
-    assert 0.4 < steps[1] / len(train_rows) < 0.6
-    used = Counter(phrasing(question(r)) for r in train_rows)
-    assert len(used) == len(PHRASINGS) >= 8
-    assert len({phrasing(question(r)) for r in test_rows}) >= 8
-    assert len({re.search(r"\d+ (\w+)", question(r))[1] for r in train_rows}) >= 8  # varied objects
+def test_test_split_uses_only_held_out_wordings_entities_and_orders(train_rows, test_rows):
+    """The held-out score measures the skill: no test wording, name or object is ever trained on."""
+    for name, pool in pools().items():
+        assert pool.train and pool.test and not set(pool.train) & set(pool.test), name
+    train_text = " ".join(question(r) for r in train_rows)
+    test_text = " ".join(question(r) for r in test_rows)
+    for pool in (W.NAMES, W.OBJECTS):
+        assert not any(re.search(rf"\b{re.escape(w)}\b", train_text) for w in pool.test)
+        assert any(re.search(rf"\b{re.escape(w)}\b", test_text) for w in pool.test)
+    sentence_pools = [p for n, p in pools().items() if n not in ("NAMES", "OBJECTS", "BOXES", "ITEMS")]
+    for rows, split in ((train_rows[:400], "train"), (test_rows, "test")):
+        other = "test" if split == "train" else "train"
+        for row in rows:
+            for pool in sentence_pools:
+                for wording in pool.part(other):
+                    assert not fill_pattern(wording).search(question(row)), (wording, question(row))
+    assert all(int(equations(r)[0][0]) >= 61 or equations(r)[0][1] == "*" for r in test_rows)
+    assert all(int(equations(r)[0][0]) <= 60 or equations(r)[0][1] == "*" for r in train_rows)
+
+
+def test_orders_of_operations_are_held_out():
+    assert held_out_order("-+") != held_out_order("+-") or held_out_order("++") != held_out_order("+-")
+    assert not held_out_order("+") and not held_out_order("/")  # one step has no order
+
+
+def test_mix_of_chains_wordings_and_numbers(train_rows, test_rows):
+    changes = Counter(len(equations(r)) for r in train_rows)
+    assert {1, 2, 3, 4} <= set(changes)
+    assert 0.2 < changes[1] / len(train_rows) < 0.45
+    ops = Counter(op for r in train_rows for _, op, _, _ in equations(r))
+    assert all(ops[op] > 200 for op in "+-*/")
+    assert len({r["messages"][0]["content"].split()[0] for r in train_rows}) >= 25  # varied openings
+    with_words = [r for r in train_rows if any(w in question(r).split() for w in W.WORDS[2:])]
+    assert 0.05 < len(with_words) / len(train_rows) < 0.5  # some numbers written as words
+    assert len({len(equations(r)) for r in test_rows}) >= 3
 
 
 @pytest.mark.parametrize("split", ["validation", "", "TEST"])

@@ -14,7 +14,7 @@ from tunesmith.errors import ConfigError, DataError
 GENERATED = ("sentiment", "paraphrase", "instruct-mini")
 COLUMNS = {"sentiment": {"text", "label"}, "paraphrase": {"sentence1", "sentence2", "label"},
            "instruct-mini": {"instruction", "input", "output", "answer"}}
-SIZES = {"sentiment": (2000, 400), "paraphrase": (2000, 400), "instruct-mini": (2000, 200)}
+SIZES = {"sentiment": (2000, 400), "paraphrase": (6000, 400), "instruct-mini": (2000, 200)}
 
 
 def build(name: str, split: str, seed: int = 0, n: int | None = None) -> list[dict]:
@@ -140,6 +140,24 @@ def test_paraphrase_pairs_differ_and_negatives_keep_high_overlap(rows):
     s2 = [(r["sentence1"], r["sentence2"]) for r in train if r["label"] == 0]
     assert any(words(a) == words(b) for a, b in s2)  # same words, other meaning (swapped roles)
     assert any(("not" in words(b)) != ("not" in words(a)) for a, b in s2)
+
+
+def test_paraphrase_test_pairs_name_held_out_entities_that_training_never_mentions(rows):
+    from tunesmith.data.builtin.paraphrase import FRAMES, HELD_OUT, SPLIT_NOTE
+
+    # Every wording (synonyms included) of each held-out entity.
+    wordings = {w for frame in FRAMES for entity in frame.agents + frame.things if entity[0] in HELD_OUT
+                for w in entity}
+    assert len(wordings) > len(HELD_OUT)
+
+    def named(row: dict) -> set[str]:
+        text = f"{row['sentence1']} {row['sentence2']}".lower()
+        return {w for w in wordings if re.search(rf"\b{re.escape(w.lower())}\b", text)}
+
+    assert not any(named(r) for r in rows["paraphrase", "train"])
+    assert all(named(r) for r in rows["paraphrase", "test"])
+    assert len(set().union(*(named(r) for r in rows["paraphrase", "test"]))) >= 10
+    assert "Priya" in SPLIT_NOTE and BUILTIN_DATASETS.get("paraphrase").split_note == SPLIT_NOTE
 
 
 # --- instruct-mini: every answer recomputed from the text ------------------------------------

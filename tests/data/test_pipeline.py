@@ -106,3 +106,14 @@ def test_csv_numeric_labels_are_ids(tmp_path):
     cfg = load_config(overrides=[f"data.train={path}"]).data
     train, _, _ = load_example_sets(cfg, seed=0)
     assert [e.label for e in train.examples] == [1, 0, 2, 10]
+
+
+def test_builtin_test_split_says_how_it_was_made(tmp_path):
+    from tunesmith.data.builtin.arith import SPLIT_NOTE
+
+    cfg = load_config(overrides=["data.max_samples=20"]).data  # arith: its test split is held out
+    notes = load_example_sets(cfg, seed=0)[2]
+    assert f"arith test split: {SPLIT_NOTE}" in notes
+    rows = write_jsonl(tmp_path / "d.jsonl", [{"instruction": f"Say {i}", "output": str(i)} for i in range(20)])
+    user = load_config(overrides=[f"data.train={rows}", "data.eval_split=0.2"]).data
+    assert not any("test split" in n for n in load_example_sets(user, seed=0)[2])

@@ -59,6 +59,8 @@ def load_config(
             values.append((key, value))
 
     merged = compose_groups(selections)
+    if _classifier_recipe(selections, merged, user, parsed):
+        merged = compose_groups(selections)
     origin = PACKAGED
     yaml_items = [(k, v) for k, v in user.items() if k == "train" and isinstance(v, dict)]
     yaml_lengths = _lengths_given(merged, yaml_items + list(shape_keys.items()), origin,
@@ -91,6 +93,48 @@ def load_config(
         check_confined(cfg, config_file, _command_line_keys(parsed))
     set_length_origin(cfg, origin)
     return cfg
+
+
+CLASSIFICATION_FORMATS = ("classification", "pair_classification")
+
+
+def _classifier_recipe(selections: dict[str, str], merged: dict[str, Any], user: dict[str, Any],
+                       parsed: list[tuple[str, Any]]) -> bool:
+    """Choose the packaged classifier recipe for a classification job that names no train group.
+
+    A job is a classification job when its data format or its model task says so. Without a
+    ``peft`` group or ``peft.method`` it fine-tunes every weight (``peft=full``,
+    ``train=classify-full``, the measured best on the built-in pairs); with a named adapter method
+    it keeps that method and takes ``train=classify``. Returns True when ``selections`` changed.
+    """
+    if "train" in selections:
+        return False
+    fmt = _given("data", "format", merged, user, parsed)
+    task = _given("model", "task", merged, user, parsed)
+    if fmt not in CLASSIFICATION_FORMATS and task != "sequence_classification":
+        return False
+    method = _given("peft", "method", {}, user, parsed)
+    if "peft" not in selections and method is None:
+        selections["peft"] = "full"
+        method = "full"
+    method = method or _given("peft", "method", merged, {}, [])
+    selections["train"] = "classify-full" if method == "full" else "classify"
+    return True
+
+
+def _given(section: str, key: str, merged: dict[str, Any], user: dict[str, Any],
+           parsed: list[tuple[str, Any]]) -> Any:
+    """``section.key`` as the command line, else the config file, else ``merged`` sets it."""
+    for dotted, value in reversed(parsed):
+        if dotted == f"{section}.{key}":
+            return value
+        if dotted == section and isinstance(value, dict) and key in value:
+            return value[key]
+    for source in (user, merged):
+        block = source.get(section)
+        if isinstance(block, dict) and key in block:
+            return block[key]
+    return None
 
 
 def _user_shapes(user: dict[str, Any], where: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -171,10 +171,12 @@ def load_example_sets(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tupl
         split = "test" if is_builtin(cfg.eval) else (cfg.eval_split_name or "train")
         evaluated = read_examples(cfg, cfg.eval, split, seed, "data.eval", subset=cfg.subset, tokenizer=tokenizer)
         held_out = _noted(evaluated, "data.eval", notes)
+        _note_split(cfg.eval, notes)
     elif _held_out_split(cfg):
         evaluated = read_examples(cfg, cfg.train, _held_out_split(cfg), seed, "data.train", subset=cfg.subset,
                                   tokenizer=tokenizer)
         held_out = _noted(evaluated, f"data.train (split {_held_out_split(cfg)!r})", notes)
+        _note_split(cfg.train, notes)
     elif cfg.eval_split > 0:
         order = list(range(len(examples)))
         random.Random(seed).shuffle(order)
@@ -208,6 +210,14 @@ def load_example_sets(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tupl
     _add_system(examples, system)
     _add_system(held_out, system)
     return ExampleSet(examples, train.info, train.bad_rows), held_out, notes
+
+
+def _note_split(spec: str, notes: list[str]) -> None:
+    """Say how a built-in dataset keeps its test split apart from training, where it says so."""
+    if is_builtin(spec):
+        split_note = BUILTIN_DATASETS.get(spec).split_note
+        if split_note:
+            notes.append(f"{spec} test split: {split_note}")
 
 
 def _noted(example_set: ExampleSet, label: str, notes: list[str]) -> list[Any]:

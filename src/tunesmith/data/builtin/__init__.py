@@ -41,6 +41,7 @@ class BuiltinDataset:
     task: DatasetTask = "causal_lm"
     format: str = "auto"  # the data.format its rows are written in; auto detects from the columns
     label_names: tuple[str, ...] = ()  # classification: the name of each label id, in id order
+    split_note: str | None = None  # how the test split is kept apart from train (shown to the user)
 
 
 def _adapt_handler(path: str, obj: object) -> BuiltinDataset:

@@ -1,15 +1,23 @@
 """``arith``: generated grade-school arithmetic word problems with GSM8K-style answers.
 
-Numbers stay small (sums of 2..60, factors 2..12, exact division) so a 135M-parameter model can
-learn the task on a CPU in minutes. About half the problems take one step, half take two.
+Each problem is a chain: a starting amount (plain, or groups times a count), one to three changes
+(add, add groups, take away, multiply, split and keep a share, or in money problems earn, spend and
+buy at a price), then a question, sometimes one that shares the result out. Sentences are drawn
+from lists of wordings in ``arith_wordings``; some numbers are written as words and some
+questions carry a sentence with a number that does not matter.
+
+The two splits never share a wording, a name, an object, a distractor sentence or a starting
+amount, and two- and three-change problems in the test split use orders of operations that the
+train split never shows (``SPLIT_NOTE`` says so in ``data inspect`` and the report).
 
 Example row:
     {"messages": [
         {"role": "user", "content":
-            "Mia has 23 stickers and gets 15 more. How many stickers does Mia have now?"},
+            "Mia has 23 stickers. Then Mia gets 15 more. Mia gives away 8 of them. "
+            "How many stickers does Mia have now?"},
         {"role": "assistant", "content":
-            "Mia starts with 23 stickers and gets 15 more: 23 + 15 = 38.\\n#### 38"}],
-     "answer": "38"}
+            "23 + 15 = 33 + 5 = 38.\\n38 - 8 = 30.\\n#### 30"}],
+     "answer": "30"}
 """
 
 from __future__ import annotations
@@ -17,182 +25,170 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from typing import Callable
 
 from tunesmith.data.builtin import BuiltinDataset, register_builtin
+from tunesmith.data.builtin import arith_wordings as W
 from tunesmith.errors import DataError
 
 SPLITS = ("train", "test")
 DEFAULT_SIZES = {"train": 2000, "test": 200}
-# One question in five belongs to the test split (decided by a hash of its text), so the splits
-# are disjoint whatever sizes are asked for, and test rows never depend on the train size.
-_TEST_BUCKETS = 5
-
-NAMES = ("Mia", "Leo", "Ava", "Noah", "Zoe", "Sam", "Lily", "Omar", "Nina", "Ben", "Ella", "Raj",
-         "Grace", "Tom", "Lucy", "Ivan", "Maya", "Jack", "Sara", "Kai")
-OBJECTS = ("apples", "marbles", "stickers", "pencils", "cookies", "shells", "stamps", "cards",
-           "crayons", "beads", "balloons", "oranges")
-CONTAINERS = ("boxes", "bags", "jars", "baskets", "packs", "trays")
-ITEMS = (("notebook", "notebooks"), ("toy car", "toy cars"), ("kite", "kites"), ("comic", "comics"),
-         ("ticket", "tickets"), ("sandwich", "sandwiches"), ("puzzle", "puzzles"))
-
-# A template returns (question, working lines, answer). Two people come from rng.sample so a
-# question never has someone giving to themselves.
-Problem = tuple[str, list[str], int]
-Template = Callable[[random.Random], Problem]
+# Starting amounts: the test split starts from amounts the train split never starts from.
+START_RANGE = {"train": (3, 60), "test": (61, 89)}
+# How many changes a problem has (the share-out question counts as one).
+CHAIN_LENGTHS = (1, 2, 3)
+CHAIN_WEIGHTS = (0.35, 0.4, 0.25)
+# Working lines at most (a change that adds groups takes two), so answers fit eval.max_new_tokens.
+MAX_LINES = 4
+MAX_WORKING_CHARS = 110  # about 90 tokens with the answer line
+WORD_NUMBER_RATE = 0.15
+DISTRACTOR_RATE = 0.3
+SPLIT_NOTE = ("split by wording: the test problems use sentence wordings, names, objects, "
+              "distractor sentences and starting amounts (61-89, train 3-60) that no training "
+              "problem uses, and their multi-step problems use orders of operations that training "
+              "never shows")
 
 
-def _ints(rng: random.Random, *highs: int) -> list[int]:
-    return [rng.randint(2, high) for high in highs]  # 2 is the floor so nouns stay plural
+def held_out_order(ops: str) -> bool:
+    """Whether an order of two or more operations (e.g. ``"+-"``) belongs to the test split."""
+    if len(ops) < 2:
+        return False
+    return hashlib.sha256(ops.encode()).digest()[0] % 4 == 0
 
 
-def _eq(label: str, a: int, op: str, b: int) -> tuple[str, int]:
-    """Return the line ``"label: a op b = c."`` and c; the only place answers are computed."""
-    c = {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[op]
-    if c < 0 or (op == "/" and a % b):
-        raise AssertionError(f"bad equation {a} {op} {b}")  # a template bug, never user input
-    return f"{label}: {a} {op} {b} = {c}.", c
+class _Problem:
+    """A chain under construction: the sentences, the working lines and the running amount."""
+
+    def __init__(self, rng: random.Random, split: str, money: bool):
+        self.rng, self.split, self.money = rng, split, money
+        name, other = rng.sample(W.NAMES.part(split), 2)
+        item, items = rng.choice(W.ITEMS.part(split)).split("|")
+        self.slots = {"name": name, "other": other, "obj": rng.choice(W.OBJECTS.part(split)),
+                      "box": rng.choice(W.BOXES.part(split)), "item": item, "items": items}
+        self.sentences: list[str] = []
+        self.lines: list[str] = []
+        self.ops = ""
+        self.value = 0
+
+    def say(self, pool: W.Pool, **numbers: int) -> None:
+        words = {key: self._number(value) for key, value in numbers.items()}
+        self.sentences.append(self.rng.choice(pool.part(self.split)).format(**self.slots, **words))
+
+    def _number(self, value: int) -> str:
+        if value < len(W.WORDS) and self.rng.random() < WORD_NUMBER_RATE:
+            return W.WORDS[value]
+        return str(value)
+
+    def compute(self, a: int, op: str, b: int) -> int:
+        """Write the line for ``a op b`` and return its result; the only place answers are computed."""
+        c = {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[op]
+        if c < 0 or (op == "/" and a % b):
+            raise AssertionError(f"bad equation {a} {op} {b}")  # a generator bug, never user input
+        self.lines.append(working_line(a, op, b, c))
+        return c
 
 
-# --- one-step templates ----------------------------------------------------------------
+def working_line(a: int, op: str, b: int, c: int) -> str:
+    """``a op b = c.``; adding or taking away a two-digit number goes by its tens, then its ones.
 
-def _add_gets(rng: random.Random) -> Problem:
-    name, obj, (a, b) = rng.choice(NAMES), rng.choice(OBJECTS), _ints(rng, 60, 60)
-    line, c = _eq(f"{name} starts with {a} {obj} and gets {b} more", a, "+", b)
-    q = f"{name} has {a} {obj} and gets {b} more. How many {obj} does {name} have now?"
-    return q, [line], c
-
-
-def _sub_gives(rng: random.Random) -> Problem:
-    (name, other), obj, a = rng.sample(NAMES, 2), rng.choice(OBJECTS), rng.randint(10, 60)
-    b = rng.randint(2, a - 1)
-    line, c = _eq(f"{name} gives away {b} of {a} {obj}", a, "-", b)
-    q = (f"{name} had {a} {obj} and gave {b} of them to {other}. "
-         f"How many {obj} does {name} have left?")
-    return q, [line], c
+    ``63 - 34 = 33 - 4 = 29.`` (63 - 30 = 33 first): a small model that gets ``63 - 34`` wrong in
+    one jump gets the two short steps right far more often.
+    """
+    tens, ones = b - b % 10, b % 10
+    if op in "+-" and tens and ones:
+        middle = a + tens if op == "+" else a - tens
+        return f"{a} {op} {b} = {middle} {op} {ones} = {c}."
+    return f"{a} {op} {b} = {c}."
 
 
-def _add_together(rng: random.Random) -> Problem:
-    (name, other), obj = rng.sample(NAMES, 2), rng.choice(OBJECTS)
-    a, b = _ints(rng, 60, 60)
-    line, c = _eq("Together they have", a, "+", b)
-    q = f"{name} has {a} {obj} and {other} has {b} {obj}. How many {obj} do they have together?"
-    return q, [line], c
+def _start(p: _Problem) -> None:
+    low, high = START_RANGE[p.split]
+    if p.rng.random() < 0.3:
+        g, k = p.rng.randint(2, 9), p.rng.randint(2, 9)
+        p.say(W.START_WAGE if p.money else W.START_GROUPS, g=g, k=k)
+        p.value = p.compute(g, "*", k)
+    else:
+        p.value = p.rng.randint(low, high)
+        p.say(W.START_MONEY if p.money else W.START, n=p.value)
 
 
-def _sub_compare(rng: random.Random) -> Problem:
-    (name, other), a = rng.sample(NAMES, 2), rng.randint(10, 60)
-    b = rng.randint(2, a - 1)
-    line, c = _eq(f"{name} read more pages than {other}", a, "-", b)
-    q = (f"{name} read {a} pages and {other} read {b} pages. "
-         f"How many more pages did {name} read than {other}?")
-    return q, [line], c
+def _divisors(value: int) -> list[int]:
+    return [k for k in range(2, 10) if value % k == 0 and value // k >= 2]
 
 
-def _mul_groups(rng: random.Random) -> Problem:
-    box, obj = rng.choice(CONTAINERS), rng.choice(OBJECTS)
-    a, b = _ints(rng, 12, 12)
-    line, c = _eq(f"{a} {box} of {b} {obj}", a, "*", b)
-    q = f"There are {a} {box} with {b} {obj} in each. How many {obj} are there in total?"
-    return q, [line], c
+def _change(p: _Problem, op: str) -> bool:
+    """Apply one change of kind ``op`` (``+ - * /``); False if the amount does not allow it."""
+    rng = p.rng
+    if op == "+":
+        if rng.random() < 0.3:
+            g, k = rng.randint(2, 6), rng.randint(2, 9)
+            p.say(W.MONEY_EARN_HOURS if p.money else W.ADD_GROUPS, g=g, k=k)
+            p.value = p.compute(p.value, "+", p.compute(g, "*", k))
+        else:
+            n = rng.randint(2, 40)
+            p.say(W.MONEY_ADD if p.money else W.ADD, n=n)
+            p.value = p.compute(p.value, "+", n)
+        return True
+    if op == "-":
+        if p.value < 4:
+            return False
+        if p.money and p.value >= 8 and rng.random() < 0.4:
+            options = [(g, k) for g in range(2, 7) for k in range(2, 10) if g * k < p.value]
+            g, k = rng.choice(options)
+            p.say(W.MONEY_BUY, g=g, k=k)
+            p.value = p.compute(p.value, "-", p.compute(g, "*", k))
+            return True
+        n = rng.randint(1, p.value - 2) if p.value > 3 else 1
+        n = max(n, 2) if n + 2 <= p.value else n
+        p.say(W.MONEY_SUB if p.money else W.SUB, n=n)
+        p.value = p.compute(p.value, "-", n)
+        return True
+    if op == "*":
+        if p.money or p.value > 40:
+            return False
+        k = rng.choice((2, 3) if p.value > 20 else (2, 3, 4))
+        p.say(W.DOUBLE, k=k)
+        p.value = p.compute(p.value, "*", k)
+        return True
+    divisors = _divisors(p.value)
+    if p.money or not divisors:
+        return False
+    k = rng.choice(divisors)
+    p.say(W.SPLIT_KEEP, k=k)
+    p.value = p.compute(p.value, "/", k)
+    return True
 
 
-def _mul_price(rng: random.Random) -> Problem:
-    (item, items), name = rng.choice(ITEMS), rng.choice(NAMES)
-    price, count = _ints(rng, 12, 12)
-    line, c = _eq(f"{count} {items} at {price} dollars each", count, "*", price)
-    q = f"One {item} costs {price} dollars. How many dollars does {name} pay for {count} {items}?"
-    return q, [line], c
-
-
-def _div_share(rng: random.Random) -> Problem:
-    name, obj, (k, each) = rng.choice(NAMES), rng.choice(OBJECTS), _ints(rng, 12, 12)
-    line, c = _eq(f"{k * each} {obj} shared by {k} friends", k * each, "/", k)
-    q = (f"{name} shares {k * each} {obj} equally among {k} friends. "
-         f"How many {obj} does each friend get?")
-    return q, [line], c
-
-
-def _div_rows(rng: random.Random) -> Problem:
-    k, rows = _ints(rng, 12, 12)
-    line, c = _eq(f"{k * rows} chairs in rows of {k}", k * rows, "/", k)
-    q = f"A teacher sets out {k * rows} chairs in rows of {k}. How many rows are there?"
-    return q, [line], c
-
-
-# --- two-step templates: the second line starts from the first line's result -------------
-
-def _buy_then_give(rng: random.Random) -> Problem:
-    (name, other), obj = rng.sample(NAMES, 2), rng.choice(OBJECTS)
-    a, b = _ints(rng, 40, 30)
-    c = rng.randint(2, a + b - 1)
-    line1, total = _eq("After buying", a, "+", b)
-    line2, left = _eq("After giving", total, "-", c)
-    q = (f"{name} has {a} {obj} and buys {b} more, then gives {c} to {other}. "
-         f"How many {obj} does {name} have now?")
-    return q, [line1, line2], left
-
-
-def _groups_then_add(rng: random.Random) -> Problem:
-    name, box, obj = rng.choice(NAMES), rng.choice(CONTAINERS), rng.choice(OBJECTS)
-    a, b, c = _ints(rng, 9, 9, 30)
-    line1, packed = _eq(f"In the {box}", a, "*", b)
-    line2, total = _eq("With the loose ones", packed, "+", c)
-    q = (f"{name} has {a} {box} with {b} {obj} in each and {c} loose {obj}. "
-         f"How many {obj} does {name} have in all?")
-    return q, [line1, line2], total
-
-
-def _earn_then_spend(rng: random.Random) -> Problem:
-    name, (rate, hours) = rng.choice(NAMES), _ints(rng, 12, 9)
-    spent = rng.randint(2, rate * hours - 1)
-    line1, earned = _eq("Earned", rate, "*", hours)
-    line2, left = _eq("After spending", earned, "-", spent)
-    q = (f"{name} earns {rate} dollars an hour and works {hours} hours, then spends {spent} "
-         f"dollars. How many dollars does {name} have left?")
-    return q, [line1, line2], left
-
-
-def _pick_then_split(rng: random.Random) -> Problem:
-    (name, other), obj = rng.sample(NAMES, 2), rng.choice(OBJECTS)
-    k, each = _ints(rng, 6, 10)
-    a = rng.randint(2, k * each - 2)  # both pick 2+ (plural nouns) and the total divides evenly
-    line1, total = _eq("Picked together", a, "+", k * each - a)
-    line2, c = _eq("Per basket", total, "/", k)
-    q = (f"{name} picks {a} {obj} and {other} picks {k * each - a} {obj}. They split them "
-         f"equally into {k} baskets. How many {obj} go in each basket?")
-    return q, [line1, line2], c
-
-
-def _book_pages_left(rng: random.Random) -> Problem:
-    name, (per_day, days) = rng.choice(NAMES), _ints(rng, 9, 6)
-    length = per_day * days + rng.randint(2, 40)
-    line1, read = _eq("Pages read", per_day, "*", days)
-    line2, left = _eq("Pages left", length, "-", read)
-    q = (f"A book has {length} pages. {name} reads {per_day} pages a day for {days} days. "
-         f"How many pages are left to read?")
-    return q, [line1, line2], left
-
-
-def _share_then_more(rng: random.Random) -> Problem:
-    obj, (k, each, more) = rng.choice(OBJECTS), _ints(rng, 9, 9, 20)
-    line1, share = _eq("Each share", k * each, "/", k)
-    line2, total = _eq("With the extra ones", share, "+", more)
-    q = (f"{k * each} {obj} are shared equally among {k} children. Then each child gets {more} "
-         f"more. How many {obj} does each child have now?")
-    return q, [line1, line2], total
-
-
-ONE_STEP: tuple[Template, ...] = (_add_gets, _sub_gives, _add_together, _sub_compare, _mul_groups,
-                                  _mul_price, _div_share, _div_rows)
-TWO_STEP: tuple[Template, ...] = (_buy_then_give, _groups_then_add, _earn_then_spend,
-                                  _pick_then_split, _book_pages_left, _share_then_more)
-
-
-def _is_test(question: str) -> bool:
-    # hashlib, not hash(): the split of a question must not change with PYTHONHASHSEED.
-    digest = hashlib.sha256(question.encode("utf-8")).digest()
-    return int.from_bytes(digest[:4], "big") % _TEST_BUCKETS == 0
+def _generate(rng: random.Random, split: str) -> tuple[str, str, int] | None:
+    """One problem as (question, working, answer), or None when the drawn chain does not fit."""
+    p = _Problem(rng, split, money=rng.random() < 0.3)
+    _start(p)
+    length = rng.choices(CHAIN_LENGTHS, CHAIN_WEIGHTS)[0]
+    share_at_end = not p.money and rng.random() < 0.25
+    ops = "".join(rng.choice("+-*/" if not p.money else "+-") for _ in range(length))
+    if share_at_end:
+        ops = ops[:-1] + "/"
+    if (split == "test") != held_out_order(ops) and len(ops) >= 2:
+        return None
+    for i, op in enumerate(ops):
+        if share_at_end and i == len(ops) - 1:
+            divisors = _divisors(p.value)
+            if not divisors:
+                return None
+            k = rng.choice(divisors)
+            p.say(W.SHARE_QUESTION, k=k)
+            p.value = p.compute(p.value, "/", k)
+        elif not _change(p, op):
+            return None
+    if len(p.lines) > MAX_LINES or sum(map(len, p.lines)) > MAX_WORKING_CHARS:
+        return None
+    if not share_at_end:
+        p.say(W.MONEY_QUESTION if p.money else W.QUESTION)
+    if rng.random() < DISTRACTOR_RATE:
+        slots = dict(p.slots, n=str(rng.randint(2, 60)))
+        distractor = rng.choice(W.DISTRACTOR.part(split)).format(**slots)
+        p.sentences.insert(rng.randint(1, len(p.sentences) - 1), distractor)
+    working = "\n".join(p.lines) + f"\n#### {p.value}"
+    return " ".join(p.sentences), working, p.value
 
 
 def build_arith(split: str, seed: int = 0, n: int | None = None) -> list[dict]:
@@ -217,18 +213,16 @@ def build_arith(split: str, seed: int = 0, n: int | None = None) -> list[dict]:
         raise DataError(f"arith: n must be a non-negative integer, got {n!r}")
     # Each split has its own stream, seeded by a string so it is stable across Python runs.
     rng = random.Random(f"arith/{split}/{seed}")
-    want_test = split == "test"
     rows: list[dict] = []
     seen: set[str] = set()
     for _ in range(50 * n + 1000):  # bounded: the problem space is large but finite
         if len(rows) == n:
             break
-        template = rng.choice(ONE_STEP if rng.random() < 0.5 else TWO_STEP)
-        question, lines, answer = template(rng)
-        if question in seen or _is_test(question) != want_test:
+        problem = _generate(rng, split)
+        if problem is None or problem[0] in seen:
             continue
+        question, working, answer = problem
         seen.add(question)
-        working = "\n".join(lines) + f"\n#### {answer}"
         rows.append({"messages": [{"role": "user", "content": question},
                                   {"role": "assistant", "content": working}],
                      "answer": str(answer)})
@@ -267,6 +261,7 @@ register_builtin(BuiltinDataset(
     name="arith",
     build=build_arith,
     system_prompt="Solve the problem step by step. End with #### and the final number.",
-    description="generated grade-school arithmetic word problems (one and two steps, +-*/), "
-                "answers with working and a final '#### N' line",
+    description="generated grade-school arithmetic word problems (chains of one to three "
+                "steps, +-*/), answers with working and a final '#### N' line",
+    split_note=SPLIT_NOTE,
 ))

@@ -16,7 +16,6 @@ Example row:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import random
 from dataclasses import dataclass
 from typing import Literal
@@ -26,11 +25,17 @@ from tunesmith.data.builtin.instruct_mini import number_to_words
 from tunesmith.errors import DataError
 
 SPLITS = ("train", "test")
-DEFAULT_SIZES = {"train": 2000, "test": 400}
+DEFAULT_SIZES = {"train": 6000, "test": 400}
 LABEL_NAMES = ("not_equivalent", "equivalent")
-# One event in five belongs to the test split (decided by a hash of sentence1's event, not its
-# wording), so the splits share no facts whatever sizes are asked for.
-_TEST_BUCKETS = 5
+# The test split is about people, teams, organisations, things and quantities that no training
+# pair mentions: every test pair names at least one of these and no training pair names any.
+HELD_OUT = frozenset({
+    "Elena", "Jonas", "Priya", "Samir", "the Falcons", "the Pirates", "the hotel", "the retailer",
+    "the school district", "security guards", "phones", "maps", "runs", "the town's population",
+    "ticket prices",
+})
+SPLIT_NOTE = ("split by entity: every test pair names a person, team, organisation, thing or "
+              "quantity (" + ", ".join(sorted(HELD_OUT)) + ") that no training pair mentions")
 
 Verb = tuple[str, str, str]  # (base, past, participle): ("hire", "hired", "hired")
 Wordings = tuple[str, ...]  # interchangeable wordings of one meaning
@@ -263,19 +268,24 @@ def change_meaning(rng: random.Random, event: Event) -> Event:
 REWORDINGS = {1: ((1, 2, 3), (6, 3, 1)), 0: ((0, 1, 2), (6, 3, 1))}
 
 
-def make_pair(rng: random.Random, label: int) -> tuple[Event, str, str]:
-    """One (event, sentence1, sentence2) with the given label."""
+def make_pair(rng: random.Random, label: int) -> tuple[Event, Event, str, str]:
+    """One (event, sentence2's event, sentence1, sentence2) with the given label."""
     event, style = random_event(rng), random_style(rng)
     counts, weights = REWORDINGS[label]
     k = rng.choices(counts, weights=weights)[0]
     second = event if label == 1 else change_meaning(rng, event)
-    return event, render(event, style), render(second, reword(rng, second, style, k))
+    return event, second, render(event, style), render(second, reword(rng, second, style, k))
 
 
-def _is_test(event: Event) -> bool:
-    # hashlib, not hash(): the split of an event must not change with PYTHONHASHSEED.
-    digest = hashlib.sha256(repr(event).encode("utf-8")).digest()
-    return int.from_bytes(digest[:4], "big") % _TEST_BUCKETS == 0
+def entities(event: Event) -> set[str]:
+    """The first wordings of the agent, the other party and the thing that ``event`` names."""
+    frame = FRAMES[event.frame]
+    named = {frame.agents[event.agent][0]}
+    if event.other >= 0:
+        named.add(frame.agents[event.other][0])
+    if frame.things:
+        named.add(frame.things[event.thing][0])
+    return named
 
 
 def build_paraphrase(split: str, seed: int = 0, n: int | None = None) -> list[dict]:
@@ -284,7 +294,7 @@ def build_paraphrase(split: str, seed: int = 0, n: int | None = None) -> list[di
     Args:
         split: ``"train"`` or ``"test"``.
         seed: Same (split, seed, n) gives the same rows; a shorter ``n`` gives a prefix.
-        n: Number of rows; defaults to 2000 for train and 400 for test.
+        n: Number of rows; defaults to 6000 for train and 400 for test.
 
     Returns:
         Rows like ``{"sentence1": "Maria gave Tom 5 books on Monday.",
@@ -308,9 +318,12 @@ def build_paraphrase(split: str, seed: int = 0, n: int | None = None) -> list[di
             break
         if not labels:  # the next two labels: one of each, in random order
             labels = rng.sample((0, 1), 2)
-        event, first, second = make_pair(rng, labels[0])
+        event, second_event, first, second = make_pair(rng, labels[0])
         # A positive whose rewordings did not show (e.g. a one-wording verb) would be a copy.
-        if first == second or (first, second) in seen or _is_test(event) != want_test:
+        if first == second or (first, second) in seen:
+            continue
+        held_out = (entities(event) | entities(second_event)) & HELD_OUT
+        if want_test != bool(held_out):
             continue
         seen.add((first, second))
         rows.append({"sentence1": first, "sentence2": second, "label": labels.pop(0)})
@@ -330,4 +343,5 @@ register_builtin(BuiltinDataset(
     task="sequence_classification",
     format="pair_classification",
     label_names=LABEL_NAMES,
+    split_note=SPLIT_NOTE,
 ))
