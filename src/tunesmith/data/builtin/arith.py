@@ -16,7 +16,7 @@ Example row:
             "Mia has 23 stickers. Then Mia gets 15 more. Mia gives away 8 of them. "
             "How many stickers does Mia have now?"},
         {"role": "assistant", "content":
-            "23 + 15 = 33 + 5 = 38.\\n38 - 8 = 30.\\n#### 30"}],
+            "23 + 15 = 38.\\n38 - 8 = 30.\\n#### 30"}],
      "answer": "30"}
 """
 
@@ -32,20 +32,21 @@ from tunesmith.errors import DataError
 
 SPLITS = ("train", "test")
 DEFAULT_SIZES = {"train": 2000, "test": 200}
-# Starting amounts: the test split starts from amounts the train split never starts from.
-START_RANGE = {"train": (3, 60), "test": (61, 89)}
+# Starting amounts: the test split starts from a band of amounts the train split never starts
+# from; the band lies inside the trained span, so the test asks for the same arithmetic on
+# starting values never seen in that role.
+START_SPAN = (3, 60)
+HELD_OUT_START = (36, 45)
 # How many changes a problem has (the share-out question counts as one).
 CHAIN_LENGTHS = (1, 2, 3)
 CHAIN_WEIGHTS = (0.35, 0.4, 0.25)
 # Working lines at most (a change that adds groups takes two), so answers fit eval.max_new_tokens.
 MAX_LINES = 4
-MAX_WORKING_CHARS = 110  # about 90 tokens with the answer line
 WORD_NUMBER_RATE = 0.15
 DISTRACTOR_RATE = 0.3
 SPLIT_NOTE = ("split by wording: the test problems use sentence wordings, names, objects, "
-              "distractor sentences and starting amounts (61-89, train 3-60) that no training "
-              "problem uses, and their multi-step problems use orders of operations that training "
-              "never shows")
+              "distractor sentences and starting amounts (36-45) that no training problem uses, "
+              "and their multi-step problems use orders of operations that training never shows")
 
 
 def held_out_order(ops: str) -> bool:
@@ -88,27 +89,22 @@ class _Problem:
 
 
 def working_line(a: int, op: str, b: int, c: int) -> str:
-    """``a op b = c.``; adding or taking away a two-digit number goes by its tens, then its ones.
-
-    ``63 - 34 = 33 - 4 = 29.`` (63 - 30 = 33 first): a small model that gets ``63 - 34`` wrong in
-    one jump gets the two short steps right far more often.
-    """
-    tens, ones = b - b % 10, b % 10
-    if op in "+-" and tens and ones:
-        middle = a + tens if op == "+" else a - tens
-        return f"{a} {op} {b} = {middle} {op} {ones} = {c}."
+    """``a op b = c.``, one line of working."""
     return f"{a} {op} {b} = {c}."
 
 
 def _start(p: _Problem) -> None:
-    low, high = START_RANGE[p.split]
     if p.rng.random() < 0.3:
         g, k = p.rng.randint(2, 9), p.rng.randint(2, 9)
         p.say(W.START_WAGE if p.money else W.START_GROUPS, g=g, k=k)
         p.value = p.compute(g, "*", k)
-    else:
+        return
+    low, high = HELD_OUT_START
+    if p.split == "test":
         p.value = p.rng.randint(low, high)
-        p.say(W.START_MONEY if p.money else W.START, n=p.value)
+    else:
+        p.value = p.rng.choice([v for v in range(START_SPAN[0], START_SPAN[1] + 1) if not low <= v <= high])
+    p.say(W.START_MONEY if p.money else W.START, n=p.value)
 
 
 def _divisors(value: int) -> list[int]:
@@ -179,7 +175,7 @@ def _generate(rng: random.Random, split: str) -> tuple[str, str, int] | None:
             p.value = p.compute(p.value, "/", k)
         elif not _change(p, op):
             return None
-    if len(p.lines) > MAX_LINES or sum(map(len, p.lines)) > MAX_WORKING_CHARS:
+    if len(p.lines) > MAX_LINES:
         return None
     if not share_at_end:
         p.say(W.MONEY_QUESTION if p.money else W.QUESTION)

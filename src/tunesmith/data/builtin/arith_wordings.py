@@ -54,21 +54,30 @@ START = Pool(
            "There are {n} {obj} in {name}'s room.",
            "{name} owns {n} {obj}.",
            "At first, {name} has {n} {obj}.",
-           "{name} collected {n} {obj} last week."),
+           "{name} collected {n} {obj} last week.",
+           "{name}'s desk holds {n} {obj}.",
+           "{name} begins with {n} {obj}.",
+           "{name} has a pile of {n} {obj}.",
+           "Yesterday {name} had {n} {obj}.",
+           "{name} brought {n} {obj} to school."),
     test=("{name} keeps {n} {obj} in a drawer.",
           "In the morning {name} counts {n} {obj}."),
 )
 START_GROUPS = Pool(  # the amount is g * k
     train=("{name} has {g} {box} with {k} {obj} in each.",
            "{name} owns {g} {box}, and each one holds {k} {obj}.",
-           "There are {g} {box} of {k} {obj} on {name}'s shelf."),
+           "There are {g} {box} of {k} {obj} on {name}'s shelf.",
+           "{name} fills {g} {box} with {k} {obj} each.",
+           "{name} gets {g} {box}; there are {k} {obj} in every one."),
     test=("{name} lines up {g} {box}; every one contains {k} {obj}.",),
 )
 START_MONEY = Pool(
     train=("{name} has {n} dollars.",
            "{name} saved {n} dollars.",
            "{name} has {n} dollars in a wallet.",
-           "{name}'s piggy bank holds {n} dollars."),
+           "{name}'s piggy bank holds {n} dollars.",
+           "{name} starts the week with {n} dollars.",
+           "{name} got {n} dollars for a birthday."),
     test=("{name} brings {n} dollars to the fair.",),
 )
 START_WAGE = Pool(  # the amount is g * k: g hours at k dollars an hour
@@ -84,13 +93,20 @@ ADD = Pool(
            "{name} buys {n} more {obj}.",
            "Later {name} finds {n} more {obj}.",
            "{name} is given another {n} {obj}.",
-           "Next, {name} picks up {n} extra {obj}."),
+           "Next, {name} picks up {n} extra {obj}.",
+           "{name} collects {n} more {obj}.",
+           "{other} brings {name} another {n} {obj}.",
+           "Then {name} receives {n} {obj} from {other}.",
+           "{name} adds {n} {obj} to the pile.",
+           "{name} trades for {n} more {obj}.",
+           "A friend sends {name} {n} {obj}."),
     test=("After that, {other} hands {name} {n} additional {obj}.",
           "{name} wins {n} {obj} in a game."),
 )
 ADD_GROUPS = Pool(  # adds g * k
     train=("Then {name} buys {g} {box} with {k} {obj} in each.",
-           "{other} gives {name} {g} {box} of {k} {obj}."),
+           "{other} gives {name} {g} {box} of {k} {obj}.",
+           "{name} adds {g} {box} that hold {k} {obj} each."),
     test=("Next, {name} receives {g} {box}, each holding {k} {obj}.",),
 )
 SUB = Pool(
@@ -99,7 +115,13 @@ SUB = Pool(
            "{name} gives away {n} of them.",
            "Later {name} uses {n} {obj}.",
            "{other} takes {n} of {name}'s {obj}.",
-           "{name} sells {n} {obj}."),
+           "{name} sells {n} {obj}.",
+           "{name} eats {n} of the {obj}.",
+           "{name} throws away {n} {obj}.",
+           "Then {name} hands {n} {obj} to {other}.",
+           "{name} trades away {n} {obj}.",
+           "{n} of the {obj} break.",
+           "{name} leaves {n} {obj} at school."),
     test=("After that, {name} drops {n} {obj} and cannot find them.",
           "{name} donates {n} {obj} to a school."),
 )
@@ -118,7 +140,11 @@ SPLIT_KEEP = Pool(  # divides by k
 MONEY_ADD = Pool(
     train=("Then {name} earns {n} dollars.",
            "{other} pays {name} {n} dollars.",
-           "{name} gets {n} dollars as a gift."),
+           "{name} gets {n} dollars as a gift.",
+           "{name} saves another {n} dollars.",
+           "{name} is paid {n} dollars for chores.",
+           "{name} sells a toy for {n} dollars.",
+           "{name} wins {n} dollars in a contest."),
     test=("{name} finds {n} dollars in a coat pocket.",),
 )
 MONEY_EARN_HOURS = Pool(  # adds g * k: g hours at k dollars an hour
@@ -129,7 +155,12 @@ MONEY_EARN_HOURS = Pool(  # adds g * k: g hours at k dollars an hour
 MONEY_SUB = Pool(
     train=("Then {name} spends {n} dollars.",
            "{name} pays {n} dollars for lunch.",
-           "{name} lends {other} {n} dollars."),
+           "{name} lends {other} {n} dollars.",
+           "{name} uses {n} dollars to buy a book.",
+           "{name} spends {n} dollars on a gift.",
+           "Then {name} pays {other} {n} dollars.",
+           "{name} loses {n} dollars.",
+           "{name} gives {n} dollars to charity."),
     test=("{name} puts {n} dollars toward a gift.",),
 )
 MONEY_BUY = Pool(  # subtracts g * k: g items at k dollars each
