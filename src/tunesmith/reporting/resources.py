@@ -19,7 +19,6 @@ from typing import Any, Optional
 
 from transformers import TrainerCallback
 
-RESOURCES_FILE = "resources.jsonl"
 _MB = 1024 * 1024
 
 

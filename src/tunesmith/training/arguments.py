@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tunesmith.config.run_dir import RunDir
 from tunesmith.config.schema import DistributedConfig, TrainConfig, TrainSection
 from tunesmith.errors import ConfigError
 
@@ -108,7 +109,7 @@ def training_args_kwargs(cfg: TrainConfig, run_dir: Path, device: str, precision
     """The keyword arguments of ``TrainingArguments`` for a config (see ``build_training_args``)."""
     t = cfg.train
     kwargs: dict[str, Any] = dict(
-        output_dir=str(run_dir / "checkpoints"),
+        output_dir=str(RunDir(run_dir).checkpoints),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps,
         per_device_train_batch_size=t.batch_size,
