@@ -287,5 +287,3 @@ class Registry(Generic[T]):
         """(name, entry) pairs, sorted by name."""
         return sorted(self._items.items())
 
-
-Factory = Callable[..., object]

@@ -34,6 +34,11 @@ if TYPE_CHECKING:
     from tunesmith.config.schema import TrainConfig
 
 
+def _path_of(name: str) -> property:
+    """A ``RunDir`` property: the path of ``name`` in the run directory."""
+    return property(lambda run: run.path / name, doc=f"``<run directory>/{name}``.")
+
+
 class RunDir:
     """One run directory: its file names, and creating, finishing, reading and resuming it."""
 
@@ -60,46 +65,17 @@ class RunDir:
     def __fspath__(self) -> str:
         return str(self.path)
 
-    # -- the files ----------------------------------------------------------------------------
-    @property
-    def config_file(self) -> Path:
-        return self.path / self.CONFIG
-
-    @property
-    def record_file(self) -> Path:
-        return self.path / self.RECORD
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.path / self.METRICS
-
-    @property
-    def resources_file(self) -> Path:
-        return self.path / self.RESOURCES
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.path / self.CHECKPOINTS
-
-    @property
-    def eval_results_file(self) -> Path:
-        return self.path / self.EVAL_RESULTS
-
-    @property
-    def loss_curve_file(self) -> Path:
-        return self.path / self.LOSS_CURVE
-
-    @property
-    def report_file(self) -> Path:
-        return self.path / self.REPORT
-
-    @property
-    def error_log(self) -> Path:
-        return self.path / self.ERROR_LOG
-
-    @property
-    def training_args_file(self) -> Path:
-        return self.path / self.TRAINING_ARGS
+    # -- the files: ``run.config_file`` is ``<run>/config.yaml``, and so on ------------------
+    config_file = _path_of(CONFIG)
+    record_file = _path_of(RECORD)
+    metrics_file = _path_of(METRICS)
+    resources_file = _path_of(RESOURCES)
+    checkpoints = _path_of(CHECKPOINTS)
+    eval_results_file = _path_of(EVAL_RESULTS)
+    loss_curve_file = _path_of(LOSS_CURVE)
+    report_file = _path_of(REPORT)
+    error_log = _path_of(ERROR_LOG)
+    training_args_file = _path_of(TRAINING_ARGS)
 
     # -- what the folder is -------------------------------------------------------------------
     def has_config(self) -> bool:

@@ -116,14 +116,6 @@ class ResourceLog(TrainerCallback):
         }
 
 
-def read_resources(path: Path) -> list[dict[str, Any]]:
-    """The lines of a ``resources.jsonl`` file ([] when there is none)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def _round(value: Optional[float]) -> Optional[float]:
     return None if value is None else round(value, 1)
 
