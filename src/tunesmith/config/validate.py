@@ -13,34 +13,12 @@ import types
 import typing
 from typing import Any, Literal, Union
 
+from tunesmith.config.aliases import key_in_section
 from tunesmith.config.schema import TrainConfig
 from tunesmith.errors import ConfigError
 from tunesmith.registry import did_you_mean
 
 _NONE_STRINGS = {"none", "null", "~"}
-
-# Names users know from transformers.TrainingArguments and other tools -> our key.
-KEY_SYNONYMS = {
-    "learning_rate": "lr",
-    "lerning_rate": "lr",
-    "num_train_epochs": "epochs",
-    "num_epochs": "epochs",
-    "per_device_train_batch_size": "batch_size",
-    "micro_batch_size": "batch_size",
-    "gradient_accumulation_steps": "grad_accum",
-    "lr_scheduler_type": "scheduler",
-    "lr_scheduler": "scheduler",
-    "warmup": "warmup_ratio",
-    "lora_r": "r",
-    "rank": "r",
-    "lora_alpha": "alpha",
-    "lora_dropout": "dropout",
-    "model_name_or_path": "name_or_path",
-    "model_name": "name_or_path",
-    "cutoff_len": "max_length",
-    "sequence_len": "max_length",
-    "dataset": "train",
-}
 
 
 def build_config(data: dict[str, Any], cls: type = TrainConfig, prefix: str = "") -> Any:
@@ -55,10 +33,11 @@ def build_config(data: dict[str, Any], cls: type = TrainConfig, prefix: str = ""
         if key not in fields:
             known = ", ".join(fields)
             hint = did_you_mean(key, list(fields))
-            if key in KEY_SYNONYMS and KEY_SYNONYMS[key] in fields:
-                hint = f" Did you mean '{KEY_SYNONYMS[key]}'?"
+            synonym = key_in_section(key)  # learning_rate -> lr (config/aliases.py)
+            if synonym in fields:
+                hint = f" Did you mean '{synonym}'?"
             if not hint and not prefix:
-                hint = _hint_in_sections(KEY_SYNONYMS.get(key, key), hints)
+                hint = _hint_in_sections(synonym or key, hints)
             if hint:
                 hint = hint.replace("'", f"'{prefix}", 1)
             where = f"under {prefix[:-1]}" if prefix else "at the top level"
