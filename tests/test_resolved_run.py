@@ -31,3 +31,15 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "task: causal_lm (auto)" in out and "trainer: sft (auto)" in out
     assert not (tmp_path / "run").exists()
+
+
+def test_run_json_records_the_plan(tiny_llama_dir, tmp_path):
+    from tunesmith.config.run_dir import RunDir
+
+    cfg = load_config(overrides=[f"model.name_or_path={tiny_llama_dir}", "model.device=cpu", "train.precision=fp32",
+                                 "train.max_steps=1", "train.batch_size=2", "data.max_samples=4", "data.cache=false",
+                                 "eval.before_after=off", f"output_dir={tmp_path / 'run'}"])
+    result = FineTuner(cfg).train()
+    plan = RunDir(result.run_dir).read_record()["plan"]
+    assert (plan["task"], plan["trainer"], plan["device"], plan["precision"]) == ("causal_lm", "sft", "cpu", "fp32")
+    assert plan["packing"] == "padding_free" and plan["model_type"] == "llama"

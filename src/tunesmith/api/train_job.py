@@ -24,7 +24,8 @@ from tunesmith.config.run_dir import RunDir
 
 
 class TrainingRun:
-    """One training run, owned from start to end: set up, train, measure, save, record.
+    """One training run, owned from start to end: set up, load the data and the model, evaluate, train
+    and save, record.
 
     Built from the config (and a user's own preprocessor, if any) and passed down as data: the
     steps read and fill its public attributes. ``model`` is the tuned model afterwards.
@@ -80,17 +81,23 @@ class TrainingRun:
               + f"\nLength: {describe_length(cfg.train.epochs, cfg.train.max_steps)}", flush=True)
         return checkpoint
 
-    def setup_data_and_model(self) -> tuple[Any, Optional[Any]]:
+    def setup_data(self) -> tuple[Any, Optional[Any]]:
         """Decide the run (``ResolvedRun``), load the tokenizer and the data (and the retain set of an
-        unlearning run), then the base model; returns the data and the retain data."""
-        from tunesmith.training import distributed as dist
+        unlearning run); returns the data and the retain data."""
+        self.plan = resolve_run(self.config, self.device)  # task, trainer and its traits, packing
+        bundle = _load_data(self)
+        return bundle, _load_retain(self, self.plan)
 
-        with dist.main_process_first():  # rank 0 fills the data cache and converts a GGUF file once
-            self.plan = resolve_run(self.config, self.device)  # task, trainer and its traits, packing
-            bundle = _load_data(self)
-            retain = _load_retain(self, self.plan)
-            _load_model(self, bundle.label_names)
-        return bundle, retain
+    def setup_model(self, label_names: list[str]) -> None:
+        """Load the base model (a classifier's head gets ``label_names``)."""
+        _load_model(self, label_names)
+
+    def evaluate(self, bundle: Any, retain: Optional[Any], metric: Optional[Any], desc: str) -> dict[str, Any]:
+        """The current model's held-out score with ``metric``; without one (an unlearning run), its
+        forget and retain losses."""
+        if metric is None:
+            return unlearning_metrics(self.context(), bundle, retain, desc)
+        return held_out_metrics(self.context(), metric, desc, bundle)
 
     # -- train --------------------------------------------------------------------------------
     def train(self, bundle: Any, retain: Optional[Any], checkpoint: Optional[Path]) -> dict[str, Any]:
@@ -147,7 +154,9 @@ def _run_training(run: TrainingRun) -> TrainResult:
     cfg = run.config
     checkpoint = run.setup()
     run_dir = RunDir(run.run_dir)
-    bundle, retain = run.setup_data_and_model()
+    with dist.main_process_first():  # rank 0 fills the data cache and converts a GGUF file once
+        bundle, retain = run.setup_data()
+        run.setup_model(bundle.label_names)
 
     # Held-out measurements run on rank 0 only, and not on sharded (fsdp / deepspeed) models.
     measure = dist.is_main_process() and cfg.train.distributed.strategy == "ddp"
@@ -155,10 +164,10 @@ def _run_training(run: TrainingRun) -> TrainResult:
     before = after = None
     with stop_at_once_on_signals("measuring the base model", "nothing was trained yet"):
         if measure and retain is not None:
-            before = unlearning_metrics(run.context(), bundle, retain, "Measuring base model")
+            before = run.evaluate(bundle, retain, None, "Measuring base model")
             print(f"Base model: {_losses(before)}", flush=True)
         if metric:
-            before = held_out_metrics(run.context(), metric, "Evaluating base model", bundle)
+            before = run.evaluate(bundle, None, metric, "Evaluating base model")
             print(f"Base model: {format_score(before)}", flush=True)
 
     trained = run.train(bundle, retain, checkpoint)
@@ -170,12 +179,12 @@ def _run_training(run: TrainingRun) -> TrainResult:
     with stop_at_once_on_signals("measuring the tuned model", f"training is finished and saved in {run_dir.path}; "
                                  "run the same command again to measure it (training is not repeated)"):
         if before is not None and metric is None:
-            after = unlearning_metrics(run.context(), bundle, retain, "Measuring unlearned model")
+            after = run.evaluate(bundle, retain, None, "Measuring unlearned model")
             print(f"Unlearned model: {_losses(after)}", flush=True)
             run_dir.write_eval_results({"metric": "unlearning", "before": before, "after": after})
 
         if metric:
-            after = held_out_metrics(run.context(), metric, "Evaluating tuned model", bundle)
+            after = run.evaluate(bundle, None, metric, "Evaluating tuned model")
             run_dir.write_eval_results({"metric": metric.name, "before": before, "after": after})
 
     run.recorded = True

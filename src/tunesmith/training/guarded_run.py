@@ -7,6 +7,9 @@
   boundaries, so no partly accumulated gradient is ever lost or replayed;
 * NaN / inf loss or gradients (``nan_guard.py``);
 * SIGTERM / SIGINT: save, say where, exit 143 / 130 (``signals.py``).
+
+The checkpoint, resume and NaN behaviour are methods of the trainer (``guarded_trainer.py``),
+switched on here by ``guard``.
 """
 
 from __future__ import annotations
