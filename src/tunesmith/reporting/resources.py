@@ -53,7 +53,7 @@ class ResourceLog(TrainerCallback):
     """Appends memory and throughput at every log step to ``path``; ``summary()`` after training.
 
     Args:
-        path: the JSON-lines file to append to (usually ``run_dir / "resources.jsonl"``).
+        path: the JSON-lines file to append to (usually ``RunDir(run_dir).resources_file``).
     """
 
     def __init__(self, path: Path) -> None:
