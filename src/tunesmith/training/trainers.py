@@ -119,11 +119,6 @@ def resolve_trainer(name: str, task: str) -> str:
     return name
 
 
-def needs_retain(name: str) -> bool:
-    """True for trainers that cannot train without a retain set (``data.retain``) next to the forget set."""
-    return name != "auto" and trainer_traits(name).needs_retain
-
-
 def check_trainer_factory(name: str) -> None:
     """Raise ``ConfigError`` when ``train.trainer`` names something that cannot be a trainer factory:
     not callable, or not taking the ``model`` and ``args`` keywords tunesmith passes (``builtins:len``).
