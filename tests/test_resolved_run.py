@@ -13,12 +13,14 @@ def test_the_plan_resolves_every_auto_it_decides():
     plan = FineTuner(load_config(overrides=["model.device=cpu", "train.precision=fp32"])).plan()
     assert (plan.task, plan.trainer, plan.device, plan.precision) == (Task.CAUSAL_LM, "sft", "cpu", Precision.FP32)
     assert plan.packing is Packing.PADDING_FREE and plan.packing.several_examples_per_row
+    assert plan.collator == "packed"  # padding-free rows
     assert plan.record()["task"] == "causal_lm" and f"{plan.task}" == "causal_lm"
 
 
 def test_trainer_traits_decide_the_packing():
     plan = FineTuner(load_config(overrides=["model.device=cpu", "train.trainer=npo", "data=facts-forget"])).plan()
     assert plan.one_example_per_row and plan.needs_retain and plan.packing is Packing.NONE
+    assert plan.collator == "causal_lm"
 
 
 def test_a_trainer_for_another_task_fails_in_the_plan():

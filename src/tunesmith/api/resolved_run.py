@@ -2,7 +2,7 @@
 
 ``resolve_run(cfg)`` reads the model's config (``config.json``; no weights are loaded) and turns
 every ``auto`` the run depends on into a concrete value: the device and precision, the model's
-task, the trainer and its traits, and the packing of the rows. The run reads these values from the
+task, the trainer and its traits, the packing of the rows and the collator. The run reads these values from the
 frozen object instead of deciding again; ``run.json`` records them under ``"plan"``, and
 ``tunesmith train --dry-run`` prints them without training.
 
@@ -71,6 +71,7 @@ class ResolvedRun:
         device: ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
         precision: of the training steps.
         packing: how examples become rows.
+        collator: the registered collator that builds the batches (or a ``module:attr`` path).
         model_type: the transformers ``model_type`` of the base model.
     """
 
@@ -79,6 +80,7 @@ class ResolvedRun:
     device: str
     precision: Precision
     packing: Packing
+    collator: str
     model_type: Optional[str] = None
     takes_retain: bool = False
     needs_retain: bool = False
@@ -91,7 +93,8 @@ class ResolvedRun:
     def describe(self, cfg: Optional[TrainConfig] = None) -> list[str]:
         """One ``name: value`` line per decision; ``(auto)`` marks values the config left to tunesmith."""
         settings = ({"task": cfg.model.task, "trainer": cfg.train.trainer, "device": cfg.model.device,
-                     "precision": cfg.train.precision, "packing": cfg.data.packing} if cfg else {})
+                     "precision": cfg.train.precision, "packing": cfg.data.packing,
+                     "collator": cfg.data.collator} if cfg else {})
         lines = []
         for key, value in self.record().items():
             auto = " (auto)" if settings.get(key) == "auto" else ""
@@ -111,6 +114,7 @@ def resolve_run(cfg: TrainConfig, device: Optional[str] = None, model_config: An
         ConfigError: a trainer for another task, a packing the task or trainer cannot use, an
             unknown device or precision.
     """
+    from tunesmith.data.collators import resolve_collator_name
     from tunesmith.data.packing import resolve_packing
     from tunesmith.models.loading import infer_task, load_model_config
     from tunesmith.models.precision import resolve_device, resolve_precision
@@ -127,5 +131,6 @@ def resolve_run(cfg: TrainConfig, device: Optional[str] = None, model_config: An
     packing = resolve_packing(cfg.data.packing, task.value, model_type, one_example_per_row=traits.one_example_per_row)
     return ResolvedRun(task=task, trainer=trainer, device=device,
                        precision=Precision(resolve_precision(cfg.train.precision, device)), packing=Packing(packing),
+                       collator=resolve_collator_name(cfg.data.collator, task.value, packing, model_type),
                        model_type=model_type, takes_retain=traits.takes_retain, needs_retain=traits.needs_retain,
                        one_example_per_row=traits.one_example_per_row)
