@@ -170,12 +170,14 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
         self._given: dict[str, Any] = {}  # name -> the object registered, before adapt
         self._imported: dict[str, T] = {}  # dotted paths already imported
+        self._meta: dict[str, Any] = {}  # name -> what was registered about the entry (``meta``)
 
-    def register(self, name: str, obj: T | None = None, *, overwrite: bool = False):
+    def register(self, name: str, obj: T | None = None, *, overwrite: bool = False, meta: Any = None):
         """Register ``obj`` under ``name``; usable as ``@registry.register("name")``.
 
         A registry with ``adapt`` stores ``adapt(name, obj)`` (e.g. a dataset class made into a
-        dataset entry); the decorator form returns ``obj`` itself either way.
+        dataset entry); the decorator form returns ``obj`` itself either way. ``meta`` is what the
+        registry keeps about the entry (a trainer's traits), read back with ``meta(name)``.
 
         Raises:
             ConfigError: ``name`` is taken by another object and ``overwrite`` is False.
@@ -194,6 +196,9 @@ class Registry(Generic[T]):
             if not same:
                 self._items[name] = self._adapt(name, item) if self._adapt else item
                 self._given[name] = item
+                self._meta.pop(name, None)
+            if meta is not None:
+                self._meta[name] = meta
             return item
 
         if obj is not None:
@@ -211,6 +216,10 @@ class Registry(Generic[T]):
                 self._imported[name] = self._adapt(name, obj) if self._adapt else obj
             return self._imported[name]
         raise ConfigError(self.unknown_message(name))
+
+    def meta(self, name: str) -> Any:
+        """What was registered about ``name`` (``register(..., meta=...)``); None when nothing was."""
+        return self._meta.get(name)
 
     def check(self, name: str, args: Optional[Mapping[str, Any]] = None, args_key: Optional[str] = None) -> T:
         """``get(name)`` and check ``args`` against its signature; returns the entry."""
@@ -258,6 +267,7 @@ class Registry(Generic[T]):
             raise ConfigError(self.unknown_message(name))
         del self._items[name]
         self._given.pop(name, None)
+        self._meta.pop(name, None)
 
     def __setitem__(self, name: str, obj: T) -> None:
         """``REGISTRY["name"] = obj``: ``register(name, obj)`` written as a dict assignment."""
@@ -277,5 +287,3 @@ class Registry(Generic[T]):
         """(name, entry) pairs, sorted by name."""
         return sorted(self._items.items())
 
-
-Factory = Callable[..., object]

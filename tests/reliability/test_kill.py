@@ -24,8 +24,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tunesmith.training.checkpoints import DELAY_ENV, STAGING, incomplete_reason, newest_checkpoint
+from tunesmith.training.checkpoints import STAGING, incomplete_reason, newest_checkpoint
 
+from kill_driver import DELAY_ENV
 from reliability_checks import assert_same_run
 
 TRIALS = int(os.environ.get("TUNESMITH_KILL_TRIALS", "12"))

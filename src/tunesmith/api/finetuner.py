@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import json
 import logging
 import os
 from datetime import datetime
@@ -12,7 +10,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from tunesmith.api.results import TrainResult
-from tunesmith.config import TrainConfig, load_config, save_config, update_config
+from tunesmith.config import TrainConfig, load_config, update_config
 from tunesmith.config.keywords import keyword_updates, trainer_updates
 from tunesmith.config.update import disagreements
 from tunesmith.errors import ConfigError, RunDirError
@@ -136,59 +134,42 @@ class FineTuner:
             >>> FineTuner.load("runs/arith").generate("Add 1 and 2.")
             '#### 3'
         """
-        from tunesmith.inference.runs import RUN_FILE, load_run
+        from tunesmith.config.run_dir import RunDir
+        from tunesmith.inference.runs import load_run
 
         run = load_run(run_dir, device)
         tuner = cls.__new__(cls)
         tuner._setup(run.config, preprocessor, inference_handler)
         tuner.model, tuner.tokenizer, tuner.run_dir = run.model, run.tokenizer, run.run_dir
-        record = run.run_dir / RUN_FILE
-        task = json.loads(record.read_text(encoding="utf-8")).get("task") if record.is_file() else None
+        task = RunDir(run.run_dir).read_record().get("task")
         tuner.task = task or (run.config.model.task if run.config.model.task != "auto" else None)
         return tuner
 
     # -- pieces -------------------------------------------------------------------------------
     def _runtime(self) -> tuple[str, str]:
-        import torch
+        from tunesmith.api.model_setup import runtime
 
-        from tunesmith.models.precision import resolve_device, resolve_precision
-
-        if self.config.train.num_threads:
-            torch.set_num_threads(self.config.train.num_threads)
-        device = resolve_device(self.config.model.device)
-        return device, resolve_precision(self.config.train.precision, device)
+        return runtime(self.config)
 
     def _autocast(self, device: str, precision: str):
-        import torch
+        from tunesmith.api.model_setup import autocast
 
-        if precision in ("bf16", "fp16"):
-            dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-            return torch.autocast(device.split(":")[0], dtype=dtype)
-        return contextlib.nullcontext()
+        return autocast(device, precision)
 
     def _load_tokenizer(self) -> str:
         """Load the tokenizer (with the configured chat template) and decide the task (``self.task``)."""
-        from tunesmith.data.templates import resolve_template
-        from tunesmith.models.loading import infer_task, load_model_config, load_tokenizer
+        from tunesmith.api.model_setup import load_tokenizer_and_task
 
-        m = self.config.model
-        task = infer_task(load_model_config(m.name_or_path, m.trust_remote_code, m.revision), m.task)
-        self.tokenizer = load_tokenizer(m.name_or_path, m.trust_remote_code, m.revision)
-        no_template = task == "causal_lm" and not getattr(self.tokenizer, "chat_template", None)
-        if self.config.data.template != "auto" or no_template:  # no template: plain text (data/templates.py)
-            # Saved with the run, so inference renders prompts exactly as training did.
-            self.tokenizer.chat_template = resolve_template(self.tokenizer, self.config.data).jinja
-        self.task = task
-        return task
+        self.tokenizer, self.task = load_tokenizer_and_task(self.config)
+        return self.task
 
     def _ensure_tokenizer(self) -> str:
         """The task, loading the tokenizer only if this tuner has none yet."""
         if self.tokenizer is None or self.task is None:
             if self.model is not None and self.tokenizer is not None:  # loaded run: keep its tokenizer
-                from tunesmith.models.loading import infer_task, load_model_config
+                from tunesmith.api.model_setup import model_task
 
-                m = self.config.model
-                self.task = infer_task(load_model_config(m.name_or_path, m.trust_remote_code, m.revision), m.task)
+                self.task = model_task(self.config)
                 return self.task
             return self._load_tokenizer()
         return self.task
@@ -210,34 +191,9 @@ class FineTuner:
         return None if type(self.preprocessor) is ChatTemplatePreprocessor else self.preprocessor
 
     def _load_model(self, task: str, device: str, precision: str, label_names: list[str]) -> None:
-        from tunesmith.api.components import build_model_loader
-        from tunesmith.models.hub_kernels import apply_hub_kernels
-        from tunesmith.models.precision import resolve_weight_dtype
-        from tunesmith.models.quantization import (is_quantized_method, prepare_quantized_for_training,
-                                                   quantization_kwargs)
-        from tunesmith.training.speed import attention_kwargs
+        from tunesmith.api.model_setup import load_base_model
 
-        m = self.config.model
-        extra: dict[str, Any] = {}
-        if task == "sequence_classification" and label_names:
-            extra = {"num_labels": len(label_names), "id2label": dict(enumerate(label_names)),
-                     "label2id": {n: i for i, n in enumerate(label_names)}}
-        method = self.config.peft.method
-        if is_quantized_method(method):
-            extra.update(quantization_kwargs(self.config.peft, device))  # 4-bit or 8-bit base
-        extra.update(attention_kwargs(self.config.train.attention, device))  # train.attention
-        loader = build_model_loader(self.config)  # model.loader: auto unless the config names another
-        self.model = loader(m.name_or_path, task, resolve_weight_dtype(m.dtype, device, precision), device,
-                            trust_remote_code=m.trust_remote_code, revision=m.revision,
-                            allow_pickle=m.allow_pickle, **extra)
-        note = apply_hub_kernels(self.model, m.hub_kernels, device)  # model.hub_kernels, for every loader
-        if note:
-            print(note, flush=True)
-        if is_quantized_method(method):
-            # Before any evaluation: keeps the 4-bit layers on kernels whose backward is correct.
-            self.model = prepare_quantized_for_training(self.model, method)
-        if getattr(self.model.config, "pad_token_id", None) is None:
-            self.model.config.pad_token_id = self.tokenizer.pad_token_id  # decoder classifiers need it
+        self.model = load_base_model(self.config, self.tokenizer, task, device, precision, label_names)
 
     def preprocess_data(self) -> Any:
         """Load the tokenizer and build the tokenized datasets (a ``DataBundle``) without a model."""
@@ -275,7 +231,18 @@ class FineTuner:
         return report
 
     # -- the run ------------------------------------------------------------------------------
-    # -- the run ------------------------------------------------------------------------------
+    def plan(self) -> Any:
+        """What ``train`` will do (a ``ResolvedRun``: task, trainer, device, precision, packing),
+        decided from the config and the model's config alone; no weights or data are loaded.
+
+        Example:
+            >>> FineTuner("smollm2-135m-instruct", "cpu", dataset_name="arith").plan().packing
+            <Packing.PADDING_FREE: 'padding_free'>
+        """
+        from tunesmith.api.resolved_run import resolve_run
+
+        return resolve_run(self.config)
+
     def train(self, output_dir: str | os.PathLike | None = None, num_train_epochs: Optional[float] = None) -> TrainResult:
         """Load, (evaluate the base model,) train, save, (evaluate the tuned model) and report.
 
@@ -287,7 +254,7 @@ class FineTuner:
             >>> FineTuner("smollm2-135m-instruct", dataset_name="arith").train("runs/a", num_train_epochs=2).run_dir
             PosixPath('runs/a')
         """
-        from tunesmith.api.train_job import run_training
+        from tunesmith.api import train_job
 
         updates: dict[str, Any] = {}
         if output_dir is not None:
@@ -296,7 +263,16 @@ class FineTuner:
             updates["num_train_epochs"] = num_train_epochs
         if updates:
             update_config(self.config, updates, source="train()")
-        return run_training(self)
+        run = train_job.TrainingRun(self.config, self._custom_preprocessor())
+        try:
+            return train_job.run_training(run)
+        finally:  # what the run loaded, tuned and wrote, for generate / evaluate / save
+            if run.tokenizer is not None:
+                self.tokenizer, self.task = run.tokenizer, run.task
+            if run.model is not None:
+                self.model = run.model
+            if run.recorded:
+                self.run_dir = run.run_dir
 
     # -- after training -----------------------------------------------------------------------
     def generate(self, prompt_text: str | list[str], max_length: Optional[int] = None) -> str | list[str]:
@@ -343,8 +319,11 @@ class FineTuner:
             0.69
         """
         from tunesmith.api.held_out import evaluate_model
+        from tunesmith.api.model_setup import ModelContext
 
-        return evaluate_model(self, metric, max_samples)
+        task, device, precision = self._ensure_model()
+        return evaluate_model(ModelContext(self.config, self.model, self.tokenizer, task, device, precision,
+                                           self._custom_preprocessor()), metric, max_samples)
 
     def save(self, output_dir: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the model (adapter or full weights), tokenizer, ``config.yaml`` and ``run.json``.
@@ -355,7 +334,7 @@ class FineTuner:
             >>> tuner.save("exports/arith")
             PosixPath('exports/arith')
         """
-        from tunesmith.inference.runs import CONFIG_FILE, write_run_record
+        from tunesmith.config.run_dir import RunDir
 
         if self.model is None or self.tokenizer is None:
             raise RunDirError("save: there is no model yet; call train() (or generate()) first")
@@ -366,8 +345,9 @@ class FineTuner:
         path.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
-        save_config(self.config, path / CONFIG_FILE)
-        write_run_record(path, {"saved": datetime.now().isoformat(timespec="seconds"), "task": self.task,
+        run = RunDir(path)
+        run.save_config(self.config)
+        run.write_record({"saved": datetime.now().isoformat(timespec="seconds"), "task": self.task,
                                 "method": self.config.peft.method,
                                 "trained_in": str(self.run_dir) if self.run_dir else None})
         return path

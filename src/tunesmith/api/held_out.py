@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from tunesmith.api.model_setup import ModelContext
+from tunesmith.config import TrainConfig
+
 NO_HELD_OUT = ("evaluate: there is no held-out data; set data.eval (a dataset) or "
                "data.eval_split (a fraction of data.train, e.g. 0.1)")
 
 
-def before_after_metric(tuner: Any, task: str, bundle: Any) -> Optional[Any]:
+def before_after_metric(cfg: TrainConfig, task: str, bundle: Any) -> Optional[Any]:
     """The metric a run scores the base and the tuned model with, or None for no comparison.
 
     ``eval.before_after=auto`` compares for built-in datasets and classifiers, ``on`` always
@@ -19,7 +22,6 @@ def before_after_metric(tuner: Any, task: str, bundle: Any) -> Optional[Any]:
     from tunesmith.evaluation.evaluate import choose_metric
     from tunesmith.evaluation.generation import prompt_items
 
-    cfg = tuner.config
     mode = cfg.eval.before_after
     name = cfg.data.eval or cfg.data.train
     if mode == "off" or (mode == "auto" and not (task == "sequence_classification" or is_builtin(name))):
@@ -33,21 +35,20 @@ def before_after_metric(tuner: Any, task: str, bundle: Any) -> Optional[Any]:
     return metric
 
 
-def held_out_metrics(tuner: Any, metric: Any, desc: str, device: str, precision: str, task: str,
-                     bundle: Any) -> dict[str, Any]:
-    """``tuner.model`` scored with ``metric`` on the run's held-out set (generation capped at eval.max_samples)."""
+def held_out_metrics(ctx: ModelContext, metric: Any, desc: str, bundle: Any) -> dict[str, Any]:
+    """``ctx.model`` scored with ``metric`` on the run's held-out set (generation capped at eval.max_samples)."""
     from tunesmith.evaluation.evaluate import evaluate_held_out, settings_from_config
 
-    cfg = tuner.config
+    cfg = ctx.config
     return evaluate_held_out(
-        tuner.model, tuner.tokenizer, metric, task, held_out=bundle.held_out, dataset=bundle.eval,
+        ctx.model, ctx.tokenizer, metric, ctx.task, held_out=bundle.held_out, dataset=bundle.eval,
         label_names=bundle.label_names or None, settings=settings_from_config(cfg.eval),
         batch_size=cfg.eval.batch_size, max_samples=cfg.eval.max_samples if metric.needs == "generations" else None,
-        device=device, autocast=lambda: tuner._autocast(device, precision), desc=desc)
+        device=ctx.device, autocast=ctx.autocast, desc=desc)
 
 
-def evaluate_model(tuner: Any, metric: Optional[str] = None, max_samples: Optional[int] = None) -> dict[str, Any]:
-    """``FineTuner.evaluate``: ``eval.metric`` (or ``metric``) of the current model on the held-out set.
+def evaluate_model(ctx: ModelContext, metric: Optional[str] = None, max_samples: Optional[int] = None) -> dict[str, Any]:
+    """``FineTuner.evaluate``: ``eval.metric`` (or ``metric``) of ``ctx.model`` on the held-out set.
 
     Generation metrics read the held-out examples only; the others tokenize them (cached).
     """
@@ -55,17 +56,16 @@ def evaluate_model(tuner: Any, metric: Optional[str] = None, max_samples: Option
     from tunesmith.errors import DataError
     from tunesmith.evaluation.evaluate import choose_metric, evaluate_held_out, settings_from_config
 
-    task, device, precision = tuner._ensure_model()
-    cfg = tuner.config
+    cfg, task = ctx.config, ctx.task
     if cfg.eval.do_sample:
         from transformers import set_seed
 
         set_seed(cfg.train.seed)  # sampled answers repeat from one evaluation to the next
-    _, held_out = load_conversations(cfg.data, cfg.train.seed, tuner.tokenizer)
+    _, held_out = load_conversations(cfg.data, cfg.train.seed, ctx.tokenizer)
     chosen = choose_metric(metric or cfg.eval.metric, task, cfg.data.eval or cfg.data.train, held_out)
     bundle = None
     if chosen.needs != "generations":
-        bundle = build_datasets(cfg.data, tuner.tokenizer, cfg.train.seed, task, tuner._custom_preprocessor())
+        bundle = build_datasets(cfg.data, ctx.tokenizer, cfg.train.seed, task, ctx.preprocessor)
         if bundle.eval is None or len(bundle.eval) == 0:
             raise DataError(NO_HELD_OUT)
     elif not held_out:
@@ -73,15 +73,14 @@ def evaluate_model(tuner: Any, metric: Optional[str] = None, max_samples: Option
     limit = max_samples or (cfg.eval.max_samples if chosen.needs == "generations" else None)
     has_bundle = bundle is not None  # (a bundle's truth is its training set's length)
     return evaluate_held_out(
-        tuner.model, tuner.tokenizer, chosen, task, held_out=held_out, dataset=bundle.eval if has_bundle else None,
+        ctx.model, ctx.tokenizer, chosen, task, held_out=held_out, dataset=bundle.eval if has_bundle else None,
         label_names=(bundle.label_names if has_bundle else None) or list(cfg.data.label_names) or None,
         settings=settings_from_config(cfg.eval), batch_size=cfg.eval.batch_size, max_samples=limit,
-        device=device, autocast=lambda: tuner._autocast(device, precision), desc="Evaluating")
+        device=ctx.device, autocast=ctx.autocast, desc="Evaluating")
 
 
-def unlearning_metrics(tuner: Any, forget: Any, retain: Any, device: str, precision: str,
-                       desc: str) -> dict[str, Any]:
-    """Mean loss per trained token (nats) of ``tuner.model`` on the forget and the retain sets.
+def unlearning_metrics(ctx: ModelContext, forget: Any, retain: Any, desc: str) -> dict[str, Any]:
+    """Mean loss per trained token (nats) of ``ctx.model`` on the forget and the retain sets.
 
     ``forget`` / ``retain`` are ``DataBundle``s: ``*_loss`` is measured on the training examples,
     ``*_held_out_loss`` on their held-out sets (a built-in's test split asks the same facts in other
@@ -90,13 +89,13 @@ def unlearning_metrics(tuner: Any, forget: Any, retain: Any, device: str, precis
     from tunesmith.data.collators import build_collator
     from tunesmith.evaluation.language_model import evaluate_perplexity
 
-    collator = build_collator("auto", "causal_lm", tuner.tokenizer, "none", device)
+    collator = build_collator("auto", "causal_lm", ctx.tokenizer, "none", ctx.device)
     result: dict[str, Any] = {"metric": "forget_loss"}
     for side, bundle in (("forget", forget), ("retain", retain)):
         for suffix, dataset in (("loss", bundle.train), ("held_out_loss", bundle.eval)):
             if dataset is not None and len(dataset):
-                measured = evaluate_perplexity(tuner.model, dataset, collator, tuner.config.eval.batch_size, device,
-                                               lambda: tuner._autocast(device, precision), f"{desc} ({side})")
+                measured = evaluate_perplexity(ctx.model, dataset, collator, ctx.config.eval.batch_size, ctx.device,
+                                               ctx.autocast, f"{desc} ({side})")
                 result[f"{side}_{suffix}"] = measured["loss"]
     result["score"] = result["forget_loss"]
     return result

@@ -40,6 +40,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if getattr(args, "allow_outside_paths", False):
         overrides.append("allow_outside_paths=true")
     tuner = FineTuner.from_yaml(config_file, overrides)  # every key is checked before loading
+    if getattr(args, "dry_run", False):
+        print("\n".join(tuner.plan().describe(tuner.config)))
+        return 0
     print_summary(tuner.train(), tuner.config.eval.show_samples)
     return 0
 

@@ -109,12 +109,12 @@ def write_traceback(err: BaseException, argv: Optional[list[str]] = None) -> Opt
 def _candidates(err: BaseException) -> list[Path]:
     """Where a traceback may go, in order of preference."""
     from tunesmith.cache_dirs import cache_root
-    from tunesmith.inference.runs import ERROR_FILE
+    from tunesmith.config.run_dir import RunDir
 
     out = []
     run_dir = getattr(err, "tunesmith_run_dir", None)
     if run_dir is not None and Path(run_dir).is_dir():
-        out.append(Path(run_dir) / ERROR_FILE)
+        out.append(RunDir(run_dir).error_log)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out.append(cache_root() / "errors" / f"{stamp}-{os.getpid()}.log")
     return out

@@ -97,14 +97,13 @@ def _file_part(metric: str) -> str:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """``tunesmith report RUN_DIR [--out FILE]``: write the run's self-contained HTML report."""
-    from tunesmith.inference.runs import RUN_FILE
+    from tunesmith.config.run_dir import RunDir
+    from tunesmith.config.run_folders import existing_folder
     from tunesmith.errors import RunDirError
     from tunesmith.reporting.report import write_report
 
-    from tunesmith.config.run_folders import existing_folder
-
     run_dir = existing_folder(args.run_dir)
-    if not (run_dir / RUN_FILE).is_file():
-        raise RunDirError(f"{run_dir}: not a finished run directory (no {RUN_FILE}); nothing to report")
+    if not RunDir(run_dir).is_finished():
+        raise RunDirError(f"{run_dir}: not a finished run directory (no {RunDir.RECORD}); nothing to report")
     print(f"Report written to {write_report(run_dir, Path(args.out) if args.out else None)}")
     return 0

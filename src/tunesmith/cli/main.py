@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="resume even though the config changed the data, model, seed or batch size")
     train.add_argument("--allow-outside-paths", action="store_true",
                        help="let a config file from another folder name dataset/output paths outside it")
+    train.add_argument("--dry-run", action="store_true",
+                       help="print what the run will do (task, trainer, device, precision, packing, collator) and stop; "
+                            "reads the model's config only, no weights or data")
 
     data = sub.add_parser("data", help="data tools: `tunesmith data inspect` shows what the model trains on")
     data_sub = data.add_subparsers(dest="data_command", required=True)

@@ -55,15 +55,16 @@ def _verdict(sample: dict[str, Any]) -> str:
 
 def print_summary(result: Any, show_samples: int = 1) -> None:
     """Print the end-of-run summary that ``tunesmith train`` prints (time, loss, before/after, next steps)."""
-    import json
+    from tunesmith.config.run_dir import RunDir
 
     loss = f"{result.train_loss:.4f}" if result.train_loss is not None else "n/a"
     print(f"\nTraining took {result.train_seconds / 60:.1f} min; final training loss {loss}")
     if result.before and result.after:
         print_before_after(result.before, result.after, show_samples)
     print(f"Saved to {result.run_dir} (adapter, tokenizer, config.yaml, metrics.jsonl, report.html)")
-    if (result.run_dir / "adapter_config.json").is_file() or (result.run_dir / "model.safetensors").is_file():
-        task = json.loads((result.run_dir / "run.json").read_text())["task"]
+    run = RunDir(result.run_dir)
+    if run.has_weights():
+        task = run.read_record()["task"]
         if task == "sequence_classification":
             print(f"Score it: tunesmith eval {result.run_dir}")
         else:

@@ -1,5 +1,6 @@
 """Config schema, composition (Hydra) and validation."""
 
+from tunesmith.config.aliases import ALIASES
 from tunesmith.config.compose import load_config, read_saved_config, save_config
 from tunesmith.config.schema import (
     DataConfig,
@@ -9,7 +10,7 @@ from tunesmith.config.schema import (
     TrainConfig,
     TrainSection,
 )
-from tunesmith.config.update import ALIASES, update_config
+from tunesmith.config.update import update_config
 
 __all__ = [
     "ALIASES",

@@ -11,51 +11,11 @@ import difflib
 import typing
 from typing import Any
 
+from tunesmith.config.aliases import ALIASES
 from tunesmith.config.lengths import EPOCHS, MAX_STEPS, length_origin, set_length_origin, settle_length
 from tunesmith.config.schema import TrainConfig
 from tunesmith.config.validate import build_config, check_values, convert
 from tunesmith.errors import ConfigError
-
-# Names users know from transformers / peft / other tools -> the one dotted key each sets.
-ALIASES: dict[str, str] = {
-    "lr": "train.lr",
-    "learning_rate": "train.lr",
-    "batch_size": "train.batch_size",
-    "per_device_train_batch_size": "train.batch_size",
-    "epochs": "train.epochs",
-    "num_train_epochs": "train.epochs",
-    "max_steps": "train.max_steps",
-    "grad_accum": "train.grad_accum",
-    "gradient_accumulation_steps": "train.grad_accum",
-    "seed": "train.seed",
-    "scheduler": "train.scheduler",
-    "lr_scheduler_type": "train.scheduler",
-    "warmup_ratio": "train.warmup_ratio",
-    "warmup_steps": "train.warmup_steps",
-    "save_steps": "train.save_steps",
-    "save_total_limit": "train.save_limit",
-    "save_only_model": "train.save_only_model",
-    "bf16_full_eval": "train.bf16_full_eval",
-    "logging_dir": "train.logging_dir",
-    "logging_steps": "train.logging_steps",
-    "weight_decay": "train.weight_decay",
-    "r": "peft.r",
-    "lora_r": "peft.r",
-    "alpha": "peft.alpha",
-    "lora_alpha": "peft.alpha",
-    "lora_dropout": "peft.dropout",
-    "target_modules": "peft.target_modules",
-    "lora_target_modules": "peft.target_modules",
-    "method": "peft.method",
-    "model": "model.name_or_path",
-    "model_id": "model.name_or_path",
-    "model_name_or_path": "model.name_or_path",
-    "dataset": "data.train",
-    "dataset_name": "data.train",
-    "max_length": "data.max_length",
-    "output_dir": "output_dir",
-    "device": "model.device",
-}
 
 
 def schema_keys(cls: type = TrainConfig, prefix: str = "") -> dict[str, Any]:

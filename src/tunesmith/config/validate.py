@@ -11,36 +11,14 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from typing import Any, Literal, Union
+from typing import Any, Literal, Optional, Union
 
-from tunesmith.config.schema import TrainConfig
+from tunesmith.config.aliases import key_in_section
+from tunesmith.config.schema import TrainConfig, TrainSection
 from tunesmith.errors import ConfigError
 from tunesmith.registry import did_you_mean
 
 _NONE_STRINGS = {"none", "null", "~"}
-
-# Names users know from transformers.TrainingArguments and other tools -> our key.
-KEY_SYNONYMS = {
-    "learning_rate": "lr",
-    "lerning_rate": "lr",
-    "num_train_epochs": "epochs",
-    "num_epochs": "epochs",
-    "per_device_train_batch_size": "batch_size",
-    "micro_batch_size": "batch_size",
-    "gradient_accumulation_steps": "grad_accum",
-    "lr_scheduler_type": "scheduler",
-    "lr_scheduler": "scheduler",
-    "warmup": "warmup_ratio",
-    "lora_r": "r",
-    "rank": "r",
-    "lora_alpha": "alpha",
-    "lora_dropout": "dropout",
-    "model_name_or_path": "name_or_path",
-    "model_name": "name_or_path",
-    "cutoff_len": "max_length",
-    "sequence_len": "max_length",
-    "dataset": "train",
-}
 
 
 def build_config(data: dict[str, Any], cls: type = TrainConfig, prefix: str = "") -> Any:
@@ -55,10 +33,11 @@ def build_config(data: dict[str, Any], cls: type = TrainConfig, prefix: str = ""
         if key not in fields:
             known = ", ".join(fields)
             hint = did_you_mean(key, list(fields))
-            if key in KEY_SYNONYMS and KEY_SYNONYMS[key] in fields:
-                hint = f" Did you mean '{KEY_SYNONYMS[key]}'?"
+            synonym = key_in_section(key)  # learning_rate -> lr (config/aliases.py)
+            if synonym in fields:
+                hint = f" Did you mean '{synonym}'?"
             if not hint and not prefix:
-                hint = _hint_in_sections(KEY_SYNONYMS.get(key, key), hints)
+                hint = _hint_in_sections(synonym or key, hints)
             if hint:
                 hint = hint.replace("'", f"'{prefix}", 1)
             where = f"under {prefix[:-1]}" if prefix else "at the top level"
@@ -269,11 +248,7 @@ def _check_train_values(t: Any) -> None:
     for key, value, ok, allowed in rules:
         if not ok:
             raise ConfigError(f"{key}: {value!r} is not allowed; expected {allowed}")
-    evaluates = t.eval_strategy in ("steps", "epoch") or (t.eval_strategy == "auto" and t.eval_steps > 0)
-    for key, on in (("train.keep_best", t.keep_best), ("train.early_stopping_patience", t.early_stopping_patience)):
-        if on and not evaluates:
-            raise ConfigError(f"{key}: needs evaluation during training; set train.eval_steps=N (or "
-                              "train.eval_strategy=epoch) and give held-out data (data.eval or data.eval_split)")
+    check_best_model_evaluation(t)
     if t.logging_dir and "tensorboard" not in t.log_to:
         t.log_to = [*t.log_to, "tensorboard"]  # a TensorBoard folder was given: the user wants its logs
     for i, name in enumerate(t.log_to):
@@ -283,3 +258,30 @@ def _check_train_values(t: Any) -> None:
     if unknown:
         raise ConfigError(f"train.callback_args.{unknown[0]}: no callback named {unknown[0]!r} in train.callbacks "
                           f"({', '.join(t.callbacks) or 'empty'})")
+
+
+def interval(strategy: str, steps: int) -> str:
+    """``train.eval_strategy`` / ``save_strategy`` as transformers reads it: ``auto`` means every N
+    steps when N > 0, else never (``interval("auto", 0)`` -> ``"no"``)."""
+    if strategy == "auto":
+        return "steps" if steps > 0 else "no"
+    return strategy
+
+
+def check_best_model_evaluation(t: TrainSection, has_eval: Optional[bool] = None) -> None:
+    """The rule of ``train.keep_best`` and ``train.early_stopping_patience``, in one place: both need
+    the model evaluated during training, so an evaluation interval and held-out data.
+
+    Args:
+        t: the train section.
+        has_eval: whether the run has held-out data; None while only the config is known.
+    """
+    if not (t.keep_best or t.early_stopping_patience):
+        return
+    key = "train.keep_best" if t.keep_best else "train.early_stopping_patience"
+    if interval(t.eval_strategy, t.eval_steps) == "no":
+        raise ConfigError(f"{key}: needs evaluation during training; set train.eval_steps=N (or "
+                          "train.eval_strategy=epoch) and give held-out data (data.eval or data.eval_split)")
+    if has_eval is False:
+        raise ConfigError(f"{key}: needs an eval set during training; set data.eval or data.eval_split "
+                          "(built-in datasets bring their own test split)")

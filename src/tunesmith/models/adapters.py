@@ -10,7 +10,6 @@ from tunesmith.config.schema import PeftConfig
 from tunesmith.errors import ConfigError
 
 PEFT_TASK_TYPES = {"causal_lm": "CAUSAL_LM", "seq2seq": "SEQ_2_SEQ_LM", "sequence_classification": "SEQ_CLS"}
-ADAPTER_METHODS = ("lora", "dora", "qlora", "int8")
 
 # Per-architecture module names for the presets `peft.target_modules=attention` / `mlp`.
 # T5-style models name their projections q, k, v, o; BERT-style ones query, key, value.

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tunesmith.cache_dirs import atomic_folder, cache_root
+from tunesmith.config.run_dir import RunDir
 from tunesmith.errors import ModelError
 from tunesmith.registry import Registry
 
@@ -184,7 +185,7 @@ def _pickle_only_files(folder: Path) -> list[str]:
     if not folder.is_dir() or any(folder.glob("*.safetensors")):
         return []
     # training_args.bin and friends are not weights; only a folder of nothing but pickles is refused.
-    return sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES and p.name != "training_args.bin")
+    return sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES and p.name != RunDir.TRAINING_ARGS)
 
 
 def _pickle_error(where: str, files: str) -> ModelError:

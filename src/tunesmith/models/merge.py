@@ -14,14 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.cache_dirs import atomic_folder
-from tunesmith.config import TrainConfig, read_saved_config
+from tunesmith.config import TrainConfig
+from tunesmith.config.run_dir import RunDir
 from tunesmith.errors import ConfigError, ModelError, RunDirError
 
-# The run directory layout; the same names as in tunesmith.inference.runs, repeated here because
-# models may not import inference (tests/models/test_merge.py keeps the two in step).
-RUN_CONFIG_FILE = "config.yaml"
-RUN_RECORD_FILE = "run.json"
-ADAPTER_CONFIG_FILE = "adapter_config.json"
 # What a merged folder holds besides the transformers files.
 MERGE_RECORD_FILE = "tunesmith_merge.json"
 SOURCE_CONFIG_FILE = "tunesmith_source_config.yaml"  # the run's config.yaml, for prompts and templates
@@ -39,12 +35,11 @@ def read_finished_run(run_dir: str | Path) -> TrainConfig:
     """The saved config of a finished run; a missing or unfinished run raises ``RunDirError``."""
     from tunesmith.config.run_folders import existing_folder
 
-    path = existing_folder(run_dir)
-    if not (path / RUN_CONFIG_FILE).is_file():
-        raise RunDirError(f"{path}: not a tunesmith run directory (no {RUN_CONFIG_FILE})")
-    if not (path / RUN_RECORD_FILE).is_file():
-        raise RunDirError(f"{path}: the run did not finish (no {RUN_RECORD_FILE}); nothing to load")
-    return read_saved_config(path / RUN_CONFIG_FILE)
+    run = RunDir(existing_folder(run_dir))
+    if not run.has_config():
+        raise RunDirError(f"{run.path}: not a tunesmith run directory (no {RunDir.CONFIG})")
+    run.require_finished()
+    return run.read_config()
 
 
 def label_kwargs(cfg: TrainConfig, task: str) -> dict[str, Any]:
@@ -120,7 +115,7 @@ def load_tuned_model(run_dir: str | Path, cfg: TrainConfig, device: str = "cpu",
 
     path, m = Path(run_dir), cfg.model
     tokenizer = load_tokenizer(str(path))  # the run's copy, with the exact chat template used
-    if not (path / ADAPTER_CONFIG_FILE).is_file():  # full fine-tuning: the weights are in the run
+    if not RunDir(path).has_adapter():  # full fine-tuning: the weights are in the run
         task = infer_task(load_model_config(str(path), m.trust_remote_code), m.task)
         return (load_model(str(path), task, dtype, device, m.trust_remote_code, hub_kernels=m.hub_kernels),
                 tokenizer, task)
@@ -196,7 +191,7 @@ def merge_run(run_dir: str | Path, out_dir: str | Path, dtype: str = "auto", ove
 
     from tunesmith.models.loading import load_model_config
 
-    has_adapter = (src / ADAPTER_CONFIG_FILE).is_file()
+    has_adapter = RunDir(src).has_adapter()
     weights_from = cfg.model.name_or_path if has_adapter else str(src)
     target = dtype if dtype != "auto" else stored_dtype(
         load_model_config(weights_from, cfg.model.trust_remote_code, cfg.model.revision if has_adapter else None))
@@ -211,7 +206,7 @@ def merge_run(run_dir: str | Path, out_dir: str | Path, dtype: str = "auto", ove
     with atomic_folder(out) as tmp:
         model.save_pretrained(tmp)  # safetensors, config.json, generation_config.json
         tokenizer.save_pretrained(tmp)  # tokenizer files and chat_template.jinja
-        shutil.copyfile(src / RUN_CONFIG_FILE, tmp / SOURCE_CONFIG_FILE)
+        shutil.copyfile(RunDir(src).config_file, tmp / SOURCE_CONFIG_FILE)
         (tmp / MERGE_RECORD_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
         (tmp / "README.md").write_text(merge_readme(out.name, record), encoding="utf-8")
     return out
@@ -222,7 +217,7 @@ def merge_record(run_dir: Path, cfg: TrainConfig, task: str, dtype: str, has_ada
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        run = json.loads((run_dir / RUN_RECORD_FILE).read_text(encoding="utf-8"))
+        run = RunDir(run_dir).read_record()
     except (OSError, ValueError):
         run = {}
     try:

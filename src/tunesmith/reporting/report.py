@@ -13,11 +13,11 @@ from html import escape
 from pathlib import Path
 from typing import Any, Optional
 
+from tunesmith.config.run_dir import RunDir
 from tunesmith.reporting.charts import line_chart, points
 from tunesmith.reporting.report_style import CSS
 from tunesmith.reporting.run_files import RunFiles, flatten, read_run_files
 
-REPORT_FILE = "report.html"
 MAX_SAMPLES = 8  # sample generations shown side by side; the JSON keeps them all
 # Logged keys that are bookkeeping, not curves worth a chart.
 _NOT_CURVES = {"step", "epoch", "elapsed_s", "tokens_seen", "loss", "learning_rate", "grad_norm", "eval_loss"}
@@ -30,7 +30,7 @@ def write_report(run_dir: str | Path, out: Optional[str | Path] = None) -> Path:
         RunDirError: ``run_dir`` is not a run directory, or one of its records is unreadable.
     """
     files = read_run_files(run_dir)
-    path = Path(out) if out is not None else files.run_dir / REPORT_FILE
+    path = Path(out) if out is not None else RunDir(files.run_dir).report_file
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_report(files), encoding="utf-8")
     return path

@@ -19,7 +19,6 @@ from typing import Any, Optional
 
 from transformers import TrainerCallback
 
-RESOURCES_FILE = "resources.jsonl"
 _MB = 1024 * 1024
 
 
@@ -54,7 +53,7 @@ class ResourceLog(TrainerCallback):
     """Appends memory and throughput at every log step to ``path``; ``summary()`` after training.
 
     Args:
-        path: the JSON-lines file to append to (usually ``run_dir / "resources.jsonl"``).
+        path: the JSON-lines file to append to (usually ``RunDir(run_dir).resources_file``).
     """
 
     def __init__(self, path: Path) -> None:
@@ -115,14 +114,6 @@ class ResourceLog(TrainerCallback):
             "tokens_seen": self.tokens_seen,
             "tokens_per_s": round(self.tokens_seen / self.seconds, 2) if self.seconds > 0 else None,
         }
-
-
-def read_resources(path: Path) -> list[dict[str, Any]]:
-    """The lines of a ``resources.jsonl`` file ([] when there is none)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _round(value: Optional[float]) -> Optional[float]:

@@ -40,17 +40,18 @@ def read_run_files(run_dir: str | Path) -> RunFiles:
     """
     import yaml
 
+    from tunesmith.config.run_dir import RunDir
     from tunesmith.config.run_folders import existing_folder
 
     path = existing_folder(run_dir)
-    config_file = path / "config.yaml"
-    if not config_file.is_file():
-        raise RunDirError(f"{path}: not a tunesmith run directory (no config.yaml)")
-    config = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
-    files = RunFiles(path, config, _json(path / "run.json") or {}, _jsonl(path / "metrics.jsonl"),
-                     _jsonl(path / "resources.jsonl"), _json(path / "eval_results.json"))
+    run = RunDir(path)
+    if not run.has_config():
+        raise RunDirError(f"{path}: not a tunesmith run directory (no {RunDir.CONFIG})")
+    config = yaml.safe_load(run.config_file.read_text(encoding="utf-8")) or {}
+    files = RunFiles(path, config, _json(run.record_file) or {}, _jsonl(run.metrics_file),
+                     _jsonl(run.resources_file), _json(run.eval_results_file))
     for result_file in sorted(path.glob("eval_*.json")):
-        if result_file.name != "eval_results.json":
+        if result_file.name != RunDir.EVAL_RESULTS:
             files.evaluations[result_file.name] = _json(result_file) or {}
     return files
 

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tunesmith.config.run_dir import RunDir
 from tunesmith.config.schema import DistributedConfig, TrainConfig, TrainSection
+from tunesmith.config.validate import check_best_model_evaluation, interval
 from tunesmith.errors import ConfigError
 
 # train.optimizer -> transformers' optimizer name. "adamw" keeps transformers' default (fused
@@ -19,13 +21,6 @@ OPTIMIZERS = {"adamw_8bit": "adamw_bnb_8bit", "paged_adamw": "paged_adamw_32bit"
 def effective_batch(t: TrainSection, processes: int = 1) -> int:
     """Sequences per optimizer step: batch_size x grad_accum x processes (e.g. 8 x 4 x 2 = 64)."""
     return t.batch_size * t.grad_accum * processes
-
-
-def interval(strategy: str, steps: int) -> str:
-    """``auto`` means every N steps when N > 0, else never."""
-    if strategy == "auto":
-        return "steps" if steps > 0 else "no"
-    return strategy
 
 
 def deepspeed_config(d: DistributedConfig) -> dict[str, Any]:
@@ -77,11 +72,8 @@ def _distributed_kwargs(d: DistributedConfig, device: str) -> dict[str, Any]:
 
 def _checkpoint_kwargs(t: TrainSection, has_eval: bool) -> dict[str, Any]:
     """Evaluation, checkpoints, the best model and early stopping: the combinations transformers needs."""
+    check_best_model_evaluation(t, has_eval)
     evaluate = interval(t.eval_strategy, t.eval_steps) if has_eval else "no"
-    if (t.keep_best or t.early_stopping_patience) and evaluate == "no":
-        key = "train.keep_best" if t.keep_best else "train.early_stopping_patience"
-        raise ConfigError(f"{key}: needs an eval set during training; set data.eval or data.eval_split "
-                          "(built-in datasets bring their own test split)")
     save, save_steps = interval(t.save_strategy, t.save_steps), t.save_steps
     if t.keep_best:
         # The best checkpoint can only be one that was saved right after an evaluation.
@@ -108,7 +100,7 @@ def training_args_kwargs(cfg: TrainConfig, run_dir: Path, device: str, precision
     """The keyword arguments of ``TrainingArguments`` for a config (see ``build_training_args``)."""
     t = cfg.train
     kwargs: dict[str, Any] = dict(
-        output_dir=str(run_dir / "checkpoints"),
+        output_dir=str(RunDir(run_dir).checkpoints),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps,
         per_device_train_batch_size=t.batch_size,

@@ -1,17 +1,13 @@
 """Atomic checkpoints: a checkpoint folder is either complete or absent, whatever kills the process.
 
 The Trainer writes ``checkpoints/checkpoint-N`` itself (weights or adapter, optimizer, scheduler,
-RNG states, ``trainer_state.json``). ``install_atomic_checkpoints`` redirects that write into
+RNG states, ``trainer_state.json``). ``atomic_save`` has it write into
 ``checkpoints/.staging/checkpoint-N``; only when every file is written does tunesmith add
 ``tunesmith_checkpoint.json`` (every file with its size, the config fingerprint and the loss
 bookkeeping), ``fsync`` the files and folders, and rename the folder into place. Older
 checkpoints (``train.save_limit``) are deleted only after that, each renamed away before it is
 removed. A folder without a valid marker, or whose files do not match it, is incomplete and never
 resumed from.
-
-``TUNESMITH_TEST_CHECKPOINT_DELAY=<seconds>`` (a testing aid) pauses each checkpoint write half-way
-(weights written, optimizer not yet), so tests can kill the process while a checkpoint is being
-written.
 """
 
 from __future__ import annotations
@@ -25,15 +21,15 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
+from tunesmith.config.run_dir import RunDir
 from tunesmith.errors import TrainingError
 
 PREFIX = "checkpoint-"
 MARKER = "tunesmith_checkpoint.json"  # written last, inside the staging folder: the folder is complete
 STAGING = ".staging"  # under the checkpoints folder; never resumed from
 DELETING = ".deleting-"  # a checkpoint being removed is renamed to this prefix first
-DELAY_ENV = "TUNESMITH_TEST_CHECKPOINT_DELAY"  # seconds; a testing aid, see the module docstring
 FORMAT_VERSION = 1
 _STEP = re.compile(rf"^{PREFIX}(\d+)$")
 
@@ -191,38 +187,16 @@ def write_marker(path: Path, step: int, fingerprint: dict[str, Any], state: dict
     (path / MARKER).write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
 
 
-def install_atomic_checkpoints(trainer: Any, fingerprint: dict[str, Any]) -> None:
-    """Make every checkpoint ``trainer`` saves atomic (see the module docstring).
-
-    Wraps the Trainer's own checkpoint writer on this instance, so any registered trainer (a
-    ``transformers.Trainer`` or a subclass) gets it; the files written are the Trainer's own.
+def atomic_save(trainer: Any, root: Path, write: Callable[[Path], None], fingerprint: dict[str, Any]) -> None:
+    """Write ``trainer``'s checkpoint of this step atomically (see the module docstring).
 
     Args:
-        trainer: the ``transformers.Trainer`` about to train.
-        fingerprint: the config keys a resume must match (``resume.fingerprint``), stored in each marker.
+        trainer: the ``transformers.Trainer`` that is training.
+        root: its checkpoints folder.
+        write: writes the Trainer's own checkpoint files into ``<staging folder>/checkpoint-N``
+            (``tunesmith.training.guarded_trainer``).
+        fingerprint: the config keys a resume must match (``resume.fingerprint``), stored in the marker.
     """
-    original = trainer._save_checkpoint
-    if getattr(original, "tunesmith_atomic", False):
-        return
-
-    def save_checkpoint(model: Any, trial: Any = None) -> None:
-        _atomic_save(trainer, original, model, trial, fingerprint)
-
-    save_checkpoint.tunesmith_atomic = True  # type: ignore[attr-defined]
-    trainer._save_checkpoint = save_checkpoint
-
-
-def loss_bookkeeping(trainer: Any) -> dict[str, Any]:
-    """What the Trainer keeps between logs, so a resumed run logs the same losses as an unbroken one."""
-    tr_loss = getattr(trainer, "_tr_loss", None)
-    return {"tr_loss": float(tr_loss.item()) if tr_loss is not None else 0.0,
-            "total_loss_scalar": float(getattr(trainer, "_total_loss_scalar", 0.0)),
-            "globalstep_last_logged": int(getattr(trainer, "_globalstep_last_logged", 0)),
-            "nan_skipped_steps": int(getattr(trainer, "tunesmith_nan_skipped", 0))}
-
-
-def _atomic_save(trainer: Any, original: Any, model: Any, trial: Any, fingerprint: dict[str, Any]) -> None:
-    root = Path(trainer._get_output_dir(trial=trial))
     step = trainer.state.global_step
     name = f"{PREFIX}{step}"
     staging_root = root / STAGING
@@ -237,10 +211,8 @@ def _atomic_save(trainer: Any, original: Any, model: Any, trial: Any, fingerprin
         if staged.exists():
             shutil.rmtree(staged)  # left by an earlier process that was killed while writing
         staging_root.mkdir(parents=True, exist_ok=True)
-    trainer._get_output_dir = lambda trial=None: str(staging_root)  # the Trainer writes into staging
-    delayed = _delay_optimizer_save(trainer)
     try:
-        original(model, trial)
+        write(staging_root)
         trainer.accelerator.wait_for_everyone()  # every process's shards are written
         if main:
             _finish(trainer, staged, final, staging_root, root, step, fingerprint)
@@ -248,10 +220,6 @@ def _atomic_save(trainer: Any, original: Any, model: Any, trial: Any, fingerprin
         if main:
             shutil.rmtree(staged, ignore_errors=True)
         raise _save_error(err, final, previous) from err
-    finally:
-        del trainer._get_output_dir  # back to the class's method
-        if delayed:
-            del trainer._save_optimizer_and_scheduler
     trainer.accelerator.wait_for_everyone()
 
 
@@ -262,8 +230,8 @@ def _finish(trainer: Any, staged: Path, final: Path, staging_root: Path, root: P
     if state.best_model_checkpoint and Path(state.best_model_checkpoint).parent == staging_root:
         state.best_model_checkpoint = str(root / Path(state.best_model_checkpoint).name)
         state.save_to_json(str(staged / "trainer_state.json"))
-    (staged / "training_args.bin").unlink(missing_ok=True)  # a pickle, never read on resume
-    write_marker(staged, step, fingerprint, loss_bookkeeping(trainer))
+    (staged / RunDir.TRAINING_ARGS).unlink(missing_ok=True)  # a pickle, never read on resume
+    write_marker(staged, step, fingerprint, trainer.loss_bookkeeping())
     fsync_tree(staged)
     if final.exists():
         remove_checkpoint(final)  # e.g. a checkpoint of the same step from a run that was cut short
@@ -285,18 +253,3 @@ def _save_error(err: Exception, final: Path, previous: Optional[Checkpoint]) -> 
             "same command again to resume from it." if previous else "No earlier checkpoint exists.")
     cause = getattr(err, "strerror", None) or str(err) or type(err).__name__
     return TrainingError(f"could not write checkpoint {final}: {cause}{free}. {kept}")
-
-
-def _delay_optimizer_save(trainer: Any) -> bool:
-    """Testing aid: with ``TUNESMITH_TEST_CHECKPOINT_DELAY`` set, pause between the weights and the optimizer."""
-    delay = float(os.environ.get(DELAY_ENV, "0") or 0)
-    if delay <= 0:
-        return False
-    save_optimizer = trainer._save_optimizer_and_scheduler
-
-    def slow(output_dir: str) -> None:
-        time.sleep(delay)
-        save_optimizer(output_dir)
-
-    trainer._save_optimizer_and_scheduler = slow
-    return True

@@ -26,7 +26,8 @@ import contextlib
 from typing import Any, Iterator, Optional
 
 import torch
-from transformers import Trainer
+
+from tunesmith.training.guarded_trainer import TunesmithTrainer
 
 IGNORE_INDEX = -100  # the label of positions that are not trained (tunesmith.data.tokenize)
 DEFAULT_CHUNK_ROWS = 1024  # rows of hidden states per head matmul: 1024 x 49,152 fp32 logits = 192 MiB
@@ -225,7 +226,7 @@ class LabelOnlyLoss:
         return linear_cross_entropy(logits[keep], head.weight, targets[keep], divisor, self.chunk_rows, head.bias)
 
 
-class LabelOnlyLossTrainer(Trainer):
+class LabelOnlyLossTrainer(TunesmithTrainer):
     """``transformers.Trainer`` whose training steps run the model with hidden-state outputs when
     its ``compute_loss_func`` is a `LabelOnlyLoss` (evaluation keeps real logits)."""
 

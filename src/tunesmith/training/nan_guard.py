@@ -36,20 +36,12 @@ class NanGuard(TrainerCallback):
 
     # --- counting micro-batches, so a bad one can be traced to its examples -----------------------
 
-    def wrap_training_step(self) -> None:
-        """Record each micro-batch's loss; the Trainer's own ``training_step`` does the work."""
-        original = self.trainer.training_step
-
-        def training_step(model: Any, inputs: Any, num_items_in_batch: Any = None) -> Any:
-            loss = original(model, inputs, num_items_in_batch)
-            self.losses.append((self.micro, float(loss.detach().float().item())))
-            self.micro += 1
-            return loss
-
-        self.trainer.training_step = training_step
+    def record_loss(self, loss: Any) -> None:
+        """Record one micro-batch's loss (called by the trainer's ``training_step``)."""
+        self.losses.append((self.micro, float(loss.detach().float().item())))
+        self.micro += 1
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.trainer.tunesmith_nan_skipped = int(getattr(self.trainer, "tunesmith_nan_skipped", 0))
         steps_per_epoch = _steps_per_epoch(self.trainer, args)
         if state.global_step and steps_per_epoch:  # a resumed run skips this many micro-batches of its epoch
             self.resume_skip = (state.global_step % steps_per_epoch) * args.gradient_accumulation_steps
@@ -69,25 +61,26 @@ class NanGuard(TrainerCallback):
                 else f"gradients of {len(bad_grads)} parameter(s) were not finite (e.g. {bad_grads[0]})")
         if self.policy == "skip":
             self.trainer.model.zero_grad(set_to_none=True)  # no gradients: the optimizer leaves the weights
-            self.trainer.tunesmith_nan_skipped += 1
+            self.trainer.nan_skipped_steps += 1
             print(f"warning: step {step}: {what}; skipped this optimizer step "
-                  f"({self.trainer.tunesmith_nan_skipped} skipped so far; train.nan_policy=skip)",
+                  f"({self.trainer.nan_skipped_steps} skipped so far; train.nan_policy=skip)",
                   file=sys.stderr, flush=True)
             return
         micro = bad_loss[0] if bad_loss else (losses[0][0] if losses else None)
         raise TrainingError(_diagnostic(self.trainer, args, state, step, what, micro, len(losses)))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        skipped = int(getattr(self.trainer, "tunesmith_nan_skipped", 0))
+        skipped = int(getattr(self.trainer, "nan_skipped_steps", 0))
         if logs is not None and skipped and "loss" in logs:
             logs["nan_skipped_steps"] = skipped  # reaches metrics.jsonl and the dashboards
 
 
 def install_nan_guard(trainer: Any, policy: str) -> NanGuard:
-    """Add the guard to ``trainer`` (``policy``: ``stop`` or ``skip``) and return it."""
+    """Add the guard to ``trainer`` (``policy``: ``stop`` or ``skip``), first among its callbacks so
+    its log entries reach metrics.jsonl and the dashboards, and return it. The trainer hands it each
+    micro-batch's loss (``tunesmith.training.guarded_trainer``)."""
     guard = NanGuard(trainer, policy)
-    guard.wrap_training_step()
-    trainer.add_callback(guard)
+    trainer.callback_handler.callbacks.insert(0, guard)
     return guard
 
 

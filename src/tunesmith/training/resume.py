@@ -25,14 +25,12 @@ from typing import Any, Optional
 
 from transformers import TrainerCallback
 
+from tunesmith.config.run_dir import RunDir
 from tunesmith.config.secrets import mask_config
 from tunesmith.errors import ConfigError, RunDirError
 from tunesmith.training.checkpoint_integrity import damage, newest_sound_checkpoint
 from tunesmith.training.checkpoints import Checkpoint, newest_checkpoint, read_marker, step_of
 
-CHECKPOINTS = "checkpoints"
-CONFIG_FILE = "config.yaml"
-RUN_FILE = "run.json"
 # Keys that decide which examples, in which order, train which weights. Changing any of them makes a
 # checkpoint meaningless for the new config (or silently changes what "step N" means).
 FINGERPRINT_KEYS = ("model.name_or_path", "model.task", "model.revision", "model.loader", "model.loader_args",
@@ -105,24 +103,24 @@ def plan_resume(cfg: Any) -> ResumePlan:
             _check_same(checkpoint.record.get("fingerprint", {}), current, cfg, str(checkpoint.path))
         return ResumePlan(run_dir, checkpoint)
     if cfg.overwrite and checkpoint is None:
-        return ResumePlan(run_dir)  # replaced: prepare_run_dir clears the old records
-    if (run_dir / RUN_FILE).is_file() and checkpoint is None:
-        raise RunDirError(f"output_dir: {str(run_dir)!r} is not empty: it holds a finished run (run.json); choose another "
+        return ResumePlan(run_dir)  # replaced: RunDir.create clears the old records
+    if RunDir(run_dir).is_finished() and checkpoint is None:
+        raise RunDirError(f"output_dir: {str(run_dir)!r} is not empty: it holds a finished run ({RunDir.RECORD}); choose another "
                           "output_dir, or pass --overwrite (overwrite=true) to replace it")
     if checkpoint is None and resume == "auto":
         # A damaged newer checkpoint is reported and moved aside; the newest sound one is resumed.
-        checkpoint = newest_sound_checkpoint(run_dir / CHECKPOINTS, report=_warn)
+        checkpoint = newest_sound_checkpoint(RunDir(run_dir).checkpoints, report=_warn)
     if checkpoint is not None:
         _check_same(checkpoint.record.get("fingerprint", {}), current, cfg, str(checkpoint.path))
         return ResumePlan(run_dir, checkpoint, continuing=True)
     saved = _saved_fingerprint(run_dir)
-    if saved is None or resume == "none" and newest_checkpoint(run_dir / CHECKPOINTS) is not None:
+    if saved is None or resume == "none" and newest_checkpoint(RunDir(run_dir).checkpoints) is not None:
         what = ("is not empty: it holds checkpoints and train.resume=none" if saved is not None
                 else "is not empty and holds no unfinished run of this config (no readable config.yaml)")
         raise RunDirError(f"output_dir: {str(run_dir)!r} {what}; choose another output_dir, resume with "
                           "train.resume=auto, or pass --overwrite (overwrite=true) to replace what is there")
     # An unfinished run of this config that saved no checkpoint yet: it starts again from step 0.
-    _check_same(saved, current, cfg, str(run_dir / CONFIG_FILE))
+    _check_same(saved, current, cfg, str(RunDir(run_dir).config_file))
     return ResumePlan(run_dir, None, continuing=True)
 
 
@@ -137,12 +135,12 @@ def _explicit_checkpoint(path: Path) -> tuple[Checkpoint, Optional[Path]]:
             newest = newest_checkpoint(path.parent)
             hint = f" The newest complete one there is {newest.path}." if newest else ""
             raise RunDirError(f"train.resume: {str(path)!r} is not a complete checkpoint ({reason}).{hint}")
-        run = path.parent.parent if path.parent.name == CHECKPOINTS else None
+        run = path.parent.parent if path.parent.name == RunDir.CHECKPOINTS else None
         return Checkpoint(path, step_of(path) or 0, read_marker(path) or {}), run
-    newest = newest_sound_checkpoint(path / CHECKPOINTS, move_aside=False, report=_warn)
+    newest = newest_sound_checkpoint(RunDir(path).checkpoints, move_aside=False, report=_warn)
     if newest is None:
         raise RunDirError(f"train.resume: {str(path)!r} holds no complete checkpoint (nothing under "
-                          f"{path / CHECKPOINTS} has a {'tunesmith_checkpoint.json'} that matches its files)")
+                          f"{RunDir(path).checkpoints} has a {'tunesmith_checkpoint.json'} that matches its files)")
     return newest, path
 
 
@@ -154,12 +152,11 @@ def _warn(message: str) -> None:
 
 
 def _saved_fingerprint(run_dir: Path) -> Optional[dict[str, Any]]:
-    from tunesmith.config import read_saved_config
-
-    if not (run_dir / CONFIG_FILE).is_file():
+    run = RunDir(run_dir)
+    if not run.has_config():
         return None
     try:
-        return fingerprint(read_saved_config(run_dir / CONFIG_FILE))
+        return fingerprint(run.read_config())
     except Exception:  # noqa: BLE001 - a config.yaml this version cannot read is "not the same config"
         return None
 
@@ -190,16 +187,14 @@ def _flatten(tree: dict[str, Any], prefix: str, skip: tuple[str, ...] = ()) -> d
     return out
 
 
-def apply_plan(plan: ResumePlan, run_dir: Path, metrics_file: str = "metrics.jsonl") -> None:
+def apply_plan(plan: ResumePlan, run_dir: Path | RunDir) -> None:
     """Make the run directory match the plan: records after the checkpoint's step are dropped; a run
     that starts from step 0 loses what an earlier attempt left (incomplete or replaced checkpoints)."""
-    import shutil
-
+    run = RunDir(run_dir)
     if plan.checkpoint is not None:
-        truncate_metrics(run_dir / metrics_file, plan.checkpoint.step)
+        truncate_metrics(run.metrics_file, plan.checkpoint.step)
         return
-    shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
-    (run_dir / metrics_file).unlink(missing_ok=True)
+    run.restart_from_zero()
 
 
 def truncate_metrics(path: Path, step: int) -> int:
@@ -233,16 +228,8 @@ class RestoreLossBookkeeping(TrainerCallback):
         self.state = state
 
     def on_train_begin(self, args, state, control, **kwargs):
-        import torch
-
-        trainer, saved = self.trainer, self.state
-        if not saved:
-            return
-        trainer._tr_loss = torch.tensor(float(saved.get("tr_loss", 0.0)), device=args.device)
-        trainer._total_loss_scalar = float(saved.get("total_loss_scalar", 0.0))
-        trainer._globalstep_last_logged = int(saved.get("globalstep_last_logged", state.global_step))
-        trainer._initial_global_step = 0  # train_loss averages over the whole run, as without the break
-        trainer.tunesmith_nan_skipped = int(saved.get("nan_skipped_steps", 0))
+        if self.state:
+            self.trainer.restore_loss_bookkeeping(self.state, state.global_step, args.device)
 
 
 class SeedLengthGroupedSampler(TrainerCallback):

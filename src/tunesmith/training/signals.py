@@ -140,7 +140,7 @@ def train_until_stopped(trainer: Any, **train_kwargs: Any) -> Any:
         return trainer.train(**train_kwargs)
     except EvaluationStopped:
         print(f"Evaluation interrupted; saving the checkpoint of step {trainer.state.global_step}", flush=True)
-        trainer._save_checkpoint(trainer.model, None)  # atomic (checkpoints.py), as at any step end
+        trainer.save_checkpoint_now()  # atomic (checkpoints.py), as at any step end
         return None
 
 

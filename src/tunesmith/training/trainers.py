@@ -20,6 +20,7 @@ Users add their own with ``register_trainer``::
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from tunesmith.config.shapes import TRAINER_NAMES
@@ -48,7 +49,25 @@ AUTO_BY_TASK = {"causal_lm": "sft", "seq2seq": "seq2seq", "sequence_classificati
 IGNORE_INDEX = -100  # label of positions that are not trained (see tunesmith.data.tokenize)
 
 
+@dataclass(frozen=True)
+class TrainerTraits:
+    """What a run must know about a trainer before the model is loaded (registry metadata).
+
+    Attributes:
+        tasks: model tasks it trains; None: any.
+        takes_retain: it trains on a forget set (``data.train``) and takes a retain set (``data.retain``).
+        needs_retain: it cannot train without the retain set (unless ``train.unlearning.retain_weight=0``).
+        one_example_per_row: it scores each example as a whole, so rows are never packed.
+    """
+
+    tasks: Optional[tuple[str, ...]] = None
+    takes_retain: bool = False
+    needs_retain: bool = False
+    one_example_per_row: bool = False
+
+
 def register_trainer(name: str, *, tasks: Optional[tuple[str, ...]] = None, needs_retain: bool = False,
+                     takes_retain: bool = False, one_example_per_row: bool = False,
                      overwrite: bool = False) -> Callable[[TrainerFactory], TrainerFactory]:
     """Decorator: register a trainer factory as ``train.trainer=<name>``.
 
@@ -56,17 +75,32 @@ def register_trainer(name: str, *, tasks: Optional[tuple[str, ...]] = None, need
         name: the registered name.
         tasks: model tasks it trains (``causal_lm``, ``seq2seq``, ``sequence_classification``);
             None: any. A run whose model has another task fails before the model is loaded.
-        needs_retain: the factory trains on a forget set and a retain set (``data.retain``).
+        needs_retain: the factory trains on a forget set and a retain set (``data.retain``), and
+            cannot do without the retain set.
+        takes_retain: the factory accepts a retain set but trains without one too.
+        one_example_per_row: the factory scores each example as a whole (rows are never packed).
         overwrite: replace a trainer already registered under ``name``.
     """
+    traits = TrainerTraits(tuple(tasks) if tasks else None, takes_retain or needs_retain, needs_retain,
+                           one_example_per_row)
 
     def add(factory: TrainerFactory) -> TrainerFactory:
-        factory.trainer_tasks = tuple(tasks) if tasks else None  # type: ignore[attr-defined]
-        factory.needs_retain = needs_retain  # type: ignore[attr-defined]
-        TRAINERS.register(name, factory, overwrite=overwrite)
+        TRAINERS.register(name, factory, overwrite=overwrite, meta=traits)
         return factory
 
     return add
+
+
+def trainer_traits(name: str) -> TrainerTraits:
+    """The traits ``name`` was registered with; a trainer added otherwise (``TRAINER_REGISTRY[name] = cls``,
+    a dotted path) may state them as class attributes ``trainer_tasks`` and ``needs_retain``."""
+    traits = TRAINERS.meta(name)
+    if traits is not None:
+        return traits
+    factory = TRAINERS.get(name)
+    tasks = getattr(factory, "trainer_tasks", None)
+    needs = bool(getattr(factory, "needs_retain", False))
+    return TrainerTraits(tuple(tasks) if tasks else None, needs, needs)
 
 
 def resolve_trainer(name: str, task: str) -> str:
@@ -78,16 +112,11 @@ def resolve_trainer(name: str, task: str) -> str:
     """
     if name == "auto":
         return AUTO_BY_TASK[task]
-    tasks = getattr(TRAINERS.get(name), "trainer_tasks", None)
+    tasks = trainer_traits(name).tasks
     if tasks is not None and task not in tasks:
         raise ConfigError(f"train.trainer: '{name}' trains {' / '.join(tasks)} models, but this model is "
                           f"{task}; use train.trainer=auto (here: {AUTO_BY_TASK[task]}) or set model.task")
     return name
-
-
-def needs_retain(name: str) -> bool:
-    """True for trainers that take a retain set (``data.retain``) next to the forget set."""
-    return name != "auto" and bool(getattr(TRAINERS.get(name), "needs_retain", False))
 
 
 def check_trainer_factory(name: str) -> None:
@@ -222,7 +251,7 @@ class DecoderInputs:
 def build_seq2seq_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
                           callbacks: list[Any], processing_class: Any = None) -> Any:
     """Encoder-decoder training on (input_ids, labels); loss per target token of the accumulated batch."""
-    from transformers import Trainer
+    from tunesmith.training.guarded_trainer import TunesmithTrainer
 
     config = model.config
     start = getattr(config, "decoder_start_token_id", None)
@@ -230,7 +259,7 @@ def build_seq2seq_trainer(model: Any, args: Any, train_dataset: Any, eval_datase
         raise ConfigError("train.trainer=seq2seq: the model's config has no decoder_start_token_id; "
                           "is it an encoder-decoder model?")
     pad = config.pad_token_id if config.pad_token_id is not None else start
-    return _without_default_printers(Trainer(
+    return _without_default_printers(TunesmithTrainer(
         model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
         data_collator=DecoderInputs(data_collator, start, pad), callbacks=callbacks,
         processing_class=processing_class, compute_loss_func=token_sum_loss))
@@ -240,9 +269,9 @@ def build_seq2seq_trainer(model: Any, args: Any, train_dataset: Any, eval_datase
 def build_classification_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
                                  callbacks: list[Any], processing_class: Any = None) -> Any:
     """Sequence classification; loss per example of the accumulated batch; evaluation adds ``eval_accuracy``."""
-    from transformers import Trainer
+    from tunesmith.training.guarded_trainer import TunesmithTrainer
 
-    return _without_default_printers(Trainer(
+    return _without_default_printers(TunesmithTrainer(
         model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, data_collator=data_collator,
         callbacks=callbacks, processing_class=processing_class, compute_loss_func=example_sum_loss,
         compute_metrics=accuracy_metrics))

@@ -15,12 +15,13 @@ extra memory); with full fine-tuning, a frozen copy of the starting weights (twi
 
 Each optimizer step pairs forget examples with retain examples drawn (seeded) from the retain set.
 The logs gain ``forget_loss`` and ``retain_loss`` (mean NLL per token), next to the combined ``loss``.
+The methods are ``Trainer`` subclasses, each overriding one term of the loss
+(``tunesmith.training.unlearning_methods``: ``GradAscent`` -> ``GradDiff`` -> ``NPO``); this module
+holds the paired rows and batches, and registers them under their names.
 """
 
 from __future__ import annotations
 
-import copy
-import functools
 import random
 from collections import defaultdict
 from typing import Any, Optional
@@ -30,7 +31,6 @@ from tunesmith.errors import ConfigError, DataError
 from tunesmith.training.trainers import IGNORE_INDEX, register_trainer
 
 RETAIN = "retain_"  # prefix of the retain example's columns in a paired row or batch
-OBJECTIVES = ("grad_ascent", "grad_diff", "npo")
 
 
 class ForgetRetainRows:
@@ -92,109 +92,41 @@ def sequence_nll(logits: Any, labels: Any) -> tuple[Any, Any]:
     return token_nll.sum(-1), (targets != IGNORE_INDEX).sum(-1)
 
 
-def _model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+    """The batch without its labels (the unlearning losses score the logits themselves)."""
     return {k: v for k, v in batch.items() if k != "labels"}
 
 
-@functools.lru_cache(maxsize=None)
-def _trainer_class() -> type:
-    """``UnlearningTrainer``, defined on first use so that importing this module stays light."""
-    import torch
-    import torch.nn.functional as F
-    from transformers import Trainer
-
-    class UnlearningTrainer(Trainer):
-        """One subclass of ``transformers.Trainer``: its ``compute_loss`` runs the forget (and retain)
-        forward passes and combines them; evaluation batches get the plain NLL."""
-
-        loss_is_scaled_for_ga = False  # a mean per micro-batch: the Trainer divides by grad_accum
-
-        def __init__(self, *args: Any, objective: str, settings: UnlearningConfig, reference: Any = None,
-                     **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.objective, self.settings, self.reference = objective, settings, reference
-            self._parts: dict[str, list[float]] = defaultdict(list)
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if not model.training:  # evaluation: the ordinary loss of the eval set
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            forget = {k: v for k, v in inputs.items() if not k.startswith(RETAIN)}
-            outputs = model(**_model_inputs(forget))
-            nll, count = sequence_nll(outputs.logits, forget["labels"])
-            forget_nll = nll.sum() / count.sum().clamp(min=1)
-            s = self.settings
-            if self.objective == "npo":
-                log_ratio = self._reference_nll(model, forget) - nll  # log p(y|x) - log p_ref(y|x)
-                forget_term = -(2.0 / s.beta) * F.logsigmoid(-s.beta * log_ratio).mean()
-                self._parts["npo_loss"].append(float(forget_term.detach()))
-            else:
-                forget_term = -forget_nll
-            loss = s.forget_weight * forget_term
-            self._parts["forget_loss"].append(float(forget_nll.detach()))
-            if self.objective != "grad_ascent" and s.retain_weight > 0:
-                retain = {k[len(RETAIN):]: v for k, v in inputs.items() if k.startswith(RETAIN)}
-                r_nll, r_count = sequence_nll(model(**_model_inputs(retain)).logits, retain["labels"])
-                retain_nll = r_nll.sum() / r_count.sum().clamp(min=1)
-                loss = loss + s.retain_weight * retain_nll
-                self._parts["retain_loss"].append(float(retain_nll.detach()))
-            return (loss, outputs) if return_outputs else loss
-
-        def _reference_nll(self, model: Any, forget: dict[str, Any]) -> Any:
-            """Summed NLL of each forget answer under the model before unlearning (no gradients)."""
-            inputs = _model_inputs(forget)
-            with torch.no_grad():
-                if self.reference is not None:
-                    logits = self.reference(**inputs).logits
-                else:
-                    unwrapped = self.accelerator.unwrap_model(model)
-                    with unwrapped.disable_adapter():
-                        logits = unwrapped(**inputs).logits
-            return sequence_nll(logits, forget["labels"])[0]
-
-        def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
-            """Adds the mean forget / retain losses since the last log (averaged over processes)."""
-            if "loss" in logs and self._parts:
-                for name, values in sorted(self._parts.items()):
-                    local = torch.tensor(sum(values) / len(values), device=self.args.device)
-                    logs[name] = float(self.accelerator.reduce(local, reduction="mean"))
-                self._parts.clear()
-            super().log(logs, start_time)
-
-    return UnlearningTrainer
-
-
-def build_unlearning_trainer(objective: str, model: Any, args: Any, train_dataset: Any, eval_dataset: Any,
+def build_unlearning_trainer(method: str, model: Any, args: Any, train_dataset: Any, eval_dataset: Any,
                              data_collator: Any, callbacks: list[Any], processing_class: Any = None,
                              retain_dataset: Any = None, unlearning: Optional[UnlearningConfig] = None) -> Any:
-    """An ``UnlearningTrainer`` for ``objective`` (one of ``OBJECTIVES``) on forget and retain sets."""
+    """The unlearning trainer class ``method`` (``GradAscent``, ``GradDiff``, ``NPO``) on forget and retain sets."""
     from transformers import PrinterCallback, ProgressCallback
 
+    from tunesmith.training import unlearning_methods
+
+    cls = getattr(unlearning_methods, method)
     settings = unlearning or UnlearningConfig()
-    wants_retain = objective != "grad_ascent" and settings.retain_weight > 0
+    wants_retain = cls.uses_retain and settings.retain_weight > 0
     if wants_retain and retain_dataset is None:
-        raise ConfigError(f"data.retain: train.trainer={objective} needs a retain set (the examples whose "
+        raise ConfigError(f"data.retain: train.trainer={cls.name} needs a retain set (the examples whose "
                           "behaviour must stay), e.g. data.retain=facts-retain; or set "
                           "train.unlearning.retain_weight=0")
-    reference = None
-    if objective == "npo" and not hasattr(model, "disable_adapter"):
-        # Full fine-tuning: the starting weights, frozen, are the reference.
-        reference = copy.deepcopy(model).eval().requires_grad_(False)
     rows = ForgetRetainRows(train_dataset, retain_dataset if wants_retain else None, args.seed)
-    trainer = _trainer_class()(
-        model=model, args=args, train_dataset=rows, eval_dataset=eval_dataset,
-        data_collator=ForgetRetainCollator(data_collator), callbacks=callbacks, processing_class=processing_class,
-        objective=objective, settings=settings, reference=reference)
+    trainer = cls(model=model, args=args, train_dataset=rows, eval_dataset=eval_dataset,
+                  data_collator=ForgetRetainCollator(data_collator), callbacks=callbacks,
+                  processing_class=processing_class, settings=settings, **cls.extra_inputs(model))
     for default in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(default)
     return trainer
 
 
-@register_trainer("grad_ascent", tasks=("causal_lm",))
+@register_trainer("grad_ascent", tasks=("causal_lm",), takes_retain=True)
 def build_grad_ascent_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
                               callbacks: list[Any], processing_class: Any = None, retain_dataset: Any = None,
                               unlearning: Optional[UnlearningConfig] = None) -> Any:
     """Gradient ascent on the forget set (no retain term): the simplest, least stable baseline."""
-    return build_unlearning_trainer("grad_ascent", model, args, train_dataset, eval_dataset, data_collator,
+    return build_unlearning_trainer("GradAscent", model, args, train_dataset, eval_dataset, data_collator,
                                     callbacks, processing_class, retain_dataset, unlearning)
 
 
@@ -203,14 +135,15 @@ def build_grad_diff_trainer(model: Any, args: Any, train_dataset: Any, eval_data
                             callbacks: list[Any], processing_class: Any = None, retain_dataset: Any = None,
                             unlearning: Optional[UnlearningConfig] = None) -> Any:
     """Gradient difference: ascent on the forget set, descent on the retain set."""
-    return build_unlearning_trainer("grad_diff", model, args, train_dataset, eval_dataset, data_collator,
+    return build_unlearning_trainer("GradDiff", model, args, train_dataset, eval_dataset, data_collator,
                                     callbacks, processing_class, retain_dataset, unlearning)
 
 
-@register_trainer("npo", tasks=("causal_lm",), needs_retain=True)
+# NPO scores each forget answer as a whole, so its rows hold one example each.
+@register_trainer("npo", tasks=("causal_lm",), needs_retain=True, one_example_per_row=True)
 def build_npo_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
                       callbacks: list[Any], processing_class: Any = None, retain_dataset: Any = None,
                       unlearning: Optional[UnlearningConfig] = None) -> Any:
     """Negative preference optimisation against the starting model, plus the retain-set NLL."""
-    return build_unlearning_trainer("npo", model, args, train_dataset, eval_dataset, data_collator,
+    return build_unlearning_trainer("NPO", model, args, train_dataset, eval_dataset, data_collator,
                                     callbacks, processing_class, retain_dataset, unlearning)

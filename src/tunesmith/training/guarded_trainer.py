@@ -1,0 +1,150 @@
+"""The Trainer tunesmith trains with: atomic checkpoints, exact resume and the NaN guard, as methods.
+
+``TunesmithTrainer`` is the one ``transformers.Trainer`` subclass the built-in trainers derive
+from; ``guard(trainer, ...)`` switches the reliability behaviour on for a run. A trainer a user
+registered that is not a ``TunesmithTrainer`` gets the same methods: ``guard`` gives it a class
+that puts ``ReliableTrainerMixin`` in front of its own (``guarded_class``).
+
+This is the only module that touches members of ``transformers.Trainer`` that are not public
+(``PRIVATE_MEMBERS``): there is no public hook for the checkpoint writer, the folder it writes
+into, the loss kept between logs, or the epoch loop. ``tests/training/test_guarded_trainer.py``
+checks each of them against the installed transformers, so a release that renames one fails there,
+loudly, instead of silently switching a guard off.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, Optional
+
+from transformers import Trainer
+
+# Trainer methods overridden here, with the parameters the overrides rely on.
+PRIVATE_METHODS = {
+    "_save_checkpoint": ("model", "trial"),
+    "_get_output_dir": ("trial",),
+    "_run_epoch": (),
+}
+# Trainer attributes set by ``_inner_training_loop`` before ``on_train_begin``: the loss accumulated
+# since the last log, its running total, the step of the last log, the step training started from.
+PRIVATE_ATTRIBUTES = ("_tr_loss", "_total_loss_scalar", "_globalstep_last_logged", "_initial_global_step")
+PRIVATE_MEMBERS = (*PRIVATE_METHODS, *PRIVATE_ATTRIBUTES)
+
+
+def missing_private_members() -> list[str]:
+    """What of ``PRIVATE_MEMBERS`` the installed ``transformers.Trainer`` lacks; [] when all are there."""
+    problems = []
+    for name, params in PRIVATE_METHODS.items():
+        method = getattr(Trainer, name, None)
+        if not callable(method):
+            problems.append(f"Trainer.{name} is gone")
+            continue
+        have = inspect.signature(method).parameters
+        problems += [f"Trainer.{name} no longer takes {p!r}" for p in params if p not in have]
+    loop = inspect.getsource(Trainer._inner_training_loop)
+    problems += [f"Trainer._inner_training_loop no longer sets self.{a}" for a in PRIVATE_ATTRIBUTES
+                 if f"self.{a} =" not in loop]
+    return problems
+
+
+class ReliableTrainerMixin:
+    """Atomic checkpoints, resume bookkeeping and the NaN guard for a ``transformers.Trainer``.
+
+    Inert until ``guard`` sets ``checkpoint_fingerprint`` (and ``nan_guard``): a trainer built
+    outside a tunesmith run behaves like its base class.
+    """
+
+    checkpoint_fingerprint: Optional[dict[str, Any]] = None  # the config keys a resume must match
+    nan_guard: Any = None  # a tunesmith.training.nan_guard.NanGuard, or None
+    nan_skipped_steps: int = 0  # optimizer steps skipped for a NaN/inf (train.nan_policy=skip)
+    staging_dir: Optional[str] = None  # while a checkpoint is written: the folder it goes to first
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        """Every checkpoint is written into a staging folder and renamed into place when complete."""
+        if self.checkpoint_fingerprint is None:
+            return super()._save_checkpoint(model, trial)  # type: ignore[misc]
+        from tunesmith.training.checkpoints import atomic_save
+
+        def write(staging: Path) -> None:
+            self.staging_dir = str(staging)  # _get_output_dir answers this while the Trainer writes
+            try:
+                super(ReliableTrainerMixin, self)._save_checkpoint(model, trial)  # type: ignore[misc]
+            finally:
+                self.staging_dir = None
+
+        atomic_save(self, Path(super()._get_output_dir(trial=trial)), write,  # type: ignore[misc]
+                    self.checkpoint_fingerprint)
+
+    def _get_output_dir(self, trial: Any) -> str:
+        """The staging folder while a checkpoint is being written; the Trainer's own otherwise."""
+        return self.staging_dir or super()._get_output_dir(trial=trial)  # type: ignore[misc]
+
+    def save_checkpoint_now(self) -> None:
+        """Save the current step's checkpoint (atomic), as at a step end; used when a stop cuts an evaluation."""
+        self._save_checkpoint(self.model, None)  # type: ignore[attr-defined]
+
+    # -- the loss between logs, for an exact resume --------------------------------------------
+    def loss_bookkeeping(self) -> dict[str, Any]:
+        """What the Trainer keeps between logs, so a resumed run logs the same losses as an unbroken one."""
+        tr_loss = getattr(self, "_tr_loss", None)
+        return {"tr_loss": float(tr_loss.item()) if tr_loss is not None else 0.0,
+                "total_loss_scalar": float(getattr(self, "_total_loss_scalar", 0.0)),
+                "globalstep_last_logged": int(getattr(self, "_globalstep_last_logged", 0)),
+                "nan_skipped_steps": int(self.nan_skipped_steps)}
+
+    def restore_loss_bookkeeping(self, saved: dict[str, Any], global_step: int, device: Any) -> None:
+        """Put back ``loss_bookkeeping()`` of a checkpoint (at ``on_train_begin`` of the resumed run)."""
+        import torch
+
+        self._tr_loss = torch.tensor(float(saved.get("tr_loss", 0.0)), device=device)
+        self._total_loss_scalar = float(saved.get("total_loss_scalar", 0.0))
+        self._globalstep_last_logged = int(saved.get("globalstep_last_logged", global_step))
+        self._initial_global_step = 0  # train_loss averages over the whole run, as without the break
+        self.nan_skipped_steps = int(saved.get("nan_skipped_steps", 0))
+
+    # -- the training loop ---------------------------------------------------------------------
+    def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None) -> Any:
+        """The Trainer's step; the NaN guard sees each micro-batch's loss."""
+        loss = super().training_step(model, inputs, num_items_in_batch)  # type: ignore[misc]
+        if self.nan_guard is not None:
+            self.nan_guard.record_loss(loss)
+        return loss
+
+    def _run_epoch(self, *args: Any, **kwargs: Any) -> Any:
+        """No steps past the end: a run resumed from its final checkpoint (killed after the last step,
+        before its record was written) trains no further; transformers would run the rest of that
+        epoch's steps otherwise."""
+        state = self.state  # type: ignore[attr-defined]
+        if self.checkpoint_fingerprint is not None and 0 < state.max_steps <= state.global_step:
+            self.control.should_training_stop = True  # type: ignore[attr-defined]
+            return None
+        return super()._run_epoch(*args, **kwargs)  # type: ignore[misc]
+
+
+class TunesmithTrainer(ReliableTrainerMixin, Trainer):
+    """``transformers.Trainer`` with tunesmith's reliability methods; the built-in trainers' base."""
+
+
+_GUARDED: dict[type, type] = {}
+
+
+def guarded_class(cls: type) -> type:
+    """``cls`` itself when it has the reliability methods; else a subclass with ``ReliableTrainerMixin`` first."""
+    if issubclass(cls, ReliableTrainerMixin):
+        return cls
+    if cls not in _GUARDED:
+        _GUARDED[cls] = type(f"Guarded{cls.__name__}", (ReliableTrainerMixin, cls),
+                             {"__doc__": f"{cls.__name__} with tunesmith's reliability methods."})
+    return _GUARDED[cls]
+
+
+def guard(trainer: Any, fingerprint: dict[str, Any], nan_guard: Any = None) -> Any:
+    """Switch the reliability methods on for ``trainer`` (a ``transformers.Trainer``) and return it."""
+    if not isinstance(trainer, ReliableTrainerMixin):
+        trainer.__class__ = guarded_class(type(trainer))  # a registered trainer of the user's own class
+    trainer.checkpoint_fingerprint = fingerprint
+    trainer.nan_guard = nan_guard
+    trainer.nan_skipped_steps = 0
+    return trainer
