@@ -42,6 +42,7 @@ __all__ = ["IGNORE_INDEX", "TASKS", "TokenizeSettings", "TokenizeStats", "tokeni
 TASKS = ("causal_lm", "seq2seq", "sequence_classification")
 LOSS_ON = ("all", "assistant", "last_assistant")
 NOTED = 20  # examples named in the stats per list; the counts are always exact
+BATCH = 256  # examples per batched rendering and tokenizer call
 # Which example kinds each task can tokenize (seq2seq data can train a causal LM as question -> answer).
 ACCEPTS = {
     "causal_lm": ("conversation", "text", "seq2seq", "tokenized"),
@@ -168,7 +169,7 @@ def tokenize_text(tokenizer: Any, example: TextExample, bos: Optional[bool] = No
 
 def tokenize_examples(
     tokenizer: Any, examples: list[Example], task: str = "auto", settings: Any = None,
-    desc: str = "Tokenizing", template: Optional[ChatTemplate] = None,
+    desc: str = "Tokenizing", template: Optional[ChatTemplate] = None, progress: bool = True,
 ) -> tuple[list[dict[str, Any]], TokenizeStats]:
     """Tokenize every example for ``task`` (``auto``: by the kind of the first example).
 
@@ -185,10 +186,11 @@ def tokenize_examples(
     task = _task_for(examples[0], task)
     job = _Job(tokenizer, settings, task, template)
     rows = []
-    for example in tqdm(examples, desc=desc, unit="ex", leave=False, mininterval=0.5):
-        row = job.tokenize(example, stats)
-        if row is not None:
-            rows.append(row)
+    with tqdm(total=len(examples), desc=desc, unit="ex", leave=False, mininterval=0.5, disable=not progress) as bar:
+        for start in range(0, len(examples), BATCH):
+            chunk = examples[start:start + BATCH]
+            rows += [row for row in job.tokenize_many(chunk, stats) if row is not None]
+            bar.update(len(chunk))
     return rows, stats
 
 
@@ -216,12 +218,70 @@ class _Job:
         self.tokenizer, self.settings, self.task = tokenizer, settings, task
         self._template = template
         self.bos = adds_bos(tokenizer)
+        self._backend: Any = None  # the batched Rust encoder, False when it is not used (see encode)
 
     @property
     def template(self) -> ChatTemplate:
         if self._template is None:  # resolved late: classification needs no chat template
             self._template = resolve_template(self.tokenizer, self.settings)
         return self._template
+
+    def tokenize_many(self, examples: list[Example], stats: TokenizeStats) -> list[Optional[dict[str, Any]]]:
+        """``tokenize`` of each example, in order; causal-LM conversations are rendered and
+        tokenized in batches (each segment still tokenized on its own, as ``tokenize_conversation``)."""
+        conversations: dict[int, Conversation] = {}
+        for k, example in enumerate(examples):
+            conversation = self._causal_conversation(example)
+            if conversation is not None:
+                conversations[k] = conversation
+        encoded: dict[int, tuple[list[int], list[int]]] = {}
+        if conversations:
+            segments = self.template.segments_many(list(conversations.values()), self.settings.loss_on)
+            ids = iter(self.encode([text for segs in segments for text, _ in segs]))
+            for k, segs in zip(conversations, segments):
+                input_ids: list[int] = []
+                labels: list[int] = []
+                for _, trained in segs:
+                    part = next(ids)
+                    input_ids += part
+                    labels += part if trained else [IGNORE_INDEX] * len(part)
+                encoded[k] = (input_ids, labels)
+        out = []
+        for k, example in enumerate(examples):
+            if k in encoded:
+                out.append(self._fit_causal(*encoded[k], example.where, stats))
+            else:
+                out.append(self.tokenize(example, stats))
+        return out
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        """``tokenizer(text, add_special_tokens=False)["input_ids"]`` of each text, in one batched call
+        to the Rust tokenizer when it gives the same ids (checked on the first batch)."""
+        if not texts:
+            return []
+        if self._backend is None:
+            backend = getattr(self.tokenizer, "backend_tokenizer", None)
+            self._backend = False
+            if getattr(self.tokenizer, "is_fast", False) and backend is not None:
+                fast = getattr(backend, "encode_batch_fast", backend.encode_batch)  # tokenizers >= 0.21: no offsets
+                probe = texts[:32]
+                if [e.ids for e in fast(probe, add_special_tokens=False)] == self._slow_encode(probe):
+                    self._backend = fast
+        if self._backend:
+            return [e.ids for e in self._backend(texts, add_special_tokens=False)]
+        return self._slow_encode(texts)
+
+    def _slow_encode(self, texts: list[str]) -> list[list[int]]:
+        return [list(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+    def _causal_conversation(self, example: Example) -> Optional[Conversation]:
+        """The conversation a causal LM trains on for ``example`` (None: not a conversation)."""
+        if self.task != "causal_lm":
+            return None
+        if isinstance(example, Seq2SeqExample):
+            return Conversation([Message("user", example.source), Message("assistant", example.target)],
+                                reference=example.target, where=example.where)
+        return example if isinstance(example, Conversation) else None
 
     def tokenize(self, example: Example, stats: TokenizeStats) -> Optional[dict[str, Any]]:
         kind = EXAMPLE_KINDS[type(example)]
