@@ -126,10 +126,12 @@ class StageTimer:
 
 STAGES = {
     "load_example_sets": "read + parse",
-    "fingerprint": "fingerprint",
-    "tokenize_examples": "tokenize",
-    "save_cached": "cache write",
-    "load_cached": "cache lookup/read",
+    "_stamps": "fingerprint (stat the files)",
+    "data_key": "fingerprint (hash the key)",
+    "tokenize_to_table": "tokenize",
+    "table_to_dataset": "tokenize",
+    "save_entry": "cache write",
+    "load_entry": "cache lookup/read",
 }
 
 
@@ -143,13 +145,14 @@ def run_once(label: str, cfg: Any, tokenizer: Any, seed: int) -> dict[str, Any]:
         bundle = pipeline.build_datasets(cfg.data, tokenizer, seed, "causal_lm")
         total = time.perf_counter() - start
     stages = dict(timer.seconds)
-    stages["other (Dataset.from_list/to_list)"] = max(0.0, total - sum(stages.values()))
+    stages["other"] = max(0.0, total - sum(stages.values()))
     stats = bundle.train_stats
+    load = os.getloadavg()[0]
     lengths = sorted(len(ids) for ids in bundle.train["input_ids"])
     return {"label": label, "seconds": total, "stages": stages, "rows": len(bundle.train),
             "kept": stats.kept, "dropped": stats.dropped, "tokens": stats.tokens,
             "trained_tokens": stats.trained_tokens, "longest": stats.longest,
-            "notes": bundle.notes, "peak_rss_mib": _peak_rss_mib(),
+            "notes": bundle.notes, "peak_rss_mib": _peak_rss_mib(), "load": load,
             "lengths": (lengths[0], lengths[len(lengths) // 2], lengths[-1]) if lengths else (0, 0, 0)}
 
 
@@ -168,7 +171,7 @@ def _rate(n: float, seconds: float) -> str:
 
 def report(result: dict[str, Any], n_rows: int) -> None:
     s = result["seconds"]
-    print(f"\n{result['label']}: {s:.2f} s")
+    print(f"\n{result['label']}: {s:.2f} s (1-minute load average after: {result['load']:.2f})")
     print(f"  rows       {n_rows:>12,}  {_rate(n_rows, s):>14}  ({result['kept']:,} kept, {result['dropped']:,} dropped)")
     print(f"  tokens     {result['tokens']:>12,}  {_rate(result['tokens'], s):>14}")
     print(f"  trained    {result['trained_tokens']:>12,}  {_rate(result['trained_tokens'], s):>14}")
@@ -190,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated rows and the pipeline")
     parser.add_argument("--model", default="smollm2-135m-instruct", help="tokenizer to use")
     parser.add_argument("--max-length", type=int, default=1024, help="data.max_length (default 1024)")
+    parser.add_argument("--num-proc", type=int, default=1, help="data.num_proc: tokenizing processes (default 1)")
+    parser.add_argument("--template", default="auto", help="data.template (default auto: the model's own)")
     args = parser.parse_args(argv)
     if args.rows < 1:
         parser.error("--rows must be at least 1")
@@ -211,9 +216,11 @@ def main(argv: list[str] | None = None) -> int:
               f"({data.stat().st_size / 2**20:.1f} MiB)")
 
         cfg = load_config(overrides=[f"data.train={data}", f"data.max_length={args.max_length}",
-                                     "data.eval_split=0", "data.cache=true"])
+                                     "data.eval_split=0", "data.cache=true", f"data.num_proc={args.num_proc}",
+                                     f"data.template={args.template}"])
         print(f"tokenizer {args.model} ({type(tokenizer).__name__}); data.max_length={cfg.data.max_length}, "
-              f"data.template={cfg.data.template}, data.loss_on={cfg.data.loss_on}")
+              f"data.template={cfg.data.template}, data.loss_on={cfg.data.loss_on}, data.num_proc={cfg.data.num_proc}")
+        print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}, "
               f"TUNESMITH_CACHE={os.environ['TUNESMITH_CACHE']}")
 

@@ -134,6 +134,8 @@ class DataConfig:
     on_bad_rows: BadRows = "error"
     max_bad_fraction: float = 0.05  # with on_bad_rows=skip: fail when more rows than this are bad
     cache: bool = True  # cache tokenized datasets by a fingerprint of data, tokenizer and settings
+    # Processes that tokenize (1: this process only); each takes a contiguous shard of the examples.
+    num_proc: int = 1
     # Unlearning trainers (grad_diff, npo): the examples whose behaviour must stay; data.train is
     # the forget set. Same kinds as data.train; a built-in uses its test split as held-out.
     retain: Optional[str] = None

@@ -4,8 +4,9 @@
     rows      transforms.apply_row_transforms   (data.transforms)
     examples  formats.prepare_parser + bad_rows.BadRowPolicy   (data.format, data.columns, data.on_bad_rows)
     examples  held-out split, data.mix, data.dedupe, data.max_samples
-    rows      tokenize.tokenize_examples  (data.template, data.loss_on, data.max_length, data.truncation)
-              (cached by fingerprint: a second run skips tokenizing)
+    Arrow     tokenize_workers.tokenize_to_table  (data.template, data.loss_on, data.max_length,
+              data.truncation, data.num_proc); cached (data.cache, see ``cache.py``): a second
+              run with the same files and settings reads only the cached, memory-mapped tables
     rows      packing.pack_examples       (data.packing=pack)
 
 ``build_datasets`` is what the trainer consumes; ``load_eval_conversations`` is what evaluation
@@ -24,14 +25,15 @@ from tunesmith.config.shapes import template_args_for
 from tunesmith.config.validate import build_config
 from tunesmith.data.bad_rows import BadRowPolicy, BadRowReport
 from tunesmith.data.builtin import BUILTIN_DATASETS
-from tunesmith.data.cache import fingerprint, load_cached, save_cached
-from tunesmith.data.examples import Conversation, Message
+from tunesmith.data.cache import data_key, load_entry, save_entry, settings_for_key
+from tunesmith.data.examples import Conversation, Message, example_from_dict, example_to_dict
 from tunesmith.data.formats import FORMATS, FormatInfo, check_columns, prepare_parser
 from tunesmith.data.packing import PackStats, pack_examples
 from tunesmith.data.presets import apply_preset
-from tunesmith.data.sources import check_source, is_builtin, load_rows
-from tunesmith.data.templates import check_template_name
-from tunesmith.data.tokenize import TokenizeSettings, TokenizeStats, tokenize_examples
+from tunesmith.data.sources import check_source, file_stamps, is_builtin, load_rows
+from tunesmith.data.templates import BUILTIN_KINDS, check_template_name, load_named_template
+from tunesmith.data.tokenize import TokenizeSettings, TokenizeStats
+from tunesmith.data.tokenize_workers import table_to_dataset, tokenize_to_table
 from tunesmith.data.transforms import apply_row_transforms, check_row_transforms, dedupe, mix, sample
 from tunesmith.errors import DataError
 
@@ -231,25 +233,58 @@ def _add_system(examples: list[Any], system_prompt: Optional[str]) -> None:
             c.messages.insert(0, Message("system", system_prompt))
 
 
-def _tokenize_cached(tokenizer: Any, examples: list[Any], task: str, cfg: DataConfig, desc: str,
-                     notes: list[str], preprocessor: Any = None) -> tuple[list[dict], TokenizeStats]:
+def _tokenize(tokenizer: Any, examples: list[Any], task: str, cfg: DataConfig, desc: str,
+              preprocessor: Any = None) -> tuple[Any, TokenizeStats]:
+    """(datasets.Dataset, stats): ``data.num_proc`` processes, or the custom ``preprocessor``."""
     import datasets
 
     settings = TokenizeSettings.from_config(cfg)
-    if preprocessor is not None:  # a custom one: its output cannot be fingerprinted, so no cache
-        return preprocessor(tokenizer, examples, task, settings)
-    if not cfg.cache:
-        return tokenize_examples(tokenizer, examples, task, settings, desc)
-    key = fingerprint(examples, tokenizer, {"task": task, "settings": dataclasses.asdict(settings)})
-    hit = load_cached(key)
-    if hit is not None:
-        dataset, stats = hit
-        notes.append(f"{desc}: loaded from the tokenized-data cache ({len(dataset)} examples; tokenizing skipped)")
-        return dataset.to_list(), TokenizeStats(**stats)
-    rows, stats = tokenize_examples(tokenizer, examples, task, settings, desc)
-    if rows:
-        save_cached(key, datasets.Dataset.from_list(rows), dataclasses.asdict(stats))
-    return rows, stats
+    if preprocessor is not None:
+        rows, stats = preprocessor(tokenizer, examples, task, settings)
+        return datasets.Dataset.from_list(rows), stats
+    table, stats = tokenize_to_table(tokenizer, examples, task, settings, cfg.num_proc, desc)
+    return table_to_dataset(table), stats
+
+
+def _cache_settings(cfg: DataConfig, seed: int, task: str) -> dict[str, Any]:
+    name = cfg.template
+    return settings_for_key(cfg, seed, task, None if name in BUILTIN_KINDS else load_named_template(name))
+
+
+def _stamps(cfg: DataConfig) -> Optional[list[Any]]:
+    """Stamps of every file the config reads (train, eval, mix), or None when one source is not files."""
+    specs = [("data.train", cfg.train)] + ([("data.eval", cfg.eval)] if cfg.eval else [])
+    specs += [(f"data.mix[{i}].train", m.train) for i, m in enumerate(cfg.mix)]
+    stamps = []
+    for key, spec in specs:
+        found = file_stamps(spec, key)
+        if found is None:
+            return None
+        stamps.append(found)
+    return stamps
+
+
+def _bundle_from_entry(entry: tuple[Any, Optional[Any], dict[str, Any]]) -> "DataBundle":
+    train, held, meta = entry
+    info = FormatInfo(**meta["info"]) if meta["info"] else None
+    notes = meta["notes"] + [f"Tokenizing train: loaded from the tokenized-data cache ({len(train)} examples; "
+                             "reading and tokenizing skipped)"]
+    eval_stats = TokenizeStats(**meta["eval_stats"]) if meta["eval_stats"] else None
+    return DataBundle(train, held, TokenizeStats(**meta["train_stats"]), eval_stats, info, meta["label_names"],
+                      notes, None, [example_from_dict(e) for e in meta["held_out"]])
+
+
+def _packed(bundle: "DataBundle", cfg: DataConfig, task: str) -> "DataBundle":
+    import datasets
+
+    if cfg.packing != "pack":
+        return bundle
+    if task != "causal_lm":
+        raise DataError(f"data.packing: 'pack' is for causal_lm models, not {task}; use group_by_length")
+    rows, bundle.pack_stats = pack_examples(bundle.train.to_list(), cfg.max_length)
+    bundle.train = datasets.Dataset.from_list(rows)
+    bundle.notes.append(f"data.packing: {bundle.pack_stats.summary()}")
+    return bundle
 
 
 def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int = 42,
@@ -259,16 +294,32 @@ def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int =
     ``cfg`` is a ``DataConfig`` or a dict of its keys, e.g.
     ``build_datasets({"train": "rows.jsonl", "max_length": 1024}, tokenizer)``. ``preprocessor``
     (a ``tunesmith.data.preprocessor.Preprocessor``) replaces ``tokenize_examples`` and the cache.
+    With ``data.cache`` (see ``data/cache.py``) a second run with the same files, tokenizer and
+    settings reads nothing but the cached, memory-mapped Arrow tables.
     """
-    import datasets
-
     if isinstance(cfg, dict):
         cfg = check_values_data(build_config(cfg, DataConfig, prefix="data."))
+    resolved = resolved_data_config(cfg)
+    cached = cfg.cache and preprocessor is None
+    key = None
+    if cached:
+        settings = _cache_settings(resolved, seed, task)
+        stamps = _stamps(resolved)
+        if stamps is not None:  # files: the key is known before reading them
+            key = data_key(tokenizer, settings, files=stamps)
+            entry = load_entry(key)
+            if entry is not None:
+                return _packed(_bundle_from_entry(entry), resolved, task)
     train_set, held_out, notes = load_example_sets(cfg, seed, tokenizer)
-    cfg = resolved_data_config(cfg)
-    train_rows, train_stats = _tokenize_cached(tokenizer, train_set.examples, task, cfg, "Tokenizing train", notes,
-                                               preprocessor)
-    if not train_rows:
+    reading_notes = list(notes)
+    cfg = resolved
+    if cached and key is None:  # built-in, generated or hub data: the content decides the key
+        key = data_key(tokenizer, settings, examples=train_set.examples + held_out)
+        entry = load_entry(key)
+        if entry is not None:
+            return _packed(_bundle_from_entry(entry), cfg, task)
+    train_ds, train_stats = _tokenize(tokenizer, train_set.examples, task, cfg, "Tokenizing train", preprocessor)
+    if not len(train_ds):
         raise DataError(
             f"data.train: none of the {len(train_set.examples)} examples can be trained: "
             f"{train_stats.dropped_too_long} are longer than data.max_length={cfg.max_length} tokens "
@@ -278,17 +329,20 @@ def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int =
         )
     eval_ds, eval_stats = None, None
     if held_out:
-        eval_rows, eval_stats = _tokenize_cached(tokenizer, held_out, task, cfg, "Tokenizing eval", notes,
-                                                    preprocessor)
-        eval_ds = datasets.Dataset.from_list(eval_rows) if eval_rows else None
-    pack_stats = None
-    if cfg.packing == "pack":
-        if task != "causal_lm":
-            raise DataError(f"data.packing: 'pack' is for causal_lm models, not {task}; use group_by_length")
-        train_rows, pack_stats = pack_examples(train_rows, cfg.max_length)
-        notes.append(f"data.packing: {pack_stats.summary()}")
-    return DataBundle(datasets.Dataset.from_list(train_rows), eval_ds, train_stats, eval_stats, train_set.info,
-                      list(train_set.info.label_names or []), notes, pack_stats, held_out)
+        eval_ds, eval_stats = _tokenize(tokenizer, held_out, task, cfg, "Tokenizing eval", preprocessor)
+        eval_ds = eval_ds if len(eval_ds) else None
+    if key is not None:
+        meta = {"train_stats": dataclasses.asdict(train_stats),
+                "eval_stats": dataclasses.asdict(eval_stats) if eval_stats else None,
+                "info": dataclasses.asdict(train_set.info) if train_set.info else None,
+                "label_names": list(train_set.info.label_names or []), "notes": reading_notes,
+                "held_out": [example_to_dict(e) for e in held_out]}
+        mapped = save_entry(key, train_ds, eval_ds, meta)
+        if mapped is not None:  # read back memory-mapped: the tables in memory can go
+            train_ds, eval_ds = mapped
+    bundle = DataBundle(train_ds, eval_ds, train_stats, eval_stats, train_set.info,
+                        list(train_set.info.label_names or []), notes, None, held_out)
+    return _packed(bundle, cfg, task)
 
 
 def load_conversations(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tuple[list[Any], list[Any]]:

@@ -144,6 +144,28 @@ def load_rows(spec: str, split: str = "train", seed: int = 0, key: str = "data.t
     return load_hub_rows(spec, split, key, subset)
 
 
+def file_stamps(spec: str, key: str = "data.train") -> Optional[list[tuple[str, int, int]]]:
+    """``(absolute path, size in bytes, modification time in ns)`` of every file ``spec`` reads
+    (a file, a folder, a glob, a ``save_to_disk`` folder); None for built-in, generated and hub
+    datasets, which have no files to stat. The tokenized-data cache keys on these."""
+    if is_builtin(spec):
+        return None
+    path = Path(spec).expanduser()
+    if is_glob(spec):
+        files = _glob_files(spec, key)
+    elif path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if is_saved_dataset(path) else _folder_files(path, key)
+    elif path.is_file():
+        files = [path]
+    else:
+        return None
+    stamps = []
+    for file in files:
+        stat = file.stat()
+        stamps.append((str(file.resolve()), stat.st_size, stat.st_mtime_ns))
+    return stamps
+
+
 def _folder_files(folder: Path, key: str) -> list[Path]:
     """Supported files under ``folder``, sorted; hidden and ``save_to_disk`` folders are not entered."""
     files: list[Path] = []

@@ -234,22 +234,28 @@ class _Job:
             conversation = self._causal_conversation(example)
             if conversation is not None:
                 conversations[k] = conversation
-        encoded: dict[int, tuple[list[int], list[int]]] = {}
+        encoded: dict[int, tuple[list[int], list[int], int]] = {}
         if conversations:
             segments = self.template.segments_many(list(conversations.values()), self.settings.loss_on)
             ids = iter(self.encode([text for segs in segments for text, _ in segs]))
             for k, segs in zip(conversations, segments):
                 input_ids: list[int] = []
                 labels: list[int] = []
+                n_trained = 0
                 for _, trained in segs:
                     part = next(ids)
                     input_ids += part
-                    labels += part if trained else [IGNORE_INDEX] * len(part)
-                encoded[k] = (input_ids, labels)
+                    if trained:
+                        labels += part
+                        n_trained += len(part)
+                    else:
+                        labels += [IGNORE_INDEX] * len(part)
+                encoded[k] = (input_ids, labels, n_trained)
         out = []
         for k, example in enumerate(examples):
             if k in encoded:
-                out.append(self._fit_causal(*encoded[k], example.where, stats))
+                ids_k, labels_k, n_trained_k = encoded[k]
+                out.append(self._fit_causal(ids_k, labels_k, example.where, stats, n_trained_k))
             else:
                 out.append(self.tokenize(example, stats))
         return out
@@ -311,15 +317,18 @@ class _Job:
             encoded = tokenize_conversation(self.tokenizer, example, self.settings.loss_on, self.template)
         return self._fit_causal(encoded["input_ids"], encoded["labels"], example.where, stats)
 
-    def _fit_causal(self, ids: list[int], labels: list[int], where: str, stats: TokenizeStats) -> Optional[dict]:
+    def _fit_causal(self, ids: list[int], labels: list[int], where: str, stats: TokenizeStats,
+                    n_trained: Optional[int] = None) -> Optional[dict]:
         s, n = self.settings, len(ids)
-        if not any(t != IGNORE_INDEX for t in labels):
+        if n_trained is None:
+            n_trained = sum(1 for t in labels if t != IGNORE_INDEX)
+        if not n_trained:
             return stats.drop("dropped_no_trained_token", f"{where} (no trained token under data.loss_on={s.loss_on})")
         if n < s.min_length:
             return stats.drop("dropped_too_short", f"{where} ({n} tokens < data.min_length={s.min_length})")
         keep_first = 1 if self.bos and ids and ids[0] == self.tokenizer.bos_token_id else 0
         fitted = fit_to_length(ids, labels, s.max_length, s.truncation, keep_first)
-        trained = sum(1 for t in fitted.labels if t != IGNORE_INDEX)
+        trained = n_trained if fitted.outcome == "fits" else sum(1 for t in fitted.labels if t != IGNORE_INDEX)
         if fitted.outcome == "too_long":
             why = f"data.truncation={s.truncation}"
             if s.truncation == "truncate_prompt":
