@@ -136,3 +136,21 @@ def test_templates_that_rewrite_contents_fall_back_and_agree(smol_tokenizer, sou
                 outcome(template.render_segments_by_prefix, c, loss_on)
     assert spans_for(template).fallbacks > 0
     assert "growing" in outcome(template.render_segments, conversations[0], "assistant")
+
+
+def test_an_end_of_answer_the_model_does_not_stop_at_is_refused(smol_tokenizer, tmp_path):
+    import json
+
+    from tunesmith.data.pipeline import build_datasets
+    from tunesmith.models.loading import load_tokenizer
+
+    smol_tokenizer.save_pretrained(tmp_path / "model")
+    (tmp_path / "model" / "generation_config.json").write_text(json.dumps({"eos_token_id": 0}))
+    tokenizer = load_tokenizer(str(tmp_path / "model"))
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"instruction": "Say hi", "output": "hi"}) + "\n")
+    with pytest.raises(DataError, match=r"eos_token_id is '<\|endoftext\|>' \(0\), but training ends every answer "
+                                         r"with the tokenizer's EOS '<\|im_end\|>' \(2\).*set eos_token_id to \[0, 2\]"):
+        build_datasets({"train": str(data), "cache": False}, tokenizer)
+    (tmp_path / "model" / "generation_config.json").write_text(json.dumps({"eos_token_id": [0, 2]}))
+    assert len(build_datasets({"train": str(data), "cache": False}, tokenizer).train) == 1

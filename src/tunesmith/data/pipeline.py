@@ -31,7 +31,7 @@ from tunesmith.data.formats import FORMATS, FormatInfo, check_columns, prepare_p
 from tunesmith.data.packing import PackStats, pack_examples
 from tunesmith.data.presets import apply_preset
 from tunesmith.data.sources import check_source, file_stamps, is_builtin, load_rows
-from tunesmith.data.templates import BUILTIN_KINDS, check_template_name, load_named_template
+from tunesmith.data.templates import BUILTIN_KINDS, check_stop_token, check_template_name, load_named_template
 from tunesmith.data.tokenize import TokenizeSettings, TokenizeStats
 from tunesmith.data.tokenize_workers import table_to_dataset, tokenize_to_table
 from tunesmith.data.transforms import apply_row_transforms, check_row_transforms, dedupe, mix, sample
@@ -300,6 +300,8 @@ def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int =
     if isinstance(cfg, dict):
         cfg = check_values_data(build_config(cfg, DataConfig, prefix="data."))
     resolved = resolved_data_config(cfg)
+    if task == "causal_lm":
+        check_stop_token(tokenizer)
     cached = cfg.cache and preprocessor is None
     key = None
     if cached:
