@@ -9,11 +9,14 @@ roughly 30 to 400 tokens), writes them to a JSONL file in a temporary folder, an
 - warm: the same config again, so the fingerprint matches and tokenizing is skipped.
 
 Each run is split into its stages by timing the pipeline's own functions while it runs:
-reading + parsing (``load_example_sets``), fingerprinting, tokenizing, writing or reading the
-cache, and building the final ``datasets.Dataset``.
+reading + parsing (``load_example_sets``), the cache key (stat the files, hash), tokenizing
+(``tokenize_to_table`` on ``--num-proc`` processes), and writing or reading the cache. Wall time
+moves with whatever else runs on the machine, so the load average is printed with each run, and
+CPU time (this process and its workers) too, which hardly does.
 
     HF_HUB_OFFLINE=1 python bench/preprocess.py              # 100,000 rows
     HF_HUB_OFFLINE=1 python bench/preprocess.py --rows 5000 --seed 1
+    HF_HUB_OFFLINE=1 python bench/preprocess.py --rows 100000 --num-proc 2   # data.num_proc=2
 """
 
 from __future__ import annotations
@@ -141,9 +144,9 @@ def run_once(label: str, cfg: Any, tokenizer: Any, seed: int) -> dict[str, Any]:
     gc.collect()  # garbage left by generating rows or by the previous run is not charged to this one
     timer = StageTimer(pipeline, STAGES)
     with timer.active():
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), _cpu_seconds()
         bundle = pipeline.build_datasets(cfg.data, tokenizer, seed, "causal_lm")
-        total = time.perf_counter() - start
+        total, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
     stages = dict(timer.seconds)
     stages["other"] = max(0.0, total - sum(stages.values()))
     stats = bundle.train_stats
@@ -152,8 +155,15 @@ def run_once(label: str, cfg: Any, tokenizer: Any, seed: int) -> dict[str, Any]:
     return {"label": label, "seconds": total, "stages": stages, "rows": len(bundle.train),
             "kept": stats.kept, "dropped": stats.dropped, "tokens": stats.tokens,
             "trained_tokens": stats.trained_tokens, "longest": stats.longest,
-            "notes": bundle.notes, "peak_rss_mib": _peak_rss_mib(), "load": load,
+            "notes": bundle.notes, "peak_rss_mib": _peak_rss_mib(), "load": load, "cpu": cpu,
             "lengths": (lengths[0], lengths[len(lengths) // 2], lengths[-1]) if lengths else (0, 0, 0)}
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (tokenizing workers), user + system.
+    Unlike wall time it hardly moves when other jobs share the CPUs."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def _peak_rss_mib() -> float:
@@ -175,6 +185,8 @@ def report(result: dict[str, Any], n_rows: int) -> None:
     print(f"  rows       {n_rows:>12,}  {_rate(n_rows, s):>14}  ({result['kept']:,} kept, {result['dropped']:,} dropped)")
     print(f"  tokens     {result['tokens']:>12,}  {_rate(result['tokens'], s):>14}")
     print(f"  trained    {result['trained_tokens']:>12,}  {_rate(result['trained_tokens'], s):>14}")
+    cpu = result["cpu"]
+    print(f"  CPU time   {cpu:>12.2f} s  {_rate(n_rows, cpu):>14} rows per CPU-second (this process and its workers)")
     print("  time split:")
     for stage, sec in sorted(result["stages"].items(), key=lambda kv: -kv[1]):
         print(f"    {stage:<36} {sec:8.2f} s  {100 * sec / s:5.1f}%")
