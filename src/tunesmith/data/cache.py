@@ -21,14 +21,19 @@ the format found, the held-out examples). The key hashes:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
+import os
+import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from tunesmith.cache_dirs import atomic_folder, cache_root
 
+logger = logging.getLogger(__name__)
 CACHE_VERSION = 2  # bump when tokenization or the entry layout changes so old entries are not reused
 # data.* keys that do not change the tokenized rows (packing is applied after the cache)
 NOT_IN_KEY = ("cache", "num_proc", "packing", "collator", "collator_args")
@@ -142,3 +147,33 @@ def save_entry(key: str, train: Any, held: Optional[Any], meta: dict[str, Any]) 
         (tmp / "meta.json").write_text(text, encoding="utf-8")  # last: its presence marks a complete entry
     entry = load_entry(key)
     return None if entry is None else entry[:2]
+
+
+@contextlib.contextmanager
+def entry_lock(key: str, report_every_s: float = 30.0) -> Iterator[None]:
+    """Hold the lock of entry ``key`` (``<cache>/tokenized/<key>.lock``, a ``filelock.FileLock``)
+    for the block: one process prepares an entry while the others wait, then find it written.
+
+    A waiting process logs how long it has waited every ``report_every_s`` seconds and never gives
+    up on its own: the operating system releases the lock when its holder exits or crashes, and the
+    holder releases it on an error, after which the next process tries (and reports its own error).
+    No distributed timeout is involved.
+    """
+    import filelock
+
+    path = cache_dir() / f"{key}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(str(path))
+    start = time.monotonic()
+    while True:
+        try:
+            lock.acquire(timeout=report_every_s)
+            break
+        except filelock.Timeout:
+            logger.warning("process %d has waited %.0f s for another process preparing the same data "
+                           "(lock %s); it goes on as soon as that one has written the tokenized-data cache",
+                           os.getpid(), time.monotonic() - start, path)
+    try:
+        yield
+    finally:
+        lock.release()

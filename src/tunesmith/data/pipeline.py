@@ -25,7 +25,7 @@ from tunesmith.config.shapes import template_args_for
 from tunesmith.config.validate import build_config
 from tunesmith.data.bad_rows import BadRowPolicy, BadRowReport
 from tunesmith.data.builtin import BUILTIN_DATASETS
-from tunesmith.data.cache import data_key, load_entry, save_entry, settings_for_key
+from tunesmith.data.cache import data_key, entry_lock, load_entry, save_entry, settings_for_key
 from tunesmith.data.examples import Conversation, Message, example_from_dict, example_to_dict
 from tunesmith.data.formats import FORMATS, FormatInfo, check_columns, prepare_parser
 from tunesmith.data.packing import PackStats, pack_examples
@@ -295,31 +295,46 @@ def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int =
     ``build_datasets({"train": "rows.jsonl", "max_length": 1024}, tokenizer)``. ``preprocessor``
     (a ``tunesmith.data.preprocessor.Preprocessor``) replaces ``tokenize_examples`` and the cache.
     With ``data.cache`` (see ``data/cache.py``) a second run with the same files, tokenizer and
-    settings reads nothing but the cached, memory-mapped Arrow tables.
+    settings reads nothing but the cached, memory-mapped Arrow tables, and processes preparing
+    the same data at once (the ranks of a multi-process run) take turns: one prepares, the others
+    wait on a file lock, saying so every 30 s, and then read its cache entry.
     """
     if isinstance(cfg, dict):
         cfg = check_values_data(build_config(cfg, DataConfig, prefix="data."))
     resolved = resolved_data_config(cfg)
     if task == "causal_lm":
         check_stop_token(tokenizer)
-    cached = cfg.cache and preprocessor is None
-    key = None
-    if cached:
-        settings = _cache_settings(resolved, seed, task)
-        stamps = _stamps(resolved)
-        if stamps is not None:  # files: the key is known before reading them
-            key = data_key(tokenizer, settings, files=stamps)
-            entry = load_entry(key)
-            if entry is not None:
-                return _packed(_bundle_from_entry(entry), resolved, task)
-    train_set, held_out, notes = load_example_sets(cfg, seed, tokenizer)
-    reading_notes = list(notes)
-    cfg = resolved
-    if cached and key is None:  # built-in, generated or hub data: the content decides the key
-        key = data_key(tokenizer, settings, examples=train_set.examples + held_out)
+    settings = _cache_settings(resolved, seed, task) if cfg.cache and preprocessor is None else None
+    stamps = _stamps(resolved) if settings is not None else None
+    if stamps is None:  # no cache, or built-in / generated / hub data, keyed by content after reading
+        bundle = _prepare(cfg, resolved, tokenizer, seed, task, preprocessor, settings)
+    else:  # files: the key is known before reading them
+        bundle = _cached_or(data_key(tokenizer, settings, files=stamps),
+                            lambda key: _prepare(cfg, resolved, tokenizer, seed, task, None, settings, key))
+    return _packed(bundle, resolved, task)
+
+
+def _cached_or(key: str, prepare: Any) -> DataBundle:
+    """The cache entry ``key``, else ``prepare(key)``, which writes it; one process at a time."""
+    with entry_lock(key):
         entry = load_entry(key)
-        if entry is not None:
-            return _packed(_bundle_from_entry(entry), cfg, task)
+        return _bundle_from_entry(entry) if entry is not None else prepare(key)
+
+
+def _prepare(cfg: DataConfig, resolved: DataConfig, tokenizer: Any, seed: int, task: str, preprocessor: Any,
+             settings: Optional[dict[str, Any]], key: Optional[str] = None) -> DataBundle:
+    """Read, tokenize and (with ``settings``: caching on) write the cache entry."""
+    train_set, held_out, notes = load_example_sets(cfg, seed, tokenizer)
+    if settings is not None and key is None:  # built-in, generated or hub data: the content decides the key
+        content_key = data_key(tokenizer, settings, examples=train_set.examples + held_out)
+        return _cached_or(content_key, lambda k: _tokenized(train_set, held_out, notes, tokenizer, resolved, task,
+                                                            None, k))
+    return _tokenized(train_set, held_out, notes, tokenizer, resolved, task, preprocessor, key)
+
+
+def _tokenized(train_set: ExampleSet, held_out: list[Any], notes: list[str], tokenizer: Any, cfg: DataConfig,
+               task: str, preprocessor: Any, key: Optional[str]) -> DataBundle:
+    reading_notes = list(notes)
     train_ds, train_stats = _tokenize(tokenizer, train_set.examples, task, cfg, "Tokenizing train", preprocessor)
     if not len(train_ds):
         raise DataError(
@@ -342,9 +357,8 @@ def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int =
         mapped = save_entry(key, train_ds, eval_ds, meta)
         if mapped is not None:  # read back memory-mapped: the tables in memory can go
             train_ds, eval_ds = mapped
-    bundle = DataBundle(train_ds, eval_ds, train_stats, eval_stats, train_set.info,
-                        list(train_set.info.label_names or []), notes, None, held_out)
-    return _packed(bundle, cfg, task)
+    return DataBundle(train_ds, eval_ds, train_stats, eval_stats, train_set.info,
+                      list(train_set.info.label_names or []), notes, None, held_out)
 
 
 def load_conversations(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tuple[list[Any], list[Any]]:
