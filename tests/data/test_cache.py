@@ -92,3 +92,13 @@ def test_builtin_data_is_keyed_by_content(smol_tokenizer):
     first = build_datasets(cfg, smol_tokenizer, seed=0)
     second = build_datasets(cfg, smol_tokenizer, seed=0)
     assert hit(second) and second.train.to_list() == first.train.to_list()
+
+
+def test_held_out_examples_of_every_kind_survive_the_cache():
+    from tunesmith.data.examples import (ClassificationExample, Seq2SeqExample, TextExample, TokenizedExample,
+                                         example_from_dict, example_to_dict)
+
+    examples = [Conversation([Message("user", "hi"), Message("assistant", "yo", train=False)], "yo", "a:1", {"k": 1}),
+                TextExample("story", "t.txt:2"), ClassificationExample("good", 1, "fine", "c.csv:3", "pos"),
+                Seq2SeqExample("long", "short", "s.jsonl:4"), TokenizedExample([1, 2], [-100, 2], "t.jsonl:5")]
+    assert [example_from_dict(json.loads(json.dumps(example_to_dict(e)))) for e in examples] == examples

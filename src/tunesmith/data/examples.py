@@ -109,7 +109,8 @@ def example_to_dict(example: Example) -> dict[str, Any]:
 def example_from_dict(data: dict[str, Any]) -> Example:
     """The inverse of ``example_to_dict``."""
     data = dict(data)
-    cls = next(c for c, kind in EXAMPLE_KINDS.items() if kind == data.pop("kind"))
+    wanted = data.pop("kind")
+    cls = next(c for c, kind in EXAMPLE_KINDS.items() if kind == wanted)
     if cls is Conversation:
         data["messages"] = [Message(**m) for m in data["messages"]]
     return cls(**data)
