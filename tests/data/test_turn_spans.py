@@ -154,3 +154,42 @@ def test_an_end_of_answer_the_model_does_not_stop_at_is_refused(smol_tokenizer, 
         build_datasets({"train": str(data), "cache": False}, tokenizer)
     (tmp_path / "model" / "generation_config.json").write_text(json.dumps({"eos_token_id": [0, 2]}))
     assert len(build_datasets({"train": str(data), "cache": False}, tokenizer).train) == 1
+
+
+def test_rerendered_history_per_turn_and_last_turn(smol_tokenizer):
+    template = JinjaChatTemplate(smol_tokenizer, "custom", REASONING)
+    chat = Conversation([Message("user", "hi!"), Message("assistant", "<think>\nhm</think>\nhello!"),
+                         Message("user", "2+2?"), Message("assistant", "<think>add</think>4")], where="c.jsonl:7")
+
+    def ids(text):
+        return smol_tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def row(prompt, answer, after="\n"):
+        p, a, r = ids(prompt), ids(answer), ids(after)
+        return {"input_ids": p + a + r, "labels": [IGNORE_INDEX] * len(p) + a + [IGNORE_INDEX] * len(r)}
+
+    first = row("<|im_start|>user\nhi!<|im_end|>\n<|im_start|>assistant\n", "<think>\nhm</think>\nhello!<|im_end|>")
+    # At the second answer the template shows the first one without its <think> block.
+    last = row("<|im_start|>user\nhi!<|im_end|>\n<|im_start|>assistant\nhello!<|im_end|>\n<|im_start|>user\n2+2?"
+               "<|im_end|>\n<|im_start|>assistant\n", "<think>add</think>4<|im_end|>")
+
+    def rows(mode, loss_on="assistant"):
+        settings = TokenizeSettings(rerendered_history=mode, loss_on=loss_on)
+        return tokenize_examples(smol_tokenizer, [chat], "causal_lm", settings, template=template, progress=False)
+
+    with pytest.raises(DataError, match="c.jsonl:7: .*growing prefix.*data.rerendered_history"):
+        rows("error")
+    assert rows("per_turn")[0] == [first, last] and rows("per_turn")[1].kept == 2
+    assert rows("per_turn", "last_assistant")[0] == [last]
+    assert rows("last_turn")[0] == [last]
+    chat.messages[3].train = False  # per_turn keeps the answers that are trained, last_turn has none left
+    assert rows("per_turn")[0] == [first]
+    assert rows("last_turn")[0] == [] and rows("last_turn")[1].dropped_no_trained_token == 1
+
+
+def test_rerendered_history_is_checked():
+    from tunesmith.config import load_config
+    from tunesmith.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="rerendered_history"):
+        load_config(overrides=["data.rerendered_history=sometimes"])

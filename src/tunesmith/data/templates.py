@@ -17,7 +17,9 @@ with the generation prompt (``P``) and up to and including turn *i* (``F``). ``F
 trained up to and including the EOS token, so the model learns to stop; text the template puts
 after EOS (a newline) is not. When the end of turn has no EOS, EOS is appended and trained.
 That costs two renderings per assistant turn; ``data/turn_spans.py`` finds the same spans with one
-rendering per conversation and falls back to this method where it cannot.
+rendering per conversation and falls back to this method where it cannot. A template that renders
+earlier turns differently once later ones exist (Qwen3's ``<think>`` blocks) is refused, or with
+``data.rerendered_history`` trained one answer at a time (``per_turn``) or on its last answer.
 
 Templates shipped here know nothing of the model, so they start with BOS exactly when the
 tokenizer adds one to plain text (Llama 2 does, SmolLM2 and GPT-2 do not); ``llama3`` writes its
@@ -114,6 +116,10 @@ def _merge(segments: list[Segment]) -> list[Segment]:
     return merged
 
 
+class NotGrowingPrefix(DataError):
+    """The template renders earlier turns differently once later turns exist."""
+
+
 def segments_from_cuts(conversation: Conversation, cuts: list[Cut], loss_on: str) -> list[Segment]:
     """Trained flags for cuts (``ChatTemplate.cuts_by_prefix``), neighbours merged: template text is
     trained only under ``loss_on=all``; an answer per its message's ``train`` flag, else under
@@ -205,10 +211,12 @@ class ChatTemplate(abc.ABC):
             before = self._render_at(conversation, messages[:i], True)
             full = self._render_at(conversation, messages[: i + 1], False)
             if not before.startswith(done) or not full.startswith(before):
-                raise DataError(
+                raise NotGrowingPrefix(
                     f"{conversation.where}: the {self.name} chat template does not render turns as a growing "
-                    "prefix, so assistant tokens cannot be located; set data.template to a template that does "
-                    "(chatml, llama3, alpaca, plain or tags)"
+                    "prefix (it renders earlier turns differently once later ones exist), so assistant tokens "
+                    "cannot be located; set data.rerendered_history to per_turn (one example per answer, with "
+                    "the history as the template renders it at that turn) or last_turn (train the last answer "
+                    "only), or set data.template to a template that does (chatml, llama3, alpaca, plain or tags)"
                 )
             cuts.append((before[len(done):], None))
             if split_answers:
@@ -219,6 +227,30 @@ class ChatTemplate(abc.ABC):
             done = full
         cuts.append((self._render_at(conversation, messages, False)[len(done):], None))
         return cuts
+
+    def cuts_of_last_turn(self, conversation: Conversation) -> list[Cut]:
+        """The cuts when only the last answer is located: everything before it is prompt, rendered
+        once with the generation prompt, as the model sees it when it writes that answer."""
+        messages = conversation.messages
+        i = max(k for k, m in enumerate(messages) if m.role == "assistant")
+        before = self._render_at(conversation, messages[:i], True)
+        full = self._render_at(conversation, messages[: i + 1], False)
+        whole = self._render_at(conversation, messages, False)
+        if not full.startswith(before) or not whole.startswith(full):
+            raise DataError(f"{conversation.where}: the {self.name} chat template does not render the last answer "
+                            "after its own generation prompt, so its tokens cannot be located even with "
+                            "data.rerendered_history; set data.template to a template that does")
+        trained, rest = _split_answer(full[len(before):], self.eos)
+        return [(before, None), (trained, i), (rest, None), (whole[len(full):], None)]
+
+    def segment_groups(self, conversations: list[Conversation], loss_on: str,
+                       rerendered: str = "error") -> list[list[list[Segment]]]:
+        """Per conversation, the segment lists of the examples it gives: one, except where the
+        template re-renders earlier turns and ``rerendered`` (``data.rerendered_history``) is
+        ``per_turn`` (one per trained answer; none when no answer is trained)."""
+        from tunesmith.data.turn_spans import spans_for
+
+        return spans_for(self).segment_groups(conversations, loss_on, rerendered)
 
     def _render_at(self, conversation: Conversation, messages: list[Message], generation_prompt: bool) -> str:
         try:

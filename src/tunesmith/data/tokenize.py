@@ -41,6 +41,7 @@ __all__ = ["IGNORE_INDEX", "TASKS", "TokenizeSettings", "TokenizeStats", "tokeni
 
 TASKS = ("causal_lm", "seq2seq", "sequence_classification")
 LOSS_ON = ("all", "assistant", "last_assistant")
+RERENDERED = ("error", "per_turn", "last_turn")
 NOTED = 20  # examples named in the stats per list; the counts are always exact
 BATCH = 256  # examples per batched rendering and tokenizer call
 # Which example kinds each task can tokenize (seq2seq data can train a causal LM as question -> answer).
@@ -61,6 +62,7 @@ class TokenizeSettings:
     min_length: int = 0  # examples with fewer tokens are left out
     template: str = "auto"
     tags: PromptTags = field(default_factory=PromptTags)
+    rerendered_history: str = "error"  # error | per_turn | last_turn (see ChatTemplate.segment_groups)
 
     def __post_init__(self) -> None:
         if self.loss_on not in LOSS_ON:
@@ -74,6 +76,9 @@ class TokenizeSettings:
             raise ConfigError(f"data.min_length: must be between 0 and data.max_length={self.max_length}, "
                               f"got {self.min_length!r}")
         check_template_name(self.template)
+        if self.rerendered_history not in RERENDERED:
+            raise ConfigError(f"data.rerendered_history: {self.rerendered_history!r} is not allowed; choose one of "
+                              f"{', '.join(RERENDERED)}")
 
     @classmethod
     def from_config(cls, cfg: Any) -> "TokenizeSettings":
@@ -234,30 +239,34 @@ class _Job:
             conversation = self._causal_conversation(example)
             if conversation is not None:
                 conversations[k] = conversation
-        encoded: dict[int, tuple[list[int], list[int], int]] = {}
+        encoded: dict[int, list[tuple[list[int], list[int], int]]] = {}
         if conversations:
-            segments = self.template.segments_many(list(conversations.values()), self.settings.loss_on)
-            ids = iter(self.encode([text for segs in segments for text, _ in segs]))
-            for k, segs in zip(conversations, segments):
-                input_ids: list[int] = []
-                labels: list[int] = []
-                n_trained = 0
-                for _, trained in segs:
-                    part = next(ids)
-                    input_ids += part
-                    if trained:
-                        labels += part
-                        n_trained += len(part)
-                    else:
-                        labels += [IGNORE_INDEX] * len(part)
-                encoded[k] = (input_ids, labels, n_trained)
+            groups = self.template.segment_groups(list(conversations.values()), self.settings.loss_on,
+                                                  self.settings.rerendered_history)
+            ids = iter(self.encode([text for group in groups for segs in group for text, _ in segs]))
+            for k, group in zip(conversations, groups):
+                encoded[k] = []
+                for segs in group:  # one example per segment list (several with rerendered_history=per_turn)
+                    input_ids: list[int] = []
+                    labels: list[int] = []
+                    n_trained = 0
+                    for _, trained in segs:
+                        part = next(ids)
+                        input_ids += part
+                        if trained:
+                            labels += part
+                            n_trained += len(part)
+                        else:
+                            labels += [IGNORE_INDEX] * len(part)
+                    encoded[k].append((input_ids, labels, n_trained))
         out = []
         for k, example in enumerate(examples):
-            if k in encoded:
-                ids_k, labels_k, n_trained_k = encoded[k]
-                out.append(self._fit_causal(ids_k, labels_k, example.where, stats, n_trained_k))
-            else:
+            if k not in encoded:
                 out.append(self.tokenize(example, stats))
+            elif not encoded[k]:  # per_turn, and no answer is trained
+                out.append(self._fit_causal([], [], example.where, stats, 0))
+            else:
+                out += [self._fit_causal(i, lab, example.where, stats, n) for i, lab, n in encoded[k]]
         return out
 
     def encode(self, texts: list[str]) -> list[list[int]]:

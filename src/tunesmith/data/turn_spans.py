@@ -123,10 +123,42 @@ class TurnSpans:
 
     def segments_many(self, conversations: list[Conversation], loss_on: str) -> list[list["Segment"]]:
         """``ChatTemplate.render_segments`` of each conversation; one batched rendering call."""
-        from tunesmith.data.templates import segments_from_cuts
+        return [groups[0] for groups in self.segment_groups(conversations, loss_on)]
+
+    def segment_groups(self, conversations: list[Conversation], loss_on: str,
+                       rerendered: str = "error") -> list[list[list["Segment"]]]:
+        """See ``ChatTemplate.segment_groups``."""
+        from tunesmith.data.templates import NotGrowingPrefix, segments_from_cuts
 
         rendered = self.template.render_many([c.messages for c in conversations]) if conversations else []
-        return [segments_from_cuts(c, self.cuts(c, r), loss_on) for c, r in zip(conversations, rendered)]
+        out = []
+        for c, r in zip(conversations, rendered):
+            try:
+                out.append([segments_from_cuts(c, self.cuts(c, r), loss_on)])
+            except NotGrowingPrefix:
+                if rerendered == "error":
+                    raise
+                out.append(self._rerendered(c, loss_on, rerendered))
+        return out
+
+    def _rerendered(self, conversation: Conversation, loss_on: str, mode: str) -> list[list["Segment"]]:
+        """``last_turn``: the conversation with only its last answer located (earlier answers are
+        prompt). ``per_turn``: one example per answer that ``loss_on`` (or the message's ``train``)
+        trains, each the conversation up to that answer with only that answer located."""
+        from tunesmith.data.templates import segments_from_cuts
+
+        if mode == "last_turn":
+            return [segments_from_cuts(conversation, self.template.cuts_of_last_turn(conversation), loss_on)]
+        messages = conversation.messages
+        turns = [i for i, m in enumerate(messages) if m.role == "assistant"]
+        groups = []
+        for i in turns:
+            train = messages[i].train
+            if not (train if train is not None else (loss_on in ("all", "assistant") or i == turns[-1])):
+                continue
+            part = Conversation(messages[: i + 1], where=f"{conversation.where} (answer {turns.index(i) + 1})")
+            groups.append(segments_from_cuts(part, self.template.cuts_of_last_turn(part), loss_on))
+        return groups
 
     def _fell_back(self) -> None:
         self.fallbacks += 1
