@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tunesmith.data.sources import load_rows, split_of
+from tunesmith.data.source_splits import split_of
+from tunesmith.data.sources import load_rows
 from tunesmith.errors import DataError
 
 

@@ -31,7 +31,8 @@ from tunesmith.data.formats import FORMATS, FormatInfo, check_columns, prepare_p
 from tunesmith.data.packing import PackStats, pack_examples
 from tunesmith.data.presets import apply_preset
 from tunesmith.data.sources import check_source, file_stamps, is_builtin, load_rows
-from tunesmith.data.templates import BUILTIN_KINDS, check_stop_token, check_template_name, load_named_template
+from tunesmith.data.stop_token import check_stop_token
+from tunesmith.data.templates import BUILTIN_KINDS, check_template_name, load_named_template
 from tunesmith.data.tokenize import TokenizeSettings, TokenizeStats
 from tunesmith.data.tokenize_workers import table_to_dataset, tokenize_to_table
 from tunesmith.data.transforms import apply_row_transforms, check_row_transforms, dedupe, mix, sample

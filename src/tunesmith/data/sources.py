@@ -18,7 +18,7 @@ anything else                  ``datasets.load_dataset(name, subset, split)``   
 
 ``split`` picks the split of built-in, saved and hub datasets, and the files of a folder or glob
 whose names say the split (``train.jsonl`` / ``test.jsonl``, ``train/`` / ``test/``; see
-``split_files``); one file is all one split (``data.split`` other than train is refused for it,
+``data/source_splits.py``); one file is all one split (``data.split`` other than train is refused for it,
 except a ``.json`` file holding ``{"train": [...], "test": [...]}``). ``subset`` is for hub datasets.
 Record-level problems (a bad JSON line, a CSV record with the wrong field count, a line that is
 not UTF-8) raise ``DataError`` at file:line, or with ``bad_rows=[]`` are left out and appended to
@@ -39,6 +39,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from tunesmith.data.bad_rows import BadRow
 from tunesmith.data.builtin import BUILTIN_DATASETS
+from tunesmith.data.source_splits import glob_root, split_files
 from tunesmith.errors import ConfigError, DataError
 from tunesmith.registry import did_you_mean, is_dotted_path
 
@@ -141,7 +142,7 @@ def load_rows(spec: str, split: str = "train", seed: int = 0, key: str = "data.t
     if is_glob(spec) or path.exists():
         if is_glob(spec) or path.is_dir():
             files = split_files(_glob_files(spec, key) if is_glob(spec) else _folder_files(path, key),
-                                Path(_glob_root(spec)) if is_glob(spec) else path, split, spec, key)
+                                Path(glob_root(spec)) if is_glob(spec) else path, split, spec, key)
         else:
             files = [path]
             if split != "train" and key == "data.train" and path.suffix.lower() != ".json":
@@ -175,83 +176,6 @@ def file_stamps(spec: str, key: str = "data.train") -> Optional[list[tuple[str, 
         stat = file.stat()
         stamps.append((str(file.resolve()), stat.st_size, stat.st_mtime_ns))
     return stamps
-
-
-def _split_words(name: str) -> list[str]:
-    """``"train-00000-of-00002.parquet"`` -> ``["train", "of", "parquet"]``: words between the
-    characters datasets treats as separators around a split keyword."""
-    return [w for w in re.split(f"[{re.escape(NON_WORDS_CHARS)}]+", name.lower()) if w]
-
-
-NON_WORDS_CHARS = "-._ 0123456789"
-# Split names and the words that name them in file and folder names, as datasets' data_files reads them.
-SPLIT_KEYWORDS = {"train": ("train", "training"), "validation": ("validation", "valid", "dev", "val"),
-                  "test": ("test", "testing", "eval", "evaluation")}
-_SHARD = re.compile(r"^(\w+?)-\d{5}-of-\d{5}")  # data/<split>-00000-of-00003.parquet
-
-
-def split_of(relative: Path, wanted: str) -> Optional[str]:
-    """The split a file's path names, looking at the file name first, then its folders:
-    ``test.jsonl`` -> test, ``valid/part1.jsonl`` -> validation, ``data/dpo-00000-of-00002.parquet``
-    -> dpo (a sharded name), ``notes.jsonl`` -> None. ``wanted`` (the split asked for) counts as a
-    keyword of itself, so custom split names work too."""
-    keywords = dict(SPLIT_KEYWORDS)
-    keywords.setdefault(wanted.lower(), (wanted.lower(),))
-    shard = _SHARD.match(relative.name)
-    if shard:
-        name = shard.group(1).lower()
-        return next((split for split, words in keywords.items() if name in words), name)
-    for part in reversed(relative.parts):
-        words = set(_split_words(part))
-        named = [split for split, aliases in keywords.items() if words & set(aliases)]
-        if len(named) == 1:
-            return named[0]
-        if named:
-            raise DataError(f"{relative}: the name says more than one split ({', '.join(named)}); rename it "
-                            "so it names one")
-    return None
-
-
-def split_files(files: list[Path], root: Path, split: str, spec: str, key: str) -> list[Path]:
-    """The files of ``split`` among a folder's or a glob's files.
-
-    A file belongs to the split its name or folder names (``train.jsonl``, ``test/part-1.jsonl``,
-    ``data/validation-00000-of-00001.parquet``; aliases as in datasets: ``dev``/``val`` are
-    validation, ``eval`` is test). When no file names a split, all of them are one ``train``
-    split. Asking for a split no file names is an error, as is mixing named and unnamed files.
-    """
-    named: dict[Path, Optional[str]] = {}
-    for file in files:
-        try:
-            relative = file.relative_to(root)
-        except ValueError:
-            relative = Path(file.name)
-        named[file] = split_of(relative, split)
-    splits = sorted({s for s in named.values() if s is not None})
-    if not splits:
-        if split == "train":
-            return files
-        raise DataError(f"{key}: {split!r} is asked for (data.split / data.eval_split_name), but no file under "
-                        f"{spec!r} names a split, so all {len(files)} files are the train split; name files or "
-                        f"folders by split (such as {split}.jsonl or {split}/part-1.jsonl)")
-    unnamed = [str(f.relative_to(root)) if f.is_relative_to(root) else f.name for f, s in named.items() if s is None]
-    if unnamed:
-        raise DataError(f"{key}: under {spec!r} some files name a split ({', '.join(splits)}) and some do not "
-                        f"({', '.join(unnamed[:5])}); rename those, or set {key} to a glob that picks one split's "
-                        "files")
-    chosen = [f for f, s in named.items() if s == split.lower()]
-    if not chosen:
-        raise DataError(f"{key}: no file under {spec!r} is in the split {split!r}; the splits there are "
-                        f"{', '.join(splits)}.{did_you_mean(split, splits)} Set data.split / data.eval_split_name "
-                        "to one of them")
-    return chosen
-
-
-def _glob_root(spec: str) -> str:
-    """The folder part of a glob before its first wildcard: ``data/**/*.jsonl`` -> ``data``."""
-    parts = Path(os.path.expanduser(spec)).parts
-    fixed = [p for p in parts[: next(i for i, p in enumerate(parts) if is_glob(p))]]
-    return str(Path(*fixed)) if fixed else "."
 
 
 def _folder_files(folder: Path, key: str) -> list[Path]:
