@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datasets
 import pytest
 
 from tunesmith.config import load_config
@@ -29,6 +30,7 @@ def test_two_processes_give_the_rows_and_counts_of_one(smol_tokenizer, truncatio
         table, merged = tokenize_to_table(smol_tokenizer, examples, "causal_lm", settings, num_proc)
         dataset = table_to_dataset(table)
         assert dataset.to_list() == rows
+        assert dataset.features == datasets.Dataset.from_list(rows).features  # list<int64>, as before
         assert merged == stats
 
 
@@ -41,6 +43,7 @@ def test_classification_rows_through_workers(tmp_path):
     rows, stats = tokenize_examples(tok, examples, "sequence_classification", settings, progress=False)
     table, merged = tokenize_to_table(tok, examples, "sequence_classification", settings, num_proc=2)
     assert table_to_dataset(table).to_list() == rows and merged == stats
+    assert table_to_dataset(table).features == datasets.Dataset.from_list(rows).features  # int8 masks, as before
 
 
 def test_an_error_in_a_worker_stops_the_job_with_its_file_and_line(smol_tokenizer):
