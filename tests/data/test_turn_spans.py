@@ -193,3 +193,18 @@ def test_rerendered_history_is_checked():
 
     with pytest.raises(ConfigError, match="rerendered_history"):
         load_config(overrides=["data.rerendered_history=sometimes"])
+
+
+@pytest.mark.parametrize("tags", [
+    PromptTags(user_start="Q: ", user_end="", assistant_start="A: ", assistant_end="<|im_end|>\n"),
+    PromptTags(system_start="<<", system_end=">>", user_start="", user_end="\n", assistant_start="",
+               assistant_end=" END"),
+], ids=["end-with-eos", "bare-markers"])
+def test_one_rendering_matches_for_custom_tags(smol_tokenizer, tags):
+    template = resolve_template(smol_tokenizer, DataConfig(template="tags", tags=tags))
+    rng = random.Random(str(tags))
+    for i in range(200):
+        c = random_conversation(rng, i)
+        for loss_on in LOSS_MODES:
+            assert outcome(template.render_segments, c, loss_on) == \
+                outcome(template.render_segments_by_prefix, c, loss_on), (loss_on, c)
