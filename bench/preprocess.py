@@ -152,11 +152,35 @@ def run_once(label: str, cfg: Any, tokenizer: Any, seed: int) -> dict[str, Any]:
     stats = bundle.train_stats
     load = os.getloadavg()[0]
     lengths = sorted(len(ids) for ids in bundle.train["input_ids"])
-    return {"label": label, "seconds": total, "stages": stages, "rows": len(bundle.train),
+    return {"label": label, "seconds": total, "stages": stages, "rows": len(bundle.train), "bundle": bundle,
             "kept": stats.kept, "dropped": stats.dropped, "tokens": stats.tokens,
             "trained_tokens": stats.trained_tokens, "longest": stats.longest,
             "notes": bundle.notes, "peak_rss_mib": _peak_rss_mib(), "load": load, "cpu": cpu,
             "lengths": (lengths[0], lengths[len(lengths) // 2], lengths[-1]) if lengths else (0, 0, 0)}
+
+
+def check_against_growing_prefix(path: Path, bundle: Any, cfg: Any, tokenizer: Any, n: int) -> str:
+    """Compare ``n`` evenly spaced rows with the growing-prefix method (two renderings per answer,
+    one tokenizer call per segment): the way rows were made before one rendering per conversation."""
+    from tunesmith.data.examples import Conversation, Message
+    from tunesmith.data.templates import resolve_template
+
+    template = resolve_template(tokenizer, cfg.data)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if len(lines) != len(bundle.train):
+        return f"cannot check: {len(lines)} rows written, {len(bundle.train)} kept"
+    picked = sorted({round(i * (len(lines) - 1) / max(1, n - 1)) for i in range(n)})
+    different = 0
+    for i in picked:
+        messages = [Message(m["role"], m["content"]) for m in json.loads(lines[i])["messages"]]
+        ids, labels = [], []
+        for text, trained in template.render_segments_by_prefix(Conversation(messages), cfg.data.loss_on):
+            part = tokenizer(text, add_special_tokens=False)["input_ids"]
+            ids += part
+            labels += part if trained else [-100] * len(part)
+        row = bundle.train[i]
+        different += (row["input_ids"], row["labels"]) != (ids, labels)
+    return f"{len(picked) - different} of {len(picked)} rows checked are identical to the growing-prefix method"
 
 
 def _cpu_seconds() -> float:
@@ -207,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=1024, help="data.max_length (default 1024)")
     parser.add_argument("--num-proc", type=int, default=1, help="data.num_proc: tokenizing processes (default 1)")
     parser.add_argument("--template", default="auto", help="data.template (default auto: the model's own)")
+    parser.add_argument("--check", type=int, default=2000,
+                        help="rows compared with the growing-prefix method after the cold run (0: none)")
     args = parser.parse_args(argv)
     if args.rows < 1:
         parser.error("--rows must be at least 1")
@@ -238,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
 
         cold = run_once("cold (reads, tokenizes, writes the cache)", cfg, tokenizer, args.seed)
         report(cold, args.rows)
+        if args.check:
+            print(f"\nmasks: {check_against_growing_prefix(data, cold['bundle'], cfg, tokenizer, args.check)}")
         warm = run_once("warm (fingerprint matches: cache hit)", cfg, tokenizer, args.seed)
         report(warm, args.rows)
 
