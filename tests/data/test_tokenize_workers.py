@@ -57,3 +57,18 @@ def test_an_error_in_a_worker_stops_the_job_with_its_file_and_line(smol_tokenize
 def test_num_proc_must_be_a_positive_count(value):
     with pytest.raises(ConfigError, match=f"data.num_proc: {value} is not allowed"):
         load_config(overrides=[f"data.num_proc={value}"])
+
+
+def test_num_proc_with_a_custom_preprocessor_says_it_is_not_used(smol_tokenizer, tmp_path, caplog):
+    import json
+
+    from tunesmith.data.pipeline import build_datasets
+    from tunesmith.data.preprocessor import ChatTemplatePreprocessor
+
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"instruction": "Say hi", "output": "hi"}) + "\n")
+    with caplog.at_level("WARNING"):
+        bundle = build_datasets({"train": str(data), "num_proc": 2}, smol_tokenizer,
+                                preprocessor=ChatTemplatePreprocessor())
+    assert len(bundle.train) == 1
+    assert "data.num_proc=2 is not used: a custom preprocessor" in caplog.text

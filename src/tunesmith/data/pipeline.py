@@ -16,6 +16,7 @@ by generation consumes. Both read the same config keys.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -37,6 +38,8 @@ from tunesmith.data.tokenize import TokenizeSettings, TokenizeStats
 from tunesmith.data.tokenize_workers import table_to_dataset, tokenize_to_table
 from tunesmith.data.transforms import apply_row_transforms, check_row_transforms, dedupe, mix, sample
 from tunesmith.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -241,6 +244,9 @@ def _tokenize(tokenizer: Any, examples: list[Any], task: str, cfg: DataConfig, d
 
     settings = TokenizeSettings.from_config(cfg)
     if preprocessor is not None:
+        if cfg.num_proc > 1:
+            logger.warning("data.num_proc=%d is not used: a custom preprocessor tokenizes in this process",
+                           cfg.num_proc)
         rows, stats = preprocessor(tokenizer, examples, task, settings)
         return datasets.Dataset.from_list(rows), stats
     table, stats = tokenize_to_table(tokenizer, examples, task, settings, cfg.num_proc, desc)
