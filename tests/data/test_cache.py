@@ -102,3 +102,25 @@ def test_held_out_examples_of_every_kind_survive_the_cache():
                 TextExample("story", "t.txt:2"), ClassificationExample("good", 1, "fine", "c.csv:3", "pos"),
                 Seq2SeqExample("long", "short", "s.jsonl:4"), TokenizedExample([1, 2], [-100, 2], "t.jsonl:5")]
     assert [example_from_dict(json.loads(json.dumps(example_to_dict(e)))) for e in examples] == examples
+
+
+def test_user_row_transforms_key_the_cache_by_content(smol_tokenizer, tmp_path):
+    from tunesmith.data.transforms import ROW_TRANSFORMS, register_row_transform
+
+    data = write(tmp_path / "d.jsonl", 6)
+    words = {"suffix": " please"}
+
+    @register_row_transform("politely_for_cache_test")
+    def politely(row, rng):
+        return {**row, "instruction": row["instruction"] + words["suffix"]}
+
+    try:
+        cfg = load_config(overrides=[f"data.train={data}", "data.transforms=[politely_for_cache_test]"]).data
+        first = build_datasets(cfg, smol_tokenizer, seed=0)
+        assert hit(build_datasets(cfg, smol_tokenizer, seed=0))
+        words["suffix"] = " now"  # the code changed, the file did not: a new key
+        changed = build_datasets(cfg, smol_tokenizer, seed=0)
+        assert not hit(changed) and changed.train.to_list() != first.train.to_list()
+    finally:
+        ROW_TRANSFORMS._items.pop("politely_for_cache_test", None)
+        ROW_TRANSFORMS._given.pop("politely_for_cache_test", None)

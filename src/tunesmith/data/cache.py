@@ -15,8 +15,10 @@ the format found, the held-out examples). The key hashes:
   hit costs no reading. Editing a file changes its modification time; a change that keeps both
   size and modification time (a tool that restores the time stamp) is not seen: set
   ``data.cache=false`` or touch the file. For built-in, generated and hub datasets, which have no
-  files to stat, the examples are read and their content is hashed (without the file:line they
-  came from, so moving data does not change the key).
+  files to stat, and whenever code outside tunesmith shapes the examples (a registered row
+  transform in ``data.transforms``, a registered data format), whose edits no file stamp shows,
+  the examples are read and their content is hashed (without the file:line they came from, so
+  moving data does not change the key).
 """
 
 from __future__ import annotations

@@ -258,8 +258,18 @@ def _cache_settings(cfg: DataConfig, seed: int, task: str) -> dict[str, Any]:
     return settings_for_key(cfg, seed, task, None if name in BUILTIN_KINDS else load_named_template(name))
 
 
+def _user_code_reads_rows(cfg: DataConfig) -> bool:
+    """Whether code outside tunesmith shapes the examples (a registered row transform in use, or a
+    registered data format): file stamps cannot see an edit to that code, the examples' content can."""
+    functions = check_row_transforms(cfg.transforms) + [f.parse for _, f in FORMATS.items()]
+    return any(not str(getattr(fn, "__module__", "")).startswith("tunesmith.") for fn in functions)
+
+
 def _stamps(cfg: DataConfig) -> Optional[list[Any]]:
-    """Stamps of every file the config reads (train, eval, mix), or None when one source is not files."""
+    """Stamps of every file the config reads (train, eval, mix), or None when one source is not
+    files, or when user code shapes the rows (then the examples' content is the key)."""
+    if _user_code_reads_rows(cfg):
+        return None
     specs = [("data.train", cfg.train)] + ([("data.eval", cfg.eval)] if cfg.eval else [])
     specs += [(f"data.mix[{i}].train", m.train) for i, m in enumerate(cfg.mix)]
     stamps = []
