@@ -281,11 +281,13 @@ def _stamps(cfg: DataConfig) -> Optional[list[Any]]:
     return stamps
 
 
-def _bundle_from_entry(entry: tuple[Any, Optional[Any], dict[str, Any]]) -> "DataBundle":
+def _bundle_from_entry(entry: tuple[Any, Optional[Any], dict[str, Any]], read: bool) -> "DataBundle":
+    """The bundle of a cache entry; ``read``: the examples were read to make the key."""
     train, held, meta = entry
     info = FormatInfo(**meta["info"]) if meta["info"] else None
+    skipped = "tokenizing skipped" if read else "reading and tokenizing skipped"
     notes = meta["notes"] + [f"Tokenizing train: loaded from the tokenized-data cache ({len(train)} examples; "
-                             "reading and tokenizing skipped)"]
+                             f"{skipped})"]
     eval_stats = TokenizeStats(**meta["eval_stats"]) if meta["eval_stats"] else None
     return DataBundle(train, held, TokenizeStats(**meta["train_stats"]), eval_stats, info, meta["label_names"],
                       notes, None, [example_from_dict(e) for e in meta["held_out"]])
@@ -327,15 +329,16 @@ def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int =
         bundle = _prepare(cfg, resolved, tokenizer, seed, task, preprocessor, settings)
     else:  # files: the key is known before reading them
         bundle = _cached_or(data_key(tokenizer, settings, files=stamps),
-                            lambda key: _prepare(cfg, resolved, tokenizer, seed, task, None, settings, key))
+                            lambda key: _prepare(cfg, resolved, tokenizer, seed, task, None, settings, key),
+                            read=False)
     return _packed(bundle, resolved, task)
 
 
-def _cached_or(key: str, prepare: Any) -> DataBundle:
+def _cached_or(key: str, prepare: Any, read: bool) -> DataBundle:
     """The cache entry ``key``, else ``prepare(key)``, which writes it; one process at a time."""
     with entry_lock(key):
         entry = load_entry(key)
-        return _bundle_from_entry(entry) if entry is not None else prepare(key)
+        return _bundle_from_entry(entry, read) if entry is not None else prepare(key)
 
 
 def _prepare(cfg: DataConfig, resolved: DataConfig, tokenizer: Any, seed: int, task: str, preprocessor: Any,
@@ -345,7 +348,7 @@ def _prepare(cfg: DataConfig, resolved: DataConfig, tokenizer: Any, seed: int, t
     if settings is not None and key is None:  # built-in, generated or hub data: the content decides the key
         content_key = data_key(tokenizer, settings, examples=train_set.examples + held_out)
         return _cached_or(content_key, lambda k: _tokenized(train_set, held_out, notes, tokenizer, resolved, task,
-                                                            None, k))
+                                                            None, k), read=True)
     return _tokenized(train_set, held_out, notes, tokenizer, resolved, task, preprocessor, key)
 
 
