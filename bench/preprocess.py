@@ -9,11 +9,14 @@ roughly 30 to 400 tokens), writes them to a JSONL file in a temporary folder, an
 - warm: the same config again, so the fingerprint matches and tokenizing is skipped.
 
 Each run is split into its stages by timing the pipeline's own functions while it runs:
-reading + parsing (``load_example_sets``), fingerprinting, tokenizing, writing or reading the
-cache, and building the final ``datasets.Dataset``.
+reading + parsing (``load_example_sets``), the cache key (stat the files, hash), tokenizing
+(``tokenize_to_table`` on ``--num-proc`` processes), and writing or reading the cache. Wall time
+moves with whatever else runs on the machine, so the load average is printed with each run, and
+CPU time (this process and its workers) too, which hardly does.
 
     HF_HUB_OFFLINE=1 python bench/preprocess.py              # 100,000 rows
     HF_HUB_OFFLINE=1 python bench/preprocess.py --rows 5000 --seed 1
+    HF_HUB_OFFLINE=1 python bench/preprocess.py --rows 100000 --num-proc 2   # data.num_proc=2
 """
 
 from __future__ import annotations
@@ -126,10 +129,12 @@ class StageTimer:
 
 STAGES = {
     "load_example_sets": "read + parse",
-    "fingerprint": "fingerprint",
-    "tokenize_examples": "tokenize",
-    "save_cached": "cache write",
-    "load_cached": "cache lookup/read",
+    "_stamps": "fingerprint (stat the files)",
+    "data_key": "fingerprint (hash the key)",
+    "tokenize_to_table": "tokenize",
+    "table_to_dataset": "tokenize",
+    "save_entry": "cache write",
+    "load_entry": "cache lookup/read",
 }
 
 
@@ -139,18 +144,50 @@ def run_once(label: str, cfg: Any, tokenizer: Any, seed: int) -> dict[str, Any]:
     gc.collect()  # garbage left by generating rows or by the previous run is not charged to this one
     timer = StageTimer(pipeline, STAGES)
     with timer.active():
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), _cpu_seconds()
         bundle = pipeline.build_datasets(cfg.data, tokenizer, seed, "causal_lm")
-        total = time.perf_counter() - start
+        total, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
     stages = dict(timer.seconds)
-    stages["other (Dataset.from_list/to_list)"] = max(0.0, total - sum(stages.values()))
+    stages["other"] = max(0.0, total - sum(stages.values()))
     stats = bundle.train_stats
+    load = os.getloadavg()[0]
     lengths = sorted(len(ids) for ids in bundle.train["input_ids"])
-    return {"label": label, "seconds": total, "stages": stages, "rows": len(bundle.train),
+    return {"label": label, "seconds": total, "stages": stages, "rows": len(bundle.train), "bundle": bundle,
             "kept": stats.kept, "dropped": stats.dropped, "tokens": stats.tokens,
             "trained_tokens": stats.trained_tokens, "longest": stats.longest,
-            "notes": bundle.notes, "peak_rss_mib": _peak_rss_mib(),
+            "notes": bundle.notes, "peak_rss_mib": _peak_rss_mib(), "load": load, "cpu": cpu,
             "lengths": (lengths[0], lengths[len(lengths) // 2], lengths[-1]) if lengths else (0, 0, 0)}
+
+
+def check_against_growing_prefix(path: Path, bundle: Any, cfg: Any, tokenizer: Any, n: int) -> str:
+    """Compare ``n`` evenly spaced rows with the growing-prefix method (two renderings per answer,
+    one tokenizer call per segment): the way rows were made before one rendering per conversation."""
+    from tunesmith.data.examples import Conversation, Message
+    from tunesmith.data.templates import resolve_template
+
+    template = resolve_template(tokenizer, cfg.data)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if len(lines) != len(bundle.train):
+        return f"cannot check: {len(lines)} rows written, {len(bundle.train)} kept"
+    picked = sorted({round(i * (len(lines) - 1) / max(1, n - 1)) for i in range(n)})
+    different = 0
+    for i in picked:
+        messages = [Message(m["role"], m["content"]) for m in json.loads(lines[i])["messages"]]
+        ids, labels = [], []
+        for text, trained in template.render_segments_by_prefix(Conversation(messages), cfg.data.loss_on):
+            part = tokenizer(text, add_special_tokens=False)["input_ids"]
+            ids += part
+            labels += part if trained else [-100] * len(part)
+        row = bundle.train[i]
+        different += (row["input_ids"], row["labels"]) != (ids, labels)
+    return f"{len(picked) - different} of {len(picked)} rows checked are identical to the growing-prefix method"
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (tokenizing workers), user + system.
+    Unlike wall time it hardly moves when other jobs share the CPUs."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def _peak_rss_mib() -> float:
@@ -168,10 +205,12 @@ def _rate(n: float, seconds: float) -> str:
 
 def report(result: dict[str, Any], n_rows: int) -> None:
     s = result["seconds"]
-    print(f"\n{result['label']}: {s:.2f} s")
+    print(f"\n{result['label']}: {s:.2f} s (1-minute load average after: {result['load']:.2f})")
     print(f"  rows       {n_rows:>12,}  {_rate(n_rows, s):>14}  ({result['kept']:,} kept, {result['dropped']:,} dropped)")
     print(f"  tokens     {result['tokens']:>12,}  {_rate(result['tokens'], s):>14}")
     print(f"  trained    {result['trained_tokens']:>12,}  {_rate(result['trained_tokens'], s):>14}")
+    cpu = result["cpu"]
+    print(f"  CPU time   {cpu:>12.2f} s  {_rate(n_rows, cpu):>14} rows per CPU-second (this process and its workers)")
     print("  time split:")
     for stage, sec in sorted(result["stages"].items(), key=lambda kv: -kv[1]):
         print(f"    {stage:<36} {sec:8.2f} s  {100 * sec / s:5.1f}%")
@@ -190,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated rows and the pipeline")
     parser.add_argument("--model", default="smollm2-135m-instruct", help="tokenizer to use")
     parser.add_argument("--max-length", type=int, default=1024, help="data.max_length (default 1024)")
+    parser.add_argument("--num-proc", type=int, default=1, help="data.num_proc: tokenizing processes (default 1)")
+    parser.add_argument("--template", default="auto", help="data.template (default auto: the model's own)")
+    parser.add_argument("--check", type=int, default=2000,
+                        help="rows compared with the growing-prefix method after the cold run (0: none)")
     args = parser.parse_args(argv)
     if args.rows < 1:
         parser.error("--rows must be at least 1")
@@ -211,14 +254,18 @@ def main(argv: list[str] | None = None) -> int:
               f"({data.stat().st_size / 2**20:.1f} MiB)")
 
         cfg = load_config(overrides=[f"data.train={data}", f"data.max_length={args.max_length}",
-                                     "data.eval_split=0", "data.cache=true"])
+                                     "data.eval_split=0", "data.cache=true", f"data.num_proc={args.num_proc}",
+                                     f"data.template={args.template}"])
         print(f"tokenizer {args.model} ({type(tokenizer).__name__}); data.max_length={cfg.data.max_length}, "
-              f"data.template={cfg.data.template}, data.loss_on={cfg.data.loss_on}")
+              f"data.template={cfg.data.template}, data.loss_on={cfg.data.loss_on}, data.num_proc={cfg.data.num_proc}")
+        print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}, "
               f"TUNESMITH_CACHE={os.environ['TUNESMITH_CACHE']}")
 
         cold = run_once("cold (reads, tokenizes, writes the cache)", cfg, tokenizer, args.seed)
         report(cold, args.rows)
+        if args.check:
+            print(f"\nmasks: {check_against_growing_prefix(data, cold['bundle'], cfg, tokenizer, args.check)}")
         warm = run_once("warm (fingerprint matches: cache hit)", cfg, tokenizer, args.seed)
         report(warm, args.rows)
 

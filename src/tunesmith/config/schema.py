@@ -13,6 +13,7 @@ Task = Literal["auto", "causal_lm", "seq2seq", "sequence_classification"]
 WeightDtype = Literal["auto", "float32", "bfloat16", "float16"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 LossOn = Literal["all", "assistant", "last_assistant"]
+RerenderedHistory = Literal["error", "per_turn", "last_turn"]
 PeftMethod = Literal["lora", "dora", "qlora", "int8", "full"]
 Trainable = Literal["all", "head", "last_layers"]
 LoraBias = Literal["none", "all", "lora_only"]
@@ -119,6 +120,10 @@ class DataConfig:
     truncation: Truncation = "drop"  # what happens to longer examples; each one is counted
     min_length: int = 0  # drop examples shorter than this many tokens
     loss_on: LossOn = "assistant"
+    # A conversation the template does not render as a growing prefix (it re-renders earlier turns,
+    # as Qwen3 drops earlier <think> blocks): error | per_turn (one example per trained answer,
+    # with the history as the template renders it at that turn) | last_turn (the last answer only).
+    rerendered_history: RerenderedHistory = "error"
     max_samples: Optional[int] = None  # cap on training examples (seeded shuffle first)
     dedupe: bool = False  # drop exact duplicate examples
     mix: list[MixSource] = field(default_factory=list)  # extra datasets mixed in by weight
@@ -134,6 +139,8 @@ class DataConfig:
     on_bad_rows: BadRows = "error"
     max_bad_fraction: float = 0.05  # with on_bad_rows=skip: fail when more rows than this are bad
     cache: bool = True  # cache tokenized datasets by a fingerprint of data, tokenizer and settings
+    # Processes that tokenize (1: this process only); each takes a contiguous shard of the examples.
+    num_proc: int = 1
     # Unlearning trainers (grad_diff, npo): the examples whose behaviour must stay; data.train is
     # the forget set. Same kinds as data.train; a built-in uses its test split as held-out.
     retain: Optional[str] = None

@@ -166,6 +166,7 @@ def check_values(cfg: TrainConfig) -> TrainConfig:
         ("data.max_bad_fraction", 0.0 <= cfg.data.max_bad_fraction <= 1.0, "a fraction in [0, 1]"),
         ("data.max_samples", cfg.data.max_samples is None or cfg.data.max_samples > 0,
          "a positive count or null"),
+        ("data.num_proc", 1 <= cfg.data.num_proc <= MAX_COUNT, f"a number of processes from 1 to {MAX_COUNT}"),
         ("peft.r", 0 < cfg.peft.r <= MAX_COUNT, f"a positive rank, at most {MAX_COUNT}"),
         ("peft.alpha", cfg.peft.alpha > 0, "a positive number"),
         ("peft.dropout", 0.0 <= cfg.peft.dropout < 1.0, "a probability in [0, 1)"),

@@ -96,3 +96,21 @@ EXAMPLE_KINDS: dict[type, str] = {
     Seq2SeqExample: "seq2seq",
     TokenizedExample: "tokenized",
 }
+
+
+def example_to_dict(example: Example) -> dict[str, Any]:
+    """An example as plain data (for the tokenized-data cache): ``TextExample("Hi", where="d.txt:1")``
+    -> ``{"kind": "text", "text": "Hi", "where": "d.txt:1"}``."""
+    from dataclasses import asdict
+
+    return {"kind": EXAMPLE_KINDS[type(example)], **asdict(example)}
+
+
+def example_from_dict(data: dict[str, Any]) -> Example:
+    """The inverse of ``example_to_dict``."""
+    data = dict(data)
+    wanted = data.pop("kind")
+    cls = next(c for c, kind in EXAMPLE_KINDS.items() if kind == wanted)
+    if cls is Conversation:
+        data["messages"] = [Message(**m) for m in data["messages"]]
+    return cls(**data)

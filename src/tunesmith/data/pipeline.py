@@ -4,8 +4,9 @@
     rows      transforms.apply_row_transforms   (data.transforms)
     examples  formats.prepare_parser + bad_rows.BadRowPolicy   (data.format, data.columns, data.on_bad_rows)
     examples  held-out split, data.mix, data.dedupe, data.max_samples
-    rows      tokenize.tokenize_examples  (data.template, data.loss_on, data.max_length, data.truncation)
-              (cached by fingerprint: a second run skips tokenizing)
+    Arrow     tokenize_workers.tokenize_to_table  (data.template, data.loss_on, data.max_length,
+              data.truncation, data.num_proc); cached (data.cache, see ``cache.py``): a second
+              run with the same files and settings reads only the cached, memory-mapped tables
     rows      packing.pack_examples       (data.packing=pack)
 
 ``build_datasets`` is what the trainer consumes; ``load_eval_conversations`` is what evaluation
@@ -15,6 +16,7 @@ by generation consumes. Both read the same config keys.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -24,16 +26,20 @@ from tunesmith.config.shapes import template_args_for
 from tunesmith.config.validate import build_config
 from tunesmith.data.bad_rows import BadRowPolicy, BadRowReport
 from tunesmith.data.builtin import BUILTIN_DATASETS
-from tunesmith.data.cache import fingerprint, load_cached, save_cached
-from tunesmith.data.examples import Conversation, Message
+from tunesmith.data.cache import data_key, entry_lock, load_entry, save_entry, settings_for_key
+from tunesmith.data.examples import Conversation, Message, example_from_dict, example_to_dict
 from tunesmith.data.formats import FORMATS, FormatInfo, check_columns, prepare_parser
 from tunesmith.data.packing import PackStats, pack_examples
 from tunesmith.data.presets import apply_preset
-from tunesmith.data.sources import check_source, is_builtin, load_rows
-from tunesmith.data.templates import check_template_name
-from tunesmith.data.tokenize import TokenizeSettings, TokenizeStats, tokenize_examples
+from tunesmith.data.sources import check_source, file_stamps, is_builtin, load_rows
+from tunesmith.data.stop_token import check_stop_token
+from tunesmith.data.templates import BUILTIN_KINDS, check_template_name, load_named_template
+from tunesmith.data.tokenize import TokenizeSettings, TokenizeStats
+from tunesmith.data.tokenize_workers import table_to_dataset, tokenize_to_table
 from tunesmith.data.transforms import apply_row_transforms, check_row_transforms, dedupe, mix, sample
 from tunesmith.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -241,25 +247,73 @@ def _add_system(examples: list[Any], system_prompt: Optional[str]) -> None:
             c.messages.insert(0, Message("system", system_prompt))
 
 
-def _tokenize_cached(tokenizer: Any, examples: list[Any], task: str, cfg: DataConfig, desc: str,
-                     notes: list[str], preprocessor: Any = None) -> tuple[list[dict], TokenizeStats]:
+def _tokenize(tokenizer: Any, examples: list[Any], task: str, cfg: DataConfig, desc: str,
+              preprocessor: Any = None) -> tuple[Any, TokenizeStats]:
+    """(datasets.Dataset, stats): ``data.num_proc`` processes, or the custom ``preprocessor``."""
     import datasets
 
     settings = TokenizeSettings.from_config(cfg)
-    if preprocessor is not None:  # a custom one: its output cannot be fingerprinted, so no cache
-        return preprocessor(tokenizer, examples, task, settings)
-    if not cfg.cache:
-        return tokenize_examples(tokenizer, examples, task, settings, desc)
-    key = fingerprint(examples, tokenizer, {"task": task, "settings": dataclasses.asdict(settings)})
-    hit = load_cached(key)
-    if hit is not None:
-        dataset, stats = hit
-        notes.append(f"{desc}: loaded from the tokenized-data cache ({len(dataset)} examples; tokenizing skipped)")
-        return dataset.to_list(), TokenizeStats(**stats)
-    rows, stats = tokenize_examples(tokenizer, examples, task, settings, desc)
-    if rows:
-        save_cached(key, datasets.Dataset.from_list(rows), dataclasses.asdict(stats))
-    return rows, stats
+    if preprocessor is not None:
+        if cfg.num_proc > 1:
+            logger.warning("data.num_proc=%d is not used: a custom preprocessor tokenizes in this process",
+                           cfg.num_proc)
+        rows, stats = preprocessor(tokenizer, examples, task, settings)
+        return datasets.Dataset.from_list(rows), stats
+    table, stats = tokenize_to_table(tokenizer, examples, task, settings, cfg.num_proc, desc)
+    return table_to_dataset(table), stats
+
+
+def _cache_settings(cfg: DataConfig, seed: int, task: str) -> dict[str, Any]:
+    name = cfg.template
+    return settings_for_key(cfg, seed, task, None if name in BUILTIN_KINDS else load_named_template(name))
+
+
+def _user_code_reads_rows(cfg: DataConfig) -> bool:
+    """Whether code outside tunesmith shapes the examples (a registered row transform in use, or a
+    registered data format): file stamps cannot see an edit to that code, the examples' content can."""
+    functions = check_row_transforms(cfg.transforms) + [f.parse for _, f in FORMATS.items()]
+    return any(not str(getattr(fn, "__module__", "")).startswith("tunesmith.") for fn in functions)
+
+
+def _stamps(cfg: DataConfig) -> Optional[list[Any]]:
+    """Stamps of every file the config reads (train, eval, mix), or None when one source is not
+    files, or when user code shapes the rows (then the examples' content is the key)."""
+    if _user_code_reads_rows(cfg):
+        return None
+    specs = [("data.train", cfg.train)] + ([("data.eval", cfg.eval)] if cfg.eval else [])
+    specs += [(f"data.mix[{i}].train", m.train) for i, m in enumerate(cfg.mix)]
+    stamps = []
+    for key, spec in specs:
+        found = file_stamps(spec, key)
+        if found is None:
+            return None
+        stamps.append(found)
+    return stamps
+
+
+def _bundle_from_entry(entry: tuple[Any, Optional[Any], dict[str, Any]], read: bool) -> "DataBundle":
+    """The bundle of a cache entry; ``read``: the examples were read to make the key."""
+    train, held, meta = entry
+    info = FormatInfo(**meta["info"]) if meta["info"] else None
+    skipped = "tokenizing skipped" if read else "reading and tokenizing skipped"
+    notes = meta["notes"] + [f"Tokenizing train: loaded from the tokenized-data cache ({len(train)} examples; "
+                             f"{skipped})"]
+    eval_stats = TokenizeStats(**meta["eval_stats"]) if meta["eval_stats"] else None
+    return DataBundle(train, held, TokenizeStats(**meta["train_stats"]), eval_stats, info, meta["label_names"],
+                      notes, None, [example_from_dict(e) for e in meta["held_out"]])
+
+
+def _packed(bundle: "DataBundle", cfg: DataConfig, task: str) -> "DataBundle":
+    import datasets
+
+    if cfg.packing != "pack":
+        return bundle
+    if task != "causal_lm":
+        raise DataError(f"data.packing: 'pack' is for causal_lm models, not {task}; use group_by_length")
+    rows, bundle.pack_stats = pack_examples(bundle.train.to_list(), cfg.max_length)
+    bundle.train = datasets.Dataset.from_list(rows)
+    bundle.notes.append(f"data.packing: {bundle.pack_stats.summary()}")
+    return bundle
 
 
 def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int = 42,
@@ -269,16 +323,50 @@ def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int =
     ``cfg`` is a ``DataConfig`` or a dict of its keys, e.g.
     ``build_datasets({"train": "rows.jsonl", "max_length": 1024}, tokenizer)``. ``preprocessor``
     (a ``tunesmith.data.preprocessor.Preprocessor``) replaces ``tokenize_examples`` and the cache.
+    With ``data.cache`` (see ``data/cache.py``) a second run with the same files, tokenizer and
+    settings reads nothing but the cached, memory-mapped Arrow tables, and processes preparing
+    the same data at once (the ranks of a multi-process run) take turns: one prepares, the others
+    wait on a file lock, saying so every 30 s, and then read its cache entry.
     """
-    import datasets
-
     if isinstance(cfg, dict):
         cfg = check_values_data(build_config(cfg, DataConfig, prefix="data."))
+    resolved = resolved_data_config(cfg)
+    if task == "causal_lm":
+        check_stop_token(tokenizer)
+    settings = _cache_settings(resolved, seed, task) if cfg.cache and preprocessor is None else None
+    stamps = _stamps(resolved) if settings is not None else None
+    if stamps is None:  # no cache, or built-in / generated / hub data, keyed by content after reading
+        bundle = _prepare(cfg, resolved, tokenizer, seed, task, preprocessor, settings)
+    else:  # files: the key is known before reading them
+        bundle = _cached_or(data_key(tokenizer, settings, files=stamps),
+                            lambda key: _prepare(cfg, resolved, tokenizer, seed, task, None, settings, key),
+                            read=False)
+    return _packed(bundle, resolved, task)
+
+
+def _cached_or(key: str, prepare: Any, read: bool) -> DataBundle:
+    """The cache entry ``key``, else ``prepare(key)``, which writes it; one process at a time."""
+    with entry_lock(key):
+        entry = load_entry(key)
+        return _bundle_from_entry(entry, read) if entry is not None else prepare(key)
+
+
+def _prepare(cfg: DataConfig, resolved: DataConfig, tokenizer: Any, seed: int, task: str, preprocessor: Any,
+             settings: Optional[dict[str, Any]], key: Optional[str] = None) -> DataBundle:
+    """Read, tokenize and (with ``settings``: caching on) write the cache entry."""
     train_set, held_out, notes = load_example_sets(cfg, seed, tokenizer)
-    cfg = resolved_data_config(cfg)
-    train_rows, train_stats = _tokenize_cached(tokenizer, train_set.examples, task, cfg, "Tokenizing train", notes,
-                                               preprocessor)
-    if not train_rows:
+    if settings is not None and key is None:  # built-in, generated or hub data: the content decides the key
+        content_key = data_key(tokenizer, settings, examples=train_set.examples + held_out)
+        return _cached_or(content_key, lambda k: _tokenized(train_set, held_out, notes, tokenizer, resolved, task,
+                                                            None, k), read=True)
+    return _tokenized(train_set, held_out, notes, tokenizer, resolved, task, preprocessor, key)
+
+
+def _tokenized(train_set: ExampleSet, held_out: list[Any], notes: list[str], tokenizer: Any, cfg: DataConfig,
+               task: str, preprocessor: Any, key: Optional[str]) -> DataBundle:
+    reading_notes = list(notes)
+    train_ds, train_stats = _tokenize(tokenizer, train_set.examples, task, cfg, "Tokenizing train", preprocessor)
+    if not len(train_ds):
         raise DataError(
             f"data.train: none of the {len(train_set.examples)} examples can be trained: "
             f"{train_stats.dropped_too_long} are longer than data.max_length={cfg.max_length} tokens "
@@ -288,17 +376,19 @@ def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int =
         )
     eval_ds, eval_stats = None, None
     if held_out:
-        eval_rows, eval_stats = _tokenize_cached(tokenizer, held_out, task, cfg, "Tokenizing eval", notes,
-                                                    preprocessor)
-        eval_ds = datasets.Dataset.from_list(eval_rows) if eval_rows else None
-    pack_stats = None
-    if cfg.packing == "pack":
-        if task != "causal_lm":
-            raise DataError(f"data.packing: 'pack' is for causal_lm models, not {task}; use group_by_length")
-        train_rows, pack_stats = pack_examples(train_rows, cfg.max_length)
-        notes.append(f"data.packing: {pack_stats.summary()}")
-    return DataBundle(datasets.Dataset.from_list(train_rows), eval_ds, train_stats, eval_stats, train_set.info,
-                      list(train_set.info.label_names or []), notes, pack_stats, held_out)
+        eval_ds, eval_stats = _tokenize(tokenizer, held_out, task, cfg, "Tokenizing eval", preprocessor)
+        eval_ds = eval_ds if len(eval_ds) else None
+    if key is not None:
+        meta = {"train_stats": dataclasses.asdict(train_stats),
+                "eval_stats": dataclasses.asdict(eval_stats) if eval_stats else None,
+                "info": dataclasses.asdict(train_set.info) if train_set.info else None,
+                "label_names": list(train_set.info.label_names or []), "notes": reading_notes,
+                "held_out": [example_to_dict(e) for e in held_out]}
+        mapped = save_entry(key, train_ds, eval_ds, meta)
+        if mapped is not None:  # read back memory-mapped: the tables in memory can go
+            train_ds, eval_ds = mapped
+    return DataBundle(train_ds, eval_ds, train_stats, eval_stats, train_set.info,
+                      list(train_set.info.label_names or []), notes, None, held_out)
 
 
 def load_conversations(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tuple[list[Any], list[Any]]:

@@ -16,7 +16,10 @@ a ``save_to_disk`` folder      ``datasets.load_from_disk`` (split of a dict)    
 anything else                  ``datasets.load_dataset(name, subset, split)``   ``name[train]:0``
 =============================  ===============================================  ==========================
 
-``split`` and ``subset`` only apply to built-in, saved and hub datasets; a file is all one split.
+``split`` picks the split of built-in, saved and hub datasets, and the files of a folder or glob
+whose names say the split (``train.jsonl`` / ``test.jsonl``, ``train/`` / ``test/``; see
+``data/source_splits.py``); one file is all one split (``data.split`` other than train is refused for it,
+except a ``.json`` file holding ``{"train": [...], "test": [...]}``). ``subset`` is for hub datasets.
 Record-level problems (a bad JSON line, a CSV record with the wrong field count, a line that is
 not UTF-8) raise ``DataError`` at file:line, or with ``bad_rows=[]`` are left out and appended to
 that list as ``BadRow``s (see ``bad_rows.py``). File-level problems (missing, empty, unparseable
@@ -36,6 +39,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from tunesmith.data.bad_rows import BadRow
 from tunesmith.data.builtin import BUILTIN_DATASETS
+from tunesmith.data.source_splits import glob_root, split_files
 from tunesmith.errors import ConfigError, DataError
 from tunesmith.registry import did_you_mean, is_dotted_path
 
@@ -136,12 +140,42 @@ def load_rows(spec: str, split: str = "train", seed: int = 0, key: str = "data.t
     if path.is_dir() and is_saved_dataset(path):
         return load_saved_rows(path, split, key)
     if is_glob(spec) or path.exists():
-        files = _glob_files(spec, key) if is_glob(spec) else _folder_files(path, key) if path.is_dir() else [path]
+        if is_glob(spec) or path.is_dir():
+            files = split_files(_glob_files(spec, key) if is_glob(spec) else _folder_files(path, key),
+                                Path(glob_root(spec)) if is_glob(spec) else path, split, spec, key)
+        else:
+            files = [path]
+            if split != "train" and key == "data.train" and path.suffix.lower() != ".json":
+                raise DataError(f"data.split: {split!r} names a split, but data.train={spec!r} is one file, "
+                                "which is all one split; set data.train to that split's file, or to a folder "
+                                f"or glob whose file or folder names say the split (such as {split}.jsonl)")
         rows: list[Row] = []
         for file in files:
             rows.extend(read_file(file, split, bad_rows))
         return rows
     return load_hub_rows(spec, split, key, subset)
+
+
+def file_stamps(spec: str, key: str = "data.train") -> Optional[list[tuple[str, int, int]]]:
+    """``(absolute path, size in bytes, modification time in ns)`` of every file ``spec`` reads
+    (a file, a folder, a glob, a ``save_to_disk`` folder); None for built-in, generated and hub
+    datasets, which have no files to stat. The tokenized-data cache keys on these."""
+    if is_builtin(spec):
+        return None
+    path = Path(spec).expanduser()
+    if is_glob(spec):
+        files = _glob_files(spec, key)
+    elif path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if is_saved_dataset(path) else _folder_files(path, key)
+    elif path.is_file():
+        files = [path]
+    else:
+        return None
+    stamps = []
+    for file in files:
+        stat = file.stat()
+        stamps.append((str(file.resolve()), stat.st_size, stat.st_mtime_ns))
+    return stamps
 
 
 def _folder_files(folder: Path, key: str) -> list[Path]:

@@ -11,11 +11,15 @@ prompted exactly the way it was trained. ``data.template`` picks the template:
   answer on a new line; ``plain`` ends every turn with a newline);
 - ``tags``: literal markers from ``data.tags`` (``PromptTags``), no Jinja.
 
-How assistant spans are found (the growing-prefix method): render the conversation up to turn *i*
+What is trained is defined by the growing-prefix method: render the conversation up to turn *i*
 with the generation prompt (``P``) and up to and including turn *i* (``F``). ``F`` starts with
 ``P``; the rest is what the assistant said followed by the template's end of turn. That span is
 trained up to and including the EOS token, so the model learns to stop; text the template puts
 after EOS (a newline) is not. When the end of turn has no EOS, EOS is appended and trained.
+That costs two renderings per assistant turn; ``data/turn_spans.py`` finds the same spans with one
+rendering per conversation and falls back to this method where it cannot. A template that renders
+earlier turns differently once later ones exist (Qwen3's ``<think>`` blocks) is refused, or with
+``data.rerendered_history`` trained one answer at a time (``per_turn``) or on its last answer.
 
 Templates shipped here know nothing of the model, so they start with BOS exactly when the
 tokenizer adds one to plain text (Llama 2 does, SmolLM2 and GPT-2 do not); ``llama3`` writes its
@@ -39,6 +43,7 @@ from tunesmith.registry import did_you_mean
 logger = logging.getLogger(__name__)
 
 Segment = tuple[str, bool]  # (text, trained)
+Cut = tuple[str, Optional[int]]  # (text, index of the assistant message it answers; None: not an answer)
 BUILTIN_KINDS = ("auto", "tags")  # data.template values that are not Jinja files
 
 
@@ -111,6 +116,26 @@ def _merge(segments: list[Segment]) -> list[Segment]:
     return merged
 
 
+class NotGrowingPrefix(DataError):
+    """The template renders earlier turns differently once later turns exist."""
+
+
+def segments_from_cuts(conversation: Conversation, cuts: list[Cut], loss_on: str) -> list[Segment]:
+    """Trained flags for cuts (``ChatTemplate.cuts_by_prefix``), neighbours merged: template text is
+    trained only under ``loss_on=all``; an answer per its message's ``train`` flag, else under
+    ``all`` / ``assistant``, or when it is the last one (``last_assistant``)."""
+    messages = conversation.messages
+    last = max(i for i, m in enumerate(messages) if m.role == "assistant")
+    segments: list[Segment] = []
+    for text, turn in cuts:
+        if turn is None:
+            segments.append((text, loss_on == "all"))
+            continue
+        train = messages[turn].train
+        segments.append((text, (loss_on in ("all", "assistant") or turn == last) if train is None else train))
+    return _merge(segments)
+
+
 class ChatTemplate(abc.ABC):
     """Renders conversations for one tokenizer. Subclasses implement ``render``."""
 
@@ -135,40 +160,97 @@ class ChatTemplate(abc.ABC):
         return self.render(messages, True)
 
     def render_segments(self, conversation: Conversation, loss_on: str) -> list[Segment]:
-        """Split the rendered conversation into (text, trained) segments.
+        """Split the rendered conversation into (text, trained) segments (one rendering, see
+        ``data/turn_spans.py``; the growing-prefix method where that does not apply).
 
         Example (chatml, loss_on=assistant)::
 
             [("<|im_start|>user\\n2+2?<|im_end|>\\n<|im_start|>assistant\\n", False),
              ("4<|im_end|>", True), ("\\n", False)]
         """
+        return self.segments_many([conversation], loss_on)[0]
+
+    def segments_many(self, conversations: list[Conversation], loss_on: str) -> list[list[Segment]]:
+        """``render_segments`` for many conversations, each rendered once (and all in one call)."""
+        from tunesmith.data.turn_spans import spans_for
+
+        return spans_for(self).segments_many(conversations, loss_on)
+
+    def render_many(self, conversations: list[list[Message]]) -> list[Optional[str]]:
+        """Each conversation rendered in full (no generation prompt); None where rendering failed
+        (the growing-prefix method then reports the error with the example's file:line)."""
+        out: list[Optional[str]] = []
+        for messages in conversations:
+            try:
+                out.append(self.render(messages, False))
+            except Exception:  # Jinja raises many types; reported again, with where, by the fallback
+                out.append(None)
+        return out
+
+    def render_segments_by_prefix(self, conversation: Conversation, loss_on: str) -> list[Segment]:
+        """The growing-prefix method (see the module docstring): two renderings per assistant turn.
+        The reference the one-rendering method is tested against, and its fallback."""
+        return segments_from_cuts(conversation, self.cuts_by_prefix(conversation), loss_on)
+
+    def cuts_by_prefix(self, conversation: Conversation, split_answers: bool = True) -> list[Cut]:
+        """The rendered conversation as consecutive cuts ``(text, turn)``: ``turn`` is the index of
+        the assistant message an answer cut belongs to, None for prompt and template text.
+
+        chatml, ``[user "2+2?", assistant "4"]`` -> ``[("<|im_start|>user\\n2+2?<|im_end|>\\n<|im_start|>"
+        "assistant\\n", None), ("4<|im_end|>", 1), ("\\n", None), ("", None)]``. With
+        ``split_answers=False`` an answer cut runs to the end of its turn (``"4<|im_end|>\\n"``)
+        and no EOS is appended.
+        """
         messages = conversation.messages
         assistant_turns = [i for i, m in enumerate(messages) if m.role == "assistant"]
         if not assistant_turns:
             raise DataError(f"{conversation.where}: no assistant message to train on")
-        last = assistant_turns[-1]
-        segments: list[Segment] = []
+        cuts: list[Cut] = []
         done = ""  # text rendered so far
         for i in assistant_turns:
             before = self._render_at(conversation, messages[:i], True)
             full = self._render_at(conversation, messages[: i + 1], False)
             if not before.startswith(done) or not full.startswith(before):
-                raise DataError(
+                raise NotGrowingPrefix(
                     f"{conversation.where}: the {self.name} chat template does not render turns as a growing "
-                    "prefix, so assistant tokens cannot be located; set data.template to a template that does "
-                    "(chatml, llama3, alpaca, plain or tags)"
+                    "prefix (it renders earlier turns differently once later ones exist), so assistant tokens "
+                    "cannot be located; set data.rerendered_history to per_turn (one example per answer, with "
+                    "the history as the template renders it at that turn) or last_turn (train the last answer "
+                    "only), or set data.template to a template that does (chatml, llama3, alpaca, plain or tags)"
                 )
-            segments.append((before[len(done):], loss_on == "all"))
-            trained, rest = _split_answer(full[len(before):], self.eos)
-            train = messages[i].train
-            if train is None:
-                train = loss_on in ("all", "assistant") or i == last
-            segments.append((trained, train))
-            segments.append((rest, loss_on == "all"))
+            cuts.append((before[len(done):], None))
+            if split_answers:
+                trained, rest = _split_answer(full[len(before):], self.eos)
+                cuts += [(trained, i), (rest, None)]
+            else:
+                cuts.append((full[len(before):], i))
             done = full
-        tail = self._render_at(conversation, messages, False)[len(done):]
-        segments.append((tail, loss_on == "all"))
-        return _merge(segments)
+        cuts.append((self._render_at(conversation, messages, False)[len(done):], None))
+        return cuts
+
+    def cuts_of_last_turn(self, conversation: Conversation) -> list[Cut]:
+        """The cuts when only the last answer is located: everything before it is prompt, rendered
+        once with the generation prompt, as the model sees it when it writes that answer."""
+        messages = conversation.messages
+        i = max(k for k, m in enumerate(messages) if m.role == "assistant")
+        before = self._render_at(conversation, messages[:i], True)
+        full = self._render_at(conversation, messages[: i + 1], False)
+        whole = self._render_at(conversation, messages, False)
+        if not full.startswith(before) or not whole.startswith(full):
+            raise DataError(f"{conversation.where}: the {self.name} chat template does not render the last answer "
+                            "after its own generation prompt, so its tokens cannot be located even with "
+                            "data.rerendered_history; set data.template to a template that does")
+        trained, rest = _split_answer(full[len(before):], self.eos)
+        return [(before, None), (trained, i), (rest, None), (whole[len(full):], None)]
+
+    def segment_groups(self, conversations: list[Conversation], loss_on: str,
+                       rerendered: str = "error") -> list[list[list[Segment]]]:
+        """Per conversation, the segment lists of the examples it gives: one, except where the
+        template re-renders earlier turns and ``rerendered`` (``data.rerendered_history``) is
+        ``per_turn`` (one per trained answer; none when no answer is trained)."""
+        from tunesmith.data.turn_spans import spans_for
+
+        return spans_for(self).segment_groups(conversations, loss_on, rerendered)
 
     def _render_at(self, conversation: Conversation, messages: list[Message], generation_prompt: bool) -> str:
         try:
@@ -203,6 +285,35 @@ class JinjaChatTemplate(ChatTemplate):
             [{"role": m.role, "content": m.content} for m in messages], chat_template=self.source,
             tokenize=False, add_generation_prompt=add_generation_prompt,
         )
+
+    def render_many(self, conversations: list[list[Message]]) -> list[Optional[str]]:
+        # The template compiled as apply_chat_template compiles it, called with the same variables
+        # (messages, the special tokens) minus its per-call conversions, which plain role/content
+        # strings do not need: a third of the time. turn_spans checks every rendering against a
+        # plan made with apply_chat_template itself, so a difference would only cost speed.
+        render = self._compiled()
+        if render is None:
+            return super().render_many(conversations)
+        out: list[Optional[str]] = []
+        for messages in conversations:
+            try:
+                out.append(render([{"role": m.role, "content": m.content} for m in messages]))
+            except Exception:  # Jinja raises many types; reported again, with where, by the fallback
+                out.append(None)
+        return out
+
+    def _compiled(self) -> Any:
+        if "_render_fast" not in self.__dict__:
+            try:
+                from transformers.utils.chat_template_utils import _compile_jinja_template
+
+                compiled = _compile_jinja_template(self.jinja)
+                variables = dict(self.tokenizer.special_tokens_map)
+                self._render_fast = lambda messages: compiled.render(
+                    messages=messages, tools=None, documents=None, add_generation_prompt=False, **variables)
+            except (ImportError, AttributeError, TypeError):  # another transformers: apply_chat_template per row
+                self._render_fast = None
+        return self._render_fast
 
 
 class TagsChatTemplate(ChatTemplate):

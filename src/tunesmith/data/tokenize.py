@@ -41,7 +41,9 @@ __all__ = ["IGNORE_INDEX", "TASKS", "TokenizeSettings", "TokenizeStats", "tokeni
 
 TASKS = ("causal_lm", "seq2seq", "sequence_classification")
 LOSS_ON = ("all", "assistant", "last_assistant")
+RERENDERED = ("error", "per_turn", "last_turn")
 NOTED = 20  # examples named in the stats per list; the counts are always exact
+BATCH = 256  # examples per batched rendering and tokenizer call
 # Which example kinds each task can tokenize (seq2seq data can train a causal LM as question -> answer).
 ACCEPTS = {
     "causal_lm": ("conversation", "text", "seq2seq", "tokenized"),
@@ -60,6 +62,7 @@ class TokenizeSettings:
     min_length: int = 0  # examples with fewer tokens are left out
     template: str = "auto"
     tags: PromptTags = field(default_factory=PromptTags)
+    rerendered_history: str = "error"  # error | per_turn | last_turn (see ChatTemplate.segment_groups)
 
     def __post_init__(self) -> None:
         if self.loss_on not in LOSS_ON:
@@ -73,6 +76,9 @@ class TokenizeSettings:
             raise ConfigError(f"data.min_length: must be between 0 and data.max_length={self.max_length}, "
                               f"got {self.min_length!r}")
         check_template_name(self.template)
+        if self.rerendered_history not in RERENDERED:
+            raise ConfigError(f"data.rerendered_history: {self.rerendered_history!r} is not allowed; choose one of "
+                              f"{', '.join(RERENDERED)}")
 
     @classmethod
     def from_config(cls, cfg: Any) -> "TokenizeSettings":
@@ -168,7 +174,7 @@ def tokenize_text(tokenizer: Any, example: TextExample, bos: Optional[bool] = No
 
 def tokenize_examples(
     tokenizer: Any, examples: list[Example], task: str = "auto", settings: Any = None,
-    desc: str = "Tokenizing", template: Optional[ChatTemplate] = None,
+    desc: str = "Tokenizing", template: Optional[ChatTemplate] = None, progress: bool = True,
 ) -> tuple[list[dict[str, Any]], TokenizeStats]:
     """Tokenize every example for ``task`` (``auto``: by the kind of the first example).
 
@@ -185,10 +191,11 @@ def tokenize_examples(
     task = _task_for(examples[0], task)
     job = _Job(tokenizer, settings, task, template)
     rows = []
-    for example in tqdm(examples, desc=desc, unit="ex", leave=False, mininterval=0.5):
-        row = job.tokenize(example, stats)
-        if row is not None:
-            rows.append(row)
+    with tqdm(total=len(examples), desc=desc, unit="ex", leave=False, mininterval=0.5, disable=not progress) as bar:
+        for start in range(0, len(examples), BATCH):
+            chunk = examples[start:start + BATCH]
+            rows += [row for row in job.tokenize_many(chunk, stats) if row is not None]
+            bar.update(len(chunk))
     return rows, stats
 
 
@@ -216,12 +223,80 @@ class _Job:
         self.tokenizer, self.settings, self.task = tokenizer, settings, task
         self._template = template
         self.bos = adds_bos(tokenizer)
+        self._backend: Any = None  # the batched Rust encoder, False when it is not used (see encode)
 
     @property
     def template(self) -> ChatTemplate:
         if self._template is None:  # resolved late: classification needs no chat template
             self._template = resolve_template(self.tokenizer, self.settings)
         return self._template
+
+    def tokenize_many(self, examples: list[Example], stats: TokenizeStats) -> list[Optional[dict[str, Any]]]:
+        """``tokenize`` of each example, in order; causal-LM conversations are rendered and
+        tokenized in batches (each segment still tokenized on its own, as ``tokenize_conversation``)."""
+        conversations: dict[int, Conversation] = {}
+        for k, example in enumerate(examples):
+            conversation = self._causal_conversation(example)
+            if conversation is not None:
+                conversations[k] = conversation
+        encoded: dict[int, list[tuple[list[int], list[int], int]]] = {}
+        if conversations:
+            groups = self.template.segment_groups(list(conversations.values()), self.settings.loss_on,
+                                                  self.settings.rerendered_history)
+            ids = iter(self.encode([text for group in groups for segs in group for text, _ in segs]))
+            for k, group in zip(conversations, groups):
+                encoded[k] = []
+                for segs in group:  # one example per segment list (several with rerendered_history=per_turn)
+                    input_ids: list[int] = []
+                    labels: list[int] = []
+                    n_trained = 0
+                    for _, trained in segs:
+                        part = next(ids)
+                        input_ids += part
+                        if trained:
+                            labels += part
+                            n_trained += len(part)
+                        else:
+                            labels += [IGNORE_INDEX] * len(part)
+                    encoded[k].append((input_ids, labels, n_trained))
+        out = []
+        for k, example in enumerate(examples):
+            if k not in encoded:
+                out.append(self.tokenize(example, stats))
+            elif not encoded[k]:  # per_turn, and no answer is trained
+                out.append(self._fit_causal([], [], example.where, stats, 0))
+            else:
+                out += [self._fit_causal(i, lab, example.where, stats, n) for i, lab, n in encoded[k]]
+        return out
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        """``tokenizer(text, add_special_tokens=False)["input_ids"]`` of each text, in one batched call
+        to the Rust tokenizer when it gives the same ids (checked on the first batch)."""
+        if not texts:
+            return []
+        if self._backend is None:
+            backend = getattr(self.tokenizer, "backend_tokenizer", None)
+            self._backend = False
+            if getattr(self.tokenizer, "is_fast", False) and backend is not None:
+                fast = getattr(backend, "encode_batch_fast", backend.encode_batch)  # tokenizers >= 0.21: no offsets
+                probe = texts[:32]
+                if [e.ids for e in fast(probe, add_special_tokens=False)] == self._slow_encode(probe):
+                    self._backend = fast
+        if self._backend:
+            return [e.ids for e in self._backend(texts, add_special_tokens=False)]
+        return self._slow_encode(texts)
+
+    def _slow_encode(self, texts: list[str]) -> list[list[int]]:
+        return [list(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+    def _causal_conversation(self, example: Example) -> Optional[Conversation]:
+        """The conversation a causal LM trains on for ``example`` (None: not a conversation)."""
+        if self.task != "causal_lm":
+            return None
+        if isinstance(example, Seq2SeqExample):
+            return Conversation([Message("user", example.source), Message("assistant", example.target)],
+                                reference=example.target, where=example.where)
+        return example if isinstance(example, Conversation) else None
 
     def tokenize(self, example: Example, stats: TokenizeStats) -> Optional[dict[str, Any]]:
         kind = EXAMPLE_KINDS[type(example)]
@@ -251,15 +326,18 @@ class _Job:
             encoded = tokenize_conversation(self.tokenizer, example, self.settings.loss_on, self.template)
         return self._fit_causal(encoded["input_ids"], encoded["labels"], example.where, stats)
 
-    def _fit_causal(self, ids: list[int], labels: list[int], where: str, stats: TokenizeStats) -> Optional[dict]:
+    def _fit_causal(self, ids: list[int], labels: list[int], where: str, stats: TokenizeStats,
+                    n_trained: Optional[int] = None) -> Optional[dict]:
         s, n = self.settings, len(ids)
-        if not any(t != IGNORE_INDEX for t in labels):
+        if n_trained is None:
+            n_trained = sum(1 for t in labels if t != IGNORE_INDEX)
+        if not n_trained:
             return stats.drop("dropped_no_trained_token", f"{where} (no trained token under data.loss_on={s.loss_on})")
         if n < s.min_length:
             return stats.drop("dropped_too_short", f"{where} ({n} tokens < data.min_length={s.min_length})")
         keep_first = 1 if self.bos and ids and ids[0] == self.tokenizer.bos_token_id else 0
         fitted = fit_to_length(ids, labels, s.max_length, s.truncation, keep_first)
-        trained = sum(1 for t in fitted.labels if t != IGNORE_INDEX)
+        trained = n_trained if fitted.outcome == "fits" else sum(1 for t in fitted.labels if t != IGNORE_INDEX)
         if fitted.outcome == "too_long":
             why = f"data.truncation={s.truncation}"
             if s.truncation == "truncate_prompt":
