@@ -118,3 +118,31 @@ def test_fsdp_on_two_cpu_processes_matches_one_process(data, tiny_llama_dir):
     reference = load_run(tmp / "full").model
     for (name, a), b in zip(model.state_dict().items(), reference.state_dict().values()):
         assert a.shape == b.shape and torch.allclose(a, b, atol=1e-4), name
+
+
+SLOW_DATA = '''
+import os, time
+
+def rows(split, seed, n):
+    time.sleep(int(os.environ["SLOW_DATA_S"]))  # reading the data takes longer than the timeout
+    return [{"instruction": f"Add {a} and {b}.", "output": f"{a} + {b} = {a + b}"} for a in range(6) for b in range(4)]
+'''
+
+
+@pytest.mark.slow
+def test_data_preparation_longer_than_the_distributed_timeout_does_not_trip_it(tmp_path, tiny_llama_dir):
+    """Reading the data takes 12 s with a 5 s distributed timeout: no process waits for the others
+    in a barrier while data is prepared (the cache's file lock lets one tokenize), so the run
+    completes."""
+    (tmp_path / "slow_data.py").write_text(SLOW_DATA)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29537"]
+    command = train_command(*torchrun, model_dir=tiny_llama_dir, data="slow_data:rows", out=tmp_path / "slow",
+                            batch_size=4)
+    command = [c for c in command if c != "data.cache=false"] + ["train.distributed.timeout_s=5",
+                                                                 "train.max_steps=2"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "SLOW_DATA_S": "12",
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).resolve().parents[2] / "src")]),
+           "TUNESMITH_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (tmp_path / "slow" / "run.json").is_file()

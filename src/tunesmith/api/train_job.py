@@ -154,8 +154,10 @@ def _run_training(run: TrainingRun) -> TrainResult:
     cfg = run.config
     checkpoint = run.setup()
     run_dir = RunDir(run.run_dir)
-    with dist.main_process_first():  # rank 0 fills the data cache and converts a GGUF file once
-        bundle, retain = run.setup_data()
+    # Every process prepares its data: the tokenized-data cache lets one of them tokenize while the
+    # others wait on its file lock (with progress, no distributed timeout), then read the result.
+    bundle, retain = run.setup_data()
+    with dist.main_process_first():  # rank 0 converts a GGUF file once
         run.setup_model(bundle.label_names)
 
     # Held-out measurements run on rank 0 only, and not on sharded (fsdp / deepspeed) models.
