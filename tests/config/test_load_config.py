@@ -99,6 +99,7 @@ def test_comma_in_an_override_is_explained():
     (["model=minilm-l6", "data=sentiment"], "full", 1e-4, 4.0),
     (["model=minilm-l6", "data=paraphrase", "peft=lora"], "lora", 1e-3, 3.0),
     (["model=minilm-l6", "data=paraphrase", "peft.method=dora"], "dora", 1e-3, 3.0),
+    (["model=minilm-l6", "data=paraphrase", "peft.target_modules=[query,value]"], "lora", 1e-3, 3.0),
     (["model.name_or_path=minilm-l6", "model.task=sequence_classification", "data.train=rows.jsonl"],
      "full", 1e-4, 4.0),
 ])

@@ -103,7 +103,7 @@ def _classifier_recipe(selections: dict[str, str], merged: dict[str, Any], user:
     """Choose the packaged classifier recipe for a classification job that names no train group.
 
     A job is a classification job when its data format or its model task says so. Without a
-    ``peft`` group or ``peft.method`` it fine-tunes every weight (``peft=full``,
+    ``peft`` group or any ``peft.*`` setting it fine-tunes every weight (``peft=full``,
     ``train=classify-full``, the measured best on the built-in pairs); with a named adapter method
     it keeps that method and takes ``train=classify``. Returns True when ``selections`` changed.
     """
@@ -114,7 +114,9 @@ def _classifier_recipe(selections: dict[str, str], merged: dict[str, Any], user:
     if fmt not in CLASSIFICATION_FORMATS and task != "sequence_classification":
         return False
     method = _given("peft", "method", {}, user, parsed)
-    if "peft" not in selections and method is None:
+    peft_keys = isinstance(user.get("peft"), dict) or any(
+        key == "peft" or key.startswith("peft.") for key, _ in parsed)
+    if "peft" not in selections and not peft_keys:
         selections["peft"] = "full"
         method = "full"
     method = method or _given("peft", "method", merged, {}, [])

@@ -23,6 +23,7 @@ class Pool:
     test: tuple[str, ...]
 
     def part(self, split: str) -> tuple[str, ...]:
+        """The wordings ``split`` draws from: the test half for ``"test"``, else the train half."""
         return self.test if split == "test" else self.train
 
 
