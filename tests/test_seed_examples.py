@@ -422,7 +422,7 @@ def test_003_tokenize_pairs_and_pad_each_batch(tiny_bert_dir, tmp_path):
 
 
 # -- 004: the training configuration ----------------------------------------------------------------
-@pytest.mark.slow  # the default job's 80 steps of 32 sequences: about a minute on two CPU cores
+@pytest.mark.slow  # the default job's 150 steps of 32 sequences: about two minutes on two CPU cores
 def test_004_update_a_train_config_then_run_main(tiny_llama_dir, tmp_path, monkeypatch):
     from tunesmith import TrainConfig
     from tunesmith import main  # from QEfficient.cloud.finetune import main
@@ -441,5 +441,5 @@ def test_004_update_a_train_config_then_run_main(tiny_llama_dir, tmp_path, monke
     # Fine-tune the model
     result = main(train_config=train_config)
     assert (train_config.train.lr, train_config.train.batch_size) == (5e-4, 32)
-    # TrainConfig() is the packaged default job: 80 optimizer steps (the document sets no length).
-    assert json.loads((Path(result.run_dir) / "run.json").read_text())["global_step"] == 80
+    # TrainConfig() is the packaged default job: 150 optimizer steps (the document sets no length).
+    assert json.loads((Path(result.run_dir) / "run.json").read_text())["global_step"] == 150

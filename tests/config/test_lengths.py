@@ -10,7 +10,7 @@ from tunesmith.api import FineTuner
 from tunesmith.config import load_config
 from tunesmith.config.lengths import describe_length, settle_length
 
-PACKAGED_STEPS = 80  # train=default
+PACKAGED_STEPS = 150  # configs/train/default.yaml
 
 
 def lengths(cfg):

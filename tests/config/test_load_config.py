@@ -111,8 +111,8 @@ def test_classification_jobs_get_the_classifier_recipe(overrides, method, group_
 @pytest.mark.parametrize("overrides, method, max_steps", [
     (["model=minilm-l6", "data=paraphrase", "train=quick"], "lora", 5),  # a named train group wins
     (["model=minilm-l6", "data=sentiment", "train=classify"], "lora", -1),
-    ([], "lora", 80),  # the causal-LM default job is untouched
-    (["data=arith", "peft=full"], "full", 80),
+    ([], "lora", 150),  # the causal-LM default job is untouched
+    (["data=arith", "peft=full"], "full", 150),
 ])
 def test_other_jobs_keep_their_groups(overrides, method, max_steps):
     cfg = load_config(overrides=overrides)

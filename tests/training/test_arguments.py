@@ -19,7 +19,7 @@ def kwargs(*overrides, has_eval=True, device="cpu"):
 
 def test_defaults_keep_the_default_job():
     k = kwargs()
-    assert (k["max_steps"], k["per_device_train_batch_size"], k["learning_rate"]) == (80, 8, 1e-3)
+    assert (k["max_steps"], k["per_device_train_batch_size"], k["learning_rate"]) == (150, 8, 1e-3)
     assert k["lr_scheduler_type"] == "cosine" and k["warmup_steps"] == 0.05
     assert "optim" not in k  # transformers' default AdamW
     assert k["max_grad_norm"] == 1.0 and "activation_checkpointing" not in k

@@ -246,7 +246,7 @@ class FineTuner:
     def train(self, output_dir: str | os.PathLike | None = None, num_train_epochs: Optional[float] = None) -> TrainResult:
         """Load, (evaluate the base model,) train, save, (evaluate the tuned model) and report.
 
-        ``num_train_epochs`` replaces the config's length, the packaged 80-step limit included
+        ``num_train_epochs`` replaces the config's length, the packaged 150-step limit included
         (``tunesmith.config.lengths``). Afterwards ``self.model`` / ``self.tokenizer`` hold the
         tuned model, ready for ``generate``. The steps are in ``tunesmith.api.train_job``.
 

@@ -19,8 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="fine-tune a model (default: LoRA on SmolLM2-135M with arith)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Fine-tune a model. Config precedence: packaged defaults < CONFIG.yaml < key=value.\n\n"
-                    "The default job (also what TrainConfig() holds in Python): 80 optimizer steps\n"
-                    "(train.max_steps=80) at train.lr=1e-3, batch 8, a few minutes on a laptop CPU.\n"
+                    "The default job (also what TrainConfig() holds in Python): 150 optimizer steps\n"
+                    "(train.max_steps=150) at train.lr=1e-3, batch 8, a few minutes on a laptop CPU.\n"
                     "Giving epochs (train.epochs=3) clears that step limit; giving both, max_steps is\n"
                     "used and a warning says so. train=classify: 3 epochs, batch 32; train=quick: 5 steps.")
     train.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value ...]",

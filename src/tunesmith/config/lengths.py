@@ -1,9 +1,9 @@
 """How long a run lasts: ``train.epochs`` or ``train.max_steps``, and which one a user meant.
 
 A run has one length. ``train.max_steps > 0`` decides it (as in transformers); otherwise
-``train.epochs`` does. The packaged jobs give a step limit (``train=default``: 80 steps), so a user
+``train.epochs`` does. The packaged jobs give a step limit (``train=default``: 150 steps), so a user
 who asks for epochs anywhere (a YAML file, ``train.epochs=3``, ``trainer_config``,
-``train(num_train_epochs=3)``) would otherwise still get the packaged 80 steps. The rules:
+``train(num_train_epochs=3)``) would otherwise still get the packaged 150 steps. The rules:
 
 - A length the user gives replaces the length set before it: epochs alone clear the step limit
   (``train.max_steps=-1``); a step limit alone makes earlier epochs irrelevant.

@@ -214,10 +214,10 @@ class TrainSection:
     trainer: str = "auto"  # auto: sft, seq2seq or classification by the model's task
     trainer_args: dict[str, Any] = field(default_factory=dict)  # extra arguments for the trainer factory
     # The defaults are the packaged job's (configs/train/default.yaml), so TrainConfig() and
-    # `tunesmith train` run the same thing: 80 steps at lr 1e-3, a few minutes on a laptop CPU.
+    # `tunesmith train` run the same thing: 150 steps at lr 1e-3, a few minutes on a laptop CPU.
     # Giving epochs anywhere clears the step limit (tunesmith.config.lengths).
     epochs: float = 1.0
-    max_steps: int = 80  # > 0 decides the length; -1: train.epochs decide it
+    max_steps: int = 150  # > 0 decides the length; -1: train.epochs decide it
     batch_size: int = 8
     grad_accum: int = 1
     lr: float = 1e-3
