@@ -49,6 +49,7 @@ def _run_training(tuner: Any, where: dict[str, Path]) -> TrainResult:
     from tunesmith.training.guarded_run import nan_skipped_steps, train_with_guards
     from tunesmith.training.attention_choice import choose_attention
     from tunesmith.training.signals import stop_at_once_on_signals
+    from tunesmith.training.host_memory import apply_memory_trim, memory_record, plan_memory_trim
     from tunesmith.training.speed import apply_speed_settings, speed_context
 
     cfg = tuner.config
@@ -95,6 +96,9 @@ def _run_training(tuner: Any, where: dict[str, Path]) -> TrainResult:
     trainer = _build_trainer(tuner, task, bundle, run_dir, device, precision, packing, attention, retain)
     for note in apply_speed_settings(trainer, cfg.train):  # train.logits, train.logits_chunk
         print(note, flush=True)
+    trim = plan_memory_trim(cfg.train.memory_trim, device)
+    print(trim.describe(), flush=True)
+    memory = apply_memory_trim(trainer, trim)  # train.memory_trim
     start = time.perf_counter()
     with speed_context(tuner.model, cfg, precision, device, attention):  # train.frozen_weights, train.attention
         output = train_with_guards(trainer, cfg, checkpoint)  # atomic checkpoints, resume, NaN and signal guards
@@ -119,7 +123,7 @@ def _run_training(tuner: Any, where: dict[str, Path]) -> TrainResult:
     tuner.run_dir = run_dir
     _write_record(tuner, run_dir, output, train_seconds, device, precision, task, trainable, total, before, after,
                   resources=resource_summary(trainer.callback_handler.callbacks), data=_data_record(bundle),
-                  nan_skipped=nan_skipped_steps(trainer),
+                  nan_skipped=nan_skipped_steps(trainer), memory=memory_record(trainer, memory),
                   speed={"packing": packing, "attention": attention.kernel, "attention_reason": attention.reason,
                          "hub_kernels": bool(getattr(_inner(tuner.model), "use_kernels", False))})
     _write_report(run_dir)
@@ -303,10 +307,11 @@ def _save_outputs(tuner: Any, run_dir: Path, trainer: Any) -> None:
 def _write_record(tuner: Any, run_dir: Path, output: Any, train_seconds: float, device: str, precision: str,
                   task: str, trainable: int, total: int, before: Optional[dict], after: Optional[dict],
                   resources: Optional[dict] = None, data: Optional[dict] = None, nan_skipped: int = 0,
-                  speed: Optional[dict] = None) -> None:
+                  speed: Optional[dict] = None, memory: Optional[dict] = None) -> None:
     """``run.json``: its presence marks a finished run. ``resources``: peak memory and tokens/s;
     ``nan_skipped``: optimizer steps skipped for a NaN/inf loss or gradient (train.nan_policy=skip);
-    ``speed``: the packing, attention kernel (and why) and hub kernels the run trained with."""
+    ``speed``: the packing, attention kernel (and why) and hub kernels the run trained with;
+    ``memory``: whether steps were trimmed (train.memory_trim), why, and what the trims cost."""
     from tunesmith.inference.runs import write_run_record
 
     write_run_record(run_dir, {
@@ -317,7 +322,7 @@ def _write_record(tuner: Any, run_dir: Path, output: Any, train_seconds: float, 
         "metric": before and before["metric"], "before_score": before and before["score"],
         "after_score": after and after["score"],
         "resources": resources or {}, "data": data or {}, "nan_skipped_steps": nan_skipped,
-        "speed": speed or {},
+        "speed": speed or {}, "memory": memory or {},
     })
 
 

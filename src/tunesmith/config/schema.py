@@ -40,6 +40,7 @@ Logits = Literal["label_only", "full"]
 Attention = Literal["auto", "varlen", "segments", "sdpa", "eager", "flash_attention_2"]
 HubKernels = Literal["auto", "on", "off"]
 FrozenWeights = Literal["auto", "as_loaded"]
+MemoryTrim = Literal["auto", "on", "off"]
 
 
 @dataclass
@@ -266,6 +267,10 @@ class TrainSection:
     # auto: on a CPU under bf16 autocast, frozen linear weights are held in bf16 while training
     # (the same values autocast computes each step; restored afterwards); as_loaded: untouched.
     frozen_weights: FrozenWeights = "auto"
+    # memory (tunesmith.training.host_memory): auto gives the memory each optimizer step freed back
+    # to the operating system (glibc malloc_trim) when training on a CPU under Linux, so resident
+    # memory stays flat over long padding-free runs; on: on any device (glibc only); off: never.
+    memory_trim: MemoryTrim = "auto"
 
 
 @dataclass
