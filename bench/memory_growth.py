@@ -4,17 +4,19 @@ Runs tunesmith's default job (SmolLM2-135M, LoRA, the built-in ``arith`` data) f
 optimizer steps in a fresh process per variant, records the resident set size (RSS) after every
 step and the highest RSS within each step, and prints them every ``--every`` steps with a summary:
 RSS at step 20, at the end, the growth between them, the peak within any step and the peak of the
-whole process (loading included), and what ``train.memory_trim`` did. Variants are config overrides
+whole process (loading included), and what ``train.memory_trim`` did (``train.cpu_kernel_cache``
+is the other memory setting). Variants are config overrides
 and/or environment variables, so allocator settings (``LD_PRELOAD``, ``MALLOC_*``) can be compared
 with the batch layout:
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/memory_growth.py --steps 200
     HF_HUB_OFFLINE=1 .venv/bin/python bench/memory_growth.py --steps 60 \\
         --variant padded:data.packing=none --variant untrimmed:train.memory_trim=off \\
+        --variant cache1024:train.cpu_kernel_cache=1024 \\
         --variant jemalloc:train.memory_trim=off@LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
 
 A variant is ``NAME[:KEY=VALUE,...][@ENV=VALUE,...]``. Default: padding-free rows (the default)
-and padded rows (``data.packing=none``), each with ``train.memory_trim`` at its default and off.
+and padded rows (``data.packing=none``), each with tunesmith's memory settings and untuned.
 The before/after evaluation of the default job is off unless ``--eval``. Linux only (``/proc``).
 Timings are not the point here; RSS is.
 """
@@ -30,8 +32,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-DEFAULT_VARIANTS = ["padding-free", "padding-free-untrimmed:train.memory_trim=off", "padded:data.packing=none",
-                    "padded-untrimmed:data.packing=none,train.memory_trim=off"]
+# Each layout with tunesmith's memory settings and with glibc's and torch's defaults (no trim,
+# 1024 cached CPU kernels).
+DEFAULT_VARIANTS = ["padding-free", "padding-free-untuned:train.memory_trim=off,train.cpu_kernel_cache=1024",
+                    "padded:data.packing=none",
+                    "padded-untuned:data.packing=none,train.memory_trim=off,train.cpu_kernel_cache=1024"]
 
 
 def rss_mb() -> float:
@@ -69,6 +74,7 @@ def child(overrides: list[str], steps: int, out: str) -> int:
         def on_step_end(self, args, state, control, **kwargs):
             record["rss"].append(round(rss_mb(), 1))
             record["step_peak"].append(round(peak_mb(reset=True), 1))
+            Path(out).with_suffix(".partial").write_text(json.dumps(record))  # to follow a long run
 
     train = guarded_run.train_with_guards
 

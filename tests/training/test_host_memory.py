@@ -103,3 +103,18 @@ def test_apply_adds_a_glibc_callback_when_enabled():
     (callback,) = trainer.callbacks
     callback.on_step_end(None, None, None)
     assert memory_record(trainer, record)["trims"] == 1
+
+
+def test_kernel_cache_size_is_checked_and_set_before_loading(monkeypatch):
+    with pytest.raises(ConfigError, match="train.cpu_kernel_cache: -1 is not allowed"):
+        load_config(overrides=["train.cpu_kernel_cache=-1"])
+    assert load_config().train.cpu_kernel_cache == 16
+    monkeypatch.setattr(host_memory, "_applied", {})
+    for name in host_memory.KERNEL_CACHE_VARIABLES:
+        monkeypatch.setenv(name, "1024")  # the user's environment does not win over the config
+    assert host_memory.limit_kernel_caches(0) is None
+    assert (host_memory.os.environ["LRU_CACHE_CAPACITY"], host_memory.os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"]) \
+        == ("1", "0")
+    assert host_memory.limit_kernel_caches(0) is None  # the same size again: nothing to say
+    note = host_memory.limit_kernel_caches(64)
+    assert note.startswith("train.cpu_kernel_cache=64: this Python process already trained with 0 and keeps 0")

@@ -49,7 +49,8 @@ def _run_training(tuner: Any, where: dict[str, Path]) -> TrainResult:
     from tunesmith.training.guarded_run import nan_skipped_steps, train_with_guards
     from tunesmith.training.attention_choice import choose_attention
     from tunesmith.training.signals import stop_at_once_on_signals
-    from tunesmith.training.host_memory import apply_memory_trim, memory_record, plan_memory_trim
+    from tunesmith.training.host_memory import (apply_memory_trim, limit_kernel_caches, memory_record,
+                                                plan_memory_trim)
     from tunesmith.training.speed import apply_speed_settings, speed_context
 
     cfg = tuner.config
@@ -60,6 +61,7 @@ def _run_training(tuner: Any, where: dict[str, Path]) -> TrainResult:
         from tunesmith.training.loggers import check_tracking_server
 
         check_tracking_server(cfg.train.mlflow_tracking_uri)  # bounded: never minutes of retries
+    kernel_note = limit_kernel_caches(cfg.train.cpu_kernel_cache)  # before the first matrix multiply
     device, precision = tuner._runtime()
     device = dist.process_device(device)  # cuda:LOCAL_RANK under torchrun / accelerate launch
     dist.init_distributed(device, cfg.train.distributed.backend, cfg.train.distributed.timeout_s)
@@ -97,8 +99,8 @@ def _run_training(tuner: Any, where: dict[str, Path]) -> TrainResult:
     for note in apply_speed_settings(trainer, cfg.train):  # train.logits, train.logits_chunk
         print(note, flush=True)
     trim = plan_memory_trim(cfg.train.memory_trim, device)
-    print(trim.describe(), flush=True)
-    memory = apply_memory_trim(trainer, trim)  # train.memory_trim
+    print(trim.describe() + (f"\n{kernel_note}" if kernel_note else ""), flush=True)
+    memory = {**apply_memory_trim(trainer, trim), "cpu_kernel_cache": cfg.train.cpu_kernel_cache}
     start = time.perf_counter()
     with speed_context(tuner.model, cfg, precision, device, attention):  # train.frozen_weights, train.attention
         output = train_with_guards(trainer, cfg, checkpoint)  # atomic checkpoints, resume, NaN and signal guards

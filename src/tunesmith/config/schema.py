@@ -271,6 +271,9 @@ class TrainSection:
     # to the operating system (glibc malloc_trim) when training on a CPU under Linux, so resident
     # memory stays flat over long padding-free runs; on: on any device (glibc only); off: never.
     memory_trim: MemoryTrim = "auto"
+    # CPU kernels (oneDNN primitives, each with its own copy of a weight) torch caches per process;
+    # torch's default, 1024, fills at several MiB per step when the row length changes every step.
+    cpu_kernel_cache: int = 16
 
 
 @dataclass

@@ -1,26 +1,36 @@
-"""``train.memory_trim``: give the memory a training step freed back to the operating system.
+"""Resident memory of a CPU run that stays flat: ``train.memory_trim`` and ``train.cpu_kernel_cache``.
 
-With padding-free rows every step has a new row length, so the activations of each step are
-tensors of new sizes. glibc's ``malloc`` serves tensors below its mmap threshold (which rises to
-32 MiB after the first large free) from its heaps, and keeps freed blocks there for reuse; blocks
-of ever-changing sizes fragment the heaps, and the process's resident memory keeps climbing with
-each new longest row (docs/benchmarks.md, "Memory over long runs"). Calling glibc's
-``malloc_trim(0)`` after every optimizer step returns the free pages of every heap to the
-kernel, so the resident memory follows what the step really holds.
+With padding-free rows every step has a new row length, so every step's matrix multiplies have
+new shapes. Two things then grow with the number of steps (docs/benchmarks.md, "Memory over long
+runs"):
 
-- ``auto``: trim after every optimizer step when the model trains on a CPU and the C library is
-  glibc (Linux). On a GPU the activations live in CUDA memory, which ``malloc`` does not hold.
-- ``on``: trim wherever glibc is present, whatever the device.
-- ``off``: never.
+- **Kernel caches.** On a CPU, torch runs bf16 matrix multiplies through oneDNN, which builds a
+  kernel (a "primitive", holding its own reordered copy of the weight) per shape and caches up to
+  1024 of them, in two caches (ideep's, sized by ``LRU_CACHE_CAPACITY``, and oneDNN's, by
+  ``ONEDNN_PRIMITIVE_CACHE_CAPACITY``). With a new shape every step, they fill at several MiB per
+  step. ``train.cpu_kernel_cache`` (default 16) bounds both: a step reuses its kernels across all
+  layers (one shape per step), so a small cache keeps that reuse, and what older steps built goes.
+  Both sizes are read once per process, at the first such multiply, so `limit_kernel_caches` runs
+  before the model is loaded.
+- **Freed heap pages.** glibc's ``malloc`` serves tensors below its mmap threshold (which rises to
+  32 MiB after the first large free) from heaps that keep freed blocks; blocks of ever-changing
+  sizes fragment them. ``train.memory_trim`` calls glibc's ``malloc_trim(0)`` after every optimizer
+  step, which returns the free pages of every heap to the kernel:
 
-Where the C library is not glibc (macOS, musl, Windows) there is no ``malloc_trim``; the run says
-so in one line and in ``run.json`` (``memory.memory_trim``) and trains without it.
+  - ``auto``: when the model trains on a CPU and the C library is glibc (Linux). On a GPU the
+    activations live in CUDA memory, which ``malloc`` does not hold.
+  - ``on``: wherever glibc is present, whatever the device.
+  - ``off``: never.
+
+  Where the C library is not glibc (macOS, musl, Windows) there is no ``malloc_trim``; the run says
+  so in one line and in ``run.json`` (``memory.reason``) and trains without it.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -127,3 +137,30 @@ def memory_record(trainer: Any, record: dict[str, Any]) -> dict[str, Any]:
         if isinstance(callback, MemoryTrim):
             return {**record, **callback.summary()}
     return record
+
+
+# ideep's cache (torch's mkldnn bridge) and oneDNN's own; both default to 1024 kernels.
+KERNEL_CACHE_VARIABLES = ("LRU_CACHE_CAPACITY", "ONEDNN_PRIMITIVE_CACHE_CAPACITY")
+_applied: dict[str, int] = {}  # what this process set, for the note when a later run asks for more
+
+
+def limit_kernel_caches(size: int) -> Optional[str]:
+    """Bound torch's CPU kernel caches to ``size`` kernels each (``train.cpu_kernel_cache``).
+
+    Sets ``LRU_CACHE_CAPACITY`` and ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` for this process (ideep
+    caches at least one kernel, so 0 becomes 1 there). They are read once, at the first bf16
+    matrix multiply on a CPU, so this runs before the model is loaded; returns a note for the user
+    when the process already ran with other sizes (a second run in one Python session), else None:
+    ``limit_kernel_caches(16)`` -> None, then ``limit_kernel_caches(64)`` -> ``"train.cpu_kernel_cache=64
+    ... keeps 16 ..."``.
+    """
+    wanted = {"LRU_CACHE_CAPACITY": max(size, 1), "ONEDNN_PRIMITIVE_CACHE_CAPACITY": size}
+    earlier = dict(_applied)
+    for name, value in wanted.items():
+        os.environ[name] = str(value)
+        _applied.setdefault(name, value)
+    if earlier and earlier != wanted:
+        return (f"train.cpu_kernel_cache={size}: this Python process already trained with "
+                f"{earlier['ONEDNN_PRIMITIVE_CACHE_CAPACITY']} and keeps {earlier['ONEDNN_PRIMITIVE_CACHE_CAPACITY']} "
+                "(the cache sizes are read once per process); start a new process for another size")
+    return None
