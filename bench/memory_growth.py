@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<24} RSS step {s['start_step']} {s['at_start']:6.0f} MiB, step {len(results[name]['rss'])} "
                   f"{s['end']:6.0f} MiB ({s['growth']:+.1%}); peak in a step {s['step_peak']:6.0f} MiB, "
                   f"peak {s['peak']:6.0f} MiB (loading {results[name]['load_peak']:.0f}); "
-                  f"trim: {trim.get('reason', '?')}"
+                  f"kernel cache {trim.get('cpu_kernel_cache', '?')}, trim: {trim.get('reason', '?')}"
                   + (f", {trim['trims']} calls, {trim['trim_seconds']:.2f} s" if "trims" in trim else ""), flush=True)
     print("\nRSS after each step / peak within the step (MiB)\nstep  " + "".join(f"{n:>26}" for n in results))
     for step in range(args.every, args.steps + 1, args.every):
