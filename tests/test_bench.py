@@ -61,3 +61,16 @@ def test_variants_parse_to_config_overrides():
     assert parse_variants(["fast:data.packing=pack,train.logits=full", "plain"]) == {
         "fast": ["data.packing=pack", "train.logits=full"], "plain": []}
     assert list(parse_variants([])) == ["tunesmith", "tunesmith-fp32"]
+
+
+def test_memory_bench_variants_and_summary():
+    from memory_growth import DEFAULT_VARIANTS, parse, summary
+
+    assert parse("jemalloc:train.memory_trim=off,data.packing=none@LD_PRELOAD=/x.so,MALLOC_ARENA_MAX=2") == (
+        "jemalloc", ["train.memory_trim=off", "data.packing=none"], {"LD_PRELOAD": "/x.so", "MALLOC_ARENA_MAX": "2"})
+    assert [parse(v)[0] for v in DEFAULT_VARIANTS] == ["padding-free", "padding-free-untuned", "padded", "padded-untuned"]
+    record = {"rss": [100.0, 110.0, 121.0], "step_peak": [130.0, 150.0, 140.0], "load_peak": 120.0, "end_peak": 125.0}
+    s = summary(record, start=2)
+    assert (s["start_step"], s["at_start"], s["end"], s["step_peak"], s["peak"]) == (2, 110.0, 121.0, 150.0, 150.0)
+    assert abs(s["growth"] - 0.1) < 1e-9
+    assert summary({**record, "load_peak": 900.0}, start=20)["peak"] == 900.0  # loading can be the peak

@@ -45,6 +45,7 @@ class TrainingRun:
         self.run_dir: Optional[Path] = None
         self.plan: Optional[ResolvedRun] = None
         self.device = self.precision = ""
+        self.kernel_note: Optional[str] = None  # what train.cpu_kernel_cache did (or could not do)
         self.recorded = False  # run.json is written (by the main process)
 
     def context(self) -> ModelContext:
@@ -61,6 +62,7 @@ class TrainingRun:
         from tunesmith.api.components import check_metric_fits_task
         from tunesmith.training import distributed as dist
         from tunesmith.training.callbacks import check_callbacks
+        from tunesmith.training.host_memory import limit_kernel_caches
 
         cfg = self.config
         _mask_secrets_in_logs(cfg)
@@ -70,6 +72,7 @@ class TrainingRun:
             from tunesmith.training.loggers import check_tracking_server
 
             check_tracking_server(cfg.train.mlflow_tracking_uri)  # bounded: never minutes of retries
+        self.kernel_note = limit_kernel_caches(cfg.train.cpu_kernel_cache)  # before the first matrix multiply
         device, self.precision = runtime(cfg)
         self.device = dist.process_device(device)  # cuda:LOCAL_RANK under torchrun / accelerate launch
         dist.init_distributed(self.device, cfg.train.distributed.backend, cfg.train.distributed.timeout_s)
@@ -105,6 +108,7 @@ class TrainingRun:
         from tunesmith.training.attention_choice import choose_attention
         from tunesmith.training.guarded_run import nan_skipped_steps, train_with_guards
         from tunesmith.reporting.resources import resource_summary
+        from tunesmith.training.host_memory import apply_memory_trim, memory_record, plan_memory_trim
         from tunesmith.training.speed import apply_speed_settings, speed_context
 
         cfg, plan = self.config, self.plan
@@ -116,6 +120,9 @@ class TrainingRun:
                                  plan.packing.value, attention, retain)
         for note in apply_speed_settings(trainer, cfg.train):  # train.logits, train.logits_chunk
             print(note, flush=True)
+        trim = plan_memory_trim(cfg.train.memory_trim, self.device)
+        print(trim.describe() + (f"\n{self.kernel_note}" if self.kernel_note else ""), flush=True)
+        memory = {**apply_memory_trim(trainer, trim), "cpu_kernel_cache": cfg.train.cpu_kernel_cache}
         start = time.perf_counter()
         with speed_context(self.model, cfg, self.precision, self.device, attention):  # train.frozen_weights, attention
             output = train_with_guards(trainer, cfg, checkpoint)  # atomic checkpoints, resume, NaN and signal guards
@@ -123,7 +130,7 @@ class TrainingRun:
         _save_outputs(self, RunDir(self.run_dir), trainer)
         return {"output": output, "train_seconds": train_seconds, "trainable": trainable, "total": total,
                 "resources": resource_summary(trainer.callback_handler.callbacks),
-                "nan_skipped": nan_skipped_steps(trainer),
+                "nan_skipped": nan_skipped_steps(trainer), "memory": memory_record(trainer, memory),
                 "speed": {"packing": plan.packing.value, "attention": attention.kernel,
                           "attention_reason": attention.reason,
                           "hub_kernels": bool(getattr(_inner(self.model), "use_kernels", False))}}
@@ -366,7 +373,8 @@ def _write_record(run: TrainingRun, run_dir: RunDir, trained: dict[str, Any], be
                   after: Optional[dict], data: dict[str, Any]) -> None:
     """``run.json``: its presence marks a finished run. ``resources``: peak memory and tokens/s;
     ``nan_skipped_steps``: optimizer steps skipped for a NaN/inf loss or gradient (train.nan_policy=skip);
-    ``speed``: the packing, attention kernel (and why) and hub kernels the run trained with; ``plan``:
+    ``speed``: the packing, attention kernel (and why) and hub kernels the run trained with;
+    ``memory``: whether steps were trimmed (train.memory_trim), why, and what the trims cost; ``plan``:
     the run's decisions (``ResolvedRun``)."""
     output = trained["output"]
     run_dir.write_record({
@@ -377,7 +385,8 @@ def _write_record(run: TrainingRun, run_dir: RunDir, trained: dict[str, Any], be
         "metric": before and before["metric"], "before_score": before and before["score"],
         "after_score": after and after["score"],
         "resources": trained["resources"] or {}, "data": data or {}, "nan_skipped_steps": trained["nan_skipped"],
-        "speed": trained["speed"] or {}, "plan": run.plan.record() if run.plan else {},
+        "speed": trained["speed"] or {}, "memory": trained["memory"] or {},
+        "plan": run.plan.record() if run.plan else {},
     })
 
 

@@ -41,6 +41,7 @@ Logits = Literal["label_only", "full"]
 Attention = Literal["auto", "varlen", "segments", "sdpa", "eager", "flash_attention_2"]
 HubKernels = Literal["auto", "on", "off"]
 FrozenWeights = Literal["auto", "as_loaded"]
+MemoryTrim = Literal["auto", "on", "off"]
 
 
 @dataclass
@@ -273,6 +274,13 @@ class TrainSection:
     # auto: on a CPU under bf16 autocast, frozen linear weights are held in bf16 while training
     # (the same values autocast computes each step; restored afterwards); as_loaded: untouched.
     frozen_weights: FrozenWeights = "auto"
+    # memory (tunesmith.training.host_memory; measured in docs/benchmarks.md): auto gives the memory
+    # each optimizer step freed back to the operating system (glibc malloc_trim) when training on a
+    # CPU under Linux; on: on any device (glibc only); off: never.
+    memory_trim: MemoryTrim = "auto"
+    # CPU kernels (oneDNN primitives, each with its own copy of a weight) torch caches per process;
+    # torch's default, 1024, fills at several MiB per step when the row length changes every step.
+    cpu_kernel_cache: int = 16
 
 
 @dataclass

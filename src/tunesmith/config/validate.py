@@ -186,6 +186,8 @@ def check_values(cfg: TrainConfig) -> TrainConfig:
         ("train.num_threads", 0 <= cfg.train.num_threads <= MAX_COUNT,
          f"0 (automatic) or a thread count, at most {MAX_COUNT}"),
         ("train.logits_chunk", cfg.train.logits_chunk > 0, "a positive number of rows"),
+        ("train.cpu_kernel_cache", 0 <= cfg.train.cpu_kernel_cache <= MAX_COUNT,
+         f"0 (no cache) or a number of kernels, at most {MAX_COUNT}"),
         ("train.resume", bool(cfg.train.resume.strip()), "auto, none or the path of a checkpoint or run directory"),
         ("eval.max_samples", cfg.eval.max_samples > 0, "a positive count"),
         ("eval.max_new_tokens", cfg.eval.max_new_tokens > 0, "a positive number of tokens"),
