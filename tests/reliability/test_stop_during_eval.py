@@ -63,8 +63,11 @@ def test_sigterm_during_evaluation_saves_and_exits_within_10_s(overrides, tmp_pa
 
 def test_sigterm_while_measuring_the_base_model_stops_at_once_with_a_message(overrides, tmp_path):
     out = tmp_path / "run"
-    argv = overrides(out, "eval.before_after=on", "eval.max_samples=64", "eval.max_new_tokens=400",
-                     "data.eval_split=0.5", "eval.metric=exact_match")
+    eval_file = tmp_path / "eval.jsonl"  # one prompt per batch: minutes of evaluation, even on a fast CPU
+    eval_file.write_text("\n".join(json.dumps({"instruction": f"Add {i} and 1.", "output": f"#### {i + 1}"})
+                                   for i in range(500)) + "\n", encoding="utf-8")
+    argv = overrides(out, "eval.before_after=on", "eval.max_samples=500", "eval.max_new_tokens=400",
+                     "eval.batch_size=1", f"data.eval={eval_file}", "eval.metric=exact_match")
     log = tmp_path / "cli.log"
     code, took, text = sigterm_once(argv, log, lambda: "Evaluating base model" in log.read_text(encoding="utf-8"))
     assert code == 143, text[-3000:]
