@@ -111,8 +111,10 @@ def test_kernel_cache_size_is_checked_and_set_before_loading(monkeypatch):
     assert load_config().train.cpu_kernel_cache == 16
     monkeypatch.setattr(host_memory, "_applied", {})
     for name in host_memory.KERNEL_CACHE_VARIABLES:
-        monkeypatch.setenv(name, "1024")  # the user's environment does not win over the config
-    assert host_memory.limit_kernel_caches(0) is None
+        monkeypatch.setenv(name, "1024")  # the user's environment does not win over the config, and is told so
+    note = host_memory.limit_kernel_caches(0)
+    assert note == ("train.cpu_kernel_cache=0 replaces LRU_CACHE_CAPACITY=1024, ONEDNN_PRIMITIVE_CACHE_CAPACITY=1024 "
+                    "from the environment; set train.cpu_kernel_cache to the size you want instead")
     assert (host_memory.os.environ["LRU_CACHE_CAPACITY"], host_memory.os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"]) \
         == ("1", "0")
     assert host_memory.limit_kernel_caches(0) is None  # the same size again: nothing to say

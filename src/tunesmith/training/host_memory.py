@@ -156,6 +156,8 @@ def limit_kernel_caches(size: int) -> Optional[str]:
     """
     wanted = {"LRU_CACHE_CAPACITY": max(size, 1), "ONEDNN_PRIMITIVE_CACHE_CAPACITY": size}
     earlier = dict(_applied)
+    replaced = [f"{name}={os.environ[name]}" for name, value in wanted.items()
+                if name not in _applied and name in os.environ and os.environ[name] != str(value)]
     for name, value in wanted.items():
         os.environ[name] = str(value)
         _applied.setdefault(name, value)
@@ -163,4 +165,7 @@ def limit_kernel_caches(size: int) -> Optional[str]:
         return (f"train.cpu_kernel_cache={size}: this Python process already trained with "
                 f"{earlier['ONEDNN_PRIMITIVE_CACHE_CAPACITY']} and keeps {earlier['ONEDNN_PRIMITIVE_CACHE_CAPACITY']} "
                 "(the cache sizes are read once per process); start a new process for another size")
+    if replaced:
+        return (f"train.cpu_kernel_cache={size} replaces {', '.join(replaced)} from the environment; "
+                "set train.cpu_kernel_cache to the size you want instead")
     return None
