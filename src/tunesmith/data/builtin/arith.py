@@ -84,13 +84,8 @@ class _Problem:
         c = {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[op]
         if c < 0 or (op == "/" and a % b):
             raise AssertionError(f"bad equation {a} {op} {b}")  # a generator bug, never user input
-        self.lines.append(working_line(a, op, b, c))
+        self.lines.append(f"{a} {op} {b} = {c}.")
         return c
-
-
-def working_line(a: int, op: str, b: int, c: int) -> str:
-    """``a op b = c.``, one line of working."""
-    return f"{a} {op} {b} = {c}."
 
 
 def _start(p: _Problem) -> None:
@@ -133,8 +128,7 @@ def _change(p: _Problem, op: str) -> bool:
             p.say(W.MONEY_BUY, g=g, k=k)
             p.value = p.compute(p.value, "-", p.compute(g, "*", k))
             return True
-        n = rng.randint(1, p.value - 2) if p.value > 3 else 1
-        n = max(n, 2) if n + 2 <= p.value else n
+        n = max(rng.randint(1, p.value - 2), 2)  # the amount is 4 or more here
         p.say(W.MONEY_SUB if p.money else W.SUB, n=n)
         p.value = p.compute(p.value, "-", n)
         return True
