@@ -33,7 +33,7 @@ TRIALS = int(os.environ.get("TUNESMITH_KILL_TRIALS", "12"))
 SEED = int(os.environ.get("TUNESMITH_KILL_SEED", "1234"))
 HERE = Path(__file__).parent
 KINDS = ("startup", "training", "training", "writing", "writing")  # drawn at random for each trial
-STEPS = max(16, TRIALS)  # long enough that the run outlasts most trials
+STEPS = max(32, 2 * TRIALS)  # long enough that the run outlasts the trials, even on a fast idle CPU
 WRITE_PAUSE_S = "0.4"  # TUNESMITH_TEST_CHECKPOINT_DELAY in "writing" trials: the write takes this much longer
 
 
