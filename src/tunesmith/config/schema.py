@@ -42,6 +42,8 @@ Attention = Literal["auto", "varlen", "segments", "sdpa", "eager", "flash_attent
 HubKernels = Literal["auto", "on", "off"]
 FrozenWeights = Literal["auto", "as_loaded"]
 MemoryTrim = Literal["auto", "on", "off"]
+PreferenceLoss = Literal["sigmoid", "ipo", "simpo"]
+Reference = Literal["auto", "adapter_off", "copy", "precomputed"]
 
 
 @dataclass
@@ -65,6 +67,10 @@ class ModelConfig:
     # can be reached, else off with one line saying so; on: required (an error names what is
     # missing); off: never.
     hub_kernels: HubKernels = "auto"
+    # A LoRA / DoRA adapter to start from and keep training (a tunesmith run directory or a peft
+    # adapter folder made for this base model); None: a new adapter. Used by preference and GRPO
+    # runs that continue a supervised run (model.adapter=runs/sft).
+    adapter: Optional[str] = None
 
 
 @dataclass
@@ -209,6 +215,46 @@ class UnlearningConfig:
 
 
 @dataclass
+class PreferenceConfig:
+    """Hyper-parameters of the preference trainers ``dpo``, ``orpo``, ``kto`` and ``reward``."""
+
+    # dpo: sigmoid (DPO), ipo (squared distance of the log-ratio margin from 1/(2 beta)) or simpo
+    # (reference-free: length-normalised log-probabilities with a target margin simpo_gamma).
+    loss: PreferenceLoss = "sigmoid"
+    beta: float = 0.1  # inverse temperature of the implicit reward beta * log(p / p_ref)
+    simpo_gamma: float = 0.5  # loss=simpo: the margin (in nats per token x beta) chosen must win by
+    sft_weight: float = 0.0  # dpo: weight of the chosen answers' NLL added to the loss (0: none)
+    orpo_weight: float = 0.1  # orpo: weight of the odds-ratio term next to the chosen answers' NLL
+    desirable_weight: float = 1.0  # kto: weight of desirable (label true) examples
+    undesirable_weight: float = 1.0  # kto: weight of undesirable (label false) examples
+    # The frozen model the implicit reward compares with (dpo with sigmoid / ipo, kto): the model as
+    # training starts. auto: the base with the adapter switched off when the adapter is new, a
+    # snapshot of the starting adapter when training continues one (model.adapter); full fine-tuning
+    # must choose: copy (a frozen second copy, twice the memory) or precomputed (the reference
+    # log-probabilities of every example computed once before training, no second copy).
+    reference: Reference = "auto"
+
+
+@dataclass
+class GrpoConfig:
+    """Hyper-parameters of ``train.trainer=grpo`` (group relative policy optimisation)."""
+
+    # Reward functions, summed with reward_weights: registered names (exact_match, number_format,
+    # answer_length) or 'package.module:function' taking (completions, references, prompts) and
+    # returning one number per completion.
+    rewards: list[str] = field(default_factory=lambda: ["exact_match"])
+    reward_weights: list[float] = field(default_factory=list)  # one per reward; empty: all 1.0
+    reward_args: dict[str, dict[str, Any]] = field(default_factory=dict)  # reward name -> keyword arguments
+    group_size: int = 8  # completions sampled per prompt; advantages are relative within the group
+    kl_weight: float = 0.0  # weight of the KL penalty against the starting model (0: none, no reference pass)
+    max_new_tokens: int = 128  # tokens sampled per completion at most
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0: no top-k filter
+    scale_rewards: bool = True  # divide each group's advantages by its reward standard deviation
+
+
+@dataclass
 class TrainSection:
     """Optimisation settings. One optimizer step sees batch_size × grad_accum sequences."""
 
@@ -255,6 +301,8 @@ class TrainSection:
     mlflow_experiment: str = "tunesmith"
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     unlearning: UnlearningConfig = field(default_factory=UnlearningConfig)
+    preference: PreferenceConfig = field(default_factory=PreferenceConfig)
+    grpo: GrpoConfig = field(default_factory=GrpoConfig)
     # auto: continue from the newest complete checkpoint in output_dir/checkpoints when there is one;
     # none: always start fresh; or the path of a checkpoint folder (or a run directory) to continue from.
     resume: str = "auto"

@@ -247,6 +247,26 @@ def _check_train_values(t: Any) -> None:
          "a positive weight"),
         ("train.unlearning.retain_weight", t.unlearning.retain_weight, t.unlearning.retain_weight >= 0,
          "a non-negative weight"),
+        ("train.preference.beta", t.preference.beta, t.preference.beta > 0, "a positive inverse temperature"),
+        ("train.preference.simpo_gamma", t.preference.simpo_gamma, t.preference.simpo_gamma >= 0,
+         "a non-negative margin"),
+        ("train.preference.sft_weight", t.preference.sft_weight, t.preference.sft_weight >= 0, "a non-negative weight"),
+        ("train.preference.orpo_weight", t.preference.orpo_weight, t.preference.orpo_weight > 0, "a positive weight"),
+        ("train.preference.desirable_weight", t.preference.desirable_weight, t.preference.desirable_weight > 0,
+         "a positive weight"),
+        ("train.preference.undesirable_weight", t.preference.undesirable_weight,
+         t.preference.undesirable_weight > 0, "a positive weight"),
+        ("train.grpo.group_size", t.grpo.group_size, t.grpo.group_size >= 2,
+         "at least 2 completions per prompt (advantages compare the completions of a group)"),
+        ("train.grpo.kl_weight", t.grpo.kl_weight, t.grpo.kl_weight >= 0, "0 (no KL penalty) or a positive weight"),
+        ("train.grpo.max_new_tokens", t.grpo.max_new_tokens, t.grpo.max_new_tokens >= 1, "a positive number of tokens"),
+        ("train.grpo.temperature", t.grpo.temperature, t.grpo.temperature > 0, "a positive temperature"),
+        ("train.grpo.top_p", t.grpo.top_p, 0 < t.grpo.top_p <= 1, "a probability mass in (0, 1]"),
+        ("train.grpo.top_k", t.grpo.top_k, t.grpo.top_k >= 0, "0 (no top-k filter) or a number of tokens"),
+        ("train.grpo.rewards", t.grpo.rewards, len(t.grpo.rewards) > 0, "at least one reward function"),
+        ("train.grpo.reward_weights", t.grpo.reward_weights,
+         not t.grpo.reward_weights or len(t.grpo.reward_weights) == len(t.grpo.rewards),
+         f"one weight per reward in train.grpo.rewards ({len(t.grpo.rewards)}), or empty (all 1.0)"),
     ]
     for key, value, ok, allowed in rules:
         if not ok:
@@ -257,6 +277,10 @@ def _check_train_values(t: Any) -> None:
     for i, name in enumerate(t.log_to):
         if name in t.log_to[:i]:
             raise ConfigError(f"train.log_to[{i}]: {name!r} is listed twice")
+    stray = sorted(set(t.grpo.reward_args) - set(t.grpo.rewards))
+    if stray:
+        raise ConfigError(f"train.grpo.reward_args.{stray[0]}: no reward named {stray[0]!r} in train.grpo.rewards "
+                          f"({', '.join(t.grpo.rewards)})")
     unknown = sorted(set(t.callback_args) - set(t.callbacks))
     if unknown:
         raise ConfigError(f"train.callback_args.{unknown[0]}: no callback named {unknown[0]!r} in train.callbacks "
