@@ -52,6 +52,8 @@ def apply_speed_settings(trainer: Any, train: TrainSection) -> list[str]:
         if loss.enabled and loss.unsupported:
             notes.append(f"train.logits=label_only does not apply to this model ({loss.unsupported}); "
                          "the model computes logits at every position")
+    if hasattr(trainer, "head_only_at_completions"):  # a trainer scoring sampled tokens (grpo)
+        trainer.head_only_at_completions = train.logits == "label_only"
     return notes
 
 

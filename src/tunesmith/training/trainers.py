@@ -7,6 +7,7 @@
 | ``seq2seq`` | seq2seq | target-token NLL summed / target tokens in the accumulated batch |
 | ``classification`` | sequence_classification | cross-entropy summed / examples in the accumulated batch |
 | ``grad_ascent``, ``grad_diff``, ``npo`` | causal_lm | unlearning (``tunesmith.training.unlearning``) |
+| ``grpo`` | causal_lm | policy gradient on sampled completions scored by reward functions (``tunesmith.training.grpo``) |
 
 Users add their own with ``register_trainer``::
 
@@ -28,10 +29,12 @@ from tunesmith.errors import ConfigError
 from tunesmith.registry import Registry
 
 TrainerFactory = Callable[..., Any]
-# tunesmith calls a trainer factory with these keywords, plus ``train.trainer_args``. The last three
-# reach only factories whose signature names them (the model's task; unlearning data and settings).
+# tunesmith calls a trainer factory with these keywords, plus ``train.trainer_args``. The last ones
+# (OPTIONAL_INPUTS) reach only factories whose signature names them (the model's task; unlearning
+# data and settings; grpo settings and reward functions).
+OPTIONAL_INPUTS = ("task", "retain_dataset", "unlearning", "grpo", "rewards")
 TRAINER_INPUTS = ("model", "args", "train_dataset", "eval_dataset", "data_collator", "callbacks", "processing_class",
-                  "task", "retain_dataset", "unlearning")
+                  *OPTIONAL_INPUTS)
 def _own_name(name: str, factory: TrainerFactory) -> TrainerFactory:
     """Refuse the unlearning toolkits' trainer names: configs already read them as tunesmith's."""
     if name in TRAINER_NAMES:
@@ -145,14 +148,15 @@ def check_trainer_factory(name: str) -> None:
 def build_trainer(name: str, trainer_args: dict[str, Any], task: str, **inputs: Any) -> Any:
     """The trainer ``name`` (resolved for ``task``) built with ``trainer_args`` and ``inputs``.
 
-    ``inputs`` holds ``TRAINER_INPUTS``; ``task``, ``retain_dataset`` and ``unlearning`` are passed
-    only to factories whose signature takes them, so a user's seven-argument factory still works.
+    ``inputs`` holds ``TRAINER_INPUTS``; ``OPTIONAL_INPUTS`` (``task``, ``retain_dataset``,
+    ``unlearning``, ``grpo``, ``rewards``) are passed only to factories whose signature takes them,
+    so a user's seven-argument factory still works.
     """
     factory = TRAINERS.build(resolve_trainer(name, task), trainer_args)
     params = inspect.signature(factory).parameters
     takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
-    optional = {"task": task, "retain_dataset": inputs.pop("retain_dataset", None),
-                "unlearning": inputs.pop("unlearning", None)}
+    optional = {name: inputs.pop(name, None) for name in OPTIONAL_INPUTS}
+    optional["task"] = task
     inputs.update({k: v for k, v in optional.items() if k in params or takes_any})
     trainer = factory(**inputs)
     if not (callable(getattr(trainer, "train", None)) and hasattr(trainer, "callback_handler")):
@@ -288,3 +292,4 @@ def build_auto_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: 
 
 # Importing the module registers grad_ascent, grad_diff and npo.
 from tunesmith.training import unlearning  # noqa: E402,F401
+from tunesmith.training import grpo  # noqa: E402,F401  (registers grpo)
