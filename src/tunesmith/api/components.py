@@ -12,6 +12,7 @@ its registered name or by ``package.module:attribute``, and passes arguments in 
 | trainer | ``train.trainer`` | ``train.trainer_args`` | ``register_trainer`` |
 | callback | ``train.callbacks`` | ``train.callback_args.<name>`` | ``register_callback`` |
 | metric | ``eval.metric`` | | ``register_metric`` |
+| reward function | ``train.grpo.rewards`` | ``train.grpo.reward_args.<name>`` | ``register_reward`` |
 | inference handler | ``eval.inference_handler`` | ``eval.inference_handler_args`` | ``register_inference_handler`` |
 """
 
@@ -32,6 +33,7 @@ def check_components(cfg: TrainConfig) -> None:
     Raises:
         ConfigError: an unknown name, a module that cannot be imported, an unknown or missing argument.
     """
+    from tunesmith.api.grpo_setup import check_grpo
     from tunesmith.data.collators import COLLATORS
     from tunesmith.evaluation.metrics import resolve_metric
     from tunesmith.training.callbacks import check_callbacks
@@ -51,6 +53,7 @@ def check_components(cfg: TrainConfig) -> None:
     if cfg.train.trainer != "auto":
         check_trainer_factory(cfg.train.trainer)  # callable with model=, args=, before its arguments are checked
     _check_chosen_by_task(TRAINERS, "train.trainer", cfg.train.trainer, cfg.train.trainer_args)
+    check_grpo(cfg)  # train.grpo.rewards and their arguments
     INFERENCE_HANDLERS.check(cfg.eval.inference_handler, cfg.eval.inference_handler_args)
     check_callbacks(cfg.train)
     if cfg.eval.metric != "auto":

@@ -314,6 +314,7 @@ def _apply_adapter(run: TrainingRun, task: str) -> tuple[int, int]:
 def _build_trainer(run: TrainingRun, trainer_name: str, task: str, bundle: Any, run_dir: Path, device: str, precision: str,
                    packing: str, attention: Any, retain: Optional[Any] = None) -> Any:
     """The registered trainer (``train.trainer``) with tunesmith's collator and callbacks."""
+    from tunesmith.api.grpo_setup import grpo_trainer_inputs
     from tunesmith.data.collators import build_collator
     from tunesmith.data.loading import loader_settings
     from tunesmith.reporting.resources import ResourceLog
@@ -327,9 +328,8 @@ def _build_trainer(run: TrainingRun, trainer_name: str, task: str, bundle: Any, 
     from tunesmith.config.secrets import mask_config
 
     params = _flat(mask_config(dataclasses.asdict(cfg)))  # recorded by MLflow, secrets masked
-    return build_trainer(
-        trainer_name, cfg.train.trainer_args, task, retain_dataset=retain.train if retain else None,
-        unlearning=cfg.train.unlearning,
+    inputs = dict(
+        retain_dataset=retain.train if retain else None, unlearning=cfg.train.unlearning,
         model=run.model, args=args, train_dataset=bundle.train, eval_dataset=bundle.eval,
         data_collator=build_collator(run.plan.collator, task, run.tokenizer, packing, device,
                                      args=cfg.data.collator_args, model_type=model_type,
@@ -337,6 +337,8 @@ def _build_trainer(run: TrainingRun, trainer_name: str, task: str, bundle: Any, 
         callbacks=[ProgressBar(), MetricsJsonl(RunDir(run_dir).metrics_file), ResourceLog(RunDir(run_dir).resources_file),
                    *build_callbacks(cfg.train, run_dir, params)],
         processing_class=run.tokenizer)
+    inputs.update(grpo_trainer_inputs(cfg, trainer_name, run.tokenizer, device))  # grpo: settings, rewards, collator
+    return build_trainer(trainer_name, cfg.train.trainer_args, task, **inputs)
 
 
 def _inner(model: Any) -> Any:
@@ -355,7 +357,7 @@ def _save_outputs(run: TrainingRun, run_dir: RunDir, trainer: Any) -> None:
 
     Rank 0 writes; a sharded model (fsdp / deepspeed) is gathered by every process through the Trainer.
     """
-    from tunesmith.reporting.plots import plot_curves
+    from tunesmith.reporting.plots import plot_curves, plot_reward_curves
     from tunesmith.training.callbacks import read_metrics
     from tunesmith.training.distributed import is_main_process
 
@@ -366,7 +368,9 @@ def _save_outputs(run: TrainingRun, run_dir: RunDir, trainer: Any) -> None:
         run.model.save_pretrained(run_dir.path)
     if is_main_process():
         run.tokenizer.save_pretrained(run_dir.path)
-        plot_curves(read_metrics(run_dir.metrics_file), run_dir.loss_curve_file)
+        records = read_metrics(run_dir.metrics_file)
+        plot_curves(records, run_dir.loss_curve_file)
+        plot_reward_curves(records, run_dir.reward_curve_file)  # a grpo run's rewards, KL and lengths
 
 
 def _write_record(run: TrainingRun, run_dir: RunDir, trained: dict[str, Any], before: Optional[dict],

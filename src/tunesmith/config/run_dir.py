@@ -9,6 +9,7 @@ A run directory holds::
     adapter_model.safetensors + adapter_config.json (or model.safetensors + config.json: full weights)
     tokenizer files      with chat_template.jinja
     loss_curve.png       the training and evaluation loss
+    reward_curve.png     reward, KL and completion length per step (train.trainer=grpo)
     eval_results.json    the base and the tuned model's held-out scores
     report.html          the whole run in one self-contained file
     error.log            tracebacks of internal errors (tunesmith.cli.error_boundary)
@@ -49,6 +50,7 @@ class RunDir:
     CHECKPOINTS = "checkpoints"
     EVAL_RESULTS = "eval_results.json"
     LOSS_CURVE = "loss_curve.png"
+    REWARD_CURVE = "reward_curve.png"
     REPORT = "report.html"
     ERROR_LOG = "error.log"
     ADAPTER_CONFIG = "adapter_config.json"
@@ -73,6 +75,7 @@ class RunDir:
     checkpoints = _path_of(CHECKPOINTS)
     eval_results_file = _path_of(EVAL_RESULTS)
     loss_curve_file = _path_of(LOSS_CURVE)
+    reward_curve_file = _path_of(REWARD_CURVE)
     report_file = _path_of(REPORT)
     error_log = _path_of(ERROR_LOG)
     training_args_file = _path_of(TRAINING_ARGS)

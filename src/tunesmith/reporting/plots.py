@@ -1,4 +1,4 @@
-"""Pictures of a run: loss and learning-rate curves as PNG."""
+"""Pictures of a run: loss and learning-rate curves, and the reward curves of a grpo run, as PNG."""
 
 from __future__ import annotations
 
@@ -43,6 +43,48 @@ def plot_curves(records: list[dict[str, Any]], out: Path) -> Path | None:
     ax_lr.set_xlabel("step")
     ax_lr.set_ylabel("learning rate")
     ax_lr.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def reward_keys(records: list[dict[str, Any]]) -> list[str]:
+    """The reward series a grpo run logged: ``reward`` and one ``reward/<name>`` per reward function."""
+    keys = {k for r in records for k in r}
+    return sorted(k for k in keys if k == "reward" or k.startswith("reward/"))
+
+
+def plot_reward_curves(records: list[dict[str, Any]], out: Path) -> Path | None:
+    """Mean reward (and each reward function's), KL to the starting model and completion length against
+    the optimizer step, from ``metrics.jsonl`` records; None when no reward was logged (not a grpo run)."""
+    rewards = reward_keys(records)
+    if not rewards:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_reward, ax_kl, ax_length) = plt.subplots(1, 3, figsize=(14, 3.6))
+    for key in rewards:
+        ax_reward.plot(*zip(*_series(records, key)), "-" if key == "reward" else "--", label=key)
+    evals = _series(records, "eval_reward")
+    if evals:
+        ax_reward.plot(*zip(*evals), "o-", label="eval reward (greedy)")
+    ax_reward.set_ylabel("mean reward")
+    ax_reward.legend()
+    kl = _series(records, "kl")
+    if kl:
+        ax_kl.plot(*zip(*kl), color="tab:red")
+    ax_kl.set_ylabel("KL to the starting model (nats per token)")
+    length = _series(records, "completion_length")
+    if length:
+        ax_length.plot(*zip(*length), color="tab:green")
+    ax_length.set_ylabel("completion length (tokens)")
+    for ax in (ax_reward, ax_kl, ax_length):
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)

@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from tunesmith.config.run_dir import RunDir
 from tunesmith.reporting.charts import line_chart, points
+from tunesmith.reporting.plots import reward_keys
 from tunesmith.reporting.report_style import CSS
 from tunesmith.reporting.run_files import RunFiles, flatten, read_run_files
 
@@ -127,6 +128,15 @@ def _curves(files: RunFiles) -> str:
              "learning rate"),
         _img(line_chart("Gradient norm", [("grad norm", *points(m, "grad_norm"))], ylabel="norm"), "gradient norm"),
     ]
+    rewards = reward_keys(m)  # a grpo run
+    if rewards:
+        charts += [
+            _img(line_chart("Reward", [(k, *points(m, k)) for k in rewards], ylabel="mean reward"), "reward curves"),
+            _img(line_chart("KL to the starting model", [("kl", *points(m, "kl"))], ylabel="nats per token"), "KL"),
+            _img(line_chart("Completion length", [("tokens", *points(m, "completion_length")),
+                                                  ("cut at max_new_tokens (share)", *points(m, "clipped_ratio"))]),
+                 "completion length"),
+        ]
     evals = sorted({k for r in m for k in r if k.startswith("eval_") and k not in _NOT_CURVES
                     and not k.endswith(("_runtime", "_per_second"))})
     if evals:
