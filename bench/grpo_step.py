@@ -4,6 +4,7 @@ SmolLM2-135M-Instruct loaded as the default config loads it, with the default Lo
 arith prompts rendered with the chat template (system prompt included) up to the assistant's turn.
 
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python bench/grpo_step.py --batch 4 --group 8 --max-new 128
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/grpo_step.py --adapter runs/<arith sft run> --kl 0.05
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--kl", type=float, default=0.0)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--adapter", default=None, help="a run folder whose adapter to continue (an SFT run)")
     parser.add_argument("--out", default="/tmp/grpo-bench")
     opts = parser.parse_args()
 
@@ -40,7 +42,13 @@ def main() -> None:
     cfg = load_config(overrides=["train.trainer=grpo", f"model.device={opts.device}"])
     device, precision = runtime(cfg)
     tokenizer, task = load_tokenizer_and_task(cfg)
-    model = apply_adapter(load_base_model(cfg, tokenizer, task, device, precision, []), cfg.peft, task)
+    base = load_base_model(cfg, tokenizer, task, device, precision, [])
+    if opts.adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(base, opts.adapter, is_trainable=True)
+    else:
+        model = apply_adapter(base, cfg.peft, task)
     system = "Solve the problem step by step. End with #### and the final number."
     rows = [{"prompt_ids": tokenizer.apply_chat_template(
                 [{"role": "system", "content": system}, r["messages"][0]], add_generation_prompt=True,
