@@ -233,6 +233,13 @@ def _load_model(run: TrainingRun, label_names: list) -> None:
 
     try:
         run.model = load_base_model(run.config, run.tokenizer, run.task, run.device, run.precision, label_names)
+        if run.config.model.adapter:  # continue an adapter: it is the "before" model, and it trains on
+            from tunesmith.models.adapters import PEFT_TASK_TYPES
+            from tunesmith.models.start_adapter import load_start_adapter
+
+            m = run.config.model
+            run.model = load_start_adapter(run.model, m.adapter, m.name_or_path, run.config.peft,
+                                           PEFT_TASK_TYPES[run.task])
     except TypeError as err:
         if "unexpected keyword argument" not in str(err) or not run.config.model.loader_args:
             raise
