@@ -64,8 +64,12 @@ class TrainingRun:
         from tunesmith.training.callbacks import check_callbacks
         from tunesmith.training.host_memory import limit_kernel_caches
 
+        from tunesmith.training.trainers import requested_task
+
         cfg = self.config
         _mask_secrets_in_logs(cfg)
+        # train.trainer=reward trains a sequence classifier: the saved config says so, for loading the run.
+        cfg.model.task = requested_task(cfg.train.trainer, cfg.model.task)
         check_callbacks(cfg.train)
         check_metric_fits_task(cfg)  # train.best_metric against the model's task, before any folder is made
         if "mlflow" in cfg.train.log_to:
@@ -165,7 +169,8 @@ def _run_training(run: TrainingRun) -> TrainResult:
     # others wait on its file lock (with progress, no distributed timeout), then read the result.
     bundle, retain = run.setup_data()
     with dist.main_process_first():  # rank 0 converts a GGUF file once
-        run.setup_model(bundle.label_names)
+        # A reward model is a classifier with one output: the score of an answer.
+        run.setup_model(["reward"] if run.plan.trainer == "reward" else bundle.label_names)
 
     # Held-out measurements run on rank 0 only, and not on sharded (fsdp / deepspeed) models.
     measure = dist.is_main_process() and cfg.train.distributed.strategy == "ddp"
@@ -334,13 +339,17 @@ def _build_trainer(run: TrainingRun, trainer_name: str, task: str, bundle: Any, 
     from tunesmith.config.secrets import mask_config
 
     params = _flat(mask_config(dataclasses.asdict(cfg)))  # recorded by MLflow, secrets masked
+    collator = build_collator(run.plan.collator, task, run.tokenizer, packing, device, args=cfg.data.collator_args,
+                              model_type=model_type, sequence_boundaries=attention.sequence_boundaries)
+    if run.plan.rows != "examples":
+        from tunesmith.data.collators import preference_collator
+
+        collator = preference_collator(run.plan.rows, collator)  # pairs / unpaired answers / prompts
     return build_trainer(
         trainer_name, cfg.train.trainer_args, task, retain_dataset=retain.train if retain else None,
-        unlearning=cfg.train.unlearning,
+        unlearning=cfg.train.unlearning, preference=cfg.train.preference, reference=run.plan.reference,
         model=run.model, args=args, train_dataset=bundle.train, eval_dataset=bundle.eval,
-        data_collator=build_collator(run.plan.collator, task, run.tokenizer, packing, device,
-                                     args=cfg.data.collator_args, model_type=model_type,
-                                     sequence_boundaries=attention.sequence_boundaries),
+        data_collator=collator,
         callbacks=[ProgressBar(), MetricsJsonl(RunDir(run_dir).metrics_file), ResourceLog(RunDir(run_dir).resources_file),
                    *build_callbacks(cfg.train, run_dir, params)],
         processing_class=run.tokenizer)

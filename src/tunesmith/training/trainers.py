@@ -7,6 +7,8 @@
 | ``seq2seq`` | seq2seq | target-token NLL summed / target tokens in the accumulated batch |
 | ``classification`` | sequence_classification | cross-entropy summed / examples in the accumulated batch |
 | ``grad_ascent``, ``grad_diff``, ``npo`` | causal_lm | unlearning (``tunesmith.training.unlearning``) |
+| ``dpo``, ``orpo``, ``kto`` | causal_lm | preference losses (``tunesmith.training.preference``) |
+| ``reward`` | sequence_classification | chosen scored above rejected (``tunesmith.training.preference``) |
 
 Users add their own with ``register_trainer``::
 
@@ -31,7 +33,10 @@ TrainerFactory = Callable[..., Any]
 # tunesmith calls a trainer factory with these keywords, plus ``train.trainer_args``. The last three
 # reach only factories whose signature names them (the model's task; unlearning data and settings).
 TRAINER_INPUTS = ("model", "args", "train_dataset", "eval_dataset", "data_collator", "callbacks", "processing_class",
-                  "task", "retain_dataset", "unlearning")
+                  "task", "retain_dataset", "unlearning", "preference", "reference")
+# What a trainer's rows hold: examples (input_ids, labels), pairs (chosen_* / rejected_*),
+# unpaired (input_ids, labels, desirable) or prompts (prompt_ids, reference).
+ROWS = ("examples", "pairs", "unpaired", "prompts")
 def _own_name(name: str, factory: TrainerFactory) -> TrainerFactory:
     """Refuse the unlearning toolkits' trainer names: configs already read them as tunesmith's."""
     if name in TRAINER_NAMES:
@@ -58,16 +63,18 @@ class TrainerTraits:
         takes_retain: it trains on a forget set (``data.train``) and takes a retain set (``data.retain``).
         needs_retain: it cannot train without the retain set (unless ``train.unlearning.retain_weight=0``).
         one_example_per_row: it scores each example as a whole, so rows are never packed.
+        rows: what its dataset rows hold (``ROWS``); the data must be of that kind.
     """
 
     tasks: Optional[tuple[str, ...]] = None
     takes_retain: bool = False
     needs_retain: bool = False
     one_example_per_row: bool = False
+    rows: str = "examples"
 
 
 def register_trainer(name: str, *, tasks: Optional[tuple[str, ...]] = None, needs_retain: bool = False,
-                     takes_retain: bool = False, one_example_per_row: bool = False,
+                     takes_retain: bool = False, one_example_per_row: bool = False, rows: str = "examples",
                      overwrite: bool = False) -> Callable[[TrainerFactory], TrainerFactory]:
     """Decorator: register a trainer factory as ``train.trainer=<name>``.
 
@@ -79,10 +86,15 @@ def register_trainer(name: str, *, tasks: Optional[tuple[str, ...]] = None, need
             cannot do without the retain set.
         takes_retain: the factory accepts a retain set but trains without one too.
         one_example_per_row: the factory scores each example as a whole (rows are never packed).
+        rows: what its rows hold: ``examples`` (input_ids, labels), ``pairs`` (chosen / rejected),
+            ``unpaired`` (answers marked desirable or not) or ``prompts`` (prompts to answer).
         overwrite: replace a trainer already registered under ``name``.
     """
+    if rows not in ROWS:
+        raise ValueError(f"register_trainer({name!r}): rows={rows!r}; choose one of {', '.join(ROWS)}")
+    # Pairs, unpaired answers and prompts are scored (or answered) one example per row.
     traits = TrainerTraits(tuple(tasks) if tasks else None, takes_retain or needs_retain, needs_retain,
-                           one_example_per_row)
+                           one_example_per_row or rows != "examples", rows)
 
     def add(factory: TrainerFactory) -> TrainerFactory:
         TRAINERS.register(name, factory, overwrite=overwrite, meta=traits)
@@ -101,6 +113,20 @@ def trainer_traits(name: str) -> TrainerTraits:
     tasks = getattr(factory, "trainer_tasks", None)
     needs = bool(getattr(factory, "needs_retain", False))
     return TrainerTraits(tuple(tasks) if tasks else None, needs, needs)
+
+
+def requested_task(trainer: str, task: str) -> str:
+    """``model.task`` as a run reads it: ``auto`` with a trainer of one task only (``reward``: a
+    sequence classifier) is that task; otherwise the model's config decides.
+
+    Example:
+        >>> requested_task("reward", "auto")
+        'sequence_classification'
+    """
+    if task != "auto" or trainer == "auto" or trainer not in TRAINERS.names():
+        return task
+    tasks = trainer_traits(trainer).tasks
+    return tasks[0] if tasks and len(tasks) == 1 and tasks[0] != "causal_lm" else task
 
 
 def resolve_trainer(name: str, task: str) -> str:
@@ -151,8 +177,8 @@ def build_trainer(name: str, trainer_args: dict[str, Any], task: str, **inputs: 
     factory = TRAINERS.build(resolve_trainer(name, task), trainer_args)
     params = inspect.signature(factory).parameters
     takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
-    optional = {"task": task, "retain_dataset": inputs.pop("retain_dataset", None),
-                "unlearning": inputs.pop("unlearning", None)}
+    optional = {"task": task, **{k: inputs.pop(k, None) for k in ("retain_dataset", "unlearning", "preference",
+                                                                   "reference")}}
     inputs.update({k: v for k, v in optional.items() if k in params or takes_any})
     trainer = factory(**inputs)
     if not (callable(getattr(trainer, "train", None)) and hasattr(trainer, "callback_handler")):
@@ -286,5 +312,5 @@ def build_auto_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: 
                                             callbacks=callbacks, processing_class=processing_class)
 
 
-# Importing the module registers grad_ascent, grad_diff and npo.
-from tunesmith.training import unlearning  # noqa: E402,F401
+# Importing the modules registers grad_ascent, grad_diff and npo; dpo, orpo, kto and reward.
+from tunesmith.training import preference, unlearning  # noqa: E402,F401
