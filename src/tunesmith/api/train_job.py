@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from tunesmith.api.held_out import before_after_metric, held_out_metrics, unlearning_metrics
 from tunesmith.api.model_setup import ModelContext, load_base_model, load_tokenizer_and_task, runtime
+from tunesmith.api.pair_measures import describe_pairs, pair_scores, pair_summary
 from tunesmith.api.resolved_run import ResolvedRun, resolve_run
 from tunesmith.api.results import TrainResult
 from tunesmith.config import TrainConfig
@@ -174,9 +175,14 @@ def _run_training(run: TrainingRun) -> TrainResult:
 
     # Held-out measurements run on rank 0 only, and not on sharded (fsdp / deepspeed) models.
     measure = dist.is_main_process() and cfg.train.distributed.strategy == "ddp"
-    metric = before_after_metric(cfg, run.task, bundle) if measure and retain is None else None
-    before = after = None
+    metric = (before_after_metric(cfg, run.task, bundle)
+              if measure and retain is None and run.plan.trainer != "reward" else None)
+    pairs = measure and _measures_pairs(run, bundle)  # held-out chosen / rejected pairs
+    before = after = pair_start = None
     with stop_at_once_on_signals("measuring the base model", "nothing was trained yet"):
+        if pairs:
+            pair_start = pair_scores(run.context(), bundle.eval, run.plan.trainer == "reward", "Scoring held-out pairs")
+            print(f"Base model: {describe_pairs(pair_summary(pair_start))}", flush=True)
         if measure and retain is not None:
             before = run.evaluate(bundle, retain, None, "Measuring base model")
             print(f"Base model: {_losses(before)}", flush=True)
@@ -199,7 +205,10 @@ def _run_training(run: TrainingRun) -> TrainResult:
 
         if metric:
             after = run.evaluate(bundle, None, metric, "Evaluating tuned model")
-            run_dir.write_eval_results({"metric": metric.name, "before": before, "after": after})
+        if pairs:
+            before, after = _with_pairs(run, bundle, pair_start, before, after)
+        if metric or pairs:
+            run_dir.write_eval_results({"metric": before["metric"], "before": before, "after": after})
 
     run.recorded = True
     _write_record(run, run_dir, trained, before, after, _data_record(bundle))
@@ -207,6 +216,28 @@ def _run_training(run: TrainingRun) -> TrainResult:
     dist.barrier()
     return TrainResult(run_dir.path, train_seconds, output.training_loss, before, after,
                        {"train": vars(bundle.train_stats)})
+
+
+def _measures_pairs(run: TrainingRun, bundle: Any) -> bool:
+    """Whether the run scores held-out chosen / rejected pairs before and after training."""
+    return (run.plan.rows == "pairs" and run.config.eval.before_after != "off" and bundle.eval is not None
+            and len(bundle.eval) > 0)
+
+
+def _with_pairs(run: TrainingRun, bundle: Any, start: dict[str, list[float]], before: Optional[dict],
+                after: Optional[dict]) -> tuple[dict, dict]:
+    """The before / after results with the held-out pairs' measures added (``api.pair_measures``);
+    without another metric, ``pair_accuracy`` is the score."""
+    scores = pair_scores(run.context(), bundle.eval, run.plan.trainer == "reward", "Scoring held-out pairs")
+    reference = start if run.plan.reference else None  # the starting model is the reference
+    start_summary = pair_summary(start)
+    end_summary = pair_summary(scores, reference, run.config.train.preference.beta)
+    print(f"Tuned model: {describe_pairs(end_summary)}", flush=True)
+    if before is None or after is None:
+        shown = {"metric": "pair_accuracy", "metric_label": "chosen preferred", "percent": True}
+        return ({**shown, "score": start_summary["pair_accuracy"], **start_summary},
+                {**shown, "score": end_summary["pair_accuracy"], **end_summary})
+    return {**before, **start_summary}, {**after, **end_summary}
 
 
 def _mask_secrets_in_logs(cfg: Any) -> None:
