@@ -128,6 +128,11 @@ def check_data_config(cfg: DataConfig) -> None:
     """Cheap checks of names and paths, run before any model is loaded."""
     if cfg.format != "auto":
         FORMATS.get(cfg.format)
+    fmt = cfg.format
+    if fmt == "auto" and cfg.train in BUILTIN_DATASETS:
+        fmt = BUILTIN_DATASETS.get(cfg.train).format
+    if fmt != "auto" and fmt in FORMATS.names():  # a data.packing the data's kind cannot use
+        check_packing_for_kind(cfg.packing, FORMATS.get(fmt).kind)
     check_columns(cfg.columns, cfg.format)
     check_template_name(cfg.template)
     check_row_transforms(cfg.transforms)

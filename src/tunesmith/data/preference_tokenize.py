@@ -97,7 +97,10 @@ def _side(job: Any, conversation: Conversation) -> Side:
     return ids, labels, trained
 
 
-def fit_pair(job: Any, sides: list[Side], where: str, stats: "TokenizeStats") -> Optional[list[tuple[list[int], list[int]]]]:
+Fitted = list[tuple[list[int], list[int]]]  # (input_ids, labels) of each side
+
+
+def fit_pair(job: Any, sides: list[Side], where: str, stats: "TokenizeStats") -> Optional[Fitted]:
     """Both sides fitted to ``data.max_length`` by ``data.truncation`` and counted as one example.
 
     With ``max_length=4`` and ``truncate_prompt``, sides ``[1, 2, 3, 4, 5]`` / ``[1, 2, 3, 6]`` with
