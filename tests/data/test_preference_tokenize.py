@@ -176,7 +176,8 @@ def test_arrow_tables_and_processes(smol_tokenizer):
 
 
 def test_examples_survive_the_cache():
-    examples = [pair(), UnpairedPreferenceExample([Message("user", "q")], [Message("assistant", "a")], True, "x", "k:1"),
+    examples = [pair(),
+                UnpairedPreferenceExample([Message("user", "q")], [Message("assistant", "a")], True, "x", "k:1"),
                 PromptExample([Message("system", "s"), Message("user", "q")], None, "p:1")]
     assert [example_from_dict(json.loads(json.dumps(example_to_dict(e)))) for e in examples] == examples
 
