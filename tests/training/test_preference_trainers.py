@@ -31,16 +31,11 @@ def pair_rows(n=8, seed=0):
     return rows
 
 
-class Pairs:
-    """Chosen answers first, then rejected, through an ordinary collator (as the pair collator does)."""
+def Pairs(inner):
+    """Chosen answers first, then rejected, in one batch (the data layer's pair collator)."""
+    from tunesmith.data.preference_collators import preference_collator
 
-    def __init__(self, inner):
-        self.inner = inner
-
-    def __call__(self, rows):
-        flat = [{"input_ids": r[f"{side}_input_ids"], "labels": r[f"{side}_labels"]}
-                for side in ("chosen", "rejected") for r in rows]
-        return {**self.inner(flat), "pairs": torch.tensor(len(rows))}
+    return preference_collator("preference", inner)
 
 
 @pytest.fixture(scope="module")

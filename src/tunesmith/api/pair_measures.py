@@ -22,11 +22,12 @@ def pair_scores(ctx: ModelContext, dataset: Any, reward_model: bool, desc: str) 
     import torch
     from tqdm.auto import tqdm
 
-    from tunesmith.data.collators import build_collator, preference_collator
+    from tunesmith.data.collators import build_collator
+    from tunesmith.data.preference_collators import preference_collator
     from tunesmith.training.sequence_logps import model_inputs, sequence_logps
 
     task = "sequence_classification" if reward_model else "causal_lm"
-    collator = preference_collator("pairs", build_collator("auto", task, ctx.tokenizer, "none", ctx.device))
+    collator = preference_collator("preference", build_collator("auto", task, ctx.tokenizer, "none", ctx.device))
     size = ctx.config.eval.batch_size
     model = ctx.model
     was_training = model.training

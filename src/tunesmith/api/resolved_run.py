@@ -73,7 +73,7 @@ class ResolvedRun:
         packing: how examples become rows.
         collator: the registered collator that builds the batches (or a ``module:attr`` path).
         model_type: the transformers ``model_type`` of the base model.
-        rows: what the trainer's rows hold (examples, pairs, unpaired, prompts).
+        rows: what the trainer's rows hold (examples, preference, unpaired_preference, prompt).
         reference: the reference model of a preference trainer (adapter_off, copy, precomputed), else None.
     """
 
@@ -119,7 +119,7 @@ def resolve_run(cfg: TrainConfig, device: Optional[str] = None, model_config: An
             unknown device or precision.
     """
     from tunesmith.data.collators import resolve_collator_name
-    from tunesmith.data.packing import resolve_packing
+    from tunesmith.data.packing import check_packing_for_kind, resolve_packing
     from tunesmith.models.loading import infer_task, load_model_config
     from tunesmith.models.precision import resolve_device, resolve_precision
     from tunesmith.training.preference import check_preference_settings, reference_needed
@@ -137,6 +137,8 @@ def resolve_run(cfg: TrainConfig, device: Optional[str] = None, model_config: An
                  if reference_needed(trainer, cfg.train.preference) else None)
     device = device or resolve_device(m.device)
     model_type = getattr(model_config, "model_type", None)
+    if traits.rows != "examples":  # pairs, unpaired answers, prompts: no blocks or length buckets
+        check_packing_for_kind(cfg.data.packing, traits.rows)
     packing = resolve_packing(cfg.data.packing, task.value, model_type, one_example_per_row=traits.one_example_per_row)
     return ResolvedRun(task=task, trainer=trainer, device=device,
                        precision=Precision(resolve_precision(cfg.train.precision, device)), packing=Packing(packing),

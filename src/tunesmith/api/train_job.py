@@ -94,6 +94,7 @@ class TrainingRun:
         unlearning run); returns the data and the retain data."""
         self.plan = resolve_run(self.config, self.device)  # task, trainer and its traits, packing
         bundle = _load_data(self)
+        _check_rows_fit_trainer(self.plan, bundle)
         return bundle, _load_retain(self, self.plan)
 
     def setup_model(self, label_names: list[str]) -> None:
@@ -218,9 +219,32 @@ def _run_training(run: TrainingRun) -> TrainResult:
                        {"train": vars(bundle.train_stats)})
 
 
+ROW_KINDS = {"preference": "chosen / rejected pairs", "unpaired_preference": "answers marked desirable or not",
+             "prompt": "prompts without answers"}
+
+
+def _check_rows_fit_trainer(plan: ResolvedRun, bundle: Any) -> None:
+    """A ``ConfigError`` when the data's examples are not what the trainer reads (pairs for ``dpo``, ...)."""
+    from tunesmith.errors import ConfigError
+    from tunesmith.training.trainers import TRAINERS, trainer_traits
+
+    kind = bundle.info.kind if bundle.info else None
+    if kind is None:
+        return
+    have = kind if kind in ROW_KINDS else "examples"
+    if have == plan.rows:
+        return
+    readers = [n for n in TRAINERS.names() if trainer_traits(n).rows == have]
+    holds = ROW_KINDS.get(have, f"{kind} examples")
+    wants = ROW_KINDS.get(plan.rows, "examples with answers to learn (conversations, text, ...)")
+    raise ConfigError(f"train.trainer: {plan.trainer} trains on {wants}, but the data holds {holds} "
+                      f"({bundle.info.describe()}); train it with train.trainer={' / '.join(readers) or '?'}, "
+                      "or give data of the kind this trainer reads")
+
+
 def _measures_pairs(run: TrainingRun, bundle: Any) -> bool:
     """Whether the run scores held-out chosen / rejected pairs before and after training."""
-    return (run.plan.rows == "pairs" and run.config.eval.before_after != "off" and bundle.eval is not None
+    return (run.plan.rows == "preference" and run.config.eval.before_after != "off" and bundle.eval is not None
             and len(bundle.eval) > 0)
 
 
@@ -373,7 +397,7 @@ def _build_trainer(run: TrainingRun, trainer_name: str, task: str, bundle: Any, 
     collator = build_collator(run.plan.collator, task, run.tokenizer, packing, device, args=cfg.data.collator_args,
                               model_type=model_type, sequence_boundaries=attention.sequence_boundaries)
     if run.plan.rows != "examples":
-        from tunesmith.data.collators import preference_collator
+        from tunesmith.data.preference_collators import preference_collator
 
         collator = preference_collator(run.plan.rows, collator)  # pairs / unpaired answers / prompts
     return build_trainer(

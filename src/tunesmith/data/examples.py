@@ -169,3 +169,24 @@ def example_from_dict(data: dict[str, Any]) -> Example:
     for name in _MESSAGE_FIELDS.get(cls, ()):
         data[name] = [Message(**m) for m in data[name]]
     return cls(**data)
+
+
+def as_eval_conversation(example: Any) -> Optional[Conversation]:
+    """The conversation evaluation by generation reads for one held-out example (None: none).
+
+    ``PreferenceExample([user "2+2?"], [assistant "4"], [assistant "5"], reference="4")`` ->
+    ``Conversation([user "2+2?", assistant "4"], reference="4")``;
+    ``PromptExample([user "2+2?"], reference="4")`` -> ``Conversation([user "2+2?"], reference="4")``.
+    """
+    if isinstance(example, Conversation):
+        return example
+    if isinstance(example, PreferenceExample):
+        return Conversation(example.prompt + example.chosen, example.reference, example.where)
+    if isinstance(example, UnpairedPreferenceExample):
+        completion = example.completion if example.desirable else []
+        if not completion and example.reference is None:
+            return None
+        return Conversation(example.prompt + completion, example.reference, example.where)
+    if isinstance(example, PromptExample) and example.reference is not None:
+        return Conversation(list(example.prompt), example.reference, example.where)
+    return None

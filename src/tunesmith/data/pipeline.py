@@ -30,9 +30,7 @@ from tunesmith.data.cache import data_key, entry_lock, load_entry, save_entry, s
 from tunesmith.data.examples import (
     Conversation,
     Message,
-    PreferenceExample,
-    PromptExample,
-    UnpairedPreferenceExample,
+    as_eval_conversation,
     example_from_dict,
     example_to_dict,
 )
@@ -429,27 +427,6 @@ def eval_conversations(held_out: list[Any], limit: int) -> list[Conversation]:
         if c.reference is None:
             c.reference = c.last_answer()
     return conversations[:limit]
-
-
-def as_eval_conversation(example: Any) -> Optional[Conversation]:
-    """The conversation evaluation by generation reads for one held-out example (None: none).
-
-    ``PreferenceExample([user "2+2?"], [assistant "4"], [assistant "5"], reference="4")`` ->
-    ``Conversation([user "2+2?", assistant "4"], reference="4")``;
-    ``PromptExample([user "2+2?"], reference="4")`` -> ``Conversation([user "2+2?"], reference="4")``.
-    """
-    if isinstance(example, Conversation):
-        return example
-    if isinstance(example, PreferenceExample):
-        return Conversation(example.prompt + example.chosen, example.reference, example.where)
-    if isinstance(example, UnpairedPreferenceExample):
-        completion = example.completion if example.desirable else []
-        if not completion and example.reference is None:
-            return None
-        return Conversation(example.prompt + completion, example.reference, example.where)
-    if isinstance(example, PromptExample) and example.reference is not None:
-        return Conversation(list(example.prompt), example.reference, example.where)
-    return None
 
 
 def load_eval_conversations(cfg: DataConfig, seed: int, limit: int) -> list[Conversation]:

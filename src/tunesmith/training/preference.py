@@ -138,7 +138,7 @@ def build_preference_trainer(cls_name: str, model: Any, args: Any, train_dataset
     return trainer
 
 
-@register_trainer("dpo", tasks=("causal_lm",), rows="pairs")
+@register_trainer("dpo", tasks=("causal_lm",), rows="preference")
 def build_dpo_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
                       callbacks: list[Any], processing_class: Any = None, preference: Optional[PreferenceConfig] = None,
                       reference: Optional[str] = None) -> Any:
@@ -147,7 +147,7 @@ def build_dpo_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: A
                                     callbacks, processing_class, preference, reference)
 
 
-@register_trainer("orpo", tasks=("causal_lm",), rows="pairs")
+@register_trainer("orpo", tasks=("causal_lm",), rows="preference")
 def build_orpo_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
                        callbacks: list[Any], processing_class: Any = None,
                        preference: Optional[PreferenceConfig] = None, reference: Optional[str] = None) -> Any:
@@ -156,7 +156,7 @@ def build_orpo_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: 
                                     callbacks, processing_class, preference, None)
 
 
-@register_trainer("kto", tasks=("causal_lm",), rows="unpaired")
+@register_trainer("kto", tasks=("causal_lm",), rows="unpaired_preference")
 def build_kto_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
                       callbacks: list[Any], processing_class: Any = None, preference: Optional[PreferenceConfig] = None,
                       reference: Optional[str] = None) -> Any:
@@ -165,7 +165,7 @@ def build_kto_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: A
                                     callbacks, processing_class, preference, reference)
 
 
-@register_trainer("reward", tasks=("sequence_classification",), rows="pairs")
+@register_trainer("reward", tasks=("sequence_classification",), rows="preference")
 def build_reward_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
                          callbacks: list[Any], processing_class: Any = None,
                          preference: Optional[PreferenceConfig] = None, reference: Optional[str] = None) -> Any:

@@ -34,9 +34,10 @@ TrainerFactory = Callable[..., Any]
 # reach only factories whose signature names them (the model's task; unlearning data and settings).
 TRAINER_INPUTS = ("model", "args", "train_dataset", "eval_dataset", "data_collator", "callbacks", "processing_class",
                   "task", "retain_dataset", "unlearning", "preference", "reference")
-# What a trainer's rows hold: examples (input_ids, labels), pairs (chosen_* / rejected_*),
-# unpaired (input_ids, labels, desirable) or prompts (prompt_ids, reference).
-ROWS = ("examples", "pairs", "unpaired", "prompts")
+# What a trainer's rows hold, by the data's example kind: examples (input_ids, labels: conversations,
+# text, ...), preference (chosen_* / rejected_*), unpaired_preference (input_ids, labels, desirable) or
+# prompt (prompt_ids, reference).
+ROWS = ("examples", "preference", "unpaired_preference", "prompt")
 def _own_name(name: str, factory: TrainerFactory) -> TrainerFactory:
     """Refuse the unlearning toolkits' trainer names: configs already read them as tunesmith's."""
     if name in TRAINER_NAMES:
@@ -86,15 +87,14 @@ def register_trainer(name: str, *, tasks: Optional[tuple[str, ...]] = None, need
             cannot do without the retain set.
         takes_retain: the factory accepts a retain set but trains without one too.
         one_example_per_row: the factory scores each example as a whole (rows are never packed).
-        rows: what its rows hold: ``examples`` (input_ids, labels), ``pairs`` (chosen / rejected),
-            ``unpaired`` (answers marked desirable or not) or ``prompts`` (prompts to answer).
+        rows: what its rows hold: ``examples`` (input_ids, labels), ``preference`` (chosen / rejected
+            pairs), ``unpaired_preference`` (answers marked desirable or not) or ``prompt`` (prompts to answer).
         overwrite: replace a trainer already registered under ``name``.
     """
     if rows not in ROWS:
         raise ValueError(f"register_trainer({name!r}): rows={rows!r}; choose one of {', '.join(ROWS)}")
-    # Pairs, unpaired answers and prompts are scored (or answered) one example per row.
     traits = TrainerTraits(tuple(tasks) if tasks else None, takes_retain or needs_retain, needs_retain,
-                           one_example_per_row or rows != "examples", rows)
+                           one_example_per_row, rows)
 
     def add(factory: TrainerFactory) -> TrainerFactory:
         TRAINERS.register(name, factory, overwrite=overwrite, meta=traits)
