@@ -35,11 +35,13 @@ class MeanLogs:
     """Keeps named values per micro-batch and adds their means to the next log (averaged over processes)."""
 
     def note(self, **values: Any) -> None:
+        """Keep each value (a tensor's mean) under its name until the next log."""
         parts = self.__dict__.setdefault("_logged_parts", defaultdict(list))
         for name, value in values.items():
             parts[name].append(float(value.detach().float().mean()) if torch.is_tensor(value) else float(value))
 
     def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
+        """Add the kept means (training values to a training log, ``eval_`` ones to an evaluation log)."""
         parts = self.__dict__.get("_logged_parts")
         evaluating = any(k.startswith("eval_") for k in logs)
         if parts and ("loss" in logs or evaluating):
@@ -102,12 +104,14 @@ class PairTrainer(ScoringTrainer):
         self.needs_reference = self.settings.loss != "simpo"
 
     def pair_scores(self, model: Any, inputs: dict[str, Any]) -> PairScores:
+        """The batch's chosen and rejected log-probabilities (first and second half of its sequences)."""
         logps, counts, ref = self.scores(model, inputs)
         pairs = logps.shape[0] // 2
         return PairScores(logps[:pairs], logps[pairs:], counts[:pairs], counts[pairs:],
                           None if ref is None else ref[:pairs], None if ref is None else ref[pairs:])
 
     def pair_loss(self, s: PairScores) -> torch.Tensor:
+        """Per pair: the ``train.preference.loss``, plus ``sft_weight`` x the chosen answer's NLL per token."""
         p = self.settings
         loss = dpo_loss(s, p.beta, p.loss, p.simpo_gamma)
         if p.sft_weight > 0:
@@ -136,6 +140,7 @@ class OddsRatioTrainer(PairTrainer):
         self.needs_reference = False
 
     def pair_loss(self, s: PairScores) -> torch.Tensor:
+        """Per pair: the chosen answer's NLL per token plus ``orpo_weight`` x the odds-ratio term."""
         loss, ratio_term = orpo_loss(s, self.settings.orpo_weight)
         self.note(**{"orpo/odds_ratio_loss" if self.model.training else "eval_orpo/odds_ratio_loss": ratio_term})
         return loss
