@@ -78,8 +78,9 @@ def test_format_can_be_forced():
 
 
 def test_detection_order_is_fixed():
-    assert detection_order() == ["tokenized", "messages", "sharegpt", "alpaca", "prompt_completion", "qa",
-                                 "pair_classification", "classification", "seq2seq", "text"]
+    assert detection_order() == ["tokenized", "preference", "kto", "messages", "sharegpt", "alpaca",
+                                 "prompt_completion", "prompt_only", "qa", "pair_classification", "classification",
+                                 "seq2seq", "text"]
     assert set(detection_order()) == set(FORMATS.names())
 
 

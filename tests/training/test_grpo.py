@@ -14,7 +14,7 @@ from tunesmith.evaluation.rewards import RewardFunction, build_rewards, check_re
 from tunesmith.training.grpo_trainer import GrpoTrainer, sampling_seed
 from tunesmith.training.policy_gradient import (completion_logps, completion_mask, group_advantages, policy_loss,
                                                 position_ids_for)
-from tunesmith.training.reference import is_new_adapter, reference_weights, starting_snapshot
+from tunesmith.training.reference import Reference
 
 QUESTIONS = ["What is 2 + 3?", "What is 7 - 4?", "What is 6 * 2?", "What is 9 + 1?",
              "What is 8 / 2?", "What is 5 + 5?", "What is 3 * 3?", "What is 10 - 7?"]
@@ -149,9 +149,9 @@ def test_kl_is_zero_at_start_and_positive_after_a_change(tiny_llama_dir, smol_to
     for method in ("lora", "full"):
         model = load(tiny_llama_dir)
         model = lora(model) if method == "lora" else model
-        snapshot = starting_snapshot(model)
-        assert (snapshot is None) == (method == "lora")  # a new adapter: switched off, nothing copied
-        with torch.no_grad(), reference_weights(model, snapshot) as ref:
+        reference = Reference(model, "adapter_off" if method == "lora" else "copy")
+        assert (not reference.snapshot) == (method == "lora")  # a new adapter: switched off, nothing copied
+        with reference.active(model) as ref:
             ref_logps = completion_logps(ref, input_ids, attention, score)
         logps = completion_logps(model, input_ids, attention, score)
         _, kl = policy_loss(logps, torch.zeros(4), score[:, 1:], 1, ref_logps, kl_weight=0.1)
@@ -161,21 +161,13 @@ def test_kl_is_zero_at_start_and_positive_after_a_change(tiny_llama_dir, smol_to
                 if param.requires_grad and ("lora_B" in name or method == "full"):
                     param.add_(0.05 * torch.randn_like(param))
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
-        with torch.no_grad(), reference_weights(model, snapshot) as ref:
+        with reference.active(model) as ref:
             again = completion_logps(ref, input_ids, attention, score)
         assert torch.allclose(again, ref_logps, atol=1e-6)  # the reference is still the start
         assert all(torch.equal(before[n], p) for n, p in model.named_parameters())  # weights put back
         loss, kl = policy_loss(completion_logps(model, input_ids, attention, score), torch.zeros(4), score[:, 1:], 1,
                                ref_logps, kl_weight=0.1)
         assert float(kl) > 1e-4 and float(loss.detach()) > 0
-
-
-def test_a_continued_adapter_is_snapshotted(tiny_llama_dir):
-    model = lora(load(tiny_llama_dir))
-    assert is_new_adapter(model)
-    with torch.no_grad():
-        next(p for n, p in model.named_parameters() if "lora_B" in n).fill_(0.1)
-    assert not is_new_adapter(model) and starting_snapshot(model) is not None
 
 
 # -- rewards ---------------------------------------------------------------------------------------------

@@ -48,6 +48,10 @@ def check_components(cfg: TrainConfig) -> None:
     _check_evaluation_has_data(cfg, has_held_out(cfg.data))
     MODEL_LOADERS.check(cfg.model.loader, cfg.model.loader_args)
     check_loader_args(cfg.model)  # with the default loader: against from_pretrained and the model's config.json
+    if cfg.model.adapter:
+        from tunesmith.models.start_adapter import check_start_adapter
+
+        check_start_adapter(cfg.model.adapter, cfg.model.name_or_path, cfg.peft)  # model.adapter and peft.*
     PREPROCESSORS.check(cfg.data.preprocessor, cfg.data.preprocessor_args)
     _check_chosen_by_task(COLLATORS, "data.collator", cfg.data.collator, cfg.data.collator_args)
     if cfg.train.trainer != "auto":

@@ -207,13 +207,13 @@ class FineTuner:
         """What the model will be trained on: counts, lengths, padding waste and marked examples."""
         import dataclasses as dc
 
-        from tunesmith.data.inspect import histogram_lines, histogram_png, padding_report, show_example
+        from tunesmith.data.inspect import histogram_lines, histogram_png, padding_report, row_lengths, show_example
         from tunesmith.data.pipeline import build_datasets
 
         task = self._load_tokenizer()
         data_cfg = dc.replace(self.config.data, packing="none")  # lengths per example, not per block
         bundle = build_datasets(data_cfg, self.tokenizer, self.config.train.seed, task, self._custom_preprocessor())
-        lengths = [len(ids) for ids in bundle.train["input_ids"]]
+        lengths = row_lengths(bundle.train)  # a pair: its longer side
         report: dict[str, Any] = {
             "format": bundle.info.describe() if bundle.info else None,
             "train": bundle.train_stats.summary(),

@@ -20,15 +20,11 @@ def check_grpo(cfg: TrainConfig) -> None:
         check_rewards(cfg.train.grpo)
 
 
-def grpo_trainer_inputs(cfg: TrainConfig, trainer_name: str, tokenizer: Any, device: str) -> dict[str, Any]:
-    """For a grpo run: ``grpo`` (the settings), ``rewards`` (the built reward functions) and the
-    ``data_collator`` that left-pads prompt rows; ``{}`` for other trainers."""
+def grpo_trainer_inputs(cfg: TrainConfig, trainer_name: str) -> dict[str, Any]:
+    """For a grpo run: ``grpo`` (the settings) and ``rewards`` (the built reward functions); ``{}``
+    for other trainers. (Its prompt rows are batched by ``PromptCollator``, chosen by the rows' kind.)"""
     if trainer_name != GRPO:
         return {}
-    from tunesmith.data.collators import pad_multiple_for_device
-    from tunesmith.data.prompt_batches import PromptCollator
     from tunesmith.evaluation.rewards import build_rewards
 
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return {"grpo": cfg.train.grpo, "rewards": build_rewards(cfg.train.grpo),
-            "data_collator": PromptCollator(pad, pad_multiple_for_device(device))}
+    return {"grpo": cfg.train.grpo, "rewards": build_rewards(cfg.train.grpo)}

@@ -41,8 +41,11 @@ def model_task(cfg: TrainConfig) -> str:
     """The model's task: ``model.task``, or inferred from the model's config."""
     from tunesmith.models.loading import infer_task, load_model_config
 
+    from tunesmith.training.trainers import requested_task
+
     m = cfg.model
-    return infer_task(load_model_config(m.name_or_path, m.trust_remote_code, m.revision), m.task)
+    return infer_task(load_model_config(m.name_or_path, m.trust_remote_code, m.revision),
+                      requested_task(cfg.train.trainer, m.task))
 
 
 def load_tokenizer_and_task(cfg: TrainConfig) -> tuple[Any, str]:

@@ -73,6 +73,8 @@ class ResolvedRun:
         packing: how examples become rows.
         collator: the registered collator that builds the batches (or a ``module:attr`` path).
         model_type: the transformers ``model_type`` of the base model.
+        rows: what the trainer's rows hold (examples, preference, unpaired_preference, prompt).
+        reference: the reference model of a preference trainer (adapter_off, copy, precomputed), else None.
     """
 
     task: Task
@@ -85,6 +87,8 @@ class ResolvedRun:
     takes_retain: bool = False
     needs_retain: bool = False
     one_example_per_row: bool = False
+    rows: str = "examples"
+    reference: Optional[str] = None
 
     def record(self) -> dict[str, Any]:
         """Plain JSON values, for ``run.json``."""
@@ -115,22 +119,31 @@ def resolve_run(cfg: TrainConfig, device: Optional[str] = None, model_config: An
             unknown device or precision.
     """
     from tunesmith.data.collators import resolve_collator_name
-    from tunesmith.data.packing import resolve_packing
+    from tunesmith.data.packing import check_packing_for_kind, resolve_packing
     from tunesmith.models.loading import infer_task, load_model_config
     from tunesmith.models.precision import resolve_device, resolve_precision
-    from tunesmith.training.trainers import resolve_trainer, trainer_traits
+    from tunesmith.training.preference import check_preference_settings, reference_needed
+    from tunesmith.training.reference import resolve_reference
+    from tunesmith.training.trainers import requested_task, resolve_trainer, trainer_traits
 
     m = cfg.model
     if model_config is None:
         model_config = load_model_config(m.name_or_path, m.trust_remote_code, m.revision)
-    task = Task(infer_task(model_config, m.task))
+    task = Task(infer_task(model_config, requested_task(cfg.train.trainer, m.task)))
     trainer = resolve_trainer(cfg.train.trainer, task.value)
     traits = trainer_traits(trainer)
+    check_preference_settings(trainer, cfg.train.preference)
+    reference = (resolve_reference(cfg.train.preference.reference, cfg.peft.method, bool(m.adapter))
+                 if reference_needed(trainer, cfg.train.preference) else None)
+    if trainer == "grpo" and cfg.train.grpo.kl_weight > 0:  # the KL penalty's reference: the starting model
+        reference = "copy" if cfg.peft.method == "full" or m.adapter else "adapter_off"
     device = device or resolve_device(m.device)
     model_type = getattr(model_config, "model_type", None)
+    if traits.rows != "examples":  # pairs, unpaired answers, prompts: no blocks or length buckets
+        check_packing_for_kind(cfg.data.packing, traits.rows)
     packing = resolve_packing(cfg.data.packing, task.value, model_type, one_example_per_row=traits.one_example_per_row)
     return ResolvedRun(task=task, trainer=trainer, device=device,
                        precision=Precision(resolve_precision(cfg.train.precision, device)), packing=Packing(packing),
                        collator=resolve_collator_name(cfg.data.collator, task.value, packing, model_type),
                        model_type=model_type, takes_retain=traits.takes_retain, needs_retain=traits.needs_retain,
-                       one_example_per_row=traits.one_example_per_row)
+                       one_example_per_row=traits.one_example_per_row, rows=traits.rows, reference=reference)

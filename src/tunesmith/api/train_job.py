@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from tunesmith.api.held_out import before_after_metric, held_out_metrics, unlearning_metrics
 from tunesmith.api.model_setup import ModelContext, load_base_model, load_tokenizer_and_task, runtime
+from tunesmith.api.pair_measures import describe_pairs, pair_scores, pair_summary
 from tunesmith.api.resolved_run import ResolvedRun, resolve_run
 from tunesmith.api.results import TrainResult
 from tunesmith.config import TrainConfig
@@ -64,8 +65,12 @@ class TrainingRun:
         from tunesmith.training.callbacks import check_callbacks
         from tunesmith.training.host_memory import limit_kernel_caches
 
+        from tunesmith.training.trainers import requested_task
+
         cfg = self.config
         _mask_secrets_in_logs(cfg)
+        # train.trainer=reward trains a sequence classifier: the saved config says so, for loading the run.
+        cfg.model.task = requested_task(cfg.train.trainer, cfg.model.task)
         check_callbacks(cfg.train)
         check_metric_fits_task(cfg)  # train.best_metric against the model's task, before any folder is made
         if "mlflow" in cfg.train.log_to:
@@ -89,6 +94,7 @@ class TrainingRun:
         unlearning run); returns the data and the retain data."""
         self.plan = resolve_run(self.config, self.device)  # task, trainer and its traits, packing
         bundle = _load_data(self)
+        _check_rows_fit_trainer(self.plan, bundle)
         return bundle, _load_retain(self, self.plan)
 
     def setup_model(self, label_names: list[str]) -> None:
@@ -165,13 +171,19 @@ def _run_training(run: TrainingRun) -> TrainResult:
     # others wait on its file lock (with progress, no distributed timeout), then read the result.
     bundle, retain = run.setup_data()
     with dist.main_process_first():  # rank 0 converts a GGUF file once
-        run.setup_model(bundle.label_names)
+        # A reward model is a classifier with one output: the score of an answer.
+        run.setup_model(["reward"] if run.plan.trainer == "reward" else bundle.label_names)
 
     # Held-out measurements run on rank 0 only, and not on sharded (fsdp / deepspeed) models.
     measure = dist.is_main_process() and cfg.train.distributed.strategy == "ddp"
-    metric = before_after_metric(cfg, run.task, bundle) if measure and retain is None else None
-    before = after = None
+    metric = (before_after_metric(cfg, run.task, bundle)
+              if measure and retain is None and run.plan.trainer != "reward" else None)
+    pairs = measure and _measures_pairs(run, bundle)  # held-out chosen / rejected pairs
+    before = after = pair_start = None
     with stop_at_once_on_signals("measuring the base model", "nothing was trained yet"):
+        if pairs:
+            pair_start = pair_scores(run.context(), bundle.eval, run.plan.trainer == "reward", "Scoring held-out pairs")
+            print(f"Base model: {describe_pairs(pair_summary(pair_start))}", flush=True)
         if measure and retain is not None:
             before = run.evaluate(bundle, retain, None, "Measuring base model")
             print(f"Base model: {_losses(before)}", flush=True)
@@ -194,7 +206,10 @@ def _run_training(run: TrainingRun) -> TrainResult:
 
         if metric:
             after = run.evaluate(bundle, None, metric, "Evaluating tuned model")
-            run_dir.write_eval_results({"metric": metric.name, "before": before, "after": after})
+        if pairs:
+            before, after = _with_pairs(run, bundle, pair_start, before, after)
+        if metric or pairs:
+            run_dir.write_eval_results({"metric": before["metric"], "before": before, "after": after})
 
     run.recorded = True
     _write_record(run, run_dir, trained, before, after, _data_record(bundle))
@@ -202,6 +217,51 @@ def _run_training(run: TrainingRun) -> TrainResult:
     dist.barrier()
     return TrainResult(run_dir.path, train_seconds, output.training_loss, before, after,
                        {"train": vars(bundle.train_stats)})
+
+
+ROW_KINDS = {"preference": "chosen / rejected pairs", "unpaired_preference": "answers marked desirable or not",
+             "prompt": "prompts without answers"}
+
+
+def _check_rows_fit_trainer(plan: ResolvedRun, bundle: Any) -> None:
+    """A ``ConfigError`` when the data's examples are not what the trainer reads (pairs for ``dpo``, ...)."""
+    from tunesmith.errors import ConfigError
+    from tunesmith.training.trainers import TRAINERS, trainer_traits
+
+    kind = bundle.info.kind if bundle.info else None
+    if kind is None:
+        return
+    have = kind if kind in ROW_KINDS else "examples"
+    if have == plan.rows:
+        return
+    readers = [n for n in TRAINERS.names() if trainer_traits(n).rows == have]
+    holds = ROW_KINDS.get(have, f"{kind} examples")
+    wants = ROW_KINDS.get(plan.rows, "examples with answers to learn (conversations, text, ...)")
+    raise ConfigError(f"train.trainer: {plan.trainer} trains on {wants}, but the data holds {holds} "
+                      f"({bundle.info.describe()}); train it with train.trainer={' / '.join(readers) or '?'}, "
+                      "or give data of the kind this trainer reads")
+
+
+def _measures_pairs(run: TrainingRun, bundle: Any) -> bool:
+    """Whether the run scores held-out chosen / rejected pairs before and after training."""
+    return (run.plan.rows == "preference" and run.config.eval.before_after != "off" and bundle.eval is not None
+            and len(bundle.eval) > 0)
+
+
+def _with_pairs(run: TrainingRun, bundle: Any, start: dict[str, list[float]], before: Optional[dict],
+                after: Optional[dict]) -> tuple[dict, dict]:
+    """The before / after results with the held-out pairs' measures added (``api.pair_measures``);
+    without another metric, ``pair_accuracy`` is the score."""
+    scores = pair_scores(run.context(), bundle.eval, run.plan.trainer == "reward", "Scoring held-out pairs")
+    reference = start if run.plan.reference else None  # the starting model is the reference
+    start_summary = pair_summary(start)
+    end_summary = pair_summary(scores, reference, run.config.train.preference.beta)
+    print(f"Tuned model: {describe_pairs(end_summary)}", flush=True)
+    if before is None or after is None:
+        shown = {"metric": "pair_accuracy", "metric_label": "chosen preferred", "percent": True}
+        return ({**shown, "score": start_summary["pair_accuracy"], **start_summary},
+                {**shown, "score": end_summary["pair_accuracy"], **end_summary})
+    return {**before, **start_summary}, {**after, **end_summary}
 
 
 def _mask_secrets_in_logs(cfg: Any) -> None:
@@ -233,6 +293,13 @@ def _load_model(run: TrainingRun, label_names: list) -> None:
 
     try:
         run.model = load_base_model(run.config, run.tokenizer, run.task, run.device, run.precision, label_names)
+        if run.config.model.adapter:  # continue an adapter: it is the "before" model, and it trains on
+            from tunesmith.models.adapters import PEFT_TASK_TYPES
+            from tunesmith.models.start_adapter import load_start_adapter
+
+            m = run.config.model
+            run.model = load_start_adapter(run.model, m.adapter, m.name_or_path, run.config.peft,
+                                           PEFT_TASK_TYPES[run.task])
     except TypeError as err:
         if "unexpected keyword argument" not in str(err) or not run.config.model.loader_args:
             raise
@@ -328,16 +395,21 @@ def _build_trainer(run: TrainingRun, trainer_name: str, task: str, bundle: Any, 
     from tunesmith.config.secrets import mask_config
 
     params = _flat(mask_config(dataclasses.asdict(cfg)))  # recorded by MLflow, secrets masked
+    collator = build_collator(run.plan.collator, task, run.tokenizer, packing, device, args=cfg.data.collator_args,
+                              model_type=model_type, sequence_boundaries=attention.sequence_boundaries)
+    if run.plan.rows != "examples":
+        from tunesmith.data.preference_collators import preference_collator
+
+        collator = preference_collator(run.plan.rows, collator)  # pairs / unpaired answers / prompts
     inputs = dict(
         retain_dataset=retain.train if retain else None, unlearning=cfg.train.unlearning,
+        preference=cfg.train.preference, reference=run.plan.reference,
         model=run.model, args=args, train_dataset=bundle.train, eval_dataset=bundle.eval,
-        data_collator=build_collator(run.plan.collator, task, run.tokenizer, packing, device,
-                                     args=cfg.data.collator_args, model_type=model_type,
-                                     sequence_boundaries=attention.sequence_boundaries),
+        data_collator=collator,
         callbacks=[ProgressBar(), MetricsJsonl(RunDir(run_dir).metrics_file), ResourceLog(RunDir(run_dir).resources_file),
                    *build_callbacks(cfg.train, run_dir, params)],
         processing_class=run.tokenizer)
-    inputs.update(grpo_trainer_inputs(cfg, trainer_name, run.tokenizer, device))  # grpo: settings, rewards, collator
+    inputs.update(grpo_trainer_inputs(cfg, trainer_name))  # grpo: its settings and reward functions
     return build_trainer(trainer_name, cfg.train.trainer_args, task, **inputs)
 
 

@@ -86,7 +86,52 @@ class TokenizedExample:
     where: str = ""
 
 
-Example = Conversation | TextExample | ClassificationExample | Seq2SeqExample | TokenizedExample
+@dataclass
+class PreferenceExample:
+    """A prompt and two completions, the ``chosen`` one preferred to the ``rejected`` one (DPO, ORPO,
+    reward models). ``reference`` is the expected final answer when known (for exact match).
+
+    ``{"prompt": "2+2?", "chosen": "4", "rejected": "5"}`` ->
+    ``PreferenceExample([user "2+2?"], chosen=[assistant "4"], rejected=[assistant "5"])``.
+    """
+
+    prompt: list[Message]
+    chosen: list[Message]
+    rejected: list[Message]
+    reference: Optional[str] = None
+    where: str = ""
+
+
+@dataclass
+class UnpairedPreferenceExample:
+    """A prompt and one completion marked desirable or not (KTO).
+
+    ``{"prompt": "2+2?", "completion": "5", "label": false}`` ->
+    ``UnpairedPreferenceExample([user "2+2?"], [assistant "5"], desirable=False)``.
+    """
+
+    prompt: list[Message]
+    completion: list[Message]
+    desirable: bool
+    reference: Optional[str] = None
+    where: str = ""
+
+
+@dataclass
+class PromptExample:
+    """A prompt alone, to be answered by the model while it trains (GRPO); ``reference`` is the
+    expected answer a verifiable reward compares with.
+
+    ``{"prompt": "2+2?", "answer": "4"}`` -> ``PromptExample([user "2+2?"], reference="4")``.
+    """
+
+    prompt: list[Message]
+    reference: Optional[str] = None
+    where: str = ""
+
+
+Example = (Conversation | TextExample | ClassificationExample | Seq2SeqExample | TokenizedExample
+           | PreferenceExample | UnpairedPreferenceExample | PromptExample)
 
 # The kind of example each format produces, by the name ``formats`` and ``tokenize`` use for it.
 EXAMPLE_KINDS: dict[type, str] = {
@@ -95,6 +140,16 @@ EXAMPLE_KINDS: dict[type, str] = {
     ClassificationExample: "classification",
     Seq2SeqExample: "seq2seq",
     TokenizedExample: "tokenized",
+    PreferenceExample: "preference",
+    UnpairedPreferenceExample: "unpaired_preference",
+    PromptExample: "prompt",
+}
+# Fields that hold lists of messages, by example type (rebuilt into ``Message`` objects on reading).
+_MESSAGE_FIELDS: dict[type, tuple[str, ...]] = {
+    Conversation: ("messages",),
+    PreferenceExample: ("prompt", "chosen", "rejected"),
+    UnpairedPreferenceExample: ("prompt", "completion"),
+    PromptExample: ("prompt",),
 }
 
 
@@ -111,6 +166,27 @@ def example_from_dict(data: dict[str, Any]) -> Example:
     data = dict(data)
     wanted = data.pop("kind")
     cls = next(c for c, kind in EXAMPLE_KINDS.items() if kind == wanted)
-    if cls is Conversation:
-        data["messages"] = [Message(**m) for m in data["messages"]]
+    for name in _MESSAGE_FIELDS.get(cls, ()):
+        data[name] = [Message(**m) for m in data[name]]
     return cls(**data)
+
+
+def as_eval_conversation(example: Any) -> Optional[Conversation]:
+    """The conversation evaluation by generation reads for one held-out example (None: none).
+
+    ``PreferenceExample([user "2+2?"], [assistant "4"], [assistant "5"], reference="4")`` ->
+    ``Conversation([user "2+2?", assistant "4"], reference="4")``;
+    ``PromptExample([user "2+2?"], reference="4")`` -> ``Conversation([user "2+2?"], reference="4")``.
+    """
+    if isinstance(example, Conversation):
+        return example
+    if isinstance(example, PreferenceExample):
+        return Conversation(example.prompt + example.chosen, example.reference, example.where)
+    if isinstance(example, UnpairedPreferenceExample):
+        completion = example.completion if example.desirable else []
+        if not completion and example.reference is None:
+            return None
+        return Conversation(example.prompt + completion, example.reference, example.where)
+    if isinstance(example, PromptExample) and example.reference is not None:
+        return Conversation(list(example.prompt), example.reference, example.where)
+    return None

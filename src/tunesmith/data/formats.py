@@ -4,11 +4,14 @@ Formats are registered by name (``data.format=alpaca``). ``auto`` picks one from
 the first row that fits any: the first format, in ``detection_order()`` (by ``priority``), whose
 required columns are all present:
 
-    messages > sharegpt > alpaca > prompt_completion > qa > pair_classification > classification
-    > seq2seq > text
+    tokenized > preference > kto > messages > sharegpt > alpaca > prompt_completion > prompt_only
+    > qa > pair_classification > classification > seq2seq > text
 
-so a row with ``text`` and ``label`` is classification, not text, and a chat row that also carries
-an ``answer`` column (the built-in arith data) stays ``messages``. ``data.columns`` renames the
+so a row with ``text`` and ``label`` is classification, not text, a chat row that also carries
+an ``answer`` column (the built-in arith data) stays ``messages``, a row with ``chosen`` and
+``rejected`` is a preference pair whatever else it holds, and ``prompt`` + ``completion`` is
+``prompt_completion`` unless a ``label`` makes it ``kto``; ``prompt`` alone is ``prompt_only``.
+The preference, kto and prompt_only formats live in ``preference_formats.py``. ``data.columns`` renames the
 file's columns to the canonical ones first (``{"question": "q"}``: the file's ``q`` is read as
 ``question``), so detection sees the canonical names. A bad row raises ``DataError`` naming the
 file:line and the field.
@@ -57,11 +60,12 @@ class RowFormat:
     columns: tuple[str, ...]  # required columns; their presence identifies the format
     optional: tuple[str, ...] = ()  # columns read when present
     priority: int = 100  # lower wins when several formats match a row's columns
-    kind: str = "conversation"  # what parse returns: conversation | text | classification | seq2seq | tokenized
+    kind: str = "conversation"  # what parse returns: a value of examples.EXAMPLE_KINDS
 
     @property
     def uses_labels(self) -> bool:
-        return LABEL in self.columns
+        """Whether the format reads class labels (a label map is built from every row first)."""
+        return LABEL in self.columns and self.kind == "classification"
 
 
 FORMATS: Registry[RowFormat] = Registry("data format", key="data.format")
@@ -389,3 +393,7 @@ def _label(row: dict[str, Any], where: str, context: ParseContext) -> tuple[int,
     # to_examples builds the map from every row first; a direct call gets one from this row alone.
     labels = context.labels or build_label_map([(read_label(row, where), where)])
     return labels.resolve(read_label(row, where), where)
+
+
+# Registering the preference, kto and prompt_only formats (they use register_format above).
+from tunesmith.data import preference_formats  # noqa: E402,F401

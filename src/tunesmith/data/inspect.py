@@ -101,8 +101,55 @@ def padding_report(lengths: list[int], batch_size: int, max_length: int, seed: i
     }
 
 
+def row_length(row: dict[str, Any]) -> int:
+    """Tokens of one tokenized row: ``input_ids``; the longer side of a pair; a prompt's ``prompt_ids``.
+
+    ``{"chosen_input_ids": [5, 6], "rejected_input_ids": [5, 7, 8]}`` -> ``3``.
+    """
+    if "input_ids" in row:
+        return len(row["input_ids"])
+    if "chosen_input_ids" in row:
+        return max(len(row["chosen_input_ids"]), len(row["rejected_input_ids"]))
+    return len(row.get("prompt_ids") or [])
+
+
+def row_lengths(dataset: Any) -> list[int]:
+    """``row_length`` of every row of a tokenized ``datasets.Dataset`` (read column by column)."""
+    columns = set(dataset.column_names)
+    if "input_ids" in columns:
+        return [len(ids) for ids in dataset["input_ids"]]
+    if "chosen_input_ids" in columns:
+        return [max(len(c), len(r)) for c, r in zip(dataset["chosen_input_ids"], dataset["rejected_input_ids"])]
+    if "prompt_ids" in columns:
+        return [len(ids) for ids in dataset["prompt_ids"]]
+    return []
+
+
 def show_example(tokenizer: Any, row: dict[str, Any], color: bool, label_names: list[str] | None = None) -> str:
-    """One tokenized row as text: trained tokens marked, or the text and its label for classifiers."""
+    """One tokenized row as text: trained tokens marked, or the text and its label for classifiers.
+
+    A preference row shows its sides one after the other::
+
+        chosen:
+        <|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n[[4<|im_end|>]]\n
+        rejected:
+        <|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n[[5<|im_end|>]]\n
+
+    (a reward model's sides have no labels: their text alone); a KTO row ends with
+    ``desirable: yes`` / ``no``; a prompt row shows ``prompt:`` and ``reference:``.
+    """
+    if "chosen_input_ids" in row:
+        parts = []
+        for side in ("chosen", "rejected"):
+            ids, side_labels = row[f"{side}_input_ids"], row.get(f"{side}_labels")
+            text = mark_trained(tokenizer, ids, side_labels, color) if side_labels else tokenizer.decode(ids)
+            parts.append(f"{side}:\n{text}")
+        return "\n".join(parts)
+    if "prompt_ids" in row:
+        return f"prompt:\n{tokenizer.decode(row['prompt_ids'])}\nreference: {row.get('reference')}"
+    if "desirable" in row:
+        flag = "yes" if row["desirable"] else "no"
+        return f"{mark_trained(tokenizer, row['input_ids'], row['labels'], color)}\ndesirable: {flag}"
     labels = row.get("labels")
     if isinstance(labels, list):
         return mark_trained(tokenizer, row["input_ids"], labels, color)

@@ -55,6 +55,26 @@ def resolve_packing(packing: str, task: str, model_type: str | None = None, one_
     return packing
 
 
+# Example kinds whose rows are not one input_ids sequence (pairs, unpaired with a flag, prompts to
+# answer), and the data.packing values they allow: blocks and length buckets of input_ids do not apply.
+ROW_PER_EXAMPLE_KINDS = ("preference", "unpaired_preference", "prompt")
+ROW_PER_EXAMPLE_PACKINGS = ("none", "padding_free", "auto")
+
+
+def check_packing_for_kind(packing: str, kind: str) -> None:
+    """Refuse a ``data.packing`` that the examples' kind cannot use (see ``ROW_PER_EXAMPLE_KINDS``).
+
+    Example:
+        ``check_packing_for_kind("pack", "preference")`` raises ``ConfigError``;
+        ``check_packing_for_kind("padding_free", "preference")`` passes (the pair collator puts
+        chosen and rejected sequences in one row).
+    """
+    if kind in ROW_PER_EXAMPLE_KINDS and packing not in ROW_PER_EXAMPLE_PACKINGS:
+        raise ConfigError(f"data.packing: {packing!r} cannot be used with {kind.replace('_', ' ')} data (each "
+                          "example is scored as a whole, chosen against rejected or on its own); allowed: "
+                          f"{', '.join(ROW_PER_EXAMPLE_PACKINGS)}")
+
+
 @dataclass
 class PackStats:
     """What packing did: how many blocks and how full they are."""

@@ -27,9 +27,15 @@ from tunesmith.config.validate import build_config
 from tunesmith.data.bad_rows import BadRowPolicy, BadRowReport
 from tunesmith.data.builtin import BUILTIN_DATASETS
 from tunesmith.data.cache import data_key, entry_lock, load_entry, save_entry, settings_for_key
-from tunesmith.data.examples import Conversation, Message, example_from_dict, example_to_dict
+from tunesmith.data.examples import (
+    Conversation,
+    Message,
+    as_eval_conversation,
+    example_from_dict,
+    example_to_dict,
+)
 from tunesmith.data.formats import FORMATS, FormatInfo, check_columns, prepare_parser
-from tunesmith.data.packing import PackStats, pack_examples
+from tunesmith.data.packing import PackStats, check_packing_for_kind, pack_examples
 from tunesmith.data.presets import apply_preset
 from tunesmith.data.sources import check_source, file_stamps, is_builtin, load_rows
 from tunesmith.data.stop_token import check_stop_token
@@ -120,6 +126,11 @@ def check_data_config(cfg: DataConfig) -> None:
     """Cheap checks of names and paths, run before any model is loaded."""
     if cfg.format != "auto":
         FORMATS.get(cfg.format)
+    fmt = cfg.format
+    if fmt == "auto" and cfg.train in BUILTIN_DATASETS:
+        fmt = BUILTIN_DATASETS.get(cfg.train).format
+    if fmt != "auto" and fmt in FORMATS.names():  # a data.packing the data's kind cannot use
+        check_packing_for_kind(cfg.packing, FORMATS.get(fmt).kind)
     check_columns(cfg.columns, cfg.format)
     check_template_name(cfg.template)
     check_row_transforms(cfg.transforms)
@@ -240,11 +251,14 @@ def _example_key(example: Any) -> str:
 
 
 def _add_system(examples: list[Any], system_prompt: Optional[str]) -> None:
+    """``data.system_prompt`` as the first turn of each conversation (of each prompt, for preference,
+    unpaired and prompt-only examples) that has no system turn."""
     if not system_prompt:
         return
     for c in examples:
-        if isinstance(c, Conversation) and c.messages and c.messages[0].role != "system":
-            c.messages.insert(0, Message("system", system_prompt))
+        turns = c.messages if isinstance(c, Conversation) else getattr(c, "prompt", None)
+        if isinstance(turns, list) and turns and turns[0].role != "system":
+            turns.insert(0, Message("system", system_prompt))
 
 
 def _tokenize(tokenizer: Any, examples: list[Any], task: str, cfg: DataConfig, desc: str,
@@ -306,6 +320,8 @@ def _bundle_from_entry(entry: tuple[Any, Optional[Any], dict[str, Any]], read: b
 def _packed(bundle: "DataBundle", cfg: DataConfig, task: str) -> "DataBundle":
     import datasets
 
+    if bundle.info is not None:
+        check_packing_for_kind(cfg.packing, bundle.info.kind)
     if cfg.packing != "pack":
         return bundle
     if task != "causal_lm":
@@ -365,6 +381,7 @@ def _prepare(cfg: DataConfig, resolved: DataConfig, tokenizer: Any, seed: int, t
 def _tokenized(train_set: ExampleSet, held_out: list[Any], notes: list[str], tokenizer: Any, cfg: DataConfig,
                task: str, preprocessor: Any, key: Optional[str]) -> DataBundle:
     reading_notes = list(notes)
+    check_packing_for_kind(cfg.packing, train_set.info.kind)  # before the work of tokenizing
     train_ds, train_stats = _tokenize(tokenizer, train_set.examples, task, cfg, "Tokenizing train", preprocessor)
     if not len(train_ds):
         raise DataError(
@@ -398,8 +415,14 @@ def load_conversations(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tup
 
 
 def eval_conversations(held_out: list[Any], limit: int) -> list[Conversation]:
-    """Up to ``limit`` held-out conversations, each with a reference answer (for exact match)."""
-    conversations = [c for c in held_out if isinstance(c, Conversation)]
+    """Up to ``limit`` held-out conversations, each with a reference answer (for exact match).
+
+    Preference and unpaired examples count as ``Conversation(prompt + completion, reference)`` (the
+    chosen completion; an undesirable one as the prompt alone), prompt examples as
+    ``Conversation(prompt, reference)`` (evaluation asks ``prompt_messages()`` and compares the
+    answer with ``reference``); those without a reference answer are left out.
+    """
+    conversations = [c for c in map(as_eval_conversation, held_out) if c is not None]
     for c in conversations:
         if c.reference is None:
             c.reference = c.last_answer()

@@ -12,6 +12,8 @@ and -100 (``IGNORE_INDEX``) where it is not. The model shifts them (token t pred
   trained); a ``Conversation`` gives its prompt turns as plain text and its last answer.
 - ``sequence_classification``: ``tokenizer(text, text_pair, truncation=True)`` and the label id.
   Classification always cuts the end of a long text (a label still applies to a cut text).
+- preference, unpaired (KTO) and prompt-only (GRPO) examples: see ``preference_tokenize.py``
+  for their rows (``chosen_input_ids`` / ``rejected_input_ids`` ..., ``desirable``, ``prompt_ids``).
 
 Every example left out or cut is counted in ``TokenizeStats`` by reason.
 """
@@ -32,6 +34,7 @@ from tunesmith.data.examples import (
     TextExample,
     TokenizedExample,
 )
+from tunesmith.data.preference_tokenize import PREFERENCE_KINDS, tokenize_preference
 from tunesmith.data.templates import ChatTemplate, adds_bos, check_template_name, resolve_template, seq2seq_source
 from tunesmith.data.truncation import IGNORE_INDEX, TRUNCATIONS, fit_to_length
 from tunesmith.errors import ConfigError, DataError
@@ -46,9 +49,9 @@ NOTED = 20  # examples named in the stats per list; the counts are always exact
 BATCH = 256  # examples per batched rendering and tokenizer call
 # Which example kinds each task can tokenize (seq2seq data can train a causal LM as question -> answer).
 ACCEPTS = {
-    "causal_lm": ("conversation", "text", "seq2seq", "tokenized"),
+    "causal_lm": ("conversation", "text", "seq2seq", "tokenized", "preference", "unpaired_preference", "prompt"),
     "seq2seq": ("seq2seq", "conversation"),
-    "sequence_classification": ("classification",),
+    "sequence_classification": ("classification", "preference"),  # preference: a reward model
 }
 
 
@@ -302,11 +305,14 @@ class _Job:
         kind = EXAMPLE_KINDS[type(example)]
         if kind not in ACCEPTS[self.task]:
             formats = {"classification": "classification, pair_classification", "text": "text",
-                       "tokenized": "tokenized",
+                       "tokenized": "tokenized", "preference": "preference",
+                       "unpaired_preference": "kto", "prompt": "prompt_only",
                        "seq2seq": "seq2seq", "conversation": "messages, sharegpt, alpaca, prompt_completion, qa"}
             allowed = "; ".join(f"{k} ({formats[k]})" for k in ACCEPTS[self.task])
             raise DataError(f"{example.where}: model.task={self.task} cannot train on {kind} examples; it takes "
                             f"{allowed}. Set data.format or model.task to match")
+        if kind in PREFERENCE_KINDS:
+            return tokenize_preference(self, example, stats)
         if self.task == "sequence_classification":
             return self._classification(example, stats)  # type: ignore[arg-type]
         if self.task == "seq2seq":

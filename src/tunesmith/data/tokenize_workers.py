@@ -23,7 +23,11 @@ from tunesmith.data.tokenize import NOTED, TokenizeSettings, TokenizeStats, toke
 
 
 # The narrower integer types datasets gives these columns (``OptimizedTypedSequence``), when the values fit.
-_NARROW = {"input_ids": "int32", "attention_mask": "int8", "special_tokens_mask": "int8", "token_type_ids": "int8"}
+_NARROW = {"input_ids": "int32", "attention_mask": "int8", "special_tokens_mask": "int8", "token_type_ids": "int8",
+           "chosen_input_ids": "int32", "rejected_input_ids": "int32", "prompt_ids": "int32"}
+# Columns of text that may be null (a prompt row's ``reference``): typed as strings even when every
+# value of a shard is None, so shards and cache entries always join.
+_TEXT = ("reference",)
 
 
 def rows_to_table(rows: list[dict[str, Any]]) -> Any:
@@ -47,6 +51,8 @@ def rows_to_table(rows: list[dict[str, Any]]) -> Any:
             if small is not None and total and np.iinfo(small).min <= flat.min() and flat.max() <= np.iinfo(small).max:
                 flat = flat.astype(small)
             columns[name] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat))
+        elif name in _TEXT:
+            columns[name] = pa.array(values, type=pa.string())
         else:
             columns[name] = pa.array(values)
     return pa.table(columns)

@@ -35,8 +35,12 @@ def prompt_items(held_out: list[Any], limit: Optional[int] = None) -> list[Promp
     A conversation's reference is its ``reference`` (e.g. the number after ``####``), else its last
     assistant turn; a source/target example asks with the source and expects the target.
     """
+    from tunesmith.data.examples import as_eval_conversation
+
     items: list[PromptItem] = []
     for example in held_out:
+        if not isinstance(example, Seq2SeqExample):
+            example = as_eval_conversation(example)  # pairs: prompt + chosen; prompts: prompt and reference
         if isinstance(example, Seq2SeqExample):
             items.append(PromptItem([Message("user", example.source)], example.target, example.source))
         elif isinstance(example, Conversation):

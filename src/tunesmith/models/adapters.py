@@ -59,7 +59,10 @@ def resolve_target_modules(names: list[str], model_type: str) -> str | list[str]
 
 
 def apply_adapter(model: Any, cfg: PeftConfig, task: str) -> Any:
-    """Make ``model`` trainable with ``cfg.method``; returns the model to train."""
+    """Make ``model`` trainable with ``cfg.method``; returns the model to train. A model that already
+    carries a trainable adapter (``model.adapter``, see ``start_adapter``) is returned as it is."""
+    if hasattr(model, "peft_config") and any(p.requires_grad for p in model.parameters()):
+        return model
     if cfg.method == "full":
         return _apply_full(model, cfg)
     from peft import LoraConfig, get_peft_model

@@ -83,9 +83,11 @@ def _before_after(files: RunFiles) -> str:
     before, after = files.before_after["before"], files.before_after["after"]
     rows = [(_label(after), before["score"], after["score"], after)]
     for key, label, higher in (("macro_f1", "macro F1", True), ("mcc", "MCC", True), ("loss", "loss per token", False),
-                               ("precision", "precision", True), ("recall", "recall", True)):
-        if key in before and key in after:
-            rows.append((label, before[key], after[key], {"higher_is_better": higher, "percent": False}))
+                               ("precision", "precision", True), ("recall", "recall", True),
+                               ("pair_accuracy", "held-out pairs: chosen preferred", True)):
+        if key in before and key in after and not (key == "pair_accuracy" and after.get("metric") == key):
+            rows.append((label, before[key], after[key],
+                         {"higher_is_better": higher, "percent": key == "pair_accuracy"}))
     body = "".join(
         f"<tr><td>{escape(label)}</td><td>{escape(_fmt(kind, b))}{_count(before) if i == 0 else ''}</td>"
         f"<td>{escape(_fmt(kind, a))}{_count(after) if i == 0 else ''}</td><td class=\"{_trend(a - b, kind)}\">"
@@ -95,6 +97,10 @@ def _before_after(files: RunFiles) -> str:
     table = (f"<table class=\"ba\"><thead><tr><th>held-out metric</th><th>base model</th><th>fine-tuned</th>"
              f"<th>change</th></tr></thead><tbody>{body}</tbody></table>")
     matrices = ""
+    if "reward_accuracy" in after:  # preference training: the implicit reward against the starting model
+        table += (f"<p class=\"note\">Tuned model on the {after.get('pairs', '?')} held-out pairs: reward accuracy "
+                  f"{after['reward_accuracy']:.1%} (the chosen answer gains more log-probability over the starting "
+                  f"model than the rejected one), mean reward margin {after['reward_margin']:.3f}.</p>")
     if "confusion_matrix" in after:
         matrices = ("<div class=\"pair\">" + _matrix("base model", before) + _matrix("fine-tuned", after) + "</div>")
     return (f"<section id=\"before-after\"><h2>Before and after</h2><p class=\"note\">Same {after.get('total', '?')} "

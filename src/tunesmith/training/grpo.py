@@ -35,11 +35,12 @@ from tunesmith.errors import ConfigError
 from tunesmith.training.trainers import register_trainer
 
 
-@register_trainer("grpo", tasks=("causal_lm",), one_example_per_row=True)
+@register_trainer("grpo", tasks=("causal_lm",), rows="prompt")
 def build_grpo_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
                        callbacks: list[Any], processing_class: Any = None, grpo: Optional[Any] = None,
-                       rewards: Optional[list[Any]] = None) -> Any:
-    """GRPO on prompt rows with the reward functions of ``train.grpo.rewards`` (see the module docstring)."""
+                       rewards: Optional[list[Any]] = None, reference: Optional[str] = None) -> Any:
+    """GRPO on prompt rows with the reward functions of ``train.grpo.rewards`` (see the module docstring);
+    ``reference``: the KL penalty's reference model (``adapter_off`` / ``copy``), decided by the run."""
     from transformers import PrinterCallback, ProgressCallback
 
     from tunesmith.config.schema import GrpoConfig
@@ -50,7 +51,7 @@ def build_grpo_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: 
                           "train.grpo.rewards (tunesmith.evaluation.rewards.build_rewards)")
     trainer = GrpoTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                           data_collator=data_collator, callbacks=callbacks, processing_class=processing_class,
-                          settings=grpo or GrpoConfig(), rewards=rewards)
+                          settings=grpo or GrpoConfig(), rewards=rewards, reference=reference)
     for default in (PrinterCallback, ProgressCallback):  # replaced by tunesmith's progress bar
         trainer.remove_callback(default)
     return trainer

@@ -13,7 +13,7 @@ from tunesmith.config.schema import GrpoConfig
 from tunesmith.errors import ConfigError, DataError
 from tunesmith.training.guarded_trainer import TunesmithTrainer
 from tunesmith.training.policy_gradient import completion_logps, completion_mask, group_advantages, policy_loss
-from tunesmith.training.reference import reference_weights, starting_snapshot
+from tunesmith.training.reference import Reference
 
 PROMPT_KEYS = ("prompt_ids", "prompt_attention_mask", "references")  # what the prompt collator returns
 
@@ -35,6 +35,8 @@ class GrpoTrainer(TunesmithTrainer):
 
     Args:
         settings: ``train.grpo``.
+        reference: with ``kl_weight > 0``, the reference model: ``adapter_off`` (a new adapter) or
+            ``copy`` (the starting trainable weights); see ``tunesmith.training.reference``.
         rewards: callables ``fn(completions, references, prompts) -> list[float]`` with ``name`` and
             ``weight`` attributes (``tunesmith.evaluation.rewards.build_rewards`` makes them).
         *args, **kwargs: the Trainer's own; ``processing_class`` (the tokenizer) decodes completions.
@@ -43,7 +45,8 @@ class GrpoTrainer(TunesmithTrainer):
     loss_is_scaled_for_ga = True  # divided by the completion tokens of the whole accumulated batch
     head_only_at_completions = True  # train.logits=label_only: the output head runs at completion positions only
 
-    def __init__(self, *args: Any, settings: GrpoConfig, rewards: list[Any], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, settings: GrpoConfig, rewards: list[Any], reference: Optional[str] = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not rewards:
             raise ConfigError("train.grpo.rewards: train.trainer=grpo needs at least one reward function")
@@ -55,8 +58,10 @@ class GrpoTrainer(TunesmithTrainer):
         self.stop_ids = _stop_ids(self.model, self.processing_class)
         pad = getattr(self.processing_class, "pad_token_id", None)
         self.pad_id = pad if pad is not None else self.stop_ids[0]
-        # The model as training starts: None (a new adapter, switched off) or its trainable weights.
-        self.reference_snapshot = starting_snapshot(self.model) if settings.kl_weight > 0 else None
+        # The model as training starts: the adapter switched off, or its starting trainable weights.
+        if settings.kl_weight > 0 and reference is None:
+            reference = "adapter_off" if hasattr(self.model, "disable_adapter") else "copy"
+        self.reference = Reference(self.model, reference) if settings.kl_weight > 0 else None
         self._parts: dict[str, list[float]] = defaultdict(list)  # logged means since the last log
 
     # -- samples ---------------------------------------------------------------------------------
@@ -100,8 +105,7 @@ class GrpoTrainer(TunesmithTrainer):
                   "score_mask": torch.cat([torch.zeros_like(prompt_mask), mask], dim=1),
                   "advantages": advantages.to(device)}
         if self.settings.kl_weight > 0:
-            with torch.no_grad(), self.autocast_smart_context_manager(), \
-                    reference_weights(self.model, self.reference_snapshot) as reference:
+            with self.autocast_smart_context_manager(), self.reference.active(self.model) as reference:
                 inputs["ref_logps"] = completion_logps(reference, inputs["input_ids"], inputs["attention_mask"],
                                                        inputs["score_mask"], self.settings.temperature,
                                                        head_only_at_completions=self.head_only_at_completions)

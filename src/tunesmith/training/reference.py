@@ -1,95 +1,91 @@
-"""The model as training started, for losses that compare against it (a KL penalty, a preference
-loss), without a second copy of the model where it can be avoided.
+"""The reference model of preference and RL training: the model as training starts, frozen.
 
-``starting_snapshot(model)`` decides once, before the first step, how the reference is reached:
+DPO's implicit reward ``beta * log(p(y|x) / p_ref(y|x))``, KTO's and GRPO's KL penalty compare the
+trained model with it. No second model is loaded:
 
-- a new adapter (every LoRA / DoRA ``B`` matrix still zero): the base with the adapter switched
-  off is the starting model, so nothing is copied (returns None);
-- anything else (an adapter that continues an earlier run, other adapter methods, full
-  fine-tuning): a copy of the trainable weights as they are now (a few MB for LoRA; the whole
-  model for full fine-tuning).
+| choice | what the reference is | extra memory |
+|---|---|---|
+| ``adapter_off`` | the base with the (new) adapter switched off | none |
+| ``copy`` | the trainable weights as they were at the start, swapped in while the reference runs | one copy of the trainable weights (the adapter only, with LoRA) |
+| ``precomputed`` | log-probabilities computed once before training (``PrecomputedLogps``) | two numbers per example |
 
-``reference_weights(model, snapshot)`` is a context manager within which ``model`` computes as
-the reference: the adapter switched off, or the snapshot's tensors put in place of the trainable
-weights (the storage is swapped, nothing is copied) and put back on exit. Use it under
-``torch.no_grad()``::
-
-    snapshot = starting_snapshot(model)          # once, before training
-    with torch.no_grad(), reference_weights(model, snapshot):
-        ref_logits = model(**inputs).logits
+``resolve_reference`` picks for ``auto``: ``adapter_off`` for a new adapter, ``copy`` when the run
+continues an adapter (``model.adapter``: switching it off would compare with the bare base, not
+the starting model). Full fine-tuning must choose, since ``copy`` doubles its trainable memory.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 
-import torch
+from tunesmith.errors import ConfigError
 
-_ZERO_AT_START = ("lora_B", "lora_embedding_B")  # LoRA / DoRA: B starts at zero, so the adapter adds nothing
-
-
-def _unwrapped(model: Any) -> Any:
-    """The peft (or plain) model inside DDP-style wrappers."""
-    while hasattr(model, "module") and not hasattr(model, "disable_adapter") and not hasattr(model, "config"):
-        model = model.module
-    return model
+CHOICES = ("auto", "adapter_off", "copy", "precomputed")
 
 
-def is_new_adapter(model: Any) -> bool:
-    """Whether ``model`` is a peft model whose adapter still adds nothing: every trainable tensor is a
-    LoRA-style ``B`` matrix of zeros, its ``A`` partner, or a DoRA magnitude (equal to the weight norms
-    at the start)."""
-    model = _unwrapped(model)
-    if not hasattr(model, "disable_adapter"):
-        return False
-    zero_b = False
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        if any(part in name for part in _ZERO_AT_START):
-            if torch.count_nonzero(param.detach()).item() != 0:
-                return False
-            zero_b = True
-        elif not any(part in name for part in ("lora_A", "lora_embedding_A", "lora_magnitude_vector")):
-            return False  # modules_to_save, prompt tuning, IA3, ...: switching off is not the start
-    return zero_b
+def resolve_reference(choice: str, method: str, continues_adapter: bool, key: str = "train.preference.reference") -> str:
+    """The reference a run uses: ``adapter_off``, ``copy`` or ``precomputed``.
+
+    Example:
+        >>> resolve_reference("auto", "lora", continues_adapter=False)
+        'adapter_off'
+    """
+    if choice not in CHOICES:
+        raise ConfigError(f"{key}: {choice!r} is not allowed; choose one of {', '.join(CHOICES)}")
+    full = method == "full"
+    if choice == "auto":
+        if full:
+            raise ConfigError(f"{key}: full fine-tuning has no adapter to switch off, so choose the reference: "
+                              f"{key}=copy (a frozen copy of the starting weights: twice the trainable memory) or "
+                              f"{key}=precomputed (reference log-probabilities computed once before training)")
+        return "copy" if continues_adapter else "adapter_off"
+    if choice == "adapter_off" and full:
+        raise ConfigError(f"{key}: adapter_off needs an adapter, but peft.method=full; choose copy or precomputed")
+    return choice
 
 
-def starting_snapshot(model: Any) -> Optional[dict[str, torch.Tensor]]:
-    """How ``reference_weights`` reaches the starting model: None for a new adapter (switched off),
-    else a detached copy of the trainable weights, by parameter name."""
-    if is_new_adapter(model):
-        return None
-    return {name: param.detach().clone() for name, param in _unwrapped(model).named_parameters()
-            if param.requires_grad}
-
-
-@contextlib.contextmanager
-def reference_weights(model: Any, snapshot: Optional[dict[str, torch.Tensor]]) -> Iterator[Any]:
-    """Within the block ``model`` computes as the starting model (see the module docstring).
+class Reference:
+    """Runs the reference model: ``with reference.active(model) as ref: ref(**inputs)`` (no gradients).
 
     Args:
-        model: the model being trained (peft / DDP wrappers are fine).
-        snapshot: ``starting_snapshot(model)`` taken before training.
-
-    Yields:
-        The unwrapped model, to call.
+        model: the model being trained (peft or plain; inside DDP is fine).
+        choice: ``adapter_off`` or ``copy`` (``precomputed`` needs no model at all).
     """
-    inner = _unwrapped(model)
-    if snapshot is None:
-        with inner.disable_adapter():
-            yield inner
-        return
-    params = dict(inner.named_parameters())
-    current: dict[str, torch.Tensor] = {}
-    try:
+
+    def __init__(self, model: Any, choice: str) -> None:
+        if choice not in ("adapter_off", "copy"):
+            raise ValueError(f"a Reference runs adapter_off or copy, not {choice!r}")
+        self.choice = choice
+        # copy: the starting values of every trainable weight (frozen weights are the same anyway).
+        self.snapshot = ([(p, p.detach().clone()) for p in model.parameters() if p.requires_grad]
+                         if choice == "copy" else [])
+
+    @contextlib.contextmanager
+    def active(self, model: Any) -> Iterator[Any]:
+        """Within the block ``model`` computes the reference's outputs, under ``torch.no_grad``."""
+        import torch
+
         with torch.no_grad():
-            for name, saved in snapshot.items():
-                current[name] = params[name].data
-                params[name].data = saved
-        yield inner
-    finally:
-        with torch.no_grad():
-            for name, data in current.items():
-                params[name].data = data
+            if self.choice == "adapter_off":
+                inner = _peft_model(model)
+                with inner.disable_adapter():
+                    yield model
+                return
+            current = [p.data for p, _ in self.snapshot]
+            for p, start in self.snapshot:
+                p.data = start
+            try:
+                yield model
+            finally:
+                for (p, _), now in zip(self.snapshot, current):
+                    p.data = now
+
+
+def _peft_model(model: Any) -> Any:
+    """The peft model inside DDP-style wrappers."""
+    while not hasattr(model, "disable_adapter") and hasattr(model, "module"):
+        model = model.module
+    if not hasattr(model, "disable_adapter"):
+        raise ConfigError("train.preference.reference: adapter_off needs a LoRA / DoRA model; this one has no adapter")
+    return model

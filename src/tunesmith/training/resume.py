@@ -34,7 +34,7 @@ from tunesmith.training.checkpoints import Checkpoint, newest_checkpoint, read_m
 # Keys that decide which examples, in which order, train which weights. Changing any of them makes a
 # checkpoint meaningless for the new config (or silently changes what "step N" means).
 FINGERPRINT_KEYS = ("model.name_or_path", "model.task", "model.revision", "model.loader", "model.loader_args",
-                    "data", "peft", "train.seed", "train.batch_size", "train.grad_accum", "train.trainer",
+                    "model.adapter", "data", "peft", "train.seed", "train.batch_size", "train.grad_accum", "train.trainer",
                     "train.trainer_args")
 IGNORED_DATA_KEYS = ("cache",)  # the tokenized-data cache changes nothing about the examples
 

@@ -46,6 +46,9 @@ def apply_speed_settings(trainer: Any, train: TrainSection) -> list[str]:
 
     notes: list[str] = []
     loss = getattr(trainer, "compute_loss_func", None)
+    if hasattr(trainer, "label_only") and hasattr(trainer, "logits_chunk"):  # trainers that score whole answers
+        trainer.label_only = train.logits == "label_only"
+        trainer.logits_chunk = train.logits_chunk
     if isinstance(loss, LabelOnlyLoss):
         loss.chunk_rows = train.logits_chunk
         loss.enabled = train.logits == "label_only"

@@ -8,6 +8,8 @@
 | ``classification`` | sequence_classification | cross-entropy summed / examples in the accumulated batch |
 | ``grad_ascent``, ``grad_diff``, ``npo`` | causal_lm | unlearning (``tunesmith.training.unlearning``) |
 | ``grpo`` | causal_lm | policy gradient on sampled completions scored by reward functions (``tunesmith.training.grpo``) |
+| ``dpo``, ``orpo``, ``kto`` | causal_lm | preference losses (``tunesmith.training.preference``) |
+| ``reward`` | sequence_classification | chosen scored above rejected (``tunesmith.training.preference``) |
 
 Users add their own with ``register_trainer``::
 
@@ -31,10 +33,14 @@ from tunesmith.registry import Registry
 TrainerFactory = Callable[..., Any]
 # tunesmith calls a trainer factory with these keywords, plus ``train.trainer_args``. The last ones
 # (OPTIONAL_INPUTS) reach only factories whose signature names them (the model's task; unlearning
-# data and settings; grpo settings and reward functions).
-OPTIONAL_INPUTS = ("task", "retain_dataset", "unlearning", "grpo", "rewards")
+# data and settings; preference settings and reference; grpo settings and reward functions).
+OPTIONAL_INPUTS = ("task", "retain_dataset", "unlearning", "preference", "reference", "grpo", "rewards")
 TRAINER_INPUTS = ("model", "args", "train_dataset", "eval_dataset", "data_collator", "callbacks", "processing_class",
                   *OPTIONAL_INPUTS)
+# What a trainer's rows hold, by the data's example kind: examples (input_ids, labels: conversations,
+# text, ...), preference (chosen_* / rejected_*), unpaired_preference (input_ids, labels, desirable) or
+# prompt (prompt_ids, reference).
+ROWS = ("examples", "preference", "unpaired_preference", "prompt")
 def _own_name(name: str, factory: TrainerFactory) -> TrainerFactory:
     """Refuse the unlearning toolkits' trainer names: configs already read them as tunesmith's."""
     if name in TRAINER_NAMES:
@@ -61,16 +67,18 @@ class TrainerTraits:
         takes_retain: it trains on a forget set (``data.train``) and takes a retain set (``data.retain``).
         needs_retain: it cannot train without the retain set (unless ``train.unlearning.retain_weight=0``).
         one_example_per_row: it scores each example as a whole, so rows are never packed.
+        rows: what its dataset rows hold (``ROWS``); the data must be of that kind.
     """
 
     tasks: Optional[tuple[str, ...]] = None
     takes_retain: bool = False
     needs_retain: bool = False
     one_example_per_row: bool = False
+    rows: str = "examples"
 
 
 def register_trainer(name: str, *, tasks: Optional[tuple[str, ...]] = None, needs_retain: bool = False,
-                     takes_retain: bool = False, one_example_per_row: bool = False,
+                     takes_retain: bool = False, one_example_per_row: bool = False, rows: str = "examples",
                      overwrite: bool = False) -> Callable[[TrainerFactory], TrainerFactory]:
     """Decorator: register a trainer factory as ``train.trainer=<name>``.
 
@@ -82,10 +90,14 @@ def register_trainer(name: str, *, tasks: Optional[tuple[str, ...]] = None, need
             cannot do without the retain set.
         takes_retain: the factory accepts a retain set but trains without one too.
         one_example_per_row: the factory scores each example as a whole (rows are never packed).
+        rows: what its rows hold: ``examples`` (input_ids, labels), ``preference`` (chosen / rejected
+            pairs), ``unpaired_preference`` (answers marked desirable or not) or ``prompt`` (prompts to answer).
         overwrite: replace a trainer already registered under ``name``.
     """
+    if rows not in ROWS:
+        raise ValueError(f"register_trainer({name!r}): rows={rows!r}; choose one of {', '.join(ROWS)}")
     traits = TrainerTraits(tuple(tasks) if tasks else None, takes_retain or needs_retain, needs_retain,
-                           one_example_per_row)
+                           one_example_per_row, rows)
 
     def add(factory: TrainerFactory) -> TrainerFactory:
         TRAINERS.register(name, factory, overwrite=overwrite, meta=traits)
@@ -104,6 +116,20 @@ def trainer_traits(name: str) -> TrainerTraits:
     tasks = getattr(factory, "trainer_tasks", None)
     needs = bool(getattr(factory, "needs_retain", False))
     return TrainerTraits(tuple(tasks) if tasks else None, needs, needs)
+
+
+def requested_task(trainer: str, task: str) -> str:
+    """``model.task`` as a run reads it: ``auto`` with a trainer of one task only (``reward``: a
+    sequence classifier) is that task; otherwise the model's config decides.
+
+    Example:
+        >>> requested_task("reward", "auto")
+        'sequence_classification'
+    """
+    if task != "auto" or trainer == "auto" or trainer not in TRAINERS.names():
+        return task
+    tasks = trainer_traits(trainer).tasks
+    return tasks[0] if tasks and len(tasks) == 1 and tasks[0] != "causal_lm" else task
 
 
 def resolve_trainer(name: str, task: str) -> str:
@@ -290,6 +316,5 @@ def build_auto_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: 
                                             callbacks=callbacks, processing_class=processing_class)
 
 
-# Importing the module registers grad_ascent, grad_diff and npo.
-from tunesmith.training import unlearning  # noqa: E402,F401
-from tunesmith.training import grpo  # noqa: E402,F401  (registers grpo)
+# Importing the modules registers grad_ascent, grad_diff and npo; dpo, orpo, kto and reward; grpo.
+from tunesmith.training import grpo, preference, unlearning  # noqa: E402,F401

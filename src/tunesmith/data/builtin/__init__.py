@@ -165,4 +165,11 @@ DATASET_REGISTRY = BUILTIN_DATASETS
 DATASET_REGISTRY["QADataset"] = QADataset  # question / answer rows, tokenized by the handler
 
 # Importing the modules registers them.
-from tunesmith.data.builtin import arith, fictional_facts, instruct_mini, paraphrase, sentiment  # noqa: E402,F401
+from tunesmith.data.builtin import (  # noqa: E402,F401
+    arith,
+    arith_pref,
+    fictional_facts,
+    instruct_mini,
+    paraphrase,
+    sentiment,
+)

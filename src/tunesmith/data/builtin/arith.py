@@ -25,6 +25,8 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from dataclasses import dataclass
+from typing import Optional
 
 from tunesmith.data.builtin import BuiltinDataset, register_builtin
 from tunesmith.data.builtin import arith_wordings as W
@@ -44,6 +46,7 @@ CHAIN_WEIGHTS = (0.35, 0.4, 0.25)
 MAX_LINES = 4
 WORD_NUMBER_RATE = 0.15
 DISTRACTOR_RATE = 0.3
+SYSTEM_PROMPT = "Solve the problem step by step. End with #### and the final number."
 SPLIT_NOTE = ("split by wording: the test problems use sentence wordings, names, objects, "
               "distractor sentences and starting amounts (36-45) that no training problem uses, "
               "and their multi-step problems use orders of operations that training never shows")
@@ -54,6 +57,42 @@ def held_out_order(ops: str) -> bool:
     if len(ops) < 2:
         return False
     return hashlib.sha256(ops.encode()).digest()[0] % 4 == 0
+
+
+@dataclass(frozen=True)
+class Step:
+    """One working line ``a op b = c``; ``a_from`` / ``b_from`` index the earlier step whose result
+    the operand is (None: a number from the question). ``arith_pref`` follows these to carry a slip."""
+
+    a: int
+    op: str
+    b: int
+    c: int
+    a_from: Optional[int] = None
+    b_from: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class ArithProblem:
+    """A generated problem: the question, its working (lines and ``#### N``), the answer and the steps."""
+
+    question: str
+    working: str
+    answer: int
+    steps: tuple[Step, ...]
+
+
+class _Result(int):
+    """A number a working line computed, remembering which line (so later lines know their sources)."""
+
+    step: int
+
+
+def apply_op(a: int, op: str, b: int) -> int:
+    """``a op b`` for the four operations of the working lines (``/`` divides exactly)."""
+    if op == "/":
+        return a // b
+    return {"+": a + b, "-": a - b, "*": a * b}[op]
 
 
 class _Problem:
@@ -69,6 +108,7 @@ class _Problem:
         self.lines: list[str] = []
         self.ops = ""
         self.value = 0
+        self.steps: list[Step] = []
 
     def say(self, pool: W.Pool, **numbers: int) -> None:
         words = {key: self._number(value) for key, value in numbers.items()}
@@ -81,11 +121,14 @@ class _Problem:
 
     def compute(self, a: int, op: str, b: int) -> int:
         """Write the line for ``a op b`` and return its result; the only place answers are computed."""
-        c = {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[op]
+        c = apply_op(a, op, b)
         if c < 0 or (op == "/" and a % b):
             raise AssertionError(f"bad equation {a} {op} {b}")  # a generator bug, never user input
         self.lines.append(f"{a} {op} {b} = {c}.")
-        return c
+        result = _Result(c)
+        result.step = len(self.steps)
+        self.steps.append(Step(int(a), op, int(b), c, getattr(a, "step", None), getattr(b, "step", None)))
+        return result
 
 
 def _start(p: _Problem) -> None:
@@ -148,8 +191,8 @@ def _change(p: _Problem, op: str) -> bool:
     return True
 
 
-def _generate(rng: random.Random, split: str) -> tuple[str, str, int] | None:
-    """One problem as (question, working, answer), or None when the drawn chain does not fit."""
+def _generate(rng: random.Random, split: str) -> ArithProblem | None:
+    """One problem, or None when the drawn chain does not fit."""
     p = _Problem(rng, split, money=rng.random() < 0.3)
     _start(p)
     length = rng.choices(CHAIN_LENGTHS, CHAIN_WEIGHTS)[0]
@@ -178,7 +221,7 @@ def _generate(rng: random.Random, split: str) -> tuple[str, str, int] | None:
         distractor = rng.choice(W.DISTRACTOR.part(split)).format(**slots)
         p.sentences.insert(rng.randint(1, len(p.sentences) - 1), distractor)
     working = "\n".join(p.lines) + f"\n#### {p.value}"
-    return " ".join(p.sentences), working, p.value
+    return ArithProblem(" ".join(p.sentences), working, int(p.value), tuple(p.steps))
 
 
 def build_arith(split: str, seed: int = 0, n: int | None = None) -> list[dict]:
@@ -196,29 +239,35 @@ def build_arith(split: str, seed: int = 0, n: int | None = None) -> list[dict]:
     Raises:
         DataError: If ``split`` is unknown or ``n`` is negative or too large.
     """
+    return [{"messages": [{"role": "user", "content": p.question}, {"role": "assistant", "content": p.working}],
+             "answer": str(p.answer)} for p in arith_problems(split, seed, n, "arith")]
+
+
+def arith_problems(split: str, seed: int = 0, n: int | None = None, name: str = "arith") -> list[ArithProblem]:
+    """The ``n`` distinct problems behind ``build_arith(split, seed, n)``, with their working steps.
+
+    ``name`` is the dataset named in errors (``arith-pref`` and ``arith-prompts`` use these too).
+    """
     if split not in SPLITS:
-        raise DataError(f"arith: unknown split '{split}'; allowed splits: {', '.join(SPLITS)}")
+        raise DataError(f"{name}: unknown split '{split}'; allowed splits: {', '.join(SPLITS)}")
     n = DEFAULT_SIZES[split] if n is None else n
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise DataError(f"arith: n must be a non-negative integer, got {n!r}")
+        raise DataError(f"{name}: n must be a non-negative integer, got {n!r}")
     # Each split has its own stream, seeded by a string so it is stable across Python runs.
     rng = random.Random(f"arith/{split}/{seed}")
-    rows: list[dict] = []
+    problems: list[ArithProblem] = []
     seen: set[str] = set()
     for _ in range(50 * n + 1000):  # bounded: the problem space is large but finite
-        if len(rows) == n:
+        if len(problems) == n:
             break
         problem = _generate(rng, split)
-        if problem is None or problem[0] in seen:
+        if problem is None or problem.question in seen:
             continue
-        question, working, answer = problem
-        seen.add(question)
-        rows.append({"messages": [{"role": "user", "content": question},
-                                  {"role": "assistant", "content": working}],
-                     "answer": str(answer)})
-    if len(rows) < n:
-        raise DataError(f"arith: could not generate {n} distinct {split} problems; ask for fewer")
-    return rows
+        seen.add(problem.question)
+        problems.append(problem)
+    if len(problems) < n:
+        raise DataError(f"{name}: could not generate {n} distinct {split} problems; ask for fewer")
+    return problems
 
 
 _NUMBER = re.compile(r"(?<![\d.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
@@ -250,7 +299,7 @@ def extract_final_number(text: str) -> str | None:
 register_builtin(BuiltinDataset(
     name="arith",
     build=build_arith,
-    system_prompt="Solve the problem step by step. End with #### and the final number.",
+    system_prompt=SYSTEM_PROMPT,
     description="generated grade-school arithmetic word problems (chains of one to three "
                 "steps, +-*/), answers with working and a final '#### N' line",
     split_note=SPLIT_NOTE,

@@ -1,0 +1,115 @@
+"""``arith-pref`` and ``arith-prompts``: the ``arith`` problems as preference pairs and as prompts.
+
+Both use the arith generator's splits as they are (the test split keeps its held-out wordings,
+names, starting amounts and orders of operations), its system prompt and its answers.
+
+- ``arith-pref``: the question as the prompt, arith's worked answer as ``chosen`` and, as
+  ``rejected``, the same working with one arithmetic slip in one line (a result off by 1 or 2, or
+  by 10 as a wrong carry) carried correctly through the lines after it to a wrong final number,
+  in the same ``#### N`` format. The two completions agree up to the slipped result.
+- ``arith-prompts``: the question alone, with the final number as ``answer``, for trainers that
+  generate their own answers and reward the right number (GRPO).
+
+Example ``arith-pref`` row:
+    {"prompt": [{"role": "user", "content": "Mia has 23 stickers. Then Mia gets 15 more. ..."}],
+     "chosen": [{"role": "assistant", "content": "23 + 15 = 38.\\n38 - 8 = 30.\\n#### 30"}],
+     "rejected": [{"role": "assistant", "content": "23 + 15 = 39.\\n39 - 8 = 31.\\n#### 31"}],
+     "answer": "30"}
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Optional
+
+from tunesmith.data.builtin import BuiltinDataset, register_builtin
+from tunesmith.data.builtin.arith import SPLIT_NOTE, SYSTEM_PROMPT, ArithProblem, Step, apply_op, arith_problems
+
+SLIPS = (1, -1, 2, -2, 10, -10)  # how far the slipped result is off; 10: a wrong carry
+
+
+def carry_slip(steps: tuple[Step, ...], at: int, wrong: int) -> Optional[list[Step]]:
+    """The steps with line ``at`` giving ``wrong`` and every later line recomputed from it.
+
+    ``[23 + 15 = 38, 38 - 8 = 30]``, ``at=0``, ``wrong=39`` -> ``[23 + 15 = 39, 39 - 8 = 31]``.
+    None when the slip would make a later line impossible (a negative amount, an inexact share).
+    """
+    values: dict[int, int] = {}
+    out: list[Step] = []
+    for i, step in enumerate(steps):
+        a = values[step.a_from] if step.a_from is not None else step.a
+        b = values[step.b_from] if step.b_from is not None else step.b
+        if i == at:
+            c = wrong
+        elif step.op == "/" and (b == 0 or a % b):
+            return None
+        else:
+            c = apply_op(a, step.op, b)
+        if c < 0:
+            return None
+        values[i] = c
+        out.append(Step(a, step.op, b, c, step.a_from, step.b_from))
+    return out
+
+
+def working_of(steps: list[Step]) -> str:
+    """Working lines and the final line: ``[23 + 15 = 38]`` -> ``"23 + 15 = 38.\\n#### 38"``."""
+    return "\n".join(f"{s.a} {s.op} {s.b} = {s.c}." for s in steps) + f"\n#### {steps[-1].c}"
+
+
+def slipped_working(problem: ArithProblem, rng: random.Random) -> str:
+    """A plausible wrong working for ``problem``: one slip, carried through (see the module docstring)."""
+    lines = list(range(len(problem.steps)))
+    rng.shuffle(lines)
+    for at in lines:
+        slips = list(SLIPS)
+        rng.shuffle(slips)
+        for slip in slips:
+            if slip == 10 or slip == -10:
+                if problem.steps[at].c < 10:  # a carry slip needs a tens digit
+                    continue
+            steps = carry_slip(problem.steps, at, problem.steps[at].c + slip)
+            if steps is not None and steps[-1].c != problem.answer:
+                return working_of(steps)
+    raise AssertionError(f"no slip fits {problem.working!r}")  # the last line always takes +1
+
+
+def build_arith_pref(split: str, seed: int = 0, n: Optional[int] = None) -> list[dict]:
+    """``n`` arith problems as preference rows: the right working chosen, a slipped one rejected.
+
+    Returns:
+        Rows like ``{"prompt": [user], "chosen": [assistant], "rejected": [assistant], "answer": "30"}``.
+    """
+    rows = []
+    for problem in arith_problems(split, seed, n, "arith-pref"):
+        rng = random.Random(f"arith-pref/{split}/{seed}/{problem.question}")
+        rows.append({"prompt": [{"role": "user", "content": problem.question}],
+                     "chosen": [{"role": "assistant", "content": problem.working}],
+                     "rejected": [{"role": "assistant", "content": slipped_working(problem, rng)}],
+                     "answer": str(problem.answer)})
+    return rows
+
+
+def build_arith_prompts(split: str, seed: int = 0, n: Optional[int] = None) -> list[dict]:
+    """``n`` arith problems as prompts with their final number: ``{"prompt": "Mia has ...", "answer": "30"}``."""
+    return [{"prompt": p.question, "answer": str(p.answer)} for p in arith_problems(split, seed, n, "arith-prompts")]
+
+
+register_builtin(BuiltinDataset(
+    name="arith-pref",
+    build=build_arith_pref,
+    system_prompt=SYSTEM_PROMPT,
+    format="preference",
+    description="the arith problems as preference pairs: the right working chosen, a working with one "
+                "arithmetic slip carried to a wrong final number rejected",
+    split_note=SPLIT_NOTE,
+))
+
+register_builtin(BuiltinDataset(
+    name="arith-prompts",
+    build=build_arith_prompts,
+    system_prompt=SYSTEM_PROMPT,
+    format="prompt_only",
+    description="the arith problems as prompts with their final number (for generate-and-reward training)",
+    split_note=SPLIT_NOTE,
+))

@@ -1,0 +1,174 @@
+"""Registers the preference trainers (``dpo``, ``orpo``, ``kto``, ``reward``) and prepares what they read.
+
+| trainer | rows | reference | loss (``tunesmith.training.preference_losses``) |
+|---|---|---|---|
+| ``dpo`` | pairs | yes (not with ``train.preference.loss=simpo``) | sigmoid / ipo / simpo |
+| ``orpo`` | pairs | no | chosen NLL + odds-ratio term |
+| ``kto`` | single answers marked desirable or not | yes | KTO |
+| ``reward`` | pairs | no | Bradley-Terry on a one-output classifier's scores |
+
+``train.preference.reference=precomputed`` scores every training (and eval) example with the
+starting model once, before the first step, and stores the log-probabilities as columns
+(``ref_chosen_logps`` / ``ref_rejected_logps``, or ``ref_logps``); ``ReferenceColumns`` moves them
+into the batch as ``ref_logps``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+
+from tunesmith.config.schema import PreferenceConfig
+from tunesmith.training.losses import DEFAULT_CHUNK_ROWS
+from tunesmith.training.trainers import register_trainer
+
+PREFERENCE_TRAINERS = ("dpo", "orpo", "kto", "reward")  # the trainers train.preference.* configures
+PAIR_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+SINGLE_COLUMN = "ref_logps"
+
+
+def reference_needed(trainer: str, settings: PreferenceConfig) -> bool:
+    """Whether ``trainer`` compares with a reference model (dpo except with the simpo loss; kto)."""
+    return trainer == "kto" or (trainer == "dpo" and settings.loss != "simpo")
+
+
+def check_preference_settings(trainer: str, settings: PreferenceConfig) -> None:
+    """``train.preference.*`` keys set for a trainer that does not read them are an error, not ignored."""
+    from dataclasses import fields
+
+    from tunesmith.errors import ConfigError
+
+    defaults = PreferenceConfig()
+    changed = [f.name for f in fields(settings) if getattr(settings, f.name) != getattr(defaults, f.name)]
+    if changed and trainer not in PREFERENCE_TRAINERS:
+        raise ConfigError(f"train.preference.{changed[0]}: configures the preference trainers "
+                          f"({', '.join(PREFERENCE_TRAINERS)}), but train.trainer={trainer}")
+    if settings.reference != "auto" and trainer in PREFERENCE_TRAINERS and not reference_needed(trainer, settings):
+        why = "the simpo loss" if trainer == "dpo" else f"train.trainer={trainer}"
+        raise ConfigError(f"train.preference.reference: {settings.reference!r} is set, but {why} uses no reference "
+                          "model; leave it at auto")
+
+
+class ReferenceColumns:
+    """Wraps a pair or unpaired collator: precomputed reference log-probabilities of the rows become
+    ``batch["ref_logps"]`` (chosen answers first, then rejected, as the pair batch orders them).
+
+    Example:
+        rows ``[{"ref_chosen_logps": -3.0, "ref_rejected_logps": -5.0, ...}]`` -> ``ref_logps`` ``[-3.0, -5.0]``.
+    """
+
+    def __init__(self, collator: Any) -> None:
+        self.collator = collator
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        if not rows or not any(k in rows[0] for k in (*PAIR_COLUMNS, SINGLE_COLUMN)):
+            return self.collator(rows)
+        if PAIR_COLUMNS[0] in rows[0]:
+            values = [r[PAIR_COLUMNS[0]] for r in rows] + [r[PAIR_COLUMNS[1]] for r in rows]
+        else:
+            values = [r[SINGLE_COLUMN] for r in rows]
+        plain = [{k: v for k, v in r.items() if k not in (*PAIR_COLUMNS, SINGLE_COLUMN)} for r in rows]
+        batch = dict(self.collator(plain))
+        batch["ref_logps"] = torch.tensor(values, dtype=torch.float32)
+        return batch
+
+
+def precompute_reference(model: Any, dataset: Any, collator: Any, batch_size: int, paired: bool,
+                         chunk_rows: int, label_only: bool, autocast: Any, desc: str) -> Any:
+    """``dataset`` with the starting model's log-probabilities of every answer added as columns."""
+    from tqdm.auto import tqdm
+
+    from tunesmith.training.sequence_logps import sequence_logps
+
+    device = next(model.parameters()).device
+    chosen: list[float] = []
+    rejected: list[float] = []
+    was_training = model.training
+    model.eval()
+    try:
+        for start in tqdm(range(0, len(dataset), batch_size), desc=desc, unit="batch", leave=False):
+            rows = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in collator(rows).items()}
+            with torch.no_grad(), autocast:
+                logps = sequence_logps(model, batch, chunk_rows, label_only)[0].float().cpu().tolist()
+            half = len(rows)
+            chosen += logps[:half]
+            rejected += logps[half:] if paired else []
+    finally:
+        model.train(was_training)
+    if paired:
+        return dataset.add_column(PAIR_COLUMNS[0], chosen).add_column(PAIR_COLUMNS[1], rejected)
+    return dataset.add_column(SINGLE_COLUMN, chosen)
+
+
+def build_preference_trainer(cls_name: str, model: Any, args: Any, train_dataset: Any, eval_dataset: Any,
+                             data_collator: Any, callbacks: list[Any], processing_class: Any = None,
+                             preference: Optional[PreferenceConfig] = None, reference: Optional[str] = None) -> Any:
+    """The trainer class ``cls_name`` of ``preference_trainers`` with tunesmith's collator and settings.
+
+    ``reference``: ``adapter_off``, ``copy`` or ``precomputed`` (decided by the run, see
+    ``tunesmith.training.reference.resolve_reference``); None for trainers without one.
+    """
+    from transformers import PrinterCallback, ProgressCallback
+
+    from tunesmith.training import preference_trainers
+
+    cls = getattr(preference_trainers, cls_name)
+    settings = preference or PreferenceConfig()
+    collator = ReferenceColumns(data_collator)
+    if reference == "precomputed":
+        import contextlib
+
+        paired = cls is not preference_trainers.UnpairedTrainer
+        autocast = (torch.autocast(args.device.type, dtype=torch.bfloat16) if args.bf16 else
+                    torch.autocast(args.device.type, dtype=torch.float16) if args.fp16 else contextlib.nullcontext())
+        settings_kw = dict(batch_size=args.per_device_eval_batch_size, paired=paired, chunk_rows=DEFAULT_CHUNK_ROWS,
+                           label_only=True, autocast=autocast)
+        train_dataset = precompute_reference(model, train_dataset, data_collator, desc="Reference log-probabilities",
+                                             **settings_kw)
+        if eval_dataset is not None:
+            eval_dataset = precompute_reference(model, eval_dataset, data_collator,
+                                                desc="Reference log-probabilities (eval)", **settings_kw)
+    trainer = cls(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                  data_collator=collator, callbacks=callbacks, processing_class=processing_class,
+                  settings=settings, reference=reference)
+    for default in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(default)
+    return trainer
+
+
+@register_trainer("dpo", tasks=("causal_lm",), rows="preference")
+def build_dpo_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
+                      callbacks: list[Any], processing_class: Any = None, preference: Optional[PreferenceConfig] = None,
+                      reference: Optional[str] = None) -> Any:
+    """Direct preference optimisation on chosen / rejected pairs (``train.preference.loss``)."""
+    return build_preference_trainer("PairTrainer", model, args, train_dataset, eval_dataset, data_collator,
+                                    callbacks, processing_class, preference, reference)
+
+
+@register_trainer("orpo", tasks=("causal_lm",), rows="preference")
+def build_orpo_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
+                       callbacks: list[Any], processing_class: Any = None,
+                       preference: Optional[PreferenceConfig] = None, reference: Optional[str] = None) -> Any:
+    """Odds-ratio preference optimisation: supervised loss on chosen plus an odds-ratio term; no reference."""
+    return build_preference_trainer("OddsRatioTrainer", model, args, train_dataset, eval_dataset, data_collator,
+                                    callbacks, processing_class, preference, None)
+
+
+@register_trainer("kto", tasks=("causal_lm",), rows="unpaired_preference")
+def build_kto_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
+                      callbacks: list[Any], processing_class: Any = None, preference: Optional[PreferenceConfig] = None,
+                      reference: Optional[str] = None) -> Any:
+    """Kahneman-Tversky optimisation on answers marked desirable or undesirable."""
+    return build_preference_trainer("UnpairedTrainer", model, args, train_dataset, eval_dataset, data_collator,
+                                    callbacks, processing_class, preference, reference)
+
+
+@register_trainer("reward", tasks=("sequence_classification",), rows="preference")
+def build_reward_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
+                         callbacks: list[Any], processing_class: Any = None,
+                         preference: Optional[PreferenceConfig] = None, reference: Optional[str] = None) -> Any:
+    """A reward model: a one-output sequence classifier trained so chosen answers score higher."""
+    return build_preference_trainer("RewardModelTrainer", model, args, train_dataset, eval_dataset, data_collator,
+                                    callbacks, processing_class, preference, None)

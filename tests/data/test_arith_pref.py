@@ -1,0 +1,116 @@
+"""The arith-pref and arith-prompts built-ins: the arith problems as pairs with one carried slip, and as prompts."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tunesmith.data.builtin import BUILTIN_DATASETS
+from tunesmith.data.builtin.arith import Step, build_arith, extract_final_number
+from tunesmith.data.builtin.arith_pref import build_arith_pref, build_arith_prompts, carry_slip
+
+LINE = re.compile(r"^(\d+) ([-+*/]) (\d+) = (\d+)\.$")
+
+
+@pytest.fixture(scope="module")
+def pref():
+    return {split: build_arith_pref(split, 0, 400 if split == "train" else None) for split in ("train", "test")}
+
+
+def text(row, side):
+    return row[side][0]["content"]
+
+
+def test_same_problems_and_answers_as_arith(pref):
+    for split, rows in pref.items():
+        arith = build_arith(split, 0, len(rows))
+        assert [r["prompt"][0]["content"] for r in rows] == [a["messages"][0]["content"] for a in arith]
+        assert [text(r, "chosen") for r in rows] == [a["messages"][1]["content"] for a in arith]
+        assert [r["answer"] for r in rows] == [a["answer"] for a in arith]
+    train_questions = {r["prompt"][0]["content"] for r in build_arith_pref("train", 0, None)}
+    assert not train_questions & {r["prompt"][0]["content"] for r in pref["test"]}  # held-out problems only
+
+
+def test_rejected_is_one_carried_slip(pref):
+    for rows in pref.values():
+        for row in rows:
+            chosen, rejected = text(row, "chosen").split("\n"), text(row, "rejected").split("\n")
+            assert chosen != rejected and len(chosen) == len(rejected)
+            assert rejected[-1].startswith("#### ") and extract_final_number(text(row, "rejected")) != row["answer"]
+            assert extract_final_number(text(row, "chosen")) == row["answer"]
+            lines = [LINE.match(line).groups() for line in rejected[:-1]]  # same plausible format
+            wrong = [i for i, (a, op, b, c) in enumerate(lines)
+                     if {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b),
+                         "/": int(a) / int(b)}[op] != int(c)]
+            assert len(wrong) == 1  # exactly one arithmetic slip; every other line is right
+            slip = wrong[0]
+            assert chosen[:slip] == rejected[:slip]  # identical up to the slipped line
+            a, op, b, _ = lines[slip]
+            assert chosen[slip].startswith(f"{a} {op} {b} = ")
+            assert rejected[-1] == f"#### {lines[-1][3]}"  # the wrong value carried to the end
+
+
+def test_deterministic_and_seeded():
+    assert build_arith_pref("test", 3, 20) == build_arith_pref("test", 3, 20)
+    assert build_arith_pref("test", 3, 20) != build_arith_pref("test", 4, 20)
+
+
+def test_carry_slip_follows_the_working():
+    steps = (Step(4, "*", 6, 24), Step(3, "*", 5, 15), Step(24, "+", 15, 39, 0, 1))
+    assert [s.c for s in carry_slip(steps, 1, 17)] == [24, 17, 41]
+    assert carry_slip((Step(12, "+", 0, 12), Step(12, "/", 3, 4, 0)), 0, 13) is None  # 13 / 3 is not exact
+
+
+def test_prompts_split_and_rows():
+    rows = build_arith_prompts("test", 0, 50)
+    arith = build_arith("test", 0, 50)
+    assert rows == [{"prompt": a["messages"][0]["content"], "answer": a["answer"]} for a in arith]
+
+
+def test_registered_with_format_system_prompt_and_metric():
+    arith = BUILTIN_DATASETS.get("arith")
+    for name, fmt in (("arith-pref", "preference"), ("arith-prompts", "prompt_only")):
+        dataset = BUILTIN_DATASETS.get(name)
+        assert dataset.format == fmt and dataset.metric == "exact_match" and dataset.splits == ("train", "test")
+        assert dataset.system_prompt == arith.system_prompt and dataset.split_note == arith.split_note
+
+
+def test_pipeline_examples_and_held_out_conversations(smol_tokenizer):
+    from tunesmith.config import load_config
+    from tunesmith.data.examples import Conversation, Message, PreferenceExample, PromptExample
+    from tunesmith.data.pipeline import build_datasets, load_eval_conversations
+
+    cfg = load_config(overrides=["data.train=arith-pref", "data.max_samples=20", "data.cache=false"]).data
+    conversations = load_eval_conversations(cfg, 0, 5)
+    arith = build_arith("test", 0, 5)
+    system = Message("system", BUILTIN_DATASETS.get("arith").system_prompt)
+    assert conversations == [Conversation([system, Message("user", a["messages"][0]["content"]),
+                                           Message("assistant", a["messages"][1]["content"])],
+                                          a["answer"], c.where) for a, c in zip(arith, conversations)]
+    prompts = load_eval_conversations(load_config(overrides=["data.train=arith-prompts"]).data, 0, 5)
+    assert [c.messages[1:] for c in prompts] == [[Message("user", a["messages"][0]["content"])] for a in arith]
+    assert [c.prompt_messages() for c in prompts] == [c.messages for c in prompts]
+    assert [c.reference for c in prompts] == [a["answer"] for a in arith]
+    bundle = build_datasets(cfg, smol_tokenizer, seed=0)
+    assert isinstance(bundle.held_out[0], PreferenceExample) and len(bundle.train) == 20
+    assert bundle.held_out[0].prompt[0] == system and bundle.info.kind == "preference"
+    prompt_bundle = build_datasets(load_config(overrides=["data.train=arith-prompts", "data.max_samples=4",
+                                                          "data.cache=false"]).data, smol_tokenizer, seed=0)
+    assert prompt_bundle.train.column_names == ["prompt_ids", "reference"]
+    assert isinstance(prompt_bundle.held_out[0], PromptExample)
+
+
+@pytest.mark.parametrize("packing, ok", [("pack", False), ("group_by_length", False), ("auto", True),
+                                         ("padding_free", True), ("none", True)])
+def test_packing_is_checked_before_loading(packing, ok):
+    from tunesmith.config import load_config
+    from tunesmith.data.pipeline import check_data_config
+    from tunesmith.errors import ConfigError
+
+    cfg = load_config(overrides=["data.train=arith-pref", f"data.packing={packing}"]).data
+    if ok:
+        check_data_config(cfg)
+    else:
+        with pytest.raises(ConfigError, match=f"data.packing: '{packing}' cannot be used with preference data"):
+            check_data_config(cfg)
