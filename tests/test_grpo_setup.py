@@ -24,12 +24,17 @@ def test_an_unknown_reward_fails_before_anything_loads():
 
 
 def test_grpo_inputs_only_for_grpo(smol_tokenizer):
+    from tunesmith.data.collators import build_collator
+    from tunesmith.data.preference_collators import preference_collator
+
     cfg = load_config(overrides=["train=grpo"])
-    inputs = grpo_trainer_inputs(cfg, "grpo", smol_tokenizer, "cpu")
-    assert isinstance(inputs["data_collator"], PromptCollator) and inputs["grpo"] is cfg.train.grpo
+    inputs = grpo_trainer_inputs(cfg, "grpo")
+    assert inputs["grpo"] is cfg.train.grpo
+    assert isinstance(preference_collator("prompt", build_collator("auto", "causal_lm", smol_tokenizer)),
+                      PromptCollator)
     assert [r.name for r in inputs["rewards"]] == ["exact_match", "number_format"]
     assert [r.weight for r in inputs["rewards"]] == [1.0, 0.2]
-    assert grpo_trainer_inputs(cfg, "sft", smol_tokenizer, "cpu") == {}
+    assert grpo_trainer_inputs(cfg, "sft") == {}
 
 
 def test_reward_curves(tmp_path):

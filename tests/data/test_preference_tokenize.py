@@ -254,8 +254,8 @@ def test_unpaired_and_prompt_collators():
     assert batch["desirable"].tolist() == [True, False] and batch["input_ids"].tolist() == [[5, 6], [7, 0]]
     batch = preference_collator("prompt", PaddingCollator(pad_token_id=0))(
         [{"prompt_ids": [5, 6, 7], "reference": "4"}, {"prompt_ids": [8], "reference": None}])
-    assert batch["input_ids"].tolist() == [[5, 6, 7], [0, 0, 8]]
-    assert batch["attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1]] and batch["references"] == ["4", None]
+    assert batch["prompt_ids"].tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert batch["prompt_attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1]] and batch["references"] == ["4", None]
     inner = PaddingCollator(pad_token_id=0)
     assert preference_collator("conversation", inner) is inner
 
