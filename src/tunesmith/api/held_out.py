@@ -62,6 +62,8 @@ def evaluate_model(ctx: ModelContext, metric: Optional[str] = None, max_samples:
 
         set_seed(cfg.train.seed)  # sampled answers repeat from one evaluation to the next
     _, held_out = load_conversations(cfg.data, cfg.train.seed, ctx.tokenizer)
+    if held_out and type(held_out[0]).__name__ == "PreferenceExample":
+        return _with_pair_measures(ctx, metric, max_samples, held_out)
     chosen = choose_metric(metric or cfg.eval.metric, task, cfg.data.eval or cfg.data.train, held_out)
     bundle = None
     if chosen.needs != "generations":
@@ -77,6 +79,36 @@ def evaluate_model(ctx: ModelContext, metric: Optional[str] = None, max_samples:
         label_names=(bundle.label_names if has_bundle else None) or list(cfg.data.label_names) or None,
         settings=settings_from_config(cfg.eval), batch_size=cfg.eval.batch_size, max_samples=limit,
         device=ctx.device, autocast=ctx.autocast, desc="Evaluating")
+
+
+def _with_pair_measures(ctx: ModelContext, metric: Optional[str], max_samples: Optional[int],
+                        held_out: list[Any]) -> dict[str, Any]:
+    """Held-out chosen / rejected pairs: their measures (``api.pair_measures.evaluate_pairs``), next to
+    the generation metric when the pairs have reference answers (a reward model: the measures alone)."""
+    from tunesmith.api.pair_measures import describe_pairs, evaluate_pairs
+    from tunesmith.data.pipeline import build_datasets
+    from tunesmith.errors import DataError
+
+    bundle = build_datasets(ctx.config.data, ctx.tokenizer, ctx.config.train.seed, ctx.task, ctx.preprocessor)
+    if bundle.eval is None or len(bundle.eval) == 0:
+        raise DataError(NO_HELD_OUT)
+    pairs = evaluate_pairs(ctx, bundle.eval)
+    print(describe_pairs(pairs), flush=True)
+    has_answers = any(getattr(e, "reference", None) is not None for e in held_out)
+    if ctx.task == "causal_lm" and has_answers and (metric or ctx.config.eval.metric) != "pair_accuracy":
+        from tunesmith.evaluation.evaluate import choose_metric, evaluate_held_out, settings_from_config
+
+        cfg = ctx.config
+        chosen = choose_metric(metric or cfg.eval.metric, ctx.task, cfg.data.eval or cfg.data.train, held_out)
+        if chosen.needs == "generations":
+            result = evaluate_held_out(
+                ctx.model, ctx.tokenizer, chosen, ctx.task, held_out=held_out, dataset=None, label_names=None,
+                settings=settings_from_config(cfg.eval), batch_size=cfg.eval.batch_size,
+                max_samples=max_samples or cfg.eval.max_samples, device=ctx.device, autocast=ctx.autocast,
+                desc="Evaluating")
+            return {**result, **pairs}
+    return {"metric": "pair_accuracy", "metric_label": "chosen preferred", "percent": True,
+            "score": pairs["pair_accuracy"], **pairs}
 
 
 def unlearning_metrics(ctx: ModelContext, forget: Any, retain: Any, desc: str) -> dict[str, Any]:

@@ -75,3 +75,48 @@ def describe_pairs(summary: dict[str, Any]) -> str:
     if "reward_accuracy" in summary:
         text += f"; reward accuracy {summary['reward_accuracy']:.1%}, mean margin {summary['reward_margin']:.3f}"
     return text
+
+
+def evaluate_pairs(ctx: ModelContext, dataset: Any) -> dict[str, Any]:
+    """``tunesmith eval`` of held-out pairs: ``pair_accuracy`` of ``ctx.model`` and, for a run of a
+    trainer with a reference (``dpo``, ``kto``), ``reward_accuracy`` / ``reward_margin`` against its
+    starting model: the base with the run's adapter switched off, or the adapter it continued
+    (``model.adapter``), loaded next to the run's own."""
+    from tunesmith.training.preference import reference_needed
+
+    cfg = ctx.config
+    reward_model = cfg.train.trainer == "reward"
+    scores = pair_scores(ctx, dataset, reward_model, "Scoring held-out pairs")
+    from tunesmith.errors import ConfigError
+
+    reference, note = None, None
+    if reference_needed(cfg.train.trainer, cfg.train.preference):
+        note = ("reward accuracy needs the starting model; a fully fine-tuned run does not keep it (evaluate the "
+                "base with --base to compare)")
+        if hasattr(ctx.model, "disable_adapter"):
+            try:
+                reference, note = _starting_model_scores(ctx, dataset), None
+            except ConfigError as err:  # the adapter the run continued is gone
+                note = f"reward accuracy not measured: {err}"
+    summary = pair_summary(scores, reference, cfg.train.preference.beta)
+    if note:
+        summary["reward_note"] = note
+    return summary
+
+
+def _starting_model_scores(ctx: ModelContext, dataset: Any) -> dict[str, list[float]]:
+    """Pair scores of the model the run started from (see ``evaluate_pairs``)."""
+    model, start = ctx.model, ctx.config.model.adapter
+    if not start:
+        with model.disable_adapter():
+            return pair_scores(ctx, dataset, False, "Scoring held-out pairs (starting model)")
+    from tunesmith.models.start_adapter import adapter_folder
+
+    active = model.active_adapter
+    model.load_adapter(str(adapter_folder(start, ctx.config.model.name_or_path)), adapter_name="starting")
+    try:
+        model.set_adapter("starting")
+        return pair_scores(ctx, dataset, False, "Scoring held-out pairs (starting model)")
+    finally:
+        model.set_adapter(active)
+        model.delete_adapter("starting")

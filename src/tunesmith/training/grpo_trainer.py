@@ -12,6 +12,7 @@ import torch
 from tunesmith.config.schema import GrpoConfig
 from tunesmith.errors import ConfigError, DataError
 from tunesmith.training.guarded_trainer import TunesmithTrainer
+from tunesmith.training.logged_means import MeanLogs
 from tunesmith.training.policy_gradient import completion_logps, completion_mask, group_advantages, policy_loss
 from tunesmith.training.reference import Reference
 
@@ -30,7 +31,7 @@ def sampling_seed(seed: int, step: int, micro_batch: int) -> int:
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
-class GrpoTrainer(TunesmithTrainer):
+class GrpoTrainer(MeanLogs, TunesmithTrainer):
     """``transformers.Trainer`` for GRPO (see the module docstring).
 
     Args:
@@ -185,15 +186,6 @@ class GrpoTrainer(TunesmithTrainer):
         return metrics
 
     # -- logs --------------------------------------------------------------------------------------
-    def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
-        """Adds the means of the sampled rewards, lengths and KL since the last log (averaged over processes)."""
-        if "loss" in logs and self._parts:
-            for name, values in sorted(self._parts.items()):
-                if values:
-                    local = torch.tensor(sum(values) / len(values), device=self.args.device)
-                    logs[name] = float(self.accelerator.reduce(local, reduction="mean"))
-            self._parts.clear()
-        super().log(logs, start_time)
 
     # -- text --------------------------------------------------------------------------------------
     def _decode(self, completions: torch.Tensor, mask: torch.Tensor) -> list[str]:

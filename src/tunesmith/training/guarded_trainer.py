@@ -92,7 +92,9 @@ class ReliableTrainerMixin:
         return {"tr_loss": float(tr_loss.item()) if tr_loss is not None else 0.0,
                 "total_loss_scalar": float(getattr(self, "_total_loss_scalar", 0.0)),
                 "globalstep_last_logged": int(getattr(self, "_globalstep_last_logged", 0)),
-                "nan_skipped_steps": int(self.nan_skipped_steps)}
+                "nan_skipped_steps": int(self.nan_skipped_steps),
+                # values a trainer keeps for its next log (``logged_means.MeanLogs``: rewards, partial losses)
+                "logged_parts": {k: list(v) for k, v in (self.__dict__.get("_parts") or {}).items()}}
 
     def restore_loss_bookkeeping(self, saved: dict[str, Any], global_step: int, device: Any) -> None:
         """Put back ``loss_bookkeeping()`` of a checkpoint (at ``on_train_begin`` of the resumed run)."""
@@ -103,6 +105,10 @@ class ReliableTrainerMixin:
         self._globalstep_last_logged = int(saved.get("globalstep_last_logged", global_step))
         self._initial_global_step = 0  # train_loss averages over the whole run, as without the break
         self.nan_skipped_steps = int(saved.get("nan_skipped_steps", 0))
+        if saved.get("logged_parts") and hasattr(self, "logged_parts"):
+            parts = self.logged_parts  # type: ignore[attr-defined]
+            parts.clear()
+            parts.update({k: list(v) for k, v in saved["logged_parts"].items()})
 
     # -- the training loop ---------------------------------------------------------------------
     def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None) -> Any:

@@ -17,43 +17,18 @@ during evaluation.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any, Optional
 
 import torch
 
 from tunesmith.config.schema import PreferenceConfig
 from tunesmith.training.guarded_trainer import TunesmithTrainer
+from tunesmith.training.logged_means import MeanLogs
 from tunesmith.training.losses import DEFAULT_CHUNK_ROWS
 from tunesmith.training.preference_losses import (PairScores, dpo_loss, implicit_rewards, kto_loss, orpo_loss,
                                                    reward_model_loss)
 from tunesmith.training.reference import Reference
 from tunesmith.training.sequence_logps import model_inputs, sequence_logps
-
-
-class MeanLogs:
-    """Keeps named values per micro-batch and adds their means to the next log (averaged over processes)."""
-
-    def note(self, **values: Any) -> None:
-        """Keep each value (a tensor's mean) under its name until the next log."""
-        parts = self.__dict__.setdefault("_logged_parts", defaultdict(list))
-        for name, value in values.items():
-            parts[name].append(float(value.detach().float().mean()) if torch.is_tensor(value) else float(value))
-
-    def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
-        """Add the kept means (training values to a training log, ``eval_`` ones to an evaluation log)."""
-        parts = self.__dict__.get("_logged_parts")
-        evaluating = any(k.startswith("eval_") for k in logs)
-        if parts and ("loss" in logs or evaluating):
-            prefix = "eval_" if evaluating else ""
-            for name, values in sorted(parts.items()):
-                if name.startswith("eval_") != evaluating:
-                    continue
-                local = torch.tensor(sum(values) / len(values), device=self.args.device)  # type: ignore[attr-defined]
-                logs[name if evaluating else prefix + name] = float(
-                    self.accelerator.reduce(local, reduction="mean"))  # type: ignore[attr-defined]
-                values.clear()
-        super().log(logs, start_time)  # type: ignore[misc]
 
 
 class ScoringTrainer(MeanLogs, TunesmithTrainer):

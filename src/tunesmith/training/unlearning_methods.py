@@ -18,10 +18,11 @@ import torch.nn.functional as F
 
 from tunesmith.config.schema import UnlearningConfig
 from tunesmith.training.guarded_trainer import TunesmithTrainer
+from tunesmith.training.logged_means import MeanLogs
 from tunesmith.training.unlearning import RETAIN, model_inputs, sequence_nll
 
 
-class GradAscent(TunesmithTrainer):
+class GradAscent(MeanLogs, TunesmithTrainer):
     """Gradient ascent on the forget set: ``-w_f * NLL_forget``."""
 
     name = "grad_ascent"  # its train.trainer name, for messages
@@ -60,15 +61,6 @@ class GradAscent(TunesmithTrainer):
     def retain_term(self, model: Any, inputs: dict[str, Any]) -> Optional[Any]:
         """The retain set's weighted term, or None: gradient ascent has none."""
         return None
-
-    def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
-        """Adds the mean forget / retain losses since the last log (averaged over processes)."""
-        if "loss" in logs and self._parts:
-            for name, values in sorted(self._parts.items()):
-                local = torch.tensor(sum(values) / len(values), device=self.args.device)
-                logs[name] = float(self.accelerator.reduce(local, reduction="mean"))
-            self._parts.clear()
-        super().log(logs, start_time)
 
 
 class GradDiff(GradAscent):
