@@ -143,6 +143,17 @@ def _curves(files: RunFiles) -> str:
                                                   ("cut at max_new_tokens (share)", *points(m, "clipped_ratio"))]),
                  "completion length"),
         ]
+    if any("rewards/margin" in r for r in m):  # a preference run: implicit rewards of chosen vs rejected
+        charts += [
+            _img(line_chart("Implicit rewards", [(k[8:], *points(m, k)) for k in
+                                                 ("rewards/chosen", "rewards/rejected", "rewards/margin")],
+                            ylabel="reward"), "implicit rewards"),
+            _img(line_chart("Pairs ranked right", [("chosen above rejected (share)", *points(m, "rewards/accuracy"))],
+                            ylabel="share"), "reward accuracy"),
+            _img(line_chart("Log-probability per token", [(k[6:], *points(m, k)) for k in
+                                                          ("logps/chosen", "logps/rejected")],
+                            ylabel="nats per token"), "answer log-probabilities"),
+        ]
     evals = sorted({k for r in m for k in r if k.startswith("eval_") and k not in _NOT_CURVES
                     and not k.endswith(("_runtime", "_per_second"))})
     if evals:

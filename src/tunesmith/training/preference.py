@@ -138,37 +138,27 @@ def build_preference_trainer(cls_name: str, model: Any, args: Any, train_dataset
     return trainer
 
 
-@register_trainer("dpo", tasks=("causal_lm",), rows="preference")
-def build_dpo_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
-                      callbacks: list[Any], processing_class: Any = None, preference: Optional[PreferenceConfig] = None,
-                      reference: Optional[str] = None) -> Any:
-    """Direct preference optimisation on chosen / rejected pairs (``train.preference.loss``)."""
-    return build_preference_trainer("PairTrainer", model, args, train_dataset, eval_dataset, data_collator,
-                                    callbacks, processing_class, preference, reference)
+def _factory(cls_name: str, summary: str, uses_reference: bool) -> Any:
+    """A trainer factory for the ``preference_trainers`` class ``cls_name`` (see ``build_preference_trainer``)."""
+
+    def factory(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
+                callbacks: list[Any], processing_class: Any = None, preference: Optional[PreferenceConfig] = None,
+                reference: Optional[str] = None) -> Any:
+        return build_preference_trainer(cls_name, model, args, train_dataset, eval_dataset, data_collator, callbacks,
+                                        processing_class, preference, reference if uses_reference else None)
+
+    factory.__doc__ = summary
+    factory.__name__ = factory.__qualname__ = f"build_{cls_name}"
+    return factory
 
 
-@register_trainer("orpo", tasks=("causal_lm",), rows="preference")
-def build_orpo_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
-                       callbacks: list[Any], processing_class: Any = None,
-                       preference: Optional[PreferenceConfig] = None, reference: Optional[str] = None) -> Any:
-    """Odds-ratio preference optimisation: supervised loss on chosen plus an odds-ratio term; no reference."""
-    return build_preference_trainer("OddsRatioTrainer", model, args, train_dataset, eval_dataset, data_collator,
-                                    callbacks, processing_class, preference, None)
-
-
-@register_trainer("kto", tasks=("causal_lm",), rows="unpaired_preference")
-def build_kto_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
-                      callbacks: list[Any], processing_class: Any = None, preference: Optional[PreferenceConfig] = None,
-                      reference: Optional[str] = None) -> Any:
-    """Kahneman-Tversky optimisation on answers marked desirable or undesirable."""
-    return build_preference_trainer("UnpairedTrainer", model, args, train_dataset, eval_dataset, data_collator,
-                                    callbacks, processing_class, preference, reference)
-
-
-@register_trainer("reward", tasks=("sequence_classification",), rows="preference")
-def build_reward_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
-                         callbacks: list[Any], processing_class: Any = None,
-                         preference: Optional[PreferenceConfig] = None, reference: Optional[str] = None) -> Any:
-    """A reward model: a one-output sequence classifier trained so chosen answers score higher."""
-    return build_preference_trainer("RewardModelTrainer", model, args, train_dataset, eval_dataset, data_collator,
-                                    callbacks, processing_class, preference, None)
+build_dpo_trainer = register_trainer("dpo", tasks=("causal_lm",), rows="preference")(_factory(
+    "PairTrainer", "Direct preference optimisation on chosen / rejected pairs (``train.preference.loss``).", True))
+build_orpo_trainer = register_trainer("orpo", tasks=("causal_lm",), rows="preference")(_factory(
+    "OddsRatioTrainer", "Odds-ratio preference optimisation: the chosen NLL plus an odds-ratio term; no reference.",
+    False))
+build_kto_trainer = register_trainer("kto", tasks=("causal_lm",), rows="unpaired_preference")(_factory(
+    "UnpairedTrainer", "Kahneman-Tversky optimisation on answers marked desirable or undesirable.", True))
+build_reward_trainer = register_trainer("reward", tasks=("sequence_classification",), rows="preference")(_factory(
+    "RewardModelTrainer", "A reward model: a one-output sequence classifier trained so chosen answers score higher.",
+    False))
