@@ -14,7 +14,7 @@ def grpo_config(model_dir, out_dir, *extra):
     return load_config(overrides=[
         f"model.name_or_path={model_dir}", "train=grpo", "data=arith-prompts", "data.max_samples=8",
         f"output_dir={out_dir}", "train.max_steps=2", "train.batch_size=2", "train.grpo.group_size=2",
-        "train.grpo.max_new_tokens=6", "train.save_steps=0", "train.precision=fp32", "train.logging_steps=1",
+        "train.grpo.max_new_tokens=6", "train.save_steps=0", "train.precision=bf16", "train.logging_steps=1",
         "eval.max_samples=2", "eval.max_new_tokens=6", *extra])
 
 

@@ -106,11 +106,21 @@ class GrpoTrainer(MeanLogs, TunesmithTrainer):
                   "score_mask": torch.cat([torch.zeros_like(prompt_mask), mask], dim=1),
                   "advantages": advantages.to(device)}
         if self.settings.kl_weight > 0:
-            with self.autocast_smart_context_manager(), self.reference.active(self.model) as reference:
+            with self.precision_context(), self.reference.active(self.model) as reference:
                 inputs["ref_logps"] = completion_logps(reference, inputs["input_ids"], inputs["attention_mask"],
                                                        inputs["score_mask"], self.settings.temperature,
                                                        head_only_at_completions=self.head_only_at_completions)
         return inputs
+
+    def precision_context(self) -> Any:
+        """The training steps' mixed precision for passes outside them (sampling, the reference): the
+        Trainer applies autocast only around the prepared model's own forward, which ``generate``
+        does not go through, and frozen weights may be held in bf16 (``train.frozen_weights``)."""
+        import contextlib
+
+        if self.args.bf16 or self.args.fp16:
+            return torch.autocast(self.args.device.type, dtype=torch.bfloat16 if self.args.bf16 else torch.float16)
+        return contextlib.nullcontext()
 
     def sample(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, seed: int, greedy: bool = False) -> torch.Tensor:
         """Completion token ids (N, up to ``max_new_tokens``) for left-padded prompts, in eval mode, seeded."""
@@ -122,7 +132,7 @@ class GrpoTrainer(MeanLogs, TunesmithTrainer):
                    {"do_sample": True, "temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k})
         devices = [prompt_ids.device] if prompt_ids.device.type == "cuda" else []
         try:
-            with torch.no_grad(), torch.random.fork_rng(devices=devices), self.autocast_smart_context_manager():
+            with torch.no_grad(), torch.random.fork_rng(devices=devices), self.precision_context():
                 torch.manual_seed(seed)
                 out = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, max_new_tokens=s.max_new_tokens,
                                      eos_token_id=self.stop_ids, pad_token_id=self.pad_id, use_cache=True, **options)

@@ -57,8 +57,9 @@ def working_of(steps: list[Step]) -> str:
     return "\n".join(f"{s.a} {s.op} {s.b} = {s.c}." for s in steps) + f"\n#### {steps[-1].c}"
 
 
-def slipped_working(problem: ArithProblem, rng: random.Random) -> str:
-    """A plausible wrong working for ``problem``: one slip, carried through (see the module docstring)."""
+def slipped_working(problem: ArithProblem, rng: random.Random, rejected: str = "carried") -> str:
+    """A plausible wrong working for ``problem``: one slip, carried through to the final line
+    (``rejected="carried"``) or ending at the slipped line (``"slip"``; see the module docstring)."""
     lines = list(range(len(problem.steps)))
     rng.shuffle(lines)
     for at in lines:
@@ -70,22 +71,36 @@ def slipped_working(problem: ArithProblem, rng: random.Random) -> str:
                     continue
             steps = carry_slip(problem.steps, at, problem.steps[at].c + slip)
             if steps is not None and steps[-1].c != problem.answer:
+                if rejected == "slip":
+                    return "\n".join(f"{s.a} {s.op} {s.b} = {s.c}." for s in steps[:at + 1])
                 return working_of(steps)
     raise AssertionError(f"no slip fits {problem.working!r}")  # the last line always takes +1
 
 
-def build_arith_pref(split: str, seed: int = 0, n: Optional[int] = None) -> list[dict]:
+REJECTED = ("carried", "slip")
+
+
+def build_arith_pref(split: str, seed: int = 0, n: Optional[int] = None, rejected: str = "carried") -> list[dict]:
     """``n`` arith problems as preference rows: the right working chosen, a slipped one rejected.
+
+    Args:
+        rejected: ``carried``: the slip is carried through every later line to a wrong ``#### N``;
+            ``slip``: the rejected working stops at the slipped line, so the pair differs in that
+            line alone (later lines computed correctly from a wrong value are not penalised).
 
     Returns:
         Rows like ``{"prompt": [user], "chosen": [assistant], "rejected": [assistant], "answer": "30"}``.
     """
+    if rejected not in REJECTED:
+        from tunesmith.errors import ConfigError
+
+        raise ConfigError(f"data.dataset_args.rejected: {rejected!r} is not allowed; choose one of {', '.join(REJECTED)}")
     rows = []
     for problem in arith_problems(split, seed, n, "arith-pref"):
         rng = random.Random(f"arith-pref/{split}/{seed}/{problem.question}")
         rows.append({"prompt": [{"role": "user", "content": problem.question}],
                      "chosen": [{"role": "assistant", "content": problem.working}],
-                     "rejected": [{"role": "assistant", "content": slipped_working(problem, rng)}],
+                     "rejected": [{"role": "assistant", "content": slipped_working(problem, rng, rejected)}],
                      "answer": str(problem.answer)})
     return rows
 
