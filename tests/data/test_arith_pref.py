@@ -114,3 +114,22 @@ def test_packing_is_checked_before_loading(packing, ok):
     else:
         with pytest.raises(ConfigError, match=f"data.packing: '{packing}' cannot be used with preference data"):
             check_data_config(cfg)
+
+
+def test_rejected_slip_stops_at_the_slipped_line():
+    import pytest
+
+    from tunesmith.data.builtin.arith_pref import build_arith_pref
+    from tunesmith.errors import ConfigError
+
+    carried = build_arith_pref("train", 0, 40)
+    slip = build_arith_pref("train", 0, 40, rejected="slip")
+    for full, short in zip(carried, slip):
+        assert full["chosen"] == short["chosen"]
+        wrong = short["rejected"][0]["content"]
+        assert "####" not in wrong and full["rejected"][0]["content"].startswith(wrong)
+        right_lines, wrong_lines = full["chosen"][0]["content"].split("\n"), wrong.split("\n")
+        assert right_lines[:len(wrong_lines) - 1] == wrong_lines[:-1]  # the same lines before the slip
+        assert right_lines[len(wrong_lines) - 1] != wrong_lines[-1]  # and the slipped line differs
+    with pytest.raises(ConfigError, match="data.dataset_args.rejected"):
+        build_arith_pref("train", 0, 2, rejected="half")

@@ -22,6 +22,7 @@ def test_grpo_run_end_to_end(chatty_llama_dir, tmp_path):
     result = FineTuner(grpo_config(chatty_llama_dir, tmp_path / "grpo", "train.grpo.kl_weight=0.05")).train()
     record = json.loads((result.run_dir / "run.json").read_text())
     assert record["plan"]["trainer"] == "grpo" and record["plan"]["rows"] == "prompt"
+    assert record["plan"]["packing"] == "none" and record["speed"]["attention"] != "segments"
     assert record["plan"]["reference"] == "adapter_off" and record["metric"] == "exact_match"
     logs = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     trained = [r for r in logs if "loss" in r]

@@ -83,3 +83,20 @@ def test_settings_that_would_be_ignored_are_refused(tiny_llama_dir, tmp_path):
         FineTuner(run_config(tiny_llama_dir, tmp_path / "c", "train.trainer=dpo", "peft.method=full")).train()
     with pytest.raises(ConfigError, match="data.packing: 'pack' cannot be used"):
         FineTuner(run_config(tiny_llama_dir, tmp_path / "d", "train.trainer=dpo", "data.packing=pack")).train()
+
+
+def test_eval_of_a_finished_dpo_run_reports_pairs_against_its_starting_model(tiny_llama_dir, tmp_path):
+    sft = FineTuner(run_config(tiny_llama_dir, tmp_path / "sft", "data.train=arith", "eval.before_after=off",
+                               "peft.r=4")).train()
+    dpo = FineTuner(run_config(tiny_llama_dir, tmp_path / "dpo", "train.trainer=dpo", f"model.adapter={sft.run_dir}",
+                               "train.lr=1e-2", "eval.before_after=off")).train()
+    record = json.loads((dpo.run_dir / "run.json").read_text())
+    assert record["plan"]["reference"] == "copy"  # it continued an adapter: the reference is that adapter
+    result = FineTuner.load(dpo.run_dir).evaluate(max_samples=2)
+    assert result["metric"] == "exact_match"
+    assert {"pair_accuracy", "reward_accuracy", "reward_margin"} <= set(result) and result["pairs"] > 0
+    assert result["reward_margin"] != 0  # measured against the starting adapter, not the tuned one
+    base = FineTuner.load(sft.run_dir)
+    base.config.update_config({"data.train": "arith-pref", "data.max_samples": 16})
+    plain = base.evaluate(max_samples=2)
+    assert "pair_accuracy" in plain and "reward_accuracy" not in plain  # an sft run has no reference

@@ -35,7 +35,9 @@ from tunesmith.errors import ConfigError
 from tunesmith.training.trainers import register_trainer
 
 
-@register_trainer("grpo", tasks=("causal_lm",), rows="prompt")
+# Prompts and their completions are left-padded rows, one sequence each: data.packing=auto is none, so
+# the model's own attention runs (not the per-example attention of padding-free rows).
+@register_trainer("grpo", tasks=("causal_lm",), rows="prompt", one_example_per_row=True)
 def build_grpo_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
                        callbacks: list[Any], processing_class: Any = None, grpo: Optional[Any] = None,
                        rewards: Optional[list[Any]] = None, reference: Optional[str] = None) -> Any:
