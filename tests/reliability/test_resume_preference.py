@@ -7,12 +7,30 @@ import json
 
 import pytest
 
+from transformers import TrainerCallback
+
 from tunesmith.api import FineTuner
 from tunesmith.config import load_config
+from tunesmith.training import register_callback
 from tunesmith.training.checkpoints import complete_checkpoints
 
 from reliability_checks import assert_same_run
-from test_resume import SimulatedCrash  # noqa: F401  (registers the test callbacks)
+
+
+class PreferenceCrash(RuntimeError):
+    """Raised by the test callback to cut a run short."""
+
+
+@register_callback("test_preference_crash_after", overwrite=True)
+class CrashAfter(TrainerCallback):
+    """Crash after the first micro-batch of the optimizer step that follows ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_substep_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise PreferenceCrash(f"simulated crash in the middle of step {self.step + 1}")
 
 STEPS = [1, 2, 4, 6]
 JOBS = {
@@ -38,9 +56,9 @@ def test_resumed_preference_run_matches_an_unbroken_one(chatty_llama_dir, tmp_pa
     unbroken = tmp_path / "unbroken"
     train(overrides(chatty_llama_dir, unbroken, job))
     out = tmp_path / "run"
-    with pytest.raises(SimulatedCrash):
-        train(overrides(chatty_llama_dir, out, job, "train.callbacks=[test_crash_after]",
-                        "train.callback_args={test_crash_after: {step: 3}}"))
+    with pytest.raises(PreferenceCrash):
+        train(overrides(chatty_llama_dir, out, job, "train.callbacks=[test_preference_crash_after]",
+                        "train.callback_args={test_preference_crash_after: {step: 3}}"))
     assert [c.step for c in complete_checkpoints(out / "checkpoints")] == [1, 2, 3]
     train(overrides(chatty_llama_dir, out, job))  # the same command again continues from step 3
     assert_same_run(unbroken, out, STEPS)
