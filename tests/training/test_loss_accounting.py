@@ -7,7 +7,6 @@ import json
 
 import pytest
 import torch
-from transformers import TrainerCallback
 
 from tunesmith.config import load_config
 from tunesmith.data.collators import build_collator
@@ -15,16 +14,8 @@ from tunesmith.data.pipeline import build_datasets
 from tunesmith.training.arguments import build_training_args
 from tunesmith.training.trainers import build_trainer
 
+from grad_capture import GradCapture
 
-class GradCapture(TrainerCallback):
-    """Copies every trainable gradient right before the (first) optimizer step."""
-
-    def __init__(self):
-        self.grads = None
-
-    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        if self.grads is None:
-            self.grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
 def one_step_grads(model, dataset, collator, tokenizer, task, tmp_path, batch_size, grad_accum):

@@ -5,7 +5,6 @@ import copy
 
 import pytest
 import torch
-from transformers import TrainerCallback
 
 from tunesmith.config import load_config
 from tunesmith.data.collators import build_collator
@@ -14,6 +13,8 @@ from tunesmith.training import losses
 from tunesmith.training.arguments import build_training_args
 from tunesmith.training.speed import apply_speed_settings, attention_kwargs
 from tunesmith.training.trainers import build_trainer
+
+from grad_capture import GradCapture
 
 
 def test_bad_values_fail_before_loading():
@@ -28,14 +29,6 @@ def test_bad_values_fail_before_loading():
     assert attention_kwargs("auto", "cpu") == {}
     assert attention_kwargs("eager", "cpu") == {"attn_implementation": "eager"}
 
-
-class GradCapture(TrainerCallback):
-    def __init__(self):
-        self.grads = None
-
-    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        if self.grads is None:
-            self.grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
 @pytest.fixture(scope="module")

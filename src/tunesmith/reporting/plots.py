@@ -9,6 +9,23 @@ from typing import Any
 PART_CURVES = (("forget_loss", "forget NLL"), ("retain_loss", "retain NLL"))
 
 
+def _pyplot() -> Any:
+    """matplotlib's pyplot drawing to files only (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, out: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    _pyplot().close(fig)
+    return out
+
+
 def _series(records: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
     return [(r["step"], r[key]) for r in records if key in r and r[key] is not None]
 
@@ -19,11 +36,7 @@ def plot_curves(records: list[dict[str, Any]], out: Path) -> Path | None:
     train = _series(records, "loss")
     if not train:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; no display needed
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     evals = _series(records, "eval_loss")
     lrs = _series(records, "learning_rate")
     fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -43,10 +56,7 @@ def plot_curves(records: list[dict[str, Any]], out: Path) -> Path | None:
     ax_lr.set_xlabel("step")
     ax_lr.set_ylabel("learning rate")
     ax_lr.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def reward_keys(records: list[dict[str, Any]]) -> list[str]:
@@ -61,11 +71,7 @@ def plot_reward_curves(records: list[dict[str, Any]], out: Path) -> Path | None:
     rewards = reward_keys(records)
     if not rewards:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, (ax_reward, ax_kl, ax_length) = plt.subplots(1, 3, figsize=(14, 3.6))
     for key in rewards:
         ax_reward.plot(*zip(*_series(records, key)), "-" if key == "reward" else "--", label=key)
@@ -85,7 +91,4 @@ def plot_reward_curves(records: list[dict[str, Any]], out: Path) -> Path | None:
     for ax in (ax_reward, ax_kl, ax_length):
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return _save(fig, out)

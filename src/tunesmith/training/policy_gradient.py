@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
 
 from tunesmith.training.losses import DEFAULT_CHUNK_ROWS, _unwrap, head_returns_hidden, label_only_unsupported
+from tunesmith.training.sequence_logps import head_logps
 
 STD_FLOOR = 1e-4  # added to a group's standard deviation: a group of equal rewards gives advantages 0, not 0/0
 
@@ -60,13 +60,6 @@ def position_ids_for(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
 
 
-def _row_logps(hidden: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], targets: torch.Tensor,
-               temperature: float) -> torch.Tensor:
-    """log softmax(hidden @ weight.T / temperature)[target], in fp32, for each row."""
-    logits = F.linear(hidden, weight, bias).float() / temperature
-    return logits.gather(1, targets[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)
-
-
 def completion_logps(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor,
                      temperature: float = 1.0, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                      head_only_at_completions: bool = True) -> torch.Tensor:
@@ -95,17 +88,7 @@ def completion_logps(model: Any, input_ids: torch.Tensor, attention_mask: torch.
         head = _unwrap(model).get_output_embeddings()
         with head_returns_hidden(head):
             hidden = model(**inputs).logits[:, :-1][keep]
-        rows = []
-        for start in range(0, hidden.shape[0], chunk_rows):
-            args = (hidden[start:start + chunk_rows], head.weight, head.bias, targets[keep][start:start + chunk_rows],
-                    temperature)
-            if torch.is_grad_enabled():
-                from torch.utils.checkpoint import checkpoint
-
-                rows.append(checkpoint(_row_logps, *args, use_reentrant=False))
-            else:
-                rows.append(_row_logps(*args))
-        values = torch.cat(rows) if rows else hidden.new_zeros(0, dtype=torch.float32)
+        values = head_logps(hidden, head, targets[keep], chunk_rows, temperature)
     else:
         logits = model(**inputs).logits[:, :-1][keep].float() / temperature
         values = logits.gather(1, targets[keep][:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)

@@ -42,22 +42,27 @@ def sequence_index(batch: dict[str, Any]) -> torch.Tensor:
     return starts.flatten().cumsum(0).view_as(ids) - 1
 
 
-def _token_logps(hidden: torch.Tensor, weight: torch.Tensor, bias: Any, targets: torch.Tensor) -> torch.Tensor:
+def _token_logps(hidden: torch.Tensor, weight: torch.Tensor, bias: Any, targets: torch.Tensor,
+                 temperature: float = 1.0) -> torch.Tensor:
     logits = torch.nn.functional.linear(hidden, weight, bias).float()
+    if temperature != 1.0:
+        logits = logits / temperature
     return logits.gather(1, targets[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)
 
 
-def head_logps(hidden: torch.Tensor, head: Any, targets: torch.Tensor, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> torch.Tensor:
-    """``log_softmax(head(hidden))[targets]`` per row, a chunk of rows at a time (recomputed in backward)."""
+def head_logps(hidden: torch.Tensor, head: Any, targets: torch.Tensor, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+               temperature: float = 1.0) -> torch.Tensor:
+    """``log_softmax(head(hidden) / temperature)[targets]`` per row, in fp32, a chunk of rows at a time
+    (recomputed in the backward pass instead of keeping each chunk's logits)."""
     from torch.utils.checkpoint import checkpoint
 
     parts = []
     for start in range(0, hidden.shape[0], chunk_rows):
         h, t = hidden[start:start + chunk_rows], targets[start:start + chunk_rows]
         if torch.is_grad_enabled() and (h.requires_grad or head.weight.requires_grad):
-            parts.append(checkpoint(_token_logps, h, head.weight, head.bias, t, use_reentrant=False))
+            parts.append(checkpoint(_token_logps, h, head.weight, head.bias, t, temperature, use_reentrant=False))
         else:
-            parts.append(_token_logps(h, head.weight, head.bias, t))
+            parts.append(_token_logps(h, head.weight, head.bias, t, temperature))
     return torch.cat(parts) if parts else hidden.new_zeros(0, dtype=torch.float32)
 
 
