@@ -133,3 +133,13 @@ def test_rejected_slip_stops_at_the_slipped_line():
         assert right_lines[len(wrong_lines) - 1] != wrong_lines[-1]  # and the slipped line differs
     with pytest.raises(ConfigError, match="data.dataset_args.rejected"):
         build_arith_pref("train", 0, 2, rejected="half")
+
+
+def test_a_run_on_pairs_evaluates_on_another_builtin_with_that_builtins_format():
+    from tunesmith.config.schema import DataConfig
+    from tunesmith.data.examples import Conversation
+    from tunesmith.data.pipeline import load_example_sets
+
+    train, held_out, _ = load_example_sets(DataConfig(train="arith-pref", eval="arith", max_samples=4), seed=0)
+    assert type(train.examples[0]).__name__ == "PreferenceExample"
+    assert held_out and all(isinstance(e, Conversation) for e in held_out)

@@ -175,6 +175,16 @@ def _held_out_split(cfg: DataConfig) -> Optional[str]:
     return None
 
 
+def _eval_config(cfg: DataConfig) -> DataConfig:
+    """The config ``data.eval`` is read with: a built-in other than ``data.train`` brings its own format
+    (a DPO run on ``arith-pref`` evaluated on ``arith``), unless the user set ``data.format``."""
+    if is_builtin(cfg.eval) and cfg.eval != cfg.train and is_builtin(cfg.train):
+        own, train_format = BUILTIN_DATASETS.get(cfg.eval).format, BUILTIN_DATASETS.get(cfg.train).format
+        if cfg.format == train_format and own != train_format:
+            return dataclasses.replace(cfg, format=own)
+    return cfg
+
+
 def load_example_sets(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tuple[ExampleSet, list[Any], list[str]]:
     """Train examples (mixed, de-duplicated, sampled), held-out examples, and notes for the user."""
     cfg = resolved_data_config(cfg)
@@ -186,7 +196,8 @@ def load_example_sets(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tupl
     held_out: list[Any] = []
     if cfg.eval:
         split = "test" if is_builtin(cfg.eval) else (cfg.eval_split_name or "train")
-        evaluated = read_examples(cfg, cfg.eval, split, seed, "data.eval", subset=cfg.subset, tokenizer=tokenizer)
+        evaluated = read_examples(_eval_config(cfg), cfg.eval, split, seed, "data.eval", subset=cfg.subset,
+                                  tokenizer=tokenizer)
         held_out = _noted(evaluated, "data.eval", notes)
         _note_split(cfg.eval, notes)
     elif _held_out_split(cfg):
