@@ -100,3 +100,9 @@ def test_eval_of_a_finished_dpo_run_reports_pairs_against_its_starting_model(tin
     base.config.update_config({"data.train": "arith-pref", "data.max_samples": 16})
     plain = base.evaluate(max_samples=2)
     assert "pair_accuracy" in plain and "reward_accuracy" not in plain  # an sft run has no reference
+
+
+def test_inspecting_pairs_reports_only_the_packings_they_allow(tiny_llama_dir, tmp_path):
+    report = FineTuner(run_config(tiny_llama_dir, tmp_path / "x")).inspect_data(num_examples=1)
+    assert set(report["padding"]) == {"none", "padding_free"}
+    assert "chosen:" in report["examples"][0] and "rejected:" in report["examples"][0]

@@ -208,6 +208,7 @@ class FineTuner:
         import dataclasses as dc
 
         from tunesmith.data.inspect import histogram_lines, histogram_png, padding_report, row_lengths, show_example
+        from tunesmith.data.packing import ROW_PER_EXAMPLE_KINDS, ROW_PER_EXAMPLE_PACKINGS
         from tunesmith.data.pipeline import build_datasets
 
         task = self._load_tokenizer()
@@ -226,6 +227,8 @@ class FineTuner:
             "examples": [show_example(self.tokenizer, bundle.train[i], color, bundle.label_names)
                          for i in range(min(num_examples, len(bundle.train)))],
         }
+        if bundle.info is not None and bundle.info.kind in ROW_PER_EXAMPLE_KINDS:  # pairs, prompts: no blocks
+            report["padding"] = {k: v for k, v in report["padding"].items() if k in ROW_PER_EXAMPLE_PACKINGS}
         if png is not None:
             report["png"] = str(histogram_png(lengths, png, self.config.data.max_length))
         return report

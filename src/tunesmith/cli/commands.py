@@ -69,10 +69,9 @@ def cmd_data(args: argparse.Namespace) -> int:
     print("\nTokens per training example:")
     print("\n".join(report["histogram"]))
     pad = report["padding"]
-    print(f"\nPadding waste at the configured batch size: none {pad['none']:.1%}, "
-          f"group_by_length {pad['group_by_length']:.1%}, pack {pad['pack']:.1%}, "
-          f"padding_free {pad['padding_free']:.1%} "
-          f"(data.packing={report['packing']})")
+    shown = ", ".join(f"{name} {pad[name]:.1%}" for name in ("none", "group_by_length", "pack", "padding_free")
+                      if name in pad)
+    print(f"\nPadding waste at the configured batch size: {shown} (data.packing={report['packing']})")
     if report.get("png"):
         print(f"Histogram saved to {report['png']}")
     legend = "green = trained, dim = masked" if color else "[[...]] = trained, the rest is masked"
