@@ -76,3 +76,9 @@ def test_a_folder_without_an_adapter_is_refused(first_run, tiny_llama_dir, tmp_p
     _, data, _ = first_run
     with pytest.raises(ConfigError, match="without adapter_config.json"):
         FineTuner(config(tiny_llama_dir, data, tmp_path / "x", f"model.adapter={tmp_path}"))
+
+
+def test_a_different_dropout_is_refused_not_ignored(first_run, tiny_llama_dir):
+    sft, data, tmp = first_run
+    with pytest.raises(ConfigError, match=r"has lora_dropout=0.0, but peft.dropout=0.1"):
+        FineTuner(config(tiny_llama_dir, data, tmp / "x", f"model.adapter={sft}", "peft.dropout=0.1"))

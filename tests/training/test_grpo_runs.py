@@ -32,6 +32,7 @@ def test_grpo_run_end_to_end(chatty_llama_dir, tmp_path):
 
 
 def test_sft_on_prompt_rows_is_refused(tiny_llama_dir, tmp_path):
-    cfg = grpo_config(tiny_llama_dir, tmp_path / "x", "train.trainer=sft", "eval.before_after=off")
+    cfg = load_config(overrides=[f"model.name_or_path={tiny_llama_dir}", "data=arith-prompts", "data.max_samples=8",
+                                 f"output_dir={tmp_path / 'x'}", "train.max_steps=1", "eval.before_after=off"])
     with pytest.raises(ConfigError, match="the data holds prompts without answers.*train.trainer=grpo"):
         FineTuner(cfg).train()

@@ -106,3 +106,8 @@ def test_inspecting_pairs_reports_only_the_packings_they_allow(tiny_llama_dir, t
     report = FineTuner(run_config(tiny_llama_dir, tmp_path / "x")).inspect_data(num_examples=1)
     assert set(report["padding"]) == {"none", "padding_free"}
     assert "chosen:" in report["examples"][0] and "rejected:" in report["examples"][0]
+
+
+def test_grpo_settings_for_another_trainer_are_refused(tiny_llama_dir, tmp_path):
+    with pytest.raises(ConfigError, match="train.grpo.group_size: configures train.trainer=grpo, but train.trainer=dpo"):
+        FineTuner(run_config(tiny_llama_dir, tmp_path / "a", "train.trainer=dpo", "train.grpo.group_size=4")).train()

@@ -132,7 +132,7 @@ def resolve_run(cfg: TrainConfig, device: Optional[str] = None, model_config: An
     task = Task(infer_task(model_config, requested_task(cfg.train.trainer, m.task)))
     trainer = resolve_trainer(cfg.train.trainer, task.value)
     traits = trainer_traits(trainer)
-    check_preference_settings(trainer, cfg.train.preference)
+    check_preference_settings(trainer, cfg.train.preference, cfg.train.grpo)
     reference = (resolve_reference(cfg.train.preference.reference, cfg.peft.method, bool(m.adapter))
                  if reference_needed(trainer, cfg.train.preference) else None)
     if trainer == "grpo" and cfg.train.grpo.kl_weight > 0:  # the KL penalty's reference: the starting model

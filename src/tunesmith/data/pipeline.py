@@ -196,7 +196,11 @@ def load_example_sets(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tupl
     held_out: list[Any] = []
     if cfg.eval:
         split = "test" if is_builtin(cfg.eval) else (cfg.eval_split_name or "train")
-        evaluated = read_examples(_eval_config(cfg), cfg.eval, split, seed, "data.eval", subset=cfg.subset,
+        eval_cfg = _eval_config(cfg)
+        if eval_cfg.format != cfg.format:
+            notes.append(f"data.eval: {cfg.eval} is read in its own format {eval_cfg.format!r}, not data.format="
+                         f"{cfg.format!r} (the format of data.train={cfg.train})")
+        evaluated = read_examples(eval_cfg, cfg.eval, split, seed, "data.eval", subset=cfg.subset,
                                   tokenizer=tokenizer)
         held_out = _noted(evaluated, "data.eval", notes)
         _note_split(cfg.eval, notes)

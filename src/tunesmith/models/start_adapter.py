@@ -19,7 +19,8 @@ from tunesmith.errors import ConfigError
 
 ADAPTER_METHODS = ("lora", "dora", "qlora", "int8")
 # peft.* keys that describe the adapter's shape, with the adapter_config.json field each one sets.
-SHAPE_KEYS = {"r": "r", "alpha": "lora_alpha", "use_rslora": "use_rslora", "bias": "bias"}
+SHAPE_KEYS = {"r": "r", "alpha": "lora_alpha", "use_rslora": "use_rslora", "bias": "bias",
+              "dropout": "lora_dropout", "modules_to_save": "modules_to_save"}
 
 
 def adapter_folder(path: str, base_model: str) -> Path:
@@ -80,7 +81,9 @@ def check_peft_settings(peft: PeftConfig, adapter: dict[str, Any], path: str) ->
     defaults = PeftConfig()
     for key, field_name in SHAPE_KEYS.items():
         mine, theirs = getattr(peft, key), adapter.get(field_name)
-        if theirs is not None and mine != getattr(defaults, key) and mine != theirs:
+        if key == "modules_to_save":
+            mine, theirs = sorted(mine), sorted(theirs or [])
+        if mine != getattr(defaults, key) and mine != theirs:
             raise ConfigError(f"model.adapter: {path} has {field_name}={theirs!r}, but peft.{key}={mine!r}; "
                               f"a continued adapter keeps its shape: drop peft.{key} or set it to {theirs!r}")
     if list(peft.target_modules) != list(defaults.target_modules):
@@ -89,7 +92,7 @@ def check_peft_settings(peft: PeftConfig, adapter: dict[str, Any], path: str) ->
     targets = adapter.get("target_modules")
     shown = sorted(targets) if isinstance(targets, list) else targets
     return [f"Adapter: continuing {path} (rank {adapter.get('r')}, alpha {adapter.get('lora_alpha')}, "
-            f"modules {shown}); its shape replaces peft.r / alpha / target_modules"]
+            f"modules {shown}); its shape replaces peft.r / alpha / dropout / target_modules / modules_to_save"]
 
 
 def check_start_adapter(path: str, base_model: str, peft: PeftConfig) -> tuple[Path, list[str]]:

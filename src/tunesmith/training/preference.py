@@ -33,17 +33,26 @@ def reference_needed(trainer: str, settings: PreferenceConfig) -> bool:
     return trainer == "kto" or (trainer == "dpo" and settings.loss != "simpo")
 
 
-def check_preference_settings(trainer: str, settings: PreferenceConfig) -> None:
-    """``train.preference.*`` keys set for a trainer that does not read them are an error, not ignored."""
+def changed_keys(settings: Any, defaults: Any) -> list[str]:
+    """The fields of a settings dataclass that differ from its defaults."""
     from dataclasses import fields
 
+    return [f.name for f in fields(settings) if getattr(settings, f.name) != getattr(defaults, f.name)]
+
+
+def check_preference_settings(trainer: str, settings: PreferenceConfig, grpo: Any = None) -> None:
+    """``train.preference.*`` (or ``train.grpo.*``) keys set for a trainer that does not read them are
+    an error, not ignored."""
+    from tunesmith.config.schema import GrpoConfig
     from tunesmith.errors import ConfigError
 
-    defaults = PreferenceConfig()
-    changed = [f.name for f in fields(settings) if getattr(settings, f.name) != getattr(defaults, f.name)]
+    changed = changed_keys(settings, PreferenceConfig())
     if changed and trainer not in PREFERENCE_TRAINERS:
         raise ConfigError(f"train.preference.{changed[0]}: configures the preference trainers "
                           f"({', '.join(PREFERENCE_TRAINERS)}), but train.trainer={trainer}")
+    changed = changed_keys(grpo, GrpoConfig()) if grpo is not None else []
+    if changed and trainer != "grpo":
+        raise ConfigError(f"train.grpo.{changed[0]}: configures train.trainer=grpo, but train.trainer={trainer}")
     if settings.reference != "auto" and trainer in PREFERENCE_TRAINERS and not reference_needed(trainer, settings):
         why = "the simpo loss" if trainer == "dpo" else f"train.trainer={trainer}"
         raise ConfigError(f"train.preference.reference: {settings.reference!r} is set, but {why} uses no reference "
