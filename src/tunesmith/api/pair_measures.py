@@ -19,35 +19,16 @@ from tunesmith.api.model_setup import ModelContext
 
 def pair_scores(ctx: ModelContext, dataset: Any, reward_model: bool, desc: str) -> dict[str, list[float]]:
     """Per held-out pair: the chosen and the rejected answers' log-probability (or reward-model score)."""
-    import torch
-    from tqdm.auto import tqdm
-
     from tunesmith.data.collators import build_collator
     from tunesmith.data.preference_collators import preference_collator
-    from tunesmith.training.sequence_logps import model_inputs, sequence_logps
+    from tunesmith.training.preference import split_pairs
+    from tunesmith.training.sequence_logps import score_sequences
 
     task = "sequence_classification" if reward_model else "causal_lm"
     collator = preference_collator("preference", build_collator("auto", task, ctx.tokenizer, "none", ctx.device))
     size = ctx.config.eval.batch_size
-    model = ctx.model
-    was_training = model.training
-    model.eval()
-    chosen: list[float] = []
-    rejected: list[float] = []
-    try:
-        for start in tqdm(range(0, len(dataset), size), desc=desc, unit="batch", leave=False):
-            rows = [dataset[i] for i in range(start, min(start + size, len(dataset)))]
-            batch = {k: v.to(ctx.device) if torch.is_tensor(v) else v for k, v in collator(rows).items()}
-            with torch.no_grad(), ctx.autocast():
-                if reward_model:
-                    values = model(**model_inputs(batch)).logits.squeeze(-1).float()
-                else:
-                    values = sequence_logps(model, batch)[0].float()
-            values = values.cpu().tolist()
-            chosen += values[:len(rows)]
-            rejected += values[len(rows):]
-    finally:
-        model.train(was_training)
+    values = score_sequences(ctx.model, dataset, collator, size, ctx.autocast(), desc, reward_model)
+    chosen, rejected = split_pairs(values, size)
     return {"chosen": chosen, "rejected": rejected}
 
 

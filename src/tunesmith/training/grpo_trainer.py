@@ -15,6 +15,7 @@ from tunesmith.training.guarded_trainer import TunesmithTrainer
 from tunesmith.training.logged_means import MeanLogs
 from tunesmith.training.policy_gradient import completion_logps, completion_mask, group_advantages, policy_loss
 from tunesmith.training.reference import Reference
+from tunesmith.training.sequence_logps import precision_context
 
 PROMPT_KEYS = ("prompt_ids", "prompt_attention_mask", "references")  # what the prompt collator returns
 
@@ -113,14 +114,9 @@ class GrpoTrainer(MeanLogs, TunesmithTrainer):
         return inputs
 
     def precision_context(self) -> Any:
-        """The training steps' mixed precision for passes outside them (sampling, the reference): the
-        Trainer applies autocast only around the prepared model's own forward, which ``generate``
-        does not go through, and frozen weights may be held in bf16 (``train.frozen_weights``)."""
-        import contextlib
-
-        if self.args.bf16 or self.args.fp16:
-            return torch.autocast(self.args.device.type, dtype=torch.bfloat16 if self.args.bf16 else torch.float16)
-        return contextlib.nullcontext()
+        """The training steps' mixed precision for sampling and the reference: ``generate`` does not go
+        through the prepared model's autocast, and frozen weights may be held in bf16 (``train.frozen_weights``)."""
+        return precision_context(self.args)
 
     def sample(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, seed: int, greedy: bool = False) -> torch.Tensor:
         """Completion token ids (N, up to ``max_new_tokens``) for left-padded prompts, in eval mode, seeded."""

@@ -20,7 +20,6 @@ from typing import Any, Optional
 import torch
 
 from tunesmith.config.schema import PreferenceConfig
-from tunesmith.training.losses import DEFAULT_CHUNK_ROWS
 from tunesmith.training.trainers import register_trainer
 
 PREFERENCE_TRAINERS = ("dpo", "orpo", "kto", "reward")  # the trainers train.preference.* configures
@@ -83,32 +82,34 @@ class ReferenceColumns:
         return batch
 
 
-def precompute_reference(model: Any, dataset: Any, collator: Any, batch_size: int, paired: bool,
-                         chunk_rows: int, label_only: bool, autocast: Any, desc: str) -> Any:
+def precompute_reference(model: Any, dataset: Any, collator: Any, batch_size: int, paired: bool, autocast: Any,
+                         desc: str) -> Any:
     """``dataset`` with the starting model's log-probabilities of every answer added as columns."""
-    from tqdm.auto import tqdm
+    from tunesmith.training.sequence_logps import score_sequences
 
-    from tunesmith.training.sequence_logps import sequence_logps
+    if not paired:
+        return dataset.add_column(SINGLE_COLUMN, score_sequences(model, dataset, collator, batch_size, autocast, desc))
+    chosen, rejected = split_pairs(score_sequences(model, dataset, collator, batch_size, autocast, desc), batch_size)
+    return dataset.add_column(PAIR_COLUMNS[0], chosen).add_column(PAIR_COLUMNS[1], rejected)
 
-    device = next(model.parameters()).device
+
+def split_pairs(values: list[float], batch_size: int) -> tuple[list[float], list[float]]:
+    """Chosen and rejected numbers from ``score_sequences`` over pair batches of ``batch_size`` pairs
+    (each batch: its chosen answers, then its rejected ones; the last batch may be smaller).
+
+    Example:
+        >>> split_pairs([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2)
+        ([1.0, 2.0, 5.0], [3.0, 4.0, 6.0])
+    """
     chosen: list[float] = []
     rejected: list[float] = []
-    was_training = model.training
-    model.eval()
-    try:
-        for start in tqdm(range(0, len(dataset), batch_size), desc=desc, unit="batch", leave=False):
-            rows = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in collator(rows).items()}
-            with torch.no_grad(), autocast:
-                logps = sequence_logps(model, batch, chunk_rows, label_only)[0].float().cpu().tolist()
-            half = len(rows)
-            chosen += logps[:half]
-            rejected += logps[half:] if paired else []
-    finally:
-        model.train(was_training)
-    if paired:
-        return dataset.add_column(PAIR_COLUMNS[0], chosen).add_column(PAIR_COLUMNS[1], rejected)
-    return dataset.add_column(SINGLE_COLUMN, chosen)
+    start = 0
+    while start < len(values):
+        pairs = min(batch_size, (len(values) - start) // 2)
+        chosen += values[start:start + pairs]
+        rejected += values[start + pairs:start + 2 * pairs]
+        start += 2 * pairs
+    return chosen, rejected
 
 
 def build_preference_trainer(cls_name: str, model: Any, args: Any, train_dataset: Any, eval_dataset: Any,
@@ -127,18 +128,15 @@ def build_preference_trainer(cls_name: str, model: Any, args: Any, train_dataset
     settings = preference or PreferenceConfig()
     collator = ReferenceColumns(data_collator)
     if reference == "precomputed":
-        import contextlib
+        from tunesmith.training.sequence_logps import precision_context
 
         paired = cls is not preference_trainers.UnpairedTrainer
-        autocast = (torch.autocast(args.device.type, dtype=torch.bfloat16) if args.bf16 else
-                    torch.autocast(args.device.type, dtype=torch.float16) if args.fp16 else contextlib.nullcontext())
-        settings_kw = dict(batch_size=args.per_device_eval_batch_size, paired=paired, chunk_rows=DEFAULT_CHUNK_ROWS,
-                           label_only=True, autocast=autocast)
+        for_each = dict(batch_size=args.per_device_eval_batch_size, paired=paired, autocast=precision_context(args))
         train_dataset = precompute_reference(model, train_dataset, data_collator, desc="Reference log-probabilities",
-                                             **settings_kw)
+                                             **for_each)
         if eval_dataset is not None:
             eval_dataset = precompute_reference(model, eval_dataset, data_collator,
-                                                desc="Reference log-probabilities (eval)", **settings_kw)
+                                                desc="Reference log-probabilities (eval)", **for_each)
     trainer = cls(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                   data_collator=collator, callbacks=callbacks, processing_class=processing_class,
                   settings=settings, reference=reference)

@@ -104,3 +104,42 @@ def sequence_logps(model: Any, batch: dict[str, Any], chunk_rows: int = DEFAULT_
     logps = torch.zeros(n_seq, dtype=token.dtype, device=token.device).index_add(0, index, token)
     counts = torch.zeros(n_seq, dtype=torch.long, device=token.device).index_add(0, index, torch.ones_like(index))
     return logps, counts
+
+
+def precision_context(args: Any) -> Any:
+    """The training steps' mixed precision (``TrainingArguments`` bf16 / fp16) for passes outside them:
+    the Trainer applies autocast only around the prepared model's own forward."""
+    import contextlib
+
+    if args.bf16 or args.fp16:
+        return torch.autocast(args.device.type, dtype=torch.bfloat16 if args.bf16 else torch.float16)
+    return contextlib.nullcontext()
+
+
+def score_sequences(model: Any, dataset: Any, collator: Any, batch_size: int, autocast: Any, desc: str,
+                    reward_model: bool = False) -> list[float]:
+    """One number per sequence of ``collator``'s batches over ``dataset``, in order, without gradients:
+    the summed answer log-probability (``sequence_logps``), or a one-output model's score.
+
+    A pair collator yields each batch's chosen answers, then its rejected ones; the numbers come in
+    that order, batch after batch.
+    """
+    from tqdm.auto import tqdm
+
+    device = next(model.parameters()).device
+    values: list[float] = []
+    was_training = model.training
+    model.eval()
+    try:
+        for start in tqdm(range(0, len(dataset), batch_size), desc=desc, unit="batch", leave=False):
+            rows = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in collator(rows).items()}
+            with torch.no_grad(), autocast:
+                if reward_model:
+                    scores = model(**model_inputs(batch)).logits.squeeze(-1)
+                else:
+                    scores = sequence_logps(model, batch)[0]
+            values += scores.float().cpu().tolist()
+    finally:
+        model.train(was_training)
+    return values
