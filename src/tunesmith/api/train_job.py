@@ -9,6 +9,7 @@ takes the tuned model back afterwards.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,8 @@ from tunesmith.api.results import TrainResult
 from tunesmith.config import TrainConfig
 from tunesmith.config.lengths import describe_length
 from tunesmith.config.run_dir import RunDir
+
+logger = logging.getLogger(__name__)
 
 
 class TrainingRun:
@@ -84,15 +87,16 @@ class TrainingRun:
         dist.quiet_replica()  # only rank 0 prints
         self.run_dir, checkpoint = dist.share_from_main(lambda: _prepare(cfg))
         set_seed(cfg.train.seed)
-        print(f"Run directory: {self.run_dir}\nDevice: {self.device}, precision: {self.precision}"
-              + (f", {dist.world_size()} processes" if dist.world_size() > 1 else "")
-              + f"\nLength: {describe_length(cfg.train.epochs, cfg.train.max_steps)}", flush=True)
+        logger.info(f"Run directory: {self.run_dir}\nDevice: {self.device}, precision: {self.precision}"
+                    + (f", {dist.world_size()} processes" if dist.world_size() > 1 else "")
+                    + f"\nLength: {describe_length(cfg.train.epochs, cfg.train.max_steps)}")
         return checkpoint
 
     def setup_data(self) -> tuple[Any, Optional[Any]]:
         """Decide the run (``ResolvedRun``), load the tokenizer and the data (and the retain set of an
         unlearning run); returns the data and the retain data."""
         self.plan = resolve_run(self.config, self.device)  # task, trainer and its traits, packing
+        logger.debug("The run's plan:\n  %s", "\n  ".join(self.plan.describe(self.config)))
         bundle = _load_data(self)
         _check_rows_fit_trainer(self.plan, bundle)
         return bundle, _load_retain(self, self.plan)
@@ -121,13 +125,13 @@ class TrainingRun:
         trainable, total = _apply_adapter(self, self.task)
         attention = choose_attention(cfg.train.attention, self.device, self.precision,
                                      plan.packing.several_examples_per_row, self.model, cfg.data.max_length)
-        print(f"Attention: {attention.kernel} ({attention.reason})", flush=True)
+        logger.info(f"Attention: {attention.kernel} ({attention.reason})")
         trainer = _build_trainer(self, plan.trainer, self.task, bundle, self.run_dir, self.device, self.precision,
                                  plan.packing.value, attention, retain)
         for note in apply_speed_settings(trainer, cfg.train):  # train.logits, train.logits_chunk
-            print(note, flush=True)
+            logger.info(note)
         trim = plan_memory_trim(cfg.train.memory_trim, self.device)
-        print(trim.describe() + (f"\n{self.kernel_note}" if self.kernel_note else ""), flush=True)
+        logger.info(trim.describe() + (f"\n{self.kernel_note}" if self.kernel_note else ""))
         memory = {**apply_memory_trim(trainer, trim), "cpu_kernel_cache": cfg.train.cpu_kernel_cache}
         start = time.perf_counter()
         with speed_context(self.model, cfg, self.precision, self.device, attention):  # train.frozen_weights, attention
@@ -183,13 +187,13 @@ def _run_training(run: TrainingRun) -> TrainResult:
     with stop_at_once_on_signals("measuring the base model", "nothing was trained yet"):
         if pairs:
             pair_start = pair_scores(run.context(), bundle.eval, run.plan.trainer == "reward", "Scoring held-out pairs")
-            print(f"Base model: {describe_pairs(pair_summary(pair_start))}", flush=True)
+            logger.info(f"Base model: {describe_pairs(pair_summary(pair_start))}")
         if measure and retain is not None:
             before = run.evaluate(bundle, retain, None, "Measuring base model")
-            print(f"Base model: {_losses(before)}", flush=True)
+            logger.info(f"Base model: {_losses(before)}")
         if metric:
             before = run.evaluate(bundle, None, metric, "Evaluating base model")
-            print(f"Base model: {format_score(before)}", flush=True)
+            logger.info(f"Base model: {format_score(before)}")
 
     trained = run.train(bundle, retain, checkpoint)
     output, train_seconds = trained["output"], trained["train_seconds"]
@@ -201,7 +205,7 @@ def _run_training(run: TrainingRun) -> TrainResult:
                                  "run the same command again to measure it (training is not repeated)"):
         if before is not None and metric is None:
             after = run.evaluate(bundle, retain, None, "Measuring unlearned model")
-            print(f"Unlearned model: {_losses(after)}", flush=True)
+            logger.info(f"Unlearned model: {_losses(after)}")
             run_dir.write_eval_results({"metric": "unlearning", "before": before, "after": after})
 
         if metric:
@@ -256,7 +260,7 @@ def _with_pairs(run: TrainingRun, bundle: Any, start: dict[str, list[float]], be
     reference = start if run.plan.reference else None  # the starting model is the reference
     start_summary = pair_summary(start)
     end_summary = pair_summary(scores, reference, run.config.train.preference.beta)
-    print(f"Tuned model: {describe_pairs(end_summary)}", flush=True)
+    logger.info(f"Tuned model: {describe_pairs(end_summary)}")
     if before is None or after is None:
         shown = {"metric": "pair_accuracy", "metric_label": "chosen preferred", "percent": True}
         return ({**shown, "score": start_summary["pair_accuracy"], **start_summary},
@@ -331,7 +335,7 @@ def _load_retain(run: TrainingRun, plan: ResolvedRun) -> Optional[Any]:
     check_source(cfg.data.retain, "data.retain")
     retain_cfg = dataclasses.replace(cfg.data, train=cfg.data.retain, eval=None, mix=[], retain=None)
     bundle = build_datasets(retain_cfg, run.tokenizer, cfg.train.seed, plan.task.value, run.preprocessor)
-    print(f"Retain data: {bundle.train_stats.summary()}", flush=True)
+    logger.info(f"Retain data: {bundle.train_stats.summary()}")
     return bundle
 
 
@@ -352,11 +356,11 @@ def _load_data(run: TrainingRun) -> Any:
     cfg = run.config
     run.tokenizer, run.task = load_tokenizer_and_task(cfg)
     bundle = build_datasets(cfg.data, run.tokenizer, cfg.train.seed, run.task, run.preprocessor)
-    print(f"Train data: {bundle.train_stats.summary()}", flush=True)
+    logger.info(f"Train data: {bundle.train_stats.summary()}")
     if bundle.eval_stats:
-        print(f"Eval data: {bundle.eval_stats.summary()}", flush=True)
+        logger.info(f"Eval data: {bundle.eval_stats.summary()}")
     for note in bundle.notes:
-        print(note, flush=True)
+        logger.info(note)
     return bundle
 
 
@@ -372,9 +376,9 @@ def _apply_adapter(run: TrainingRun, task: str) -> tuple[int, int]:
     processes = world_size()
     effective = effective_batch(cfg.train, processes)
     spread = f" x {processes} processes" if processes > 1 else ""
-    print(f"Method: {cfg.peft.method}; trainable parameters {trainable:,} of {total:,} "
-          f"({trainable / total:.2%}); {cfg.train.batch_size} sequences x {cfg.train.grad_accum} "
-          f"accumulation{spread} = {effective} sequences per optimizer step", flush=True)
+    logger.info(f"Method: {cfg.peft.method}; trainable parameters {trainable:,} of {total:,} "
+                f"({trainable / total:.2%}); {cfg.train.batch_size} sequences x {cfg.train.grad_accum} "
+                f"accumulation{spread} = {effective} sequences per optimizer step")
     return trainable, total
 
 
@@ -470,7 +474,7 @@ def _write_report(run: RunDir) -> None:
     """``report.html``: the whole run in one self-contained file."""
     from tunesmith.reporting.report import write_report
 
-    print(f"Report: {write_report(run.path)}", flush=True)
+    logger.info(f"Report: {write_report(run.path)}")
 
 
 def _data_record(bundle: Any) -> dict[str, Any]:
