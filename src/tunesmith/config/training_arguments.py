@@ -59,7 +59,8 @@ class MappedField:
 def same(field: str, key: str, to_field: Callable[[Any], Any] = _same, to_key: Callable[[Any], Any] = _plain,
          alias: bool = True) -> MappedField:
     """A field that holds one key's value (converted by ``to_field`` / ``to_key`` where they differ)."""
-    return MappedField(field, (key,), to_field, lambda value, given: {key: to_key(value)}, alias=alias)
+    return MappedField(field, (key,), to_field,
+                       lambda value, given: {} if value is None else {key: to_key(value)}, alias=alias)
 
 
 def flag(field: str, key: str, value: str) -> MappedField:
@@ -70,7 +71,8 @@ def flag(field: str, key: str, value: str) -> MappedField:
 
 def read_only(field: str, key: str) -> MappedField:
     """A field read into ``key`` whose built value comes from elsewhere."""
-    return MappedField(field, (key,), None, lambda value, given: {key: value}, alias=True, round_trip=False)
+    return MappedField(field, (key,), None, lambda value, given: {} if value is None else {key: value},
+                       alias=True, round_trip=False)
 
 
 def _warmup(steps: int, ratio: float) -> float:
@@ -119,7 +121,8 @@ TRAINING_ARGUMENTS: tuple[MappedField, ...] = (
     same("seed", "train.seed"),
     same("logging_steps", "train.logging_steps"),
     # 0 keeps every checkpoint; transformers says so with None
-    same("save_total_limit", "train.save_limit", lambda n: n or None, lambda n: n or 0),
+    MappedField("save_total_limit", ("train.save_limit",), lambda n: n or None,
+                lambda n, given: {"train.save_limit": n or 0}, alias=True),
     same("save_only_model", "train.save_only_model"),
     same("bf16_full_eval", "train.bf16_full_eval"),
     MappedField("warmup_steps", ("train.warmup_steps", "train.warmup_ratio"), _warmup, _read_warmup, alias=True),
@@ -134,8 +137,7 @@ TRAINING_ARGUMENTS: tuple[MappedField, ...] = (
 )
 
 # Fields that change nothing tunesmith trains or writes (where logs go, names); read and dropped.
-IGNORED = frozenset({"report_to", "run_name", "do_train", "do_eval", "do_predict", "logging_dir",
-                     "overwrite_output_dir"})
+IGNORED = frozenset({"report_to", "run_name", "do_train", "do_eval", "do_predict"})
 
 
 def training_argument_aliases() -> dict[str, str]:
@@ -178,11 +180,11 @@ def read_mapped(given: Mapping[str, Any]) -> dict[str, Any]:
 
     Example:
         >>> read_mapped({"learning_rate": 1e-4, "bf16": True, "save_total_limit": None})
-        {'train.lr': 0.0001, 'train.precision': 'bf16'}
+        {'train.lr': 0.0001, 'train.save_limit': 0, 'train.precision': 'bf16'}
     """
     out: dict[str, Any] = {}
     for row in TRAINING_ARGUMENTS:
-        if row.field in given and given[row.field] is not None:
+        if row.field in given:
             out.update(row.read(given[row.field], given))
     return out
 
