@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
@@ -19,7 +18,7 @@ from tunesmith.api.held_out import before_after_metric, held_out_metrics, unlear
 from tunesmith.api.model_setup import ModelContext, load_base_model, load_tokenizer_and_task, runtime
 from tunesmith.api.pair_measures import describe_pairs, pair_scores, pair_summary
 from tunesmith.api.resolved_run import ResolvedRun, resolve_run
-from tunesmith.api.results import TrainResult
+from tunesmith.api.results import BeforeAfter, RunRecord, TrainedModel, TrainResult
 from tunesmith.config import TrainConfig
 from tunesmith.config.lengths import describe_length
 from tunesmith.config.run_dir import RunDir
@@ -113,7 +112,7 @@ class TrainingRun:
         return held_out_metrics(self.context(), metric, desc, bundle)
 
     # -- train --------------------------------------------------------------------------------
-    def train(self, bundle: Any, retain: Optional[Any], checkpoint: Optional[Path]) -> dict[str, Any]:
+    def train(self, bundle: Any, retain: Optional[Any], checkpoint: Optional[Path]) -> TrainedModel:
         """Apply the adapter, build the trainer and train; returns what the record needs."""
         from tunesmith.training.attention_choice import choose_attention
         from tunesmith.training.guarded_run import nan_skipped_steps, train_with_guards
@@ -138,12 +137,12 @@ class TrainingRun:
             output = train_with_guards(trainer, cfg, checkpoint)  # atomic checkpoints, resume, NaN and signal guards
         train_seconds = time.perf_counter() - start
         _save_outputs(self, RunDir(self.run_dir), trainer)
-        return {"output": output, "train_seconds": train_seconds, "trainable": trainable, "total": total,
-                "resources": resource_summary(trainer.callback_handler.callbacks),
-                "nan_skipped": nan_skipped_steps(trainer), "memory": memory_record(trainer, memory),
-                "speed": {"packing": plan.packing.value, "attention": attention.kernel,
-                          "attention_reason": attention.reason,
-                          "hub_kernels": bool(getattr(_inner(self.model), "use_kernels", False))}}
+        return TrainedModel(output=output, train_seconds=train_seconds, trainable=trainable, total=total,
+                            resources=resource_summary(trainer.callback_handler.callbacks),
+                            nan_skipped=nan_skipped_steps(trainer), memory=memory_record(trainer, memory),
+                            speed={"packing": plan.packing.value, "attention": attention.kernel,
+                                   "attention_reason": attention.reason,
+                                   "hub_kernels": bool(getattr(_inner(self.model), "use_kernels", False))})
 
 
 def run_training(run: TrainingRun) -> TrainResult:
@@ -196,7 +195,7 @@ def _run_training(run: TrainingRun) -> TrainResult:
             logger.info(f"Base model: {format_score(before)}")
 
     trained = run.train(bundle, retain, checkpoint)
-    output, train_seconds = trained["output"], trained["train_seconds"]
+    output, train_seconds = trained.output, trained.train_seconds
     if not dist.is_main_process():
         dist.barrier()  # wait for rank 0's evaluation and record, then return what it wrote
         return TrainResult(run_dir.path, train_seconds, output.training_loss, None, None,
@@ -206,14 +205,14 @@ def _run_training(run: TrainingRun) -> TrainResult:
         if before is not None and metric is None:
             after = run.evaluate(bundle, retain, None, "Measuring unlearned model")
             logger.info(f"Unlearned model: {_losses(after)}")
-            run_dir.write_eval_results({"metric": "unlearning", "before": before, "after": after})
+            run_dir.write_eval_results(BeforeAfter("unlearning", before, after).to_dict())
 
         if metric:
             after = run.evaluate(bundle, None, metric, "Evaluating tuned model")
         if pairs:
             before, after = _with_pairs(run, bundle, pair_start, before, after)
         if metric or pairs:
-            run_dir.write_eval_results({"metric": before["metric"], "before": before, "after": after})
+            run_dir.write_eval_results(BeforeAfter(before["metric"], before, after).to_dict())
 
     run.recorded = True
     _write_record(run, run_dir, trained, before, after, _data_record(bundle))
@@ -449,25 +448,17 @@ def _save_outputs(run: TrainingRun, run_dir: RunDir, trainer: Any) -> None:
         plot_reward_curves(records, run_dir.reward_curve_file)  # a grpo run's rewards, KL and lengths
 
 
-def _write_record(run: TrainingRun, run_dir: RunDir, trained: dict[str, Any], before: Optional[dict],
+def _write_record(run: TrainingRun, run_dir: RunDir, trained: TrainedModel, before: Optional[dict],
                   after: Optional[dict], data: dict[str, Any]) -> None:
-    """``run.json``: its presence marks a finished run. ``resources``: peak memory and tokens/s;
-    ``nan_skipped_steps``: optimizer steps skipped for a NaN/inf loss or gradient (train.nan_policy=skip);
-    ``speed``: the packing, attention kernel (and why) and hub kernels the run trained with;
-    ``memory``: whether steps were trimmed (train.memory_trim), why, and what the trims cost; ``plan``:
-    the run's decisions (``ResolvedRun``)."""
-    output = trained["output"]
-    run_dir.write_record({
-        "finished": datetime.now().isoformat(timespec="seconds"), "train_seconds": round(trained["train_seconds"], 1),
-        "train_loss": output.training_loss, "global_step": output.global_step, "device": run.device,
-        "precision": run.precision, "task": run.task, "method": run.config.peft.method,
-        "trainable_parameters": trained["trainable"], "total_parameters": trained["total"],
-        "metric": before and before["metric"], "before_score": before and before["score"],
-        "after_score": after and after["score"],
-        "resources": trained["resources"] or {}, "data": data or {}, "nan_skipped_steps": trained["nan_skipped"],
-        "speed": trained["speed"] or {}, "memory": trained["memory"] or {},
-        "plan": run.plan.record() if run.plan else {},
-    })
+    """``run.json`` (a ``RunRecord``): its presence marks a finished run. ``resources``: peak memory and
+    tokens/s; ``nan_skipped_steps``: optimizer steps skipped for a NaN/inf loss or gradient
+    (train.nan_policy=skip); ``speed``: the packing, attention kernel (and why) and hub kernels the run
+    trained with; ``memory``: whether steps were trimmed (train.memory_trim), why, and what the trims
+    cost; ``plan``: the run's decisions (``ResolvedRun``)."""
+    record = RunRecord.from_run(trained, device=run.device, precision=run.precision, task=run.task,
+                                method=run.config.peft.method, before=before, after=after, data=data,
+                                plan=run.plan.record() if run.plan else {})
+    run_dir.write_record(record.to_dict())
 
 
 def _write_report(run: RunDir) -> None:

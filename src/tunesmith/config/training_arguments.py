@@ -69,10 +69,10 @@ def flag(field: str, key: str, value: str) -> MappedField:
                        lambda on, given: {key: value} if on else {})
 
 
-def read_only(field: str, key: str) -> MappedField:
+def read_only(field: str, key: str, alias: bool = True) -> MappedField:
     """A field read into ``key`` whose built value comes from elsewhere."""
     return MappedField(field, (key,), None, lambda value, given: {} if value is None else {key: value},
-                       alias=True, round_trip=False)
+                       alias=alias, round_trip=False)
 
 
 def _warmup(steps: int, ratio: float) -> float:
@@ -117,7 +117,7 @@ TRAINING_ARGUMENTS: tuple[MappedField, ...] = (
     same("gradient_accumulation_steps", "train.grad_accum"),
     same("lr_scheduler_type", "train.scheduler"),
     same("weight_decay", "train.weight_decay"),
-    same("max_grad_norm", "train.max_grad_norm"),
+    same("max_grad_norm", "train.max_grad_norm", alias=False),
     same("seed", "train.seed"),
     same("logging_steps", "train.logging_steps"),
     # 0 keeps every checkpoint; transformers says so with None
@@ -133,7 +133,7 @@ TRAINING_ARGUMENTS: tuple[MappedField, ...] = (
     MappedField("eval_strategy", ("train.eval_steps",), None, _read_eval, reads=("eval_steps",)),
     MappedField("logging_strategy", (), None, _read_logging),
     read_only("output_dir", "output_dir"),
-    read_only("per_device_eval_batch_size", "eval.batch_size"),
+    read_only("per_device_eval_batch_size", "eval.batch_size", alias=False),
 )
 
 # Fields that change nothing tunesmith trains or writes (where logs go, names); read and dropped.
