@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 
 @dataclass
@@ -115,36 +115,3 @@ def generate_texts(
         tokenizer.padding_side = old_side
         model.train(was_training)
     return results
-
-
-def stream_text(model: Any, tokenizer: Any, prompt: str, settings: GenerationSettings) -> Iterator[str]:
-    """Yield the continuation of one prompt piece by piece as it is generated."""
-    import threading
-
-    import torch
-    from transformers import TextIteratorStreamer
-
-    device = next(model.parameters()).device
-    encoder_decoder = getattr(model.config, "is_encoder_decoder", False)
-    enc = tokenizer([prompt], return_tensors="pt", add_special_tokens=encoder_decoder).to(device)
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=not encoder_decoder, skip_special_tokens=True)
-    budget = new_token_budget(model, int(enc["input_ids"].shape[1]), settings.max_new_tokens)
-    kwargs = dict(**enc, streamer=streamer, max_new_tokens=budget,
-                  do_sample=settings.do_sample, pad_token_id=tokenizer.pad_token_id,
-                  eos_token_id=tokenizer.eos_token_id)
-    if settings.do_sample:
-        kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
-    else:
-        kwargs.update(temperature=None, top_p=None, top_k=None)
-    if settings.cancel is not None:
-        kwargs["stopping_criteria"] = cancel_criteria(settings.cancel)
-
-    def run() -> None:
-        with torch.inference_mode():
-            model.generate(**kwargs)
-
-    model.eval()
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    yield from streamer
-    thread.join()
