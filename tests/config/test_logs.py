@@ -124,9 +124,22 @@ def test_cli_quiet_hides_progress_but_not_errors(tmp_path, tiny_llama_dir, alpac
     out, err = capsys.readouterr()
     assert (tmp_path / "quiet" / "run.json").is_file()
     assert "Run directory" not in out and "Train data" not in out and "Saved to" not in out
+    assert "Training:" not in err  # no progress bar either
     assert main(["-q", "train", *args, "train.lr=fast"]) == 2
     assert "error: train.lr" in capsys.readouterr().err
     assert main(["--verbose", "train", *args, f"output_dir={tmp_path / 'loud'}"]) == 0
     out = capsys.readouterr().out
     assert "Run directory" in out and "debug: The run's plan:\n  task: causal_lm" in out
     assert logging.getLogger(LOGGER_NAME).level == logging.INFO  # the command's level ends with it
+
+
+def test_progress_bars_follow_the_level_and_the_rank(monkeypatch):
+    from tunesmith.config.logs import show_progress
+
+    with verbosity("info"):
+        assert show_progress()
+        monkeypatch.setenv("RANK", "1")
+        assert not show_progress()
+        monkeypatch.setenv("RANK", "0")
+    with verbosity("quiet"):
+        assert not show_progress()

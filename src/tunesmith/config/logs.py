@@ -157,3 +157,11 @@ def verbosity(value: Union[str, int, None], key: str = "verbosity") -> Iterator[
 def quiet_this_process() -> None:
     """Warnings and errors only from this process (the replicas of a multi-process run)."""
     install_console().setLevel(max(logging.getLogger(LOGGER_NAME).getEffectiveLevel(), logging.WARNING))
+
+
+def show_progress() -> bool:
+    """Whether progress bars are drawn: on rank 0, unless a front door set the ``tunesmith`` logger
+    above INFO (``-q``, ``verbosity="quiet"``); a library call before any front door draws them."""
+    logger = logging.getLogger(LOGGER_NAME)
+    shown = logger.level == logging.NOTSET or logger.isEnabledFor(logging.INFO)
+    return shown and os.environ.get("RANK", "0") in ("", "0")

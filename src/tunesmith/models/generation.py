@@ -79,6 +79,8 @@ def generate_texts(
     import torch
     from tqdm.auto import tqdm
 
+    from tunesmith.config.logs import show_progress
+
     device = next(model.parameters()).device
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     results: list[str] = [""] * len(prompts)
@@ -97,7 +99,8 @@ def generate_texts(
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     encoder_decoder = getattr(model.config, "is_encoder_decoder", False)
     try:
-        for batch in tqdm(batches, desc=progress, disable=progress is None, unit="batch", leave=False):
+        for batch in tqdm(batches, desc=progress, disable=progress is None or not show_progress(), unit="batch",
+                          leave=False):
             if is_cancelled(settings):  # the prompts not answered yet keep ""
                 break
             # Chat prompts already hold their special tokens; plain seq2seq sources get the
