@@ -63,7 +63,23 @@ def test_bad_verbosity_names_the_setting_and_the_allowed_values():
     assert parse_level(logging.ERROR) == logging.ERROR and parse_level("Warning") == logging.WARNING
 
 
-def test_a_replica_rank_prints_nothing_at_info(monkeypatch, capsys):
+@pytest.fixture
+def keep_library_logging():
+    """quiet_replica also quiets transformers and datasets; give their settings back afterwards."""
+    import datasets
+    import transformers
+
+    hf = transformers.utils.logging
+    state = hf.get_verbosity(), hf.is_progress_bar_enabled(), datasets.is_progress_bar_enabled()
+    yield
+    hf.set_verbosity(state[0])
+    if state[1]:
+        hf.enable_progress_bar()
+    if state[2]:
+        datasets.enable_progress_bars()
+
+
+def test_a_replica_rank_prints_nothing_at_info(monkeypatch, capsys, keep_library_logging):
     from tunesmith.training.distributed import quiet_replica
 
     set_verbosity("info")
