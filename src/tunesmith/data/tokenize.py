@@ -247,9 +247,8 @@ class _Job:
                 conversations[k] = conversation
         encoded: dict[int, list[tuple[list[int], list[int], int]]] = {}
         if conversations:
-            groups = self.template.segment_groups(list(conversations.values()), self.settings.loss_on,
-                                                  self.settings.rerendered_history)
-            ids = iter(self.encode([text for group in groups for segs in group for text, _ in segs]))
+            groups, segment_ids = self.segment_ids(list(conversations.values()))
+            ids = iter(segment_ids)
             for k, group in zip(conversations, groups):
                 encoded[k] = []
                 for segs in group:  # one example per segment list (several with rerendered_history=per_turn)
@@ -274,6 +273,13 @@ class _Job:
             else:
                 out += [self._fit_causal(i, lab, example.where, stats, n) for i, lab, n in encoded[k]]
         return out
+
+    def segment_ids(self, conversations: list[Conversation]) -> tuple[list[list[list[tuple[str, bool]]]],
+                                                                        list[list[int]]]:
+        """The segment lists of each conversation (``ChatTemplate.segment_groups``) and the token ids
+        of every segment in that order, each segment tokenized on its own, in one batched call."""
+        groups = self.template.segment_groups(conversations, self.settings.loss_on, self.settings.rerendered_history)
+        return groups, self.encode([text for group in groups for segs in group for text, _ in segs])
 
     def encode(self, texts: list[str]) -> list[list[int]]:
         """``tokenizer(text, add_special_tokens=False)["input_ids"]`` of each text, in one batched call

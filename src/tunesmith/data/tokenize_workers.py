@@ -19,12 +19,10 @@ import os
 from dataclasses import fields
 from typing import Any, Iterator, Optional
 
+from tunesmith.data.token_columns import conversations_to_table, list_column
 from tunesmith.data.tokenize import NOTED, TokenizeSettings, TokenizeStats, tokenize_examples
 
 
-# The narrower integer types datasets gives these columns (``OptimizedTypedSequence``), when the values fit.
-_NARROW = {"input_ids": "int32", "attention_mask": "int8", "special_tokens_mask": "int8", "token_type_ids": "int8",
-           "chosen_input_ids": "int32", "rejected_input_ids": "int32", "prompt_ids": "int32"}
 # Columns of text that may be null (a prompt row's ``reference``): typed as strings even when every
 # value of a shard is None, so shards and cache entries always join.
 _TEXT = ("reference",)
@@ -41,16 +39,11 @@ def rows_to_table(rows: list[dict[str, Any]]) -> Any:
     columns = {}
     for name in rows[0]:
         values = [row[name] for row in rows]
-        total = sum(map(len, values)) if isinstance(values[0], list) else 0
-        if isinstance(values[0], list) and total < 2**31:  # int32 offsets; pyarrow chunks longer columns itself
-            # One flat array and its offsets: several times faster than converting nested lists.
-            offsets = np.zeros(len(values) + 1, dtype=np.int32)
-            np.cumsum([len(v) for v in values], out=offsets[1:])
-            flat = np.fromiter(itertools.chain.from_iterable(values), dtype=np.int64, count=total)
-            small = _NARROW.get(name)
-            if small is not None and total and np.iinfo(small).min <= flat.min() and flat.max() <= np.iinfo(small).max:
-                flat = flat.astype(small)
-            columns[name] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat))
+        if isinstance(values[0], list):
+            # One flat array and its lengths: several times faster than converting nested lists.
+            lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+            flat = np.fromiter(itertools.chain.from_iterable(values), dtype=np.int64, count=int(lengths.sum()))
+            columns[name] = list_column(name, flat, lengths)
         elif name in _TEXT:
             columns[name] = pa.array(values, type=pa.string())
         else:
@@ -85,8 +78,7 @@ def tokenize_to_table(tokenizer: Any, examples: list[Any], task: str, settings: 
     """``tokenize_examples`` on ``num_proc`` processes; returns (``pyarrow.Table``, stats)."""
     processes = max(1, min(num_proc, len(examples)))
     if processes == 1:
-        rows, stats = tokenize_examples(tokenizer, examples, task, settings, desc)
-        return rows_to_table(rows), stats
+        return tokenize_table(tokenizer, examples, task, settings, desc)
     bounds = [len(examples) * k // processes for k in range(processes + 1)]
     shards = [(bounds[k], bounds[k + 1], k == 0) for k in range(processes)]
     context = _context()
@@ -98,6 +90,17 @@ def tokenize_to_table(tokenizer: Any, examples: list[Any], task: str, settings: 
     tables = [table for table, _ in results if table.num_columns]
     table = pa.concat_tables(tables) if tables else pa.table({})
     return table, merge_stats([stats for _, stats in results])
+
+
+def tokenize_table(tokenizer: Any, examples: list[Any], task: str, settings: TokenizeSettings,
+                   desc: str = "Tokenizing", progress: bool = True) -> tuple[Any, TokenizeStats]:
+    """``tokenize_examples`` in this process, as a ``pyarrow.Table`` (``rows_to_table`` of its rows);
+    conversations for a causal LM go straight into columns (``token_columns.py``), the same table."""
+    made = conversations_to_table(tokenizer, examples, task, settings, desc, progress)
+    if made is not None:
+        return made
+    rows, stats = tokenize_examples(tokenizer, examples, task, settings, desc, progress=progress)
+    return rows_to_table(rows), stats
 
 
 def _context() -> Any:
@@ -133,5 +136,4 @@ def _shard(job: tuple[int, int, bool]) -> tuple[Any, TokenizeStats]:
     if _SHARED is None:
         raise RuntimeError("a tokenizing worker ran before its initializer")
     tokenizer, examples, task, settings, desc = _SHARED
-    rows, stats = tokenize_examples(tokenizer, examples[start:stop], task, settings, desc, progress=progress)
-    return rows_to_table(rows), stats
+    return tokenize_table(tokenizer, examples[start:stop], task, settings, desc, progress)
