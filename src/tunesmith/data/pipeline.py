@@ -35,6 +35,7 @@ from tunesmith.data.examples import (
     example_to_dict,
 )
 from tunesmith.data.formats import FORMATS, FormatInfo, check_columns, prepare_parser
+from tunesmith.data.gc_pause import paused_gc
 from tunesmith.data.packing import PackStats, check_packing_for_kind, pack_examples
 from tunesmith.data.presets import apply_preset
 from tunesmith.data.sources import check_source, file_stamps, is_builtin, load_rows
@@ -384,13 +385,15 @@ def _cached_or(key: str, prepare: Any, read: bool) -> DataBundle:
 
 def _prepare(cfg: DataConfig, resolved: DataConfig, tokenizer: Any, seed: int, task: str, preprocessor: Any,
              settings: Optional[dict[str, Any]], key: Optional[str] = None) -> DataBundle:
-    """Read, tokenize and (with ``settings``: caching on) write the cache entry."""
-    train_set, held_out, notes = load_example_sets(cfg, seed, tokenizer)
-    if settings is not None and key is None:  # built-in, generated or hub data: the content decides the key
-        content_key = data_key(tokenizer, settings, examples=train_set.examples + held_out)
-        return _cached_or(content_key, lambda k: _tokenized(train_set, held_out, notes, tokenizer, resolved, task,
-                                                            None, k), read=True)
-    return _tokenized(train_set, held_out, notes, tokenizer, resolved, task, preprocessor, key)
+    """Read, tokenize and (with ``settings``: caching on) write the cache entry, the garbage
+    collector paused (``gc_pause.py``: it would spend as long as parsing does on finding nothing)."""
+    with paused_gc():
+        train_set, held_out, notes = load_example_sets(cfg, seed, tokenizer)
+        if settings is not None and key is None:  # built-in, generated or hub data: the content decides the key
+            content_key = data_key(tokenizer, settings, examples=train_set.examples + held_out)
+            return _cached_or(content_key, lambda k: _tokenized(train_set, held_out, notes, tokenizer, resolved,
+                                                                task, None, k), read=True)
+        return _tokenized(train_set, held_out, notes, tokenizer, resolved, task, preprocessor, key)
 
 
 def _tokenized(train_set: ExampleSet, held_out: list[Any], notes: list[str], tokenizer: Any, cfg: DataConfig,

@@ -286,6 +286,10 @@ class _Job:
         to the Rust tokenizer when it gives the same ids (checked on the first batch)."""
         if not texts:
             return []
+        unique = list(dict.fromkeys(texts))  # the same text (a turn's closing newline) is tokenized once
+        if len(unique) < len(texts):
+            ids = dict(zip(unique, self.encode(unique)))
+            return [ids[text] for text in texts]
         if self._backend is None:
             backend = getattr(self.tokenizer, "backend_tokenizer", None)
             self._backend = False
