@@ -17,6 +17,7 @@ CPU time (this process and its workers) too, which hardly does.
     HF_HUB_OFFLINE=1 python bench/preprocess.py              # 100,000 rows
     HF_HUB_OFFLINE=1 python bench/preprocess.py --rows 5000 --seed 1
     HF_HUB_OFFLINE=1 python bench/preprocess.py --rows 100000 --num-proc 2   # data.num_proc=2
+    HF_HUB_OFFLINE=1 python bench/preprocess.py --rows 20000 --tokenizer-alone  # and the tokenizer by itself
 """
 
 from __future__ import annotations
@@ -183,6 +184,31 @@ def check_against_growing_prefix(path: Path, bundle: Any, cfg: Any, tokenizer: A
     return f"{len(picked) - different} of {len(picked)} rows checked are identical to the growing-prefix method"
 
 
+def tokenizer_alone(path: Path, cfg: Any, tokenizer: Any) -> None:
+    """The Rust tokenizer by itself on the same rows: batched ``encode_batch_fast`` of the texts the
+    pipeline tokenizes (each conversation's segments), and of each whole rendering, with its own
+    threads as the tokenizer sets them. What the pipeline adds is the rest of its time."""
+    from tunesmith.data.examples import Conversation, Message
+    from tunesmith.data.templates import resolve_template
+
+    template = resolve_template(tokenizer, cfg.data)
+    conversations = [Conversation([Message(m["role"], m["content"]) for m in json.loads(line)["messages"]])
+                     for line in path.read_text(encoding="utf-8").splitlines()]
+    segments = [text for group in template.segment_groups(conversations, cfg.data.loss_on)
+                for segs in group for text, _ in segs]
+    whole = [text for text in template.render_many([c.messages for c in conversations]) if text is not None]
+    backend = tokenizer.backend_tokenizer
+    print(f"\nthe Rust tokenizer alone on the same {len(conversations):,} rows (load average before: "
+          f"{os.getloadavg()[0]:.2f}):")
+    for name, texts in (("each segment (as the pipeline)", segments), ("each whole rendering", whole)):
+        start, cpu_start, tokens = time.perf_counter(), _cpu_seconds(), 0
+        for k in range(0, len(texts), 1024):
+            tokens += sum(len(e.ids) for e in backend.encode_batch_fast(texts[k:k + 1024], add_special_tokens=False))
+        wall, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
+        print(f"  {name:<32} {wall:6.2f} s  {_rate(len(conversations), wall):>10} rows  "
+              f"{_rate(tokens, wall):>12} tokens  {cpu:6.2f} CPU-s ({len(conversations) / max(cpu, 1e-9):,.0f} rows per CPU-s)")
+
+
 def _cpu_seconds() -> float:
     """CPU time of this process and its finished children (tokenizing workers), user + system.
     Unlike wall time it hardly moves when other jobs share the CPUs."""
@@ -231,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=1024, help="data.max_length (default 1024)")
     parser.add_argument("--num-proc", type=int, default=1, help="data.num_proc: tokenizing processes (default 1)")
     parser.add_argument("--template", default="auto", help="data.template (default auto: the model's own)")
+    parser.add_argument("--tokenizer-alone", action="store_true",
+                        help="then time the Rust tokenizer by itself on the same rows, for comparison")
     parser.add_argument("--check", type=int, default=2000,
                         help="rows compared with the growing-prefix method after the cold run (0: none)")
     args = parser.parse_args(argv)
@@ -278,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         shortest, median, longest = cold["lengths"]
         print(f"example length in tokens: mean {cold['tokens'] / max(1, cold['kept']):.0f}, "
               f"shortest {shortest}, median {median}, longest {longest}")
+        if args.tokenizer_alone:
+            tokenizer_alone(data, cfg, tokenizer)
     return 0
 
 
