@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tunesmith.config import load_config
-from tunesmith.data.collators import build_collator
+from tunesmith.api.choices.batching import build_collator
 from tunesmith.errors import ConfigError
 from tunesmith.training import losses
 from tunesmith.training.arguments import build_training_args

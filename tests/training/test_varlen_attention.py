@@ -8,7 +8,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from tunesmith.data.collators import PackedCollator, build_collator
+from tunesmith.api.choices.batching import build_collator
+from tunesmith.data.collators import PackedCollator
 from tunesmith.data.packing import pack_examples
 from tunesmith.data.segments import boundaries_from_positions, example_lengths_in_row
 from tunesmith.errors import ConfigError

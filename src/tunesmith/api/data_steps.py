@@ -94,7 +94,7 @@ def get_custom_data_collator(dataset_config: TrainConfig, batch_size: Optional[i
         >>> get_custom_data_collator(cfg, batch_size=32)([{"input_ids": [5, 6], "labels": [5, 6]}])["input_ids"]
         tensor([[5, 6]])
     """
-    from tunesmith.data.collators import build_collator
+    from tunesmith.api.choices.batching import build_collator
 
     if padding not in (True, "longest"):
         raise ConfigError(f"padding: {padding!r} is not supported; tunesmith pads each batch to its longest "
@@ -131,7 +131,7 @@ def device_aware_data_loading(dataset_config: TrainConfig, collator: Any = None,
         True
     """
     from tunesmith.data.loading import build_dataloader
-    from tunesmith.data.packing import resolve_packing
+    from tunesmith.api.choices.batching import resolve_packing
     from tunesmith.data.pipeline import build_datasets
 
     if target_device is not None:
@@ -160,7 +160,7 @@ def _tokenizer_for(cfg: TrainConfig) -> tuple[Any, str, Optional[str]]:
 
 def _device(spec: str) -> str:
     """``auto`` / ``cuda`` / ``cpu`` resolved for this machine (``cuda`` without a GPU is an error)."""
-    from tunesmith.models.precision import resolve_device
+    from tunesmith.api.choices.runtime import resolve_device
 
     return resolve_device(spec)
 

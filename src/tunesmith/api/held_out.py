@@ -19,7 +19,7 @@ def before_after_metric(cfg: TrainConfig, task: str, bundle: Any) -> Optional[An
     """
     from tunesmith.data.sources import is_builtin
     from tunesmith.errors import DataError
-    from tunesmith.evaluation.evaluate import choose_metric
+    from tunesmith.api.choices.evaluation import choose_metric
     from tunesmith.evaluation.generation import prompt_items
 
     mode = cfg.eval.before_after
@@ -54,7 +54,8 @@ def evaluate_model(ctx: ModelContext, metric: Optional[str] = None, max_samples:
     """
     from tunesmith.data.pipeline import build_datasets, load_conversations
     from tunesmith.errors import DataError
-    from tunesmith.evaluation.evaluate import choose_metric, evaluate_held_out, settings_from_config
+    from tunesmith.api.choices.evaluation import choose_metric
+    from tunesmith.evaluation.evaluate import evaluate_held_out, settings_from_config
 
     cfg, task = ctx.config, ctx.task
     if cfg.eval.do_sample:
@@ -96,7 +97,8 @@ def _with_pair_measures(ctx: ModelContext, metric: Optional[str], max_samples: O
     print(describe_pairs(pairs), flush=True)
     has_answers = any(getattr(e, "reference", None) is not None for e in held_out)
     if ctx.task == "causal_lm" and has_answers and (metric or ctx.config.eval.metric) != "pair_accuracy":
-        from tunesmith.evaluation.evaluate import choose_metric, evaluate_held_out, settings_from_config
+        from tunesmith.api.choices.evaluation import choose_metric
+        from tunesmith.evaluation.evaluate import evaluate_held_out, settings_from_config
 
         cfg = ctx.config
         chosen = choose_metric(metric or cfg.eval.metric, ctx.task, cfg.data.eval or cfg.data.train, held_out)
@@ -118,7 +120,7 @@ def unlearning_metrics(ctx: ModelContext, forget: Any, retain: Any, desc: str) -
     ``*_held_out_loss`` on their held-out sets (a built-in's test split asks the same facts in other
     words). Unlearning should raise the forget losses and keep the retain losses close.
     """
-    from tunesmith.data.collators import build_collator
+    from tunesmith.api.choices.batching import build_collator
     from tunesmith.evaluation.language_model import evaluate_perplexity
 
     collator = build_collator("auto", "causal_lm", ctx.tokenizer, "none", ctx.device)

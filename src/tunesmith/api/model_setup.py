@@ -19,7 +19,7 @@ def runtime(cfg: TrainConfig) -> tuple[str, str]:
     applies ``train.num_threads``."""
     import torch
 
-    from tunesmith.models.precision import resolve_device, resolve_precision
+    from tunesmith.api.choices.runtime import resolve_device, resolve_precision
 
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
@@ -39,9 +39,8 @@ def autocast(device: str, precision: str) -> Any:
 
 def model_task(cfg: TrainConfig) -> str:
     """The model's task: ``model.task``, or inferred from the model's config."""
-    from tunesmith.models.loading import infer_task, load_model_config
-
-    from tunesmith.training.trainers import requested_task
+    from tunesmith.api.choices.task import infer_task, requested_task
+    from tunesmith.models.loading import load_model_config
 
     m = cfg.model
     return infer_task(load_model_config(m.name_or_path, m.trust_remote_code, m.revision),
@@ -69,7 +68,7 @@ def load_base_model(cfg: TrainConfig, tokenizer: Any, task: str, device: str, pr
     attention and hub kernels; a classifier gets ``label_names`` as its labels."""
     from tunesmith.api.components import build_model_loader
     from tunesmith.models.hub_kernels import apply_hub_kernels
-    from tunesmith.models.precision import resolve_weight_dtype
+    from tunesmith.api.choices.runtime import resolve_weight_dtype
     from tunesmith.models.quantization import (is_quantized_method, prepare_quantized_for_training,
                                                quantization_kwargs)
     from tunesmith.training.speed import attention_kwargs

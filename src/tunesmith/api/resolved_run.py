@@ -19,45 +19,9 @@ from enum import Enum
 from typing import Any, Optional
 
 from tunesmith.config import TrainConfig
+from tunesmith.config.vocabulary import Packing, Precision, Task
 
-
-class _Vocabulary(str, Enum):
-    """A closed set of names; members are strings, printed as their value."""
-
-    def __str__(self) -> str:
-        return self.value
-
-    __format__ = str.__format__
-
-
-class Task(_Vocabulary):
-    """The kind of model a run trains (``model.task``)."""
-
-    CAUSAL_LM = "causal_lm"
-    SEQ2SEQ = "seq2seq"
-    SEQUENCE_CLASSIFICATION = "sequence_classification"
-
-
-class Precision(_Vocabulary):
-    """The numeric precision of the training steps (``train.precision``)."""
-
-    FP32 = "fp32"
-    BF16 = "bf16"
-    FP16 = "fp16"
-
-
-class Packing(_Vocabulary):
-    """How examples become rows of a batch (``data.packing``)."""
-
-    NONE = "none"
-    PADDING_FREE = "padding_free"
-    PACK = "pack"
-    GROUP_BY_LENGTH = "group_by_length"
-
-    @property
-    def several_examples_per_row(self) -> bool:
-        """Whether a row holds several examples (kept apart by position ids)."""
-        return self in (Packing.PADDING_FREE, Packing.PACK)
+__all__ = ["Packing", "Precision", "ResolvedRun", "Task", "resolve_run"]
 
 
 @dataclass(frozen=True)
@@ -118,13 +82,13 @@ def resolve_run(cfg: TrainConfig, device: Optional[str] = None, model_config: An
         ConfigError: a trainer for another task, a packing the task or trainer cannot use, an
             unknown device or precision.
     """
-    from tunesmith.data.collators import resolve_collator_name
-    from tunesmith.data.packing import check_packing_for_kind, resolve_packing
-    from tunesmith.models.loading import infer_task, load_model_config
-    from tunesmith.models.precision import resolve_device, resolve_precision
-    from tunesmith.training.preference import check_preference_settings, reference_needed
-    from tunesmith.training.reference import resolve_reference
-    from tunesmith.training.trainers import requested_task, resolve_trainer, trainer_traits
+    from tunesmith.api.choices.batching import resolve_collator_name, resolve_packing
+    from tunesmith.api.choices.runtime import resolve_device, resolve_precision
+    from tunesmith.api.choices.task import (check_trainer_settings, infer_task, requested_task, resolve_trainer,
+                                            run_reference)
+    from tunesmith.data.packing import check_packing_for_kind
+    from tunesmith.models.loading import load_model_config
+    from tunesmith.training.trainers import trainer_traits
 
     m = cfg.model
     if model_config is None:
@@ -132,11 +96,8 @@ def resolve_run(cfg: TrainConfig, device: Optional[str] = None, model_config: An
     task = Task(infer_task(model_config, requested_task(cfg.train.trainer, m.task)))
     trainer = resolve_trainer(cfg.train.trainer, task.value)
     traits = trainer_traits(trainer)
-    check_preference_settings(trainer, cfg.train.preference, cfg.train.grpo)
-    reference = (resolve_reference(cfg.train.preference.reference, cfg.peft.method, bool(m.adapter))
-                 if reference_needed(trainer, cfg.train.preference) else None)
-    if trainer == "grpo" and cfg.train.grpo.kl_weight > 0:  # the KL penalty's reference: the starting model
-        reference = "copy" if cfg.peft.method == "full" or m.adapter else "adapter_off"
+    check_trainer_settings(trainer, cfg.train.preference, cfg.train.grpo)
+    reference = run_reference(trainer, cfg)
     device = device or resolve_device(m.device)
     model_type = getattr(model_config, "model_type", None)
     if traits.rows != "examples":  # pairs, unpaired answers, prompts: no blocks or length buckets

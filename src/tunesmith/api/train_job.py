@@ -65,7 +65,8 @@ class TrainingRun:
         from tunesmith.training.callbacks import check_callbacks
         from tunesmith.training.host_memory import limit_kernel_caches
 
-        from tunesmith.training.trainers import requested_task
+        from tunesmith.api.choices.runtime import distributed_backend
+        from tunesmith.api.choices.task import requested_task
 
         cfg = self.config
         _mask_secrets_in_logs(cfg)
@@ -80,7 +81,8 @@ class TrainingRun:
         self.kernel_note = limit_kernel_caches(cfg.train.cpu_kernel_cache)  # before the first matrix multiply
         device, self.precision = runtime(cfg)
         self.device = dist.process_device(device)  # cuda:LOCAL_RANK under torchrun / accelerate launch
-        dist.init_distributed(self.device, cfg.train.distributed.backend, cfg.train.distributed.timeout_s)
+        dist.init_distributed(self.device, distributed_backend(cfg.train.distributed.backend, self.device),
+                              cfg.train.distributed.timeout_s)
         dist.quiet_replica()  # only rank 0 prints
         self.run_dir, checkpoint = dist.share_from_main(lambda: _prepare(cfg))
         set_seed(cfg.train.seed)
@@ -396,7 +398,7 @@ def _build_trainer(run: TrainingRun, trainer_name: str, task: str, bundle: Any, 
 
     params = _flat(mask_config(dataclasses.asdict(cfg)))  # recorded by MLflow, secrets masked
     collator = build_collator(run.plan.collator, task, run.tokenizer, packing, device, args=cfg.data.collator_args,
-                              model_type=model_type, sequence_boundaries=attention.sequence_boundaries)
+                              sequence_boundaries=attention.sequence_boundaries)
     if run.plan.rows != "examples":
         from tunesmith.data.preference_collators import preference_collator
 
