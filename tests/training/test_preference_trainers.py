@@ -12,7 +12,7 @@ from tunesmith.config.schema import PreferenceConfig
 from tunesmith.api.choices.batching import build_collator
 from tunesmith.errors import ConfigError
 from tunesmith.models.adapters import apply_adapter
-from tunesmith.training.arguments import build_training_args
+from tunesmith.api.choices.training import build_training_args
 from tunesmith.training.preference_losses import PairScores, dpo_loss, kto_loss, orpo_loss
 from tunesmith.api.choices.task import resolve_reference
 from tunesmith.training.reference import Reference

@@ -71,7 +71,7 @@ def load_base_model(cfg: TrainConfig, tokenizer: Any, task: str, device: str, pr
     from tunesmith.api.choices.runtime import resolve_weight_dtype
     from tunesmith.models.quantization import (is_quantized_method, prepare_quantized_for_training,
                                                quantization_kwargs)
-    from tunesmith.training.speed import attention_kwargs
+    from tunesmith.api.choices.training import attention_kwargs
 
     m = cfg.model
     extra: dict[str, Any] = {}

@@ -113,10 +113,10 @@ class TrainingRun:
     # -- train --------------------------------------------------------------------------------
     def train(self, bundle: Any, retain: Optional[Any], checkpoint: Optional[Path]) -> dict[str, Any]:
         """Apply the adapter, build the trainer and train; returns what the record needs."""
-        from tunesmith.training.attention_choice import choose_attention
+        from tunesmith.api.choices.training import cast_frozen_weights, choose_attention, plan_memory_trim
         from tunesmith.training.guarded_run import nan_skipped_steps, train_with_guards
         from tunesmith.reporting.resources import resource_summary
-        from tunesmith.training.host_memory import apply_memory_trim, memory_record, plan_memory_trim
+        from tunesmith.training.host_memory import apply_memory_trim, memory_record
         from tunesmith.training.speed import apply_speed_settings, speed_context
 
         cfg, plan = self.config, self.plan
@@ -132,7 +132,8 @@ class TrainingRun:
         print(trim.describe() + (f"\n{self.kernel_note}" if self.kernel_note else ""), flush=True)
         memory = {**apply_memory_trim(trainer, trim), "cpu_kernel_cache": cfg.train.cpu_kernel_cache}
         start = time.perf_counter()
-        with speed_context(self.model, cfg, self.precision, self.device, attention):  # train.frozen_weights, attention
+        cast = cast_frozen_weights(cfg.train, self.precision, cfg.peft.method, self.device)  # train.frozen_weights
+        with speed_context(self.model, cast, attention):
             output = train_with_guards(trainer, cfg, checkpoint)  # atomic checkpoints, resume, NaN and signal guards
         train_seconds = time.perf_counter() - start
         _save_outputs(self, RunDir(self.run_dir), trainer)
@@ -277,9 +278,10 @@ def _mask_secrets_in_logs(cfg: Any) -> None:
 def _prepare(cfg: Any) -> tuple[Path, Optional[Path]]:
     """Create (or reopen, to resume) the run directory and save the resolved config (the main process
     only); returns it and the checkpoint to resume from (``train.resume``)."""
+    from tunesmith.api.choices.training import resume_mode
     from tunesmith.training.resume import apply_plan, plan_resume
 
-    plan = plan_resume(cfg)  # refuses a changed config or a foreign non-empty folder
+    plan = plan_resume(cfg, resume_mode(cfg.train.resume))  # refuses a changed config or a foreign non-empty folder
     if plan.run_dir is not None and not cfg.output_dir:
         cfg.output_dir = str(plan.run_dir)  # train.resume=<run dir>: the run continues there
     run = RunDir.create(cfg.output_dir, overwrite=cfg.overwrite, continuing=plan.continuing)
@@ -387,7 +389,7 @@ def _build_trainer(run: TrainingRun, trainer_name: str, task: str, bundle: Any, 
     from tunesmith.data.collators import build_collator
     from tunesmith.data.loading import loader_settings
     from tunesmith.reporting.resources import ResourceLog
-    from tunesmith.training.arguments import build_training_args
+    from tunesmith.api.choices.training import build_training_args
     from tunesmith.training.callbacks import MetricsJsonl, ProgressBar, build_callbacks
     from tunesmith.training.trainers import build_trainer
 

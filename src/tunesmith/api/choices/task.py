@@ -125,3 +125,11 @@ def run_reference(trainer: str, cfg: Any) -> Optional[str]:
     if trainer_traits(trainer).settings == "grpo":
         return "copy" if cfg.peft.method == "full" or continues else "adapter_off"
     return resolve_reference(cfg.train.preference.reference, cfg.peft.method, continues)
+
+
+def build_trainer(name: str, trainer_args: dict[str, Any], task: str, **inputs: Any) -> Any:
+    """``tunesmith.training.trainers.build_trainer`` for a ``train.trainer`` that may be ``auto``
+    (resolved for ``task`` with ``resolve_trainer``)."""
+    from tunesmith.training.trainers import build_trainer as build
+
+    return build(resolve_trainer(name, task), trainer_args, task, **inputs)
