@@ -10,7 +10,7 @@ import torch
 
 from tunesmith.config import load_config
 from tunesmith.api.choices.batching import build_collator
-from tunesmith.data.pipeline import build_datasets
+from tunesmith.api.data_entry import build_datasets
 from tunesmith.api.choices.training import build_training_args
 from tunesmith.api.choices.task import build_trainer
 

@@ -37,7 +37,8 @@ def check_components(cfg: TrainConfig) -> None:
     from tunesmith.data.collators import COLLATORS
     from tunesmith.evaluation.metrics import resolve_metric
     from tunesmith.training.callbacks import check_callbacks
-    from tunesmith.data.pipeline import check_data_config, has_held_out
+    from tunesmith.api.data_entry import check_data_config
+    from tunesmith.data.pipeline import has_held_out
     from tunesmith.data.preprocessor import PREPROCESSORS
     from tunesmith.inference.handler import INFERENCE_HANDLERS
     from tunesmith.models.loading import MODEL_LOADERS

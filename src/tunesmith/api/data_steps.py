@@ -132,7 +132,7 @@ def device_aware_data_loading(dataset_config: TrainConfig, collator: Any = None,
     """
     from tunesmith.data.loading import build_dataloader
     from tunesmith.api.choices.batching import resolve_packing
-    from tunesmith.data.pipeline import build_datasets
+    from tunesmith.api.data_entry import build_datasets
 
     if target_device is not None:
         update_config(dataset_config, {"model.device": target_device}, source="device_aware_data_loading")

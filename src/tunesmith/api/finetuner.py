@@ -198,7 +198,7 @@ class FineTuner:
     def preprocess_data(self) -> Any:
         """Load the tokenizer and build the tokenized datasets (a ``DataBundle``) without a model."""
         task = self._load_tokenizer()
-        from tunesmith.data.pipeline import build_datasets
+        from tunesmith.api.data_entry import build_datasets
 
         return build_datasets(self.config.data, self.tokenizer, self.config.train.seed, task,
                               self._custom_preprocessor())
@@ -209,7 +209,7 @@ class FineTuner:
 
         from tunesmith.data.inspect import histogram_lines, histogram_png, padding_report, row_lengths, show_example
         from tunesmith.data.packing import ROW_PER_EXAMPLE_KINDS, ROW_PER_EXAMPLE_PACKINGS
-        from tunesmith.data.pipeline import build_datasets
+        from tunesmith.api.data_entry import build_datasets
 
         task = self._load_tokenizer()
         data_cfg = dc.replace(self.config.data, packing="none")  # lengths per example, not per block

@@ -52,7 +52,7 @@ def evaluate_model(ctx: ModelContext, metric: Optional[str] = None, max_samples:
 
     Generation metrics read the held-out examples only; the others tokenize them (cached).
     """
-    from tunesmith.data.pipeline import build_datasets, load_conversations
+    from tunesmith.api.data_entry import build_datasets, load_conversations
     from tunesmith.errors import DataError
     from tunesmith.api.choices.evaluation import choose_metric
     from tunesmith.evaluation.evaluate import evaluate_held_out, settings_from_config
@@ -87,7 +87,7 @@ def _with_pair_measures(ctx: ModelContext, metric: Optional[str], max_samples: O
     """Held-out chosen / rejected pairs: their measures (``api.pair_measures.evaluate_pairs``), next to
     the generation metric when the pairs have reference answers (a reward model: the measures alone)."""
     from tunesmith.api.pair_measures import describe_pairs, evaluate_pairs
-    from tunesmith.data.pipeline import build_datasets
+    from tunesmith.api.data_entry import build_datasets
     from tunesmith.errors import DataError
 
     bundle = build_datasets(ctx.config.data, ctx.tokenizer, ctx.config.train.seed, ctx.task, ctx.preprocessor)

@@ -50,15 +50,19 @@ def model_task(cfg: TrainConfig) -> str:
 def load_tokenizer_and_task(cfg: TrainConfig) -> tuple[Any, str]:
     """The tokenizer (with the configured chat template, saved with the run so inference renders
     prompts exactly as training did) and the model's task."""
-    from tunesmith.data.templates import resolve_template
+    from tunesmith.api.choices.data import choose_template
+    from tunesmith.config.vocabulary import is_auto
+    from tunesmith.data.templates import OWN_TEMPLATE, say_plain_once, template_named
     from tunesmith.models.loading import load_tokenizer
 
     m = cfg.model
     task = model_task(cfg)
     tokenizer = load_tokenizer(m.name_or_path, m.trust_remote_code, m.revision)
-    no_template = task == "causal_lm" and not getattr(tokenizer, "chat_template", None)
-    if cfg.data.template != "auto" or no_template:  # no template: plain text (data/templates.py)
-        tokenizer.chat_template = resolve_template(tokenizer, cfg.data).jinja
+    template = choose_template(cfg.data.template, task, tokenizer)  # data.template
+    if template != OWN_TEMPLATE:  # the tokenizer carries the chosen template from here on
+        if is_auto(cfg.data.template):  # no template of its own: plain text (data/templates.py)
+            say_plain_once(tokenizer)
+        tokenizer.chat_template = template_named(tokenizer, template, cfg.data.tags).jinja
     return tokenizer, task
 
 

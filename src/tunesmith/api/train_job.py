@@ -94,8 +94,10 @@ class TrainingRun:
     def setup_data(self) -> tuple[Any, Optional[Any]]:
         """Decide the run (``ResolvedRun``), load the tokenizer and the data (and the retain set of an
         unlearning run); returns the data and the retain data."""
-        self.plan = resolve_run(self.config, self.device)  # task, trainer and its traits, packing
+        self.plan = resolve_run(self.config, self.device)  # every auto of the config, decided once
         bundle = _load_data(self)
+        if bundle.info is not None and self.plan.format is None:  # data.format=auto: detected from the columns
+            self.plan = self.plan.after_reading(format=bundle.info.format)
         _check_rows_fit_trainer(self.plan, bundle)
         return bundle, _load_retain(self, self.plan)
 
@@ -113,26 +115,30 @@ class TrainingRun:
     # -- train --------------------------------------------------------------------------------
     def train(self, bundle: Any, retain: Optional[Any], checkpoint: Optional[Path]) -> dict[str, Any]:
         """Apply the adapter, build the trainer and train; returns what the record needs."""
-        from tunesmith.api.choices.training import cast_frozen_weights, choose_attention, plan_memory_trim
+        from tunesmith.api.choices.training import choose_attention
         from tunesmith.training.guarded_run import nan_skipped_steps, train_with_guards
         from tunesmith.reporting.resources import resource_summary
-        from tunesmith.training.host_memory import apply_memory_trim, memory_record
+        from tunesmith.training.host_memory import TrimPlan, apply_memory_trim, memory_record
         from tunesmith.training.speed import apply_speed_settings, speed_context
 
         cfg, plan = self.config, self.plan
         trainable, total = _apply_adapter(self, self.task)
         attention = choose_attention(cfg.train.attention, self.device, self.precision,
                                      plan.packing.several_examples_per_row, self.model, cfg.data.max_length)
+        if attention.kernel != plan.attention:  # the loaded model attends otherwise than its config said
+            print(f"Attention: {attention.kernel} instead of the planned {plan.attention}, as the loaded model "
+                  "allows", flush=True)
+            self.plan = plan = plan.after_reading(attention=attention.kernel, attention_reason=attention.reason)
         print(f"Attention: {attention.kernel} ({attention.reason})", flush=True)
         trainer = _build_trainer(self, plan.trainer, self.task, bundle, self.run_dir, self.device, self.precision,
                                  plan.packing.value, attention, retain)
         for note in apply_speed_settings(trainer, cfg.train):  # train.logits, train.logits_chunk
             print(note, flush=True)
-        trim = plan_memory_trim(cfg.train.memory_trim, self.device)
+        trim = TrimPlan(cfg.train.memory_trim, plan.memory_trim, plan.memory_trim_reason)  # decided in the plan
         print(trim.describe() + (f"\n{self.kernel_note}" if self.kernel_note else ""), flush=True)
         memory = {**apply_memory_trim(trainer, trim), "cpu_kernel_cache": cfg.train.cpu_kernel_cache}
         start = time.perf_counter()
-        cast = cast_frozen_weights(cfg.train, self.precision, cfg.peft.method, self.device)  # train.frozen_weights
+        cast = plan.cast_frozen_weights  # train.frozen_weights
         with speed_context(self.model, cast, attention):
             output = train_with_guards(trainer, cfg, checkpoint)  # atomic checkpoints, resume, NaN and signal guards
         train_seconds = time.perf_counter() - start
@@ -181,6 +187,8 @@ def _run_training(run: TrainingRun) -> TrainResult:
     measure = dist.is_main_process() and cfg.train.distributed.strategy == "ddp"
     metric = (before_after_metric(cfg, run.task, bundle)
               if measure and retain is None and run.plan.trainer != "reward" else None)
+    if metric is not None and run.plan.metric is None:  # eval.metric=auto: picked from the held-out examples
+        run.plan = run.plan.after_reading(metric=metric.name)
     pairs = measure and _measures_pairs(run, bundle)  # held-out chosen / rejected pairs
     before = after = pair_start = None
     with stop_at_once_on_signals("measuring the base model", "nothing was trained yet"):
@@ -316,7 +324,7 @@ def _load_retain(run: TrainingRun, plan: ResolvedRun) -> Optional[Any]:
     """The retain set (``data.retain``) of an unlearning run, tokenized like the forget set; else None."""
     import dataclasses
 
-    from tunesmith.data.pipeline import build_datasets
+    from tunesmith.api.data_entry import build_datasets
     from tunesmith.data.sources import check_source
     from tunesmith.errors import ConfigError
     from tunesmith.training.trainers import TRAINERS, trainer_traits
@@ -334,7 +342,8 @@ def _load_retain(run: TrainingRun, plan: ResolvedRun) -> Optional[Any]:
                           f"set; train.trainer={name}")
     check_source(cfg.data.retain, "data.retain")
     retain_cfg = dataclasses.replace(cfg.data, train=cfg.data.retain, eval=None, mix=[], retain=None)
-    bundle = build_datasets(retain_cfg, run.tokenizer, cfg.train.seed, plan.task.value, run.preprocessor)
+    bundle = build_datasets(retain_cfg, run.tokenizer, cfg.train.seed, plan.task.value, run.preprocessor,
+                            packing=plan.packing.value)
     print(f"Retain data: {bundle.train_stats.summary()}", flush=True)
     return bundle
 
@@ -351,11 +360,12 @@ def _losses(result: dict[str, Any]) -> str:
 
 def _load_data(run: TrainingRun) -> Any:
     """Tokenizer, task and the tokenized datasets; prints what the data holds."""
-    from tunesmith.data.pipeline import build_datasets
+    from tunesmith.api.data_entry import build_datasets
 
     cfg = run.config
     run.tokenizer, run.task = load_tokenizer_and_task(cfg)
-    bundle = build_datasets(cfg.data, run.tokenizer, cfg.train.seed, run.task, run.preprocessor)
+    bundle = build_datasets(cfg.data, run.tokenizer, cfg.train.seed, run.task, run.preprocessor,
+                            packing=run.plan.packing.value)
     print(f"Train data: {bundle.train_stats.summary()}", flush=True)
     if bundle.eval_stats:
         print(f"Eval data: {bundle.eval_stats.summary()}", flush=True)

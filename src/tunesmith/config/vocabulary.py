@@ -40,6 +40,26 @@ def is_auto(value: Any) -> bool:
     return value == Auto.AUTO
 
 
+class HubKernels(Vocabulary):
+    """How a model uses the hub's compiled kernels (``model.hub_kernels``: auto | on | off)."""
+
+    OFF = "off"
+    WHEN_AVAILABLE = "when_available"  # model.hub_kernels=auto: where installed and cached (or reachable)
+    REQUIRED = "required"  # model.hub_kernels=on: an error where they cannot be had
+
+    @classmethod
+    def for_setting(cls, setting: str) -> "HubKernels":
+        """The use ``model.hub_kernels`` declares: ``"auto"`` -> ``WHEN_AVAILABLE``, ``"on"`` -> ``REQUIRED``."""
+        from tunesmith.errors import ConfigError
+
+        if isinstance(setting, cls):
+            return setting
+        by_setting = {Auto.AUTO.value: cls.WHEN_AVAILABLE, "on": cls.REQUIRED, "off": cls.OFF}
+        if setting not in by_setting:
+            raise ConfigError(f"model.hub_kernels: {setting!r} is not allowed. Allowed: auto, on, off")
+        return by_setting[setting]
+
+
 class Task(Vocabulary):
     """The kind of model a run trains (``model.task``)."""
 

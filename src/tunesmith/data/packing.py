@@ -55,7 +55,7 @@ def check_packing(packing: str, task: str, one_example_per_row: bool = False) ->
 # Example kinds whose rows are not one input_ids sequence (pairs, unpaired with a flag, prompts to
 # answer), and the data.packing values they allow: blocks and length buckets of input_ids do not apply.
 ROW_PER_EXAMPLE_KINDS = ("preference", "unpaired_preference", "prompt")
-ROW_PER_EXAMPLE_PACKINGS = ("none", "padding_free", "auto")
+ROW_PER_EXAMPLE_PACKINGS = ("none", "padding_free")
 
 
 def check_packing_for_kind(packing: str, kind: str) -> None:
@@ -69,7 +69,7 @@ def check_packing_for_kind(packing: str, kind: str) -> None:
     if kind in ROW_PER_EXAMPLE_KINDS and packing not in ROW_PER_EXAMPLE_PACKINGS:
         raise ConfigError(f"data.packing: {packing!r} cannot be used with {kind.replace('_', ' ')} data (each "
                           "example is scored as a whole, chosen against rejected or on its own); allowed: "
-                          f"{', '.join(ROW_PER_EXAMPLE_PACKINGS)}")
+                          f"{', '.join(ROW_PER_EXAMPLE_PACKINGS)}, auto")
 
 
 @dataclass

@@ -21,6 +21,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from tunesmith.config.vocabulary import Task
 from tunesmith.config.schema import DataConfig
 from tunesmith.config.shapes import template_args_for
 from tunesmith.config.validate import build_config
@@ -93,12 +94,11 @@ class DataBundle:
 
 
 def resolved_data_config(cfg: DataConfig) -> DataConfig:
-    """Fill unset keys from a built-in dataset's metadata or a hub preset (user values win)."""
+    """Fill unset keys from a built-in dataset's metadata or a hub preset (user values win); the
+    format is the run's to choose (``tunesmith.api.choices.data``)."""
     if is_builtin(cfg.train):
         builtin = BUILTIN_DATASETS.get(cfg.train)
         changes: dict[str, Any] = {}
-        if cfg.format == "auto" and builtin.format != "auto":
-            changes["format"] = builtin.format
         if not cfg.label_names and builtin.label_names:
             changes["label_names"] = list(builtin.label_names)
         if cfg.system_prompt is None and builtin.system_prompt:
@@ -123,14 +123,12 @@ def check_values_data(cfg: DataConfig) -> DataConfig:
 
 
 def check_data_config(cfg: DataConfig) -> None:
-    """Cheap checks of names and paths, run before any model is loaded."""
-    if cfg.format != "auto":
+    """Cheap checks of names and paths, run before any model is loaded. ``cfg`` holds chosen values:
+    ``format`` a registered name or None (detected from the columns), ``template`` a name or None
+    (the tokenizer's own), ``packing`` a concrete one (``tunesmith.api.choices.data.concrete_data``)."""
+    if cfg.format is not None:
         FORMATS.get(cfg.format)
-    fmt = cfg.format
-    if fmt == "auto" and cfg.train in BUILTIN_DATASETS:
-        fmt = BUILTIN_DATASETS.get(cfg.train).format
-    if fmt != "auto" and fmt in FORMATS.names():  # a data.packing the data's kind cannot use
-        check_packing_for_kind(cfg.packing, FORMATS.get(fmt).kind)
+        check_packing_for_kind(cfg.packing, FORMATS.get(cfg.format).kind)  # a packing the data's kind cannot use
     check_columns(cfg.columns, cfg.format)
     check_template_name(cfg.template)
     check_row_transforms(cfg.transforms)
@@ -138,7 +136,7 @@ def check_data_config(cfg: DataConfig) -> None:
     if cfg.eval:
         check_source(cfg.eval, "data.eval", _handler_args(cfg, cfg.eval))
     for i, source in enumerate(cfg.mix):
-        if source.format != "auto":
+        if source.format is not None:
             FORMATS.get(source.format)
         check_source(source.train, f"data.mix[{i}].train")
 
@@ -149,10 +147,11 @@ def _handler_args(cfg: DataConfig, spec: str) -> Optional[dict[str, Any]]:
     return cfg.dataset_args if is_builtin(spec) and spec in (cfg.train, cfg.eval) else None
 
 
-def read_examples(cfg: DataConfig, spec: str, split: str, seed: int, key: str, fmt: Optional[str] = None,
+def read_examples(cfg: DataConfig, spec: str, split: str, seed: int, key: str,
                   columns: Optional[dict[str, str]] = None, subset: Optional[str] = None,
                   tokenizer: Any = None) -> ExampleSet:
-    """Rows of one dataset split -> canonical examples, under the bad-row policy.
+    """Rows of one dataset split -> canonical examples in ``cfg.format`` (None: detected from the
+    columns), under the bad-row policy.
 
     ``tokenizer`` reaches dataset handler classes, which tokenize their own items.
     """
@@ -161,7 +160,7 @@ def read_examples(cfg: DataConfig, spec: str, split: str, seed: int, key: str, f
     rows = load_rows(spec, split, seed, key, subset=subset, bad_rows=read_errors, args=_handler_args(cfg, spec),
                      tokenizer=tokenizer, template_args=template_args_for(cfg))
     rows = apply_row_transforms(rows, cfg.transforms, seed)
-    parse_row, info = prepare_parser(rows, fmt or cfg.format, columns if columns is not None else cfg.columns,
+    parse_row, info = prepare_parser(rows, cfg.format, columns if columns is not None else cfg.columns,
                                      cfg.label_names or None, strict=cfg.on_bad_rows == "error")
     examples, report = policy.parse_all(rows, parse_row, read_errors=read_errors or ())
     return ExampleSet(examples, info, report if report.n_bad else None)
@@ -179,7 +178,7 @@ def _eval_config(cfg: DataConfig) -> DataConfig:
     """The config ``data.eval`` is read with: a built-in other than ``data.train`` brings its own format
     (a DPO run on ``arith-pref`` evaluated on ``arith``), unless the user set ``data.format``."""
     if is_builtin(cfg.eval) and cfg.eval != cfg.train and is_builtin(cfg.train):
-        own, train_format = BUILTIN_DATASETS.get(cfg.eval).format, BUILTIN_DATASETS.get(cfg.train).format
+        own, train_format = BUILTIN_DATASETS.get(cfg.eval).row_format, BUILTIN_DATASETS.get(cfg.train).row_format
         if cfg.format == train_format and own != train_format:
             return dataclasses.replace(cfg, format=own)
     return cfg
@@ -225,8 +224,9 @@ def load_example_sets(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tupl
     if cfg.mix:
         sets = [examples]
         for i, source in enumerate(cfg.mix):
-            extra = _noted(read_examples(cfg, source.train, source.split, seed, f"data.mix[{i}]", source.format,
-                                         source.columns, source.subset, tokenizer), f"data.mix[{i}]", notes)
+            extra = _noted(read_examples(dataclasses.replace(cfg, format=source.format), source.train, source.split,
+                                         seed, f"data.mix[{i}]", source.columns, source.subset, tokenizer),
+                           f"data.mix[{i}]", notes)
             if cfg.dedupe:
                 extra, n = dedupe(extra, key_fn=_example_key)
                 removed += n
@@ -294,7 +294,8 @@ def _tokenize(tokenizer: Any, examples: list[Any], task: str, cfg: DataConfig, d
 
 def _cache_settings(cfg: DataConfig, seed: int, task: str) -> dict[str, Any]:
     name = cfg.template
-    return settings_for_key(cfg, seed, task, None if name in BUILTIN_KINDS else load_named_template(name))
+    return settings_for_key(cfg, seed, task, None if name is None or name in BUILTIN_KINDS
+                            else load_named_template(name))
 
 
 def _user_code_reads_rows(cfg: DataConfig) -> bool:
@@ -339,7 +340,7 @@ def _packed(bundle: "DataBundle", cfg: DataConfig, task: str) -> "DataBundle":
         check_packing_for_kind(cfg.packing, bundle.info.kind)
     if cfg.packing != "pack":
         return bundle
-    if task != "causal_lm":
+    if task != Task.CAUSAL_LM:
         raise DataError(f"data.packing: 'pack' is for causal_lm models, not {task}; use group_by_length")
     rows, bundle.pack_stats = pack_examples(bundle.train.to_list(), cfg.max_length)
     bundle.train = datasets.Dataset.from_list(rows)
@@ -362,7 +363,7 @@ def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int =
     if isinstance(cfg, dict):
         cfg = check_values_data(build_config(cfg, DataConfig, prefix="data."))
     resolved = resolved_data_config(cfg)
-    if task == "causal_lm":
+    if task == Task.CAUSAL_LM:
         check_stop_token(tokenizer)
     settings = _cache_settings(resolved, seed, task) if cfg.cache and preprocessor is None else None
     stamps = _stamps(resolved) if settings is not None else None

@@ -40,9 +40,10 @@ def process_device(device: str) -> str:
     return device
 
 
-def init_distributed(device: str, backend: str = "auto", timeout_s: int = 1800) -> None:
+def init_distributed(device: str, backend: str, timeout_s: int = 1800) -> None:
     """Join the process group early (before data and model loading), so that processes can wait
-    for one another; the Trainer reuses this group. Does nothing in a one-process run."""
+    for one another; the Trainer reuses this group. Does nothing in a one-process run.
+    ``backend``: ``nccl`` or ``gloo``, chosen by the run (``tunesmith.api.choices.runtime``)."""
     if world_size() < 2:
         return
     import torch
@@ -52,8 +53,7 @@ def init_distributed(device: str, backend: str = "auto", timeout_s: int = 1800) 
         return
     if device.startswith("cuda"):
         torch.cuda.set_device(torch.device(device))
-    chosen = backend if backend != "auto" else ("nccl" if device.startswith("cuda") else "gloo")
-    dist.init_process_group(backend=chosen, timeout=timedelta(seconds=timeout_s))
+    dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
 
 
 def _group_ready() -> bool:

@@ -43,6 +43,12 @@ class BuiltinDataset:
     label_names: tuple[str, ...] = ()  # classification: the name of each label id, in id order
     split_note: str | None = None  # how the test split is kept apart from train (shown to the user)
 
+    @property
+    def row_format(self) -> str | None:
+        """The format its rows are read in; None: detected from their columns (``format="auto"``, the
+        ``data.format`` value this metadata is written in)."""
+        return None if self.format == "auto" else self.format
+
 
 def _adapt_handler(path: str, obj: object) -> BuiltinDataset:
     """A dataset named by dotted path: a ``BuiltinDataset``, a builder function, or a class.
