@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tunesmith.config.vocabulary import Task
 from tunesmith.config import TrainConfig
 from tunesmith.errors import ConfigError
 
@@ -92,7 +93,7 @@ def check_metric_fits_task(cfg: TrainConfig) -> None:
         return
     m = cfg.model
     task = infer_task(load_model_config(m.name_or_path, m.trust_remote_code, m.revision), m.task)
-    if t.best_metric == "accuracy" and task != "sequence_classification":
+    if t.best_metric == "accuracy" and task != Task.SEQUENCE_CLASSIFICATION:
         used_by = "train.keep_best" if t.keep_best else "train.early_stopping_patience"
         raise ConfigError(f"train.best_metric: 'accuracy' is measured for sequence classifiers only, and this model "
                           f"is {task} (for {used_by}); use train.best_metric=loss")

@@ -46,8 +46,7 @@ def generate_dataset_config(dataset_name: str, preprocessing_steps: Iterable[str
         model_id: the model whose tokenizer tokenizes the data (``model.name_or_path``).
 
     Example:
-        >>> generate_dataset_config("arith", ["tokenization", "truncation"], {"batch_size": 32}).train.batch_size
-        32
+        ``generate_dataset_config("arith", ["tokenization", "truncation"], {"batch_size": 32}).train.batch_size`` -> ``32``
     """
     from tunesmith.api.components import check_components
     from tunesmith.data.transforms import ROW_TRANSFORMS
@@ -91,8 +90,7 @@ def get_custom_data_collator(dataset_config: TrainConfig, batch_size: Optional[i
         device: where the batches go (``model.device``); decides the pad multiple (8 on CUDA).
 
     Example:
-        >>> get_custom_data_collator(cfg, batch_size=32)([{"input_ids": [5, 6], "labels": [5, 6]}])["input_ids"]
-        tensor([[5, 6]])
+        ``get_custom_data_collator(cfg, batch_size=32)([{"input_ids": [5, 6], "labels": [5, 6]}])["input_ids"]`` -> ``tensor([[5, 6]])``
     """
     from tunesmith.api.choices.batching import build_collator
 
@@ -127,8 +125,7 @@ def device_aware_data_loading(dataset_config: TrainConfig, collator: Any = None,
         shuffle: draw the rows in a seeded random order (``train.seed``), as training does.
 
     Example:
-        >>> next(iter(device_aware_data_loading(cfg, collator, target_device="gpu")))["input_ids"].is_pinned()
-        True
+        ``next(iter(device_aware_data_loading(cfg, collator, target_device="gpu")))["input_ids"].is_pinned()`` -> ``True``
     """
     from tunesmith.data.loading import build_dataloader
     from tunesmith.api.choices.batching import resolve_packing

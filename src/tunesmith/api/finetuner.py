@@ -50,9 +50,7 @@ class FineTuner:
         config: the base ``TrainConfig`` (default: the packaged defaults).
 
     Example:
-        >>> tuner = FineTuner("smollm2-135m-instruct", dataset_name="arith", lora_r=8, max_length=256)
-        >>> tuner.config.peft.r, tuner.config.data.train
-        (8, 'arith')
+        ``tuner = FineTuner("smollm2-135m-instruct", dataset_name="arith", lora_r=8, max_length=256); tuner.config.peft.r, tuner.config.data.train`` -> ``(8, 'arith')``
     """
 
     def __init__(self, model_id: Any = None, device: Optional[str] = None, dataset_name: Optional[str] = None,
@@ -131,8 +129,7 @@ class FineTuner:
         """A tuner holding a saved run's model, tokenizer and config (the data need not exist here).
 
         Example:
-            >>> FineTuner.load("runs/arith").generate("Add 1 and 2.")
-            '#### 3'
+            ``FineTuner.load("runs/arith").generate("Add 1 and 2.")`` -> ``'#### 3'``
         """
         from tunesmith.config.run_dir import RunDir
         from tunesmith.inference.runs import load_run
@@ -239,8 +236,7 @@ class FineTuner:
         decided from the config and the model's config alone; no weights or data are loaded.
 
         Example:
-            >>> FineTuner("smollm2-135m-instruct", "cpu", dataset_name="arith").plan().packing
-            <Packing.PADDING_FREE: 'padding_free'>
+            ``FineTuner("smollm2-135m-instruct", "cpu", dataset_name="arith").plan().packing`` -> ``<Packing.PADDING_FREE: 'padding_free'>``
         """
         from tunesmith.api.resolved_run import resolve_run
 
@@ -254,8 +250,7 @@ class FineTuner:
         tuned model, ready for ``generate``. The steps are in ``tunesmith.api.train_job``.
 
         Example:
-            >>> FineTuner("smollm2-135m-instruct", dataset_name="arith").train("runs/a", num_train_epochs=2).run_dir
-            PosixPath('runs/a')
+            ``FineTuner("smollm2-135m-instruct", dataset_name="arith").train("runs/a", num_train_epochs=2).run_dir`` -> ``PosixPath('runs/a')``
         """
         from tunesmith.api import train_job
 
@@ -285,8 +280,7 @@ class FineTuner:
         (default ``eval.max_new_tokens``).
 
         Example:
-            >>> tuner.generate("Add 1 and 2.", max_length=16)
-            '#### 3'
+            ``tuner.generate("Add 1 and 2.", max_length=16)`` -> ``'#### 3'``
         """
         from tunesmith.models.generation import GenerationSettings
 
@@ -318,8 +312,7 @@ class FineTuner:
                 generating, all otherwise).
 
         Example:
-            >>> FineTuner.load("runs/arith").evaluate()["score"]
-            0.69
+            ``FineTuner.load("runs/arith").evaluate()["score"]`` -> ``0.69``
         """
         from tunesmith.api.held_out import evaluate_model
         from tunesmith.api.model_setup import ModelContext
@@ -334,8 +327,7 @@ class FineTuner:
         The folder then works with ``FineTuner.load``, ``tunesmith generate`` and ``load_run``.
 
         Example:
-            >>> tuner.save("exports/arith")
-            PosixPath('exports/arith')
+            ``tuner.save("exports/arith")`` -> ``PosixPath('exports/arith')``
         """
         from tunesmith.config.run_dir import RunDir
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from tunesmith.api.model_setup import ModelContext
+from tunesmith.config.vocabulary import Task
 from tunesmith.config import TrainConfig
 
 NO_HELD_OUT = ("evaluate: there is no held-out data; set data.eval (a dataset) or "
@@ -24,7 +25,7 @@ def before_after_metric(cfg: TrainConfig, task: str, bundle: Any) -> Optional[An
 
     mode = cfg.eval.before_after
     name = cfg.data.eval or cfg.data.train
-    if mode == "off" or (mode == "auto" and not (task == "sequence_classification" or is_builtin(name))):
+    if mode == "off" or (mode == "auto" and not (task == Task.SEQUENCE_CLASSIFICATION or is_builtin(name))):
         return None
     metric = choose_metric(cfg.eval.metric, task, name, bundle.held_out)
     has_data = bool(prompt_items(bundle.held_out, 1)) if metric.needs == "generations" else bundle.eval is not None
@@ -96,7 +97,7 @@ def _with_pair_measures(ctx: ModelContext, metric: Optional[str], max_samples: O
     pairs = evaluate_pairs(ctx, bundle.eval)
     print(describe_pairs(pairs), flush=True)
     has_answers = any(getattr(e, "reference", None) is not None for e in held_out)
-    if ctx.task == "causal_lm" and has_answers and (metric or ctx.config.eval.metric) != "pair_accuracy":
+    if ctx.task == Task.CAUSAL_LM and has_answers and (metric or ctx.config.eval.metric) != "pair_accuracy":
         from tunesmith.api.choices.evaluation import choose_metric
         from tunesmith.evaluation.evaluate import evaluate_held_out, settings_from_config
 

@@ -11,6 +11,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
+from tunesmith.config.vocabulary import Task
 from tunesmith.config import TrainConfig
 
 
@@ -79,7 +80,7 @@ def load_base_model(cfg: TrainConfig, tokenizer: Any, task: str, device: str, pr
 
     m = cfg.model
     extra: dict[str, Any] = {}
-    if task == "sequence_classification" and label_names:
+    if task == Task.SEQUENCE_CLASSIFICATION and label_names:
         extra = {"num_labels": len(label_names), "id2label": dict(enumerate(label_names)),
                  "label2id": {n: i for i, n in enumerate(label_names)}}
     method = cfg.peft.method

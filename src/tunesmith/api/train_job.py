@@ -32,9 +32,7 @@ class TrainingRun:
     steps read and fill its public attributes. ``model`` is the tuned model afterwards.
 
     Example:
-        >>> run = TrainingRun(load_config(overrides=["data=arith"]))
-        >>> run_training(run).run_dir
-        PosixPath('runs/20250101-120000')
+        ``run = TrainingRun(load_config(overrides=["data=arith"])); run_training(run).run_dir`` -> ``PosixPath('runs/20250101-120000')``
     """
 
     def __init__(self, config: TrainConfig, preprocessor: Any = None) -> None:

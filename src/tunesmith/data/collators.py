@@ -37,8 +37,7 @@ def register_collator(name: str, *, overwrite: bool = False) -> Callable:
     ``cls(tokenizer=..., pad_to_multiple_of=..., **data.collator_args)``.
 
     Example:
-        >>> from transformers import DataCollatorWithPadding
-        >>> register_collator("with_padding")(DataCollatorWithPadding)  # then data.collator=with_padding
+        ``from transformers import DataCollatorWithPadding; register_collator("with_padding")(DataCollatorWithPadding) # then data.collator=with_padding``
 
     Raises:
         ConfigError: ``name`` is already registered (pass ``overwrite=True`` to replace it).

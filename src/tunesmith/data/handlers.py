@@ -76,9 +76,7 @@ class QADataset:
     run's template (``template_args``) and cut to ``max_length`` tokens from the end of the prompt.
 
     Example:
-        >>> items = QADataset({"path": "rows.jsonl"}, {"apply_chat_template": True}, tokenizer)
-        >>> len(items), sorted(items[0])
-        (24, ['attention_mask', 'input_ids', 'labels'])
+        ``items = QADataset({"path": "rows.jsonl"}, {"apply_chat_template": True}, tokenizer); len(items), sorted(items[0])`` -> ``(24, ['attention_mask', 'input_ids', 'labels'])``
     """
 
     def __init__(self, hf_args: dict[str, Any], template_args: Optional[dict[str, Any]], tokenizer: Any,

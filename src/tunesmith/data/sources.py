@@ -77,8 +77,7 @@ def check_source(spec: str, key: str, args: Optional[Mapping[str, Any]] = None) 
     """Fail fast (before any model is loaded) on a dataset spec that cannot be right.
 
     Example:
-        >>> check_source("arth", "data.train")
-        DataError: data.train: 'arth' is not a built-in dataset or a local file. Did you mean 'arith'? ...
+        ``check_source("arth", "data.train")`` -> ``DataError: data.train: 'arth' is not a built-in dataset or a local file. Did you mean 'arith'? ...``
     """
     if is_builtin(spec):
         BUILTIN_DATASETS.check(spec, args, "data.dataset_args")  # imports a dotted path, checks the options
@@ -127,8 +126,7 @@ def load_rows(spec: str, split: str = "train", seed: int = 0, key: str = "data.t
             tokenizes its own items.
 
     Example:
-        >>> load_rows("d.jsonl")   # d.jsonl: '{"q": "2+2", "a": "4"}\\n\\n{"q": "1+1", "a": "2"}\\n'
-        [({'q': '2+2', 'a': '4'}, 'd.jsonl:1'), ({'q': '1+1', 'a': '2'}, 'd.jsonl:3')]
+        ``load_rows("d.jsonl") # d.jsonl: '{"q": "2+2", "a": "4"}\\n\\n{"q": "1+1", "a": "2"}\\n'`` -> ``[({'q': '2+2', 'a': '4'}, 'd.jsonl:1'), ({'q': '1+1', 'a': '2'}, 'd.jsonl:3')]``
     """
     check_source(spec, key, args)
     if is_builtin(spec):
@@ -211,8 +209,7 @@ def read_file(path: Path, split: str = "train", bad_rows: BadRowSink = None) -> 
     """Rows of one local file, chosen by suffix; a file that holds no rows is an error.
 
     Example:
-        >>> read_file(Path("d.txt"))   # d.txt: "first line\\n\\nsecond\\n"
-        [({'text': 'first line'}, 'd.txt:1'), ({'text': 'second'}, 'd.txt:3')]
+        ``read_file(Path("d.txt")) # d.txt: "first line\\n\\nsecond\\n"`` -> ``[({'text': 'first line'}, 'd.txt:1'), ({'text': 'second'}, 'd.txt:3')]``
     """
     reader = _READERS.get(path.suffix.lower())
     if reader is None:

@@ -209,9 +209,8 @@ def mix(sources: Sequence[Sequence[T]], weights: Sequence[float], total: Optiona
     it repeat items (each item at most once more than any other), and a ``UserWarning`` says how
     many repeats there are.
 
-    Example:
+    Example (warning ``data.mix: source 1 has 2 examples but its weight asks for 4; 2 are repeats``):
         >>> mix([["a1", "a2", "a3", "a4"], ["b1", "b2"]], [1.0, 1.0], total=None, seed=0)
-        UserWarning: data.mix: source 1 has 2 examples but its weight asks for 4; 2 are repeats
         ['b2', 'a1', 'b1', 'a2', 'a3', 'a4', 'b1', 'b2']
     """
     labels = list(names) if names is not None else [f"source {i}" for i in range(len(sources))]

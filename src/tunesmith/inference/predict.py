@@ -93,10 +93,8 @@ class ClassifierInferenceHandler:
         batch_size: inputs per forward pass.
 
     Example:
-        >>> ClassifierInferenceHandler().generate(model, tokenizer, ["A wonderful film."], GenerationSettings())
-        ['positive']
-        >>> ClassifierInferenceHandler().predict(model, tokenizer, ["A dull film."])[0]["label"]
-        'negative'
+        ``ClassifierInferenceHandler().generate(model, tokenizer, ["A wonderful film."], GenerationSettings())`` -> ``['positive']``
+        ``ClassifierInferenceHandler().predict(model, tokenizer, ["A dull film."])[0]["label"]`` -> ``'negative'``
     """
 
     def __init__(self, max_length: int = 512, batch_size: int = 32) -> None:

@@ -295,10 +295,11 @@ def register_model_loader(name: str, *, overwrite: bool = False):
     ``model.loader=<name>``. It should accept ``**kwargs`` (tunesmith passes ``trust_remote_code``,
     ``revision``, ``allow_pickle`` and, when needed, ``num_labels`` / ``quantization_config``).
 
-    Example:
-        >>> @register_model_loader("fp32-eager")
-        ... def load_eager(name_or_path, task, dtype, device, **kwargs):
-        ...     return load_model(name_or_path, task, torch.float32, device, attn_implementation="eager", **kwargs)
+    Example::
+
+        @register_model_loader("fp32-eager")
+        def load_eager(name_or_path, task, dtype, device, **kwargs):
+            return load_model(name_or_path, task, torch.float32, device, attn_implementation="eager", **kwargs)
 
     Raises:
         ConfigError: ``name`` is already registered (pass ``overwrite=True`` to replace it).

@@ -43,6 +43,7 @@ def fingerprint(cfg: Any) -> dict[str, Any]:
     """The resume-relevant part of a config as ``{dotted key: value}`` (secrets masked).
 
     Example:
+        >>> from tunesmith.config import TrainConfig
         >>> fingerprint(TrainConfig())["train.batch_size"]
         8
     """

@@ -117,11 +117,7 @@ def register_dataset(name: str, **meta) -> Callable[[Builder], Builder]:
     function as the default size of the split, and an unknown split fails before it is called.
 
     Example:
-        >>> @register_dataset("echo", default_train_size=3, default_test_size=1)
-        ... def build_echo(split, seed, n):
-        ...     return [{"instruction": f"Say {i}.", "output": str(i)} for i in range(n)]
-        >>> BUILTIN_DATASETS.get("echo").build("test", 0, None)
-        [{'instruction': 'Say 0.', 'output': '0'}]
+        ``@register_dataset("echo", default_train_size=3, default_test_size=1) def build_echo(split, seed, n): return [{"instruction": f"Say {i}.", "output": str(i)} for i in range(n)]; BUILTIN_DATASETS.get("echo").build("test", 0, None)`` -> ``[{'instruction': 'Say 0.', 'output': '0'}]``
 
     Raises:
         ConfigError: If ``name`` is already registered or a ``meta`` key is unknown.
