@@ -83,6 +83,11 @@ class ResolvedRun:
     save_strategy: str = "no"
     distributed_backend: str = "gloo"
 
+    @property
+    def scores_answers(self) -> bool:
+        """Whether the run trains a reward model (a one-output classifier on preference pairs)."""
+        return self.task == Task.SEQUENCE_CLASSIFICATION and self.rows == "preference"
+
     def record(self) -> dict[str, Any]:
         """Plain JSON values, for ``run.json``."""
         return {k: (v.value if isinstance(v, Enum) else v) for k, v in dataclasses.asdict(self).items()}

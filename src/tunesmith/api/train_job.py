@@ -179,19 +179,19 @@ def _run_training(run: TrainingRun) -> TrainResult:
     bundle, retain = run.setup_data()
     with dist.main_process_first():  # rank 0 converts a GGUF file once
         # A reward model is a classifier with one output: the score of an answer.
-        run.setup_model(["reward"] if run.plan.trainer == "reward" else bundle.label_names)
+        run.setup_model(["reward"] if run.plan.scores_answers else bundle.label_names)
 
     # Held-out measurements run on rank 0 only, and not on sharded (fsdp / deepspeed) models.
     measure = dist.is_main_process() and cfg.train.distributed.strategy == "ddp"
     metric = (before_after_metric(cfg, run.task, bundle)
-              if measure and retain is None and run.plan.trainer != "reward" else None)
+              if measure and retain is None and not run.plan.scores_answers else None)
     if metric is not None and run.plan.metric is None:  # eval.metric=auto: picked from the held-out examples
         run.plan = run.plan.after_reading(metric=metric.name)
     pairs = measure and _measures_pairs(run, bundle)  # held-out chosen / rejected pairs
     before = after = pair_start = None
     with stop_at_once_on_signals("measuring the base model", "nothing was trained yet"):
         if pairs:
-            pair_start = pair_scores(run.context(), bundle.eval, run.plan.trainer == "reward", "Scoring held-out pairs")
+            pair_start = pair_scores(run.context(), bundle.eval, run.plan.scores_answers, "Scoring held-out pairs")
             print(f"Base model: {describe_pairs(pair_summary(pair_start))}", flush=True)
         if measure and retain is not None:
             before = run.evaluate(bundle, retain, None, "Measuring base model")
@@ -261,7 +261,7 @@ def _with_pairs(run: TrainingRun, bundle: Any, start: dict[str, list[float]], be
                 after: Optional[dict]) -> tuple[dict, dict]:
     """The before / after results with the held-out pairs' measures added (``api.pair_measures``);
     without another metric, ``pair_accuracy`` is the score."""
-    scores = pair_scores(run.context(), bundle.eval, run.plan.trainer == "reward", "Scoring held-out pairs")
+    scores = pair_scores(run.context(), bundle.eval, run.plan.scores_answers, "Scoring held-out pairs")
     reference = start if run.plan.reference else None  # the starting model is the reference
     start_summary = pair_summary(start)
     end_summary = pair_summary(scores, reference, run.config.train.preference.beta)

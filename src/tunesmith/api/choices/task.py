@@ -133,3 +133,14 @@ def build_trainer(name: str, trainer_args: dict[str, Any], task: str, **inputs: 
     from tunesmith.training.trainers import build_trainer as build
 
     return build(resolve_trainer(name, task), trainer_args, task, **inputs)
+
+
+def scores_answers(trainer: str) -> bool:
+    """Whether ``trainer`` trains a reward model: a sequence classifier of one output trained on
+    preference pairs (its registered ``tasks`` and ``rows``), which scores answers instead of writing them."""
+    from tunesmith.training.trainers import TRAINERS, trainer_traits
+
+    if is_auto(trainer) or trainer not in TRAINERS.names():
+        return False
+    traits = trainer_traits(trainer)
+    return traits.rows == "preference" and traits.tasks == (Task.SEQUENCE_CLASSIFICATION.value,)
