@@ -284,10 +284,10 @@ def _mask_secrets_in_logs(cfg: Any) -> None:
 def _prepare(cfg: Any) -> tuple[Path, Optional[Path]]:
     """Create (or reopen, to resume) the run directory and save the resolved config (the main process
     only); returns it and the checkpoint to resume from (``train.resume``)."""
-    from tunesmith.api.choices.training import resume_mode
-    from tunesmith.training.resume import apply_plan, plan_resume
+    from tunesmith.api.choices.training import plan_resume
+    from tunesmith.training.resume import apply_plan
 
-    plan = plan_resume(cfg, resume_mode(cfg.train.resume))  # refuses a changed config or a foreign non-empty folder
+    plan = plan_resume(cfg)  # refuses a changed config or a foreign non-empty folder
     if plan.run_dir is not None and not cfg.output_dir:
         cfg.output_dir = str(plan.run_dir)  # train.resume=<run dir>: the run continues there
     run = RunDir.create(cfg.output_dir, overwrite=cfg.overwrite, continuing=plan.continuing)

@@ -207,3 +207,10 @@ def training_args_kwargs(cfg: Any, run_dir: Any, device: str, precision: str, ha
     from tunesmith.training.arguments import training_args_kwargs as kwargs
 
     return kwargs(concrete_config(cfg, device, has_eval), run_dir, device, precision, has_eval, loader)
+
+
+def plan_resume(cfg: Any) -> Any:
+    """``tunesmith.training.resume.plan_resume`` for ``train.resume`` as written (``resume_mode``)."""
+    from tunesmith.training import resume
+
+    return resume.plan_resume(cfg, resume_mode(cfg.train.resume))
