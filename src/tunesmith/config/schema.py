@@ -148,6 +148,13 @@ class DataConfig:
     cache: bool = True  # cache tokenized datasets by a fingerprint of data, tokenizer and settings
     # Processes that tokenize (1: this process only); each takes a contiguous shard of the examples.
     num_proc: int = 1
+    # Read data.train lazily while training (JSONL, Parquet, .txt files or a hub dataset): rows are
+    # converted, tokenized and packed as the batches are drawn, so memory stays flat on a corpus
+    # larger than RAM. Needs train.max_steps; the corpus starts again when it ends (docs/data.md).
+    streaming: bool = False
+    # With streaming: examples held in a buffer and drawn from it at random (seeded by train.seed);
+    # 0 keeps the file's order.
+    shuffle_buffer: int = 0
     # Unlearning trainers (grad_diff, npo): the examples whose behaviour must stay; data.train is
     # the forget set. Same kinds as data.train; a built-in uses its test split as held-out.
     retain: Optional[str] = None

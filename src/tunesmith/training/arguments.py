@@ -130,6 +130,12 @@ def training_args_kwargs(cfg: TrainConfig, run_dir: Path, device: str, precision
         dataloader_persistent_workers=bool(loader and loader.persistent_workers),
         dataloader_prefetch_factor=loader.prefetch_factor if loader else None,
     )
+    if cfg.data.streaming:
+        # The stream is read in this process only (its position goes into each checkpoint), and each
+        # process batches its own rows: no reader workers, and no batches gathered on one process and
+        # cut along the batch dimension (padding-free rows hold a whole batch in one row).
+        kwargs.update(dataloader_num_workers=0, dataloader_persistent_workers=False, dataloader_prefetch_factor=None,
+                      accelerator_config={"dispatch_batches": False})
     if t.optimizer != "adamw":
         kwargs["optim"] = OPTIMIZERS[t.optimizer]
     if t.gradient_checkpointing:
