@@ -75,6 +75,7 @@ class ResolvedRun:
         model_type: the transformers ``model_type`` of the base model.
         rows: what the trainer's rows hold (examples, preference, unpaired_preference, prompt).
         reference: the reference model of a preference trainer (adapter_off, copy, precomputed), else None.
+        streaming: the training rows are read, tokenized and packed while training (``data.streaming``).
     """
 
     task: Task
@@ -89,6 +90,7 @@ class ResolvedRun:
     one_example_per_row: bool = False
     rows: str = "examples"
     reference: Optional[str] = None
+    streaming: bool = False
 
     def record(self) -> dict[str, Any]:
         """Plain JSON values, for ``run.json``."""
@@ -142,8 +144,35 @@ def resolve_run(cfg: TrainConfig, device: Optional[str] = None, model_config: An
     if traits.rows != "examples":  # pairs, unpaired answers, prompts: no blocks or length buckets
         check_packing_for_kind(cfg.data.packing, traits.rows)
     packing = resolve_packing(cfg.data.packing, task.value, model_type, one_example_per_row=traits.one_example_per_row)
+    if cfg.data.streaming:
+        check_streaming_run(cfg, trainer, traits.rows)
     return ResolvedRun(task=task, trainer=trainer, device=device,
                        precision=Precision(resolve_precision(cfg.train.precision, device)), packing=Packing(packing),
                        collator=resolve_collator_name(cfg.data.collator, task.value, packing, model_type),
                        model_type=model_type, takes_retain=traits.takes_retain, needs_retain=traits.needs_retain,
-                       one_example_per_row=traits.one_example_per_row, rows=traits.rows, reference=reference)
+                       one_example_per_row=traits.one_example_per_row, rows=traits.rows, reference=reference,
+                       streaming=cfg.data.streaming)
+
+
+def check_streaming_run(cfg: TrainConfig, trainer: str, rows: str) -> None:
+    """What a streaming run (``data.streaming=true``) needs beyond the data keys: a length in steps,
+    one process, and a trainer that trains on examples.
+
+    Raises:
+        ConfigError: naming the key and what to do instead.
+    """
+    from tunesmith.data.streaming import check_streaming_config
+    from tunesmith.errors import ConfigError
+    from tunesmith.training.distributed import world_size
+
+    check_streaming_config(cfg.data)
+    if cfg.train.max_steps <= 0:
+        raise ConfigError(f"train.max_steps: {cfg.train.max_steps} with data.streaming=true; a stream has no length "
+                          "to count epochs in, so set the run's length in optimizer steps (train.max_steps=2000)")
+    if world_size() > 1:
+        raise ConfigError(f"data.streaming: this run has {world_size()} processes; a streaming run reads its corpus "
+                          "on one process (its position is kept per process); run it on one process, or set "
+                          "data.streaming=false")
+    if rows != "examples":
+        raise ConfigError(f"data.streaming: train.trainer={trainer} trains on {rows.replace('_', ' ')} rows, which a "
+                          "stream does not make; set data.streaming=false")

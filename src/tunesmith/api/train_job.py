@@ -212,6 +212,8 @@ def _run_training(run: TrainingRun) -> TrainResult:
             run_dir.write_eval_results({"metric": before["metric"], "before": before, "after": after})
 
     run.recorded = True
+    if bundle.streamed:
+        _note_stream(bundle, output.global_step)
     _write_record(run, run_dir, trained, before, after, _data_record(bundle))
     _write_report(run_dir)
     dist.barrier()
@@ -351,8 +353,16 @@ def _load_data(run: TrainingRun) -> Any:
 
     cfg = run.config
     run.tokenizer, run.task = load_tokenizer_and_task(cfg)
-    bundle = build_datasets(cfg.data, run.tokenizer, cfg.train.seed, run.task, run.preprocessor)
-    print(f"Train data: {bundle.train_stats.summary()}", flush=True)
+    from tunesmith.training.distributed import world_size
+
+    # data.streaming: the stream keeps its position once per optimizer step (every process's rows).
+    rows_per_step = cfg.train.batch_size * cfg.train.grad_accum * world_size()
+    bundle = build_datasets(cfg.data, run.tokenizer, cfg.train.seed, run.task, run.preprocessor, rows_per_step)
+    if not bundle.streamed:
+        print(f"Train data: {bundle.train_stats.summary()}", flush=True)
+    else:
+        print(f"Train data: streamed from {cfg.data.train} ({bundle.info.describe()}); counted as it is read",
+              flush=True)
     if bundle.eval_stats:
         print(f"Eval data: {bundle.eval_stats.summary()}", flush=True)
     for note in bundle.notes:
@@ -471,6 +481,20 @@ def _write_report(run: RunDir) -> None:
     from tunesmith.reporting.report import write_report
 
     print(f"Report: {write_report(run.path)}", flush=True)
+
+
+def _note_stream(bundle: Any, steps: int) -> None:
+    """A streaming run's counts, now that training has read what it read: tokenizing counts for the
+    record, and how much of the corpus was read (printed and kept in the notes)."""
+    bundle.train_stats = bundle.train.stats
+    read = bundle.train.progress()
+    share = (f", {read['bytes_read'] / 2**20:.1f} of {read['total_bytes'] / 2**20:.1f} MiB of this pass"
+             if read["total_bytes"] else "")
+    note = (f"data.streaming: read {read['rows_read']} rows ({read['passes']} full passes{share}); "
+            f"trained on {steps * bundle.train.rows_per_step} rows in {steps} steps; tokenized: "
+            f"{bundle.train_stats.summary()}")
+    print(note, flush=True)
+    bundle.notes.append(note)
 
 
 def _data_record(bundle: Any) -> dict[str, Any]:

@@ -99,6 +99,9 @@ class TokenStream(torch.utils.data.IterableDataset):
 
     def state_at_step(self, step: int) -> dict[str, Any]:
         """The stream's position after ``step`` optimizer steps, as plain JSON values."""
+        c = self._cursor
+        if step not in self._snapshots and c is not None and c.rows_out == step * self.rows_per_step:
+            self._snapshot(c)  # nothing of the next step has been drawn yet
         snapshot = self._snapshots.get(step)
         if snapshot is None:
             raise DataError(f"the stream has no position for step {step} (it kept steps "

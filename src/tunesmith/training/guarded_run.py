@@ -37,11 +37,32 @@ def train_with_guards(trainer: Any, cfg: Any, checkpoint: Optional[Path] = None)
         record = read_marker(checkpoint) or {}
         trainer.callback_handler.callbacks.insert(0, RestoreLossBookkeeping(trainer, record.get("state", {})))
         print(f"Resuming from {checkpoint} (step {record.get('step', '?')})", flush=True)
+        _resume_stream(trainer, checkpoint)
     with stop_on_signals(trainer) as stop:
         output = train_until_stopped(trainer,
                                      resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
     raise_if_stopped(stop, trainer)
     return output
+
+
+def _resume_stream(trainer: Any, checkpoint: Path) -> None:
+    """A streaming run (``data.streaming``) starts its stream at the position saved with the checkpoint,
+    so no row is read twice or skipped; without a saved position the trained batches are read and skipped."""
+    import json
+
+    from tunesmith.training.checkpoints import STREAM_POSITION
+
+    stream = trainer.train_dataset
+    saved = checkpoint / STREAM_POSITION
+    if not hasattr(stream, "resume_from"):
+        return
+    if not saved.is_file():
+        print(f"{checkpoint} holds no stream position: the rows trained so far are read again and skipped", flush=True)
+        return
+    state = json.loads(saved.read_text(encoding="utf-8"))
+    stream.resume_from(state)
+    print(f"Stream: continuing after row {state['rows_out']} of pass {state['passes'] + 1} "
+          f"({state['rows_read']} rows read)", flush=True)
 
 
 def nan_skipped_steps(trainer: Any) -> int:

@@ -73,6 +73,7 @@ class ReliableTrainerMixin:
                 super(ReliableTrainerMixin, self)._save_checkpoint(model, trial)  # type: ignore[misc]
             finally:
                 self.staging_dir = None
+            self._save_stream_position(staging)
 
         atomic_save(self, Path(super()._get_output_dir(trial=trial)), write,  # type: ignore[misc]
                     self.checkpoint_fingerprint)
@@ -80,6 +81,26 @@ class ReliableTrainerMixin:
     def _get_output_dir(self, trial: Any) -> str:
         """The staging folder while a checkpoint is being written; the Trainer's own otherwise."""
         return self.staging_dir or super()._get_output_dir(trial=trial)  # type: ignore[misc]
+
+    def _save_stream_position(self, staging: Path) -> None:
+        """A streaming run (``data.streaming``): the stream's position after this step, next to the weights."""
+        stream = getattr(self, "train_dataset", None)
+        if not hasattr(stream, "state_at_step") or not self.args.should_save:  # type: ignore[attr-defined]
+            return
+        import json
+
+        from tunesmith.training.checkpoints import PREFIX, STREAM_POSITION
+
+        step = self.state.global_step  # type: ignore[attr-defined]
+        folder = staging / f"{PREFIX}{step}"
+        (folder / STREAM_POSITION).write_text(json.dumps(stream.state_at_step(step)), encoding="utf-8")
+
+    def get_resumed_dataloader(self, dataloader: Any, num_batches: int) -> Any:
+        """A stream that starts at the checkpoint's position (``resume_from``) skips nothing; anything else
+        skips the batches already trained, as transformers does."""
+        if getattr(getattr(self, "train_dataset", None), "resumed", False):
+            return dataloader
+        return super().get_resumed_dataloader(dataloader, num_batches)  # type: ignore[misc]
 
     def save_checkpoint_now(self) -> None:
         """Save the current step's checkpoint (atomic), as at a step end; used when a stop cuts an evaluation."""
