@@ -19,7 +19,6 @@ from reliability_checks import assert_same_run
 
 EVERY_2 = ("train.logging_steps=2",)
 STEPS = [1, 2, 4, 6, 8]
-# 20 rows, 4 rows per optimizer step: the 8 steps read the file about twice (passes 1 and 2).
 VARIANTS = {
     "padding-free-shuffled": ("data.streaming=true", "data.shuffle_buffer=5"),
     "packed": ("data.streaming=true", "data.packing=pack", "data.max_length=64"),
@@ -46,8 +45,22 @@ def train(overrides: list[str]):
     return FineTuner(load_config(overrides=overrides)).train()
 
 
+@pytest.fixture(scope="module")
+def stream_overrides(overrides, tmp_path_factory):
+    """The tiny run's overrides over 27 rows of varied lengths: 8 steps of 4 rows go past the end of the
+    file once, and no whole number of passes lines up with the 5 steps before the crash, so a stream
+    that skipped or repeated rows after the resume would train on other rows."""
+    rows = [{"instruction": f"Add {a} and {b}." + " Show the sum." * (a % 4), "output": f"{a} + {b} = {a + b}"}
+            for a in range(9) for b in range(3)]
+    path = tmp_path_factory.mktemp("stream") / "rows.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    return lambda out, *extra: [o for o in overrides(out, *extra) if not o.startswith("data.train=")] + [
+        f"data.train={path}"]
+
+
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_resumed_stream_matches_an_unbroken_run(overrides, tmp_path, variant):
+def test_resumed_stream_matches_an_unbroken_run(stream_overrides, tmp_path, variant):
+    overrides = stream_overrides
     settings = (*EVERY_2, *VARIANTS[variant])
     reference = tmp_path / "reference"
     train(overrides(reference, *settings))
