@@ -206,3 +206,16 @@ def test_shuffle_buffer_without_streaming_is_an_error():
 
     with pytest.raises(ConfigError, match="data.shuffle_buffer"):
         load_config(overrides=["data.shuffle_buffer=100"])
+
+
+def test_data_inspect_reads_the_first_rows_of_a_stream(tmp_path, capsys):
+    from tunesmith.cli.main import main
+
+    path = write_jsonl(tmp_path / "big.jsonl", chat_rows(3000))
+    assert main(["data", "inspect", f"data.train={path}", "data.streaming=true", "data.format=messages",
+                 "-n", "1", "--color", "never"]) == 0
+    out = capsys.readouterr().out
+    assert "Train: " in out and "Padding waste" in out
+    assert "inspected the first 1000 training examples only" in out
+    read = int(out.split("training examples only (")[1].split(" rows read")[0])
+    assert 1000 <= read < 3000  # the file was not read to its end

@@ -18,6 +18,9 @@ from tunesmith.errors import ConfigError, RunDirError
 logger = logging.getLogger(__name__)
 
 
+INSPECT_STREAM_ROWS = 1000  # examples of a streaming config that ``inspect_data`` reads
+
+
 class FineTuner:
     """Fine-tunes one model on one dataset as described by a ``TrainConfig`` or by keywords.
 
@@ -214,6 +217,18 @@ class FineTuner:
         task = self._load_tokenizer()
         data_cfg = dc.replace(self.config.data, packing="none")  # lengths per example, not per block
         bundle = build_datasets(data_cfg, self.tokenizer, self.config.train.seed, task, self._custom_preprocessor())
+        if bundle.streamed:  # the first rows only: a stream is not read to its end to be inspected
+            import itertools
+
+            import datasets
+
+            stream = bundle.train
+            rows = list(itertools.islice(iter(stream), INSPECT_STREAM_ROWS))
+            bundle.train, bundle.train_stats = datasets.Dataset.from_list(rows), stream.stats
+            read = stream.progress()
+            bundle.notes.append(f"data.streaming: inspected the first {len(rows)} training examples only "
+                                f"({read['rows_read']} rows read, counted above as tokenized); the rest of "
+                                "data.train is read while training")
         lengths = row_lengths(bundle.train)  # a pair: its longer side
         report: dict[str, Any] = {
             "format": bundle.info.describe() if bundle.info else None,
