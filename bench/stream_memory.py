@@ -8,6 +8,10 @@ much of the corpus the run read. The corpus is deleted afterwards unless ``--kee
     HF_HUB_OFFLINE=1 .venv/bin/python bench/stream_memory.py                    # 3 GB, 200 steps
     HF_HUB_OFFLINE=1 .venv/bin/python bench/stream_memory.py --steps 40 --tiny   # a quick check
 
+``--scan`` also reads the whole corpus once with the stream's reader (each line read and parsed
+as JSON, nothing tokenized) and prints the RSS before and after: the reader's memory does not grow
+with the part of the corpus read, which 200 training steps alone come nowhere near covering.
+
 The model is the default job's (the packaged SmolLM2-135M with LoRA); ``--tiny`` trains a 2-layer
 random Llama with the same tokenizer instead (the data path is the same, the steps are faster).
 Extra ``key=value`` overrides go after the options. Linux only (``/proc``); RSS is the point, not
@@ -78,6 +82,24 @@ def tiny_model(folder: Path) -> Path:
     return folder
 
 
+def scan(corpus: Path) -> dict[str, Any]:
+    """Read every row of ``corpus`` with the stream's reader; RSS before, the highest seen, and after."""
+    from tunesmith.data.stream_sources import FileRows
+
+    reader = FileRows([corpus])
+    before, highest, rows, began = rss_mb(), 0.0, 0, time.perf_counter()
+    while True:
+        got = reader.read(4096)
+        if not got:
+            break
+        rows += len(got)
+        if rows % (4096 * 64) < 4096:
+            highest = max(highest, rss_mb())
+    after = rss_mb()
+    return {"rows": rows, "bytes": reader.bytes_read, "before": before, "highest": max(highest, after),
+            "after": after, "seconds": time.perf_counter() - began}
+
+
 def child(overrides: list[str], steps: int, out: str) -> int:
     """Train with the overrides for ``steps`` steps, writing RSS per step and the stream's progress to ``out``."""
     import tunesmith.training.guarded_run as guarded_run
@@ -130,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="a 2-layer random Llama instead of SmolLM2-135M")
     parser.add_argument("--every", type=int, default=20, help="print RSS every N steps (default 20)")
     parser.add_argument("--json", type=Path, help="also write every step's RSS to this file")
+    parser.add_argument("--scan", action="store_true", help="also read the whole corpus with the stream's reader")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args(argv)
     size = int(args.size_gb * 1e9)
@@ -157,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
             if proc.returncode != 0 or not out.exists():
                 raise SystemExit(f"training failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
             record = json.loads(out.read_text())
+        if args.scan:
+            read = scan(corpus)
+            print(f"scan: read {read['rows']} rows, {read['bytes'] / 1e9:.2f} GB, in {read['seconds']:.0f} s; RSS "
+                  f"{read['before']:.1f} MiB before, {read['highest']:.1f} MiB at most, {read['after']:.1f} MiB after",
+                  flush=True)
     finally:
         if made and not args.keep:
             corpus.unlink(missing_ok=True)

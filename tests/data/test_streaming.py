@@ -110,16 +110,33 @@ def parquet_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def hub_like_folder(tmp_path, monkeypatch) -> Path:
+    """A folder of JSONL shards read the way a hub dataset is (``datasets.load_dataset(..., streaming=True)``,
+    its position the dataset's ``state_dict()``): the local files are not offered to the file reader."""
+    import tunesmith.data.stream_sources as stream_sources
+
+    folder = tmp_path / "hub"
+    folder.mkdir()
+    rows = chat_rows(90)
+    for k in range(3):
+        write_jsonl(folder / f"part-{k}.jsonl", rows[30 * k:30 * (k + 1)])
+    monkeypatch.setattr(stream_sources, "check_stream_source", lambda *args, **kwargs: None)
+    return folder
+
+
 @pytest.mark.parametrize("source,settings", [
     ("jsonl", {"packing": "pack"}),
+    ("hub", {"packing": "pack", "shuffle_buffer": 3}),
     ("jsonl", {"packing": "none", "shuffle_buffer": 16}),
     ("jsonl", {"packing": "pack", "shuffle_buffer": 7, "transforms": ["strip_whitespace"]}),
     ("parquet", {"packing": "pack", "shuffle_buffer": 5}),
-], ids=["pack", "shuffled", "shuffled-pack-transforms", "parquet"])
-def test_a_saved_position_gives_the_rows_that_follow(smol_tokenizer, chat_file, tmp_path, source, settings):
+], ids=["pack", "hub", "shuffled", "shuffled-pack-transforms", "parquet"])
+def test_a_saved_position_gives_the_rows_that_follow(smol_tokenizer, chat_file, tmp_path, source, settings, request):
     """The position kept for a step, through JSON (as in a checkpoint), starts a new stream at
     exactly the rows an unbroken stream gives next, across the end of the corpus too."""
-    path = chat_file if source == "jsonl" else parquet_file(tmp_path)
+    path = {"jsonl": lambda: chat_file, "parquet": lambda: parquet_file(tmp_path),
+            "hub": lambda: request.getfixturevalue("hub_like_folder")}[source]()
     cfg = config(path, **settings)
     unbroken = build_stream(cfg, smol_tokenizer, seed=3, rows_per_step=6)
     rows = take(unbroken, 6 * 60)

@@ -155,24 +155,19 @@ def resolve_run(cfg: TrainConfig, device: Optional[str] = None, model_config: An
 
 
 def check_streaming_run(cfg: TrainConfig, trainer: str, rows: str) -> None:
-    """What a streaming run (``data.streaming=true``) needs beyond the data keys: a length in steps,
-    one process, and a trainer that trains on examples.
+    """What a streaming run (``data.streaming=true``) needs beyond the data keys: a length in steps and
+    a trainer that trains on examples.
 
     Raises:
         ConfigError: naming the key and what to do instead.
     """
     from tunesmith.data.streaming import check_streaming_config
     from tunesmith.errors import ConfigError
-    from tunesmith.training.distributed import world_size
 
     check_streaming_config(cfg.data)
     if cfg.train.max_steps <= 0:
         raise ConfigError(f"train.max_steps: {cfg.train.max_steps} with data.streaming=true; a stream has no length "
                           "to count epochs in, so set the run's length in optimizer steps (train.max_steps=2000)")
-    if world_size() > 1:
-        raise ConfigError(f"data.streaming: this run has {world_size()} processes; a streaming run reads its corpus "
-                          "on one process (its position is kept per process); run it on one process, or set "
-                          "data.streaming=false")
     if rows != "examples":
         raise ConfigError(f"data.streaming: train.trainer={trainer} trains on {rows.replace('_', ' ')} rows, which a "
                           "stream does not make; set data.streaming=false")

@@ -131,9 +131,11 @@ def training_args_kwargs(cfg: TrainConfig, run_dir: Path, device: str, precision
         dataloader_prefetch_factor=loader.prefetch_factor if loader else None,
     )
     if cfg.data.streaming:
-        # The stream is read in this process only (its position goes into each checkpoint), and each
-        # process batches its own rows: no reader workers, and no batches gathered on one process and
-        # cut along the batch dimension (padding-free rows hold a whole batch in one row).
+        # The stream is read in the training process (its position goes into each checkpoint): no
+        # reader workers. Under several processes each reads the same stream and keeps its own share
+        # of every global batch (accelerate's IterableDatasetShard), so the position saved by rank 0 is
+        # every rank's; batches are not gathered on one process and cut along the batch dimension,
+        # which padding-free rows (a whole batch in one row) cannot be.
         kwargs.update(dataloader_num_workers=0, dataloader_persistent_workers=False, dataloader_prefetch_factor=None,
                       accelerator_config={"dispatch_batches": False})
     if t.optimizer != "adamw":
