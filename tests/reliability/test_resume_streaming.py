@@ -84,4 +84,15 @@ def test_resumed_stream_matches_an_unbroken_run(stream_overrides, tmp_path, vari
 def test_streaming_needs_max_steps(overrides, tmp_path):
     with pytest.raises(ConfigError, match="train.max_steps: -1 with data.streaming=true"):
         train(overrides(tmp_path / "run", "data.streaming=true", "train.max_steps=-1", "train.epochs=1"))
-    assert not (tmp_path / "run" / "run.json").exists()
+    assert not (tmp_path / "run").exists()  # refused before any folder is made
+
+
+def test_streaming_refuses_trainers_of_pairs(tmp_path, tiny_llama_dir):
+    from tunesmith.api.resolved_run import resolve_run
+
+    rows = tmp_path / "pairs.jsonl"
+    rows.write_text(json.dumps({"prompt": "2+2?", "chosen": "4", "rejected": "5"}) + "\n", encoding="utf-8")
+    cfg = load_config(overrides=[f"model.name_or_path={tiny_llama_dir}", f"data.train={rows}", "data.streaming=true",
+                                 "train.trainer=dpo"])
+    with pytest.raises(ConfigError, match="data.streaming: train.trainer=dpo trains on preference rows"):
+        resolve_run(cfg, device="cpu")

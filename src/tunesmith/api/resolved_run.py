@@ -165,9 +165,17 @@ def check_streaming_run(cfg: TrainConfig, trainer: str, rows: str) -> None:
     from tunesmith.errors import ConfigError
 
     check_streaming_config(cfg.data)
-    if cfg.train.max_steps <= 0:
-        raise ConfigError(f"train.max_steps: {cfg.train.max_steps} with data.streaming=true; a stream has no length "
-                          "to count epochs in, so set the run's length in optimizer steps (train.max_steps=2000)")
+    check_streaming_length(cfg)
     if rows != "examples":
         raise ConfigError(f"data.streaming: train.trainer={trainer} trains on {rows.replace('_', ' ')} rows, which a "
                           "stream does not make; set data.streaming=false")
+
+
+def check_streaming_length(cfg: TrainConfig) -> None:
+    """A streaming run's length is ``train.max_steps``: a ``ConfigError`` when it is not set."""
+    from tunesmith.errors import ConfigError
+
+    if cfg.data.streaming and cfg.train.max_steps <= 0:
+        raise ConfigError(f"train.max_steps: {cfg.train.max_steps} with data.streaming=true; a stream has no length "
+                          "to count epochs in, so set the run's length in optimizer steps (train.max_steps=2000) and "
+                          "give no train.epochs (giving epochs clears the step limit)")
