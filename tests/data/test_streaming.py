@@ -236,3 +236,14 @@ def test_data_inspect_reads_the_first_rows_of_a_stream(tmp_path, capsys):
     assert "inspected the first 1000 training examples only" in out
     read = int(out.split("training examples only (")[1].split(" rows read")[0])
     assert 1000 <= read < 3000  # the file was not read to its end
+
+
+def test_device_aware_loading_batches_a_stream(tmp_path):
+    from tunesmith.api.data_steps import device_aware_data_loading, generate_dataset_config
+
+    path = write_jsonl(tmp_path / "t.jsonl", [{"instruction": f"Add {i} and 2.", "output": str(i + 2)} for i in range(50)])
+    cfg = generate_dataset_config(str(path), ["packing"], {"data.streaming": True, "data.max_length": 64,
+                                                          "batch_size": 4})
+    batch = next(iter(device_aware_data_loading(cfg, target_device="cpu")))
+    assert batch["input_ids"].shape[0] == 4 and batch["position_ids"].shape == batch["input_ids"].shape
+    assert batch["input_ids"].shape[1] <= 64
