@@ -132,7 +132,8 @@ class TokenStream(torch.utils.data.IterableDataset):
                 self._snapshot(cursor)
             row = self._next_row(cursor)
             cursor.rows_out += 1
-            yield row
+            # A copy: the snapshots still hold this row, and a collator may change what it is given.
+            yield {k: list(v) if isinstance(v, list) else v for k, v in row.items()}
 
     def _start(self) -> _Cursor:
         state, self._resume = self._resume, None
