@@ -247,3 +247,20 @@ def test_device_aware_loading_batches_a_stream(tmp_path):
     batch = next(iter(device_aware_data_loading(cfg, target_device="cpu")))
     assert batch["input_ids"].shape[0] == 4 and batch["position_ids"].shape == batch["input_ids"].shape
     assert batch["input_ids"].shape[1] <= 64
+
+
+def test_a_position_in_files_that_changed_is_refused(smol_tokenizer, tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    write_jsonl(folder / "a.jsonl", chat_rows(100))
+    write_jsonl(folder / "b.jsonl", chat_rows(100))
+    cfg = config(folder, packing="none")
+    stream = build_stream(cfg, smol_tokenizer, rows_per_step=4)
+    take(stream, 100)
+    state = json.loads(json.dumps(stream.state_at_step(20)))  # 128 rows read: in b.jsonl
+    assert state["position"]["path"].endswith("b.jsonl")
+    (folder / "a2.jsonl").write_text((folder / "a.jsonl").read_text(), encoding="utf-8")  # now file 2 is a2.jsonl
+    resumed = build_stream(cfg, smol_tokenizer, rows_per_step=4)
+    resumed.resume_from(state)
+    with pytest.raises(DataError, match="the files changed since the checkpoint was saved"):
+        take(resumed, 1)

@@ -70,6 +70,12 @@ class FileRows:
         self.files = files
         self.sizes = [f.stat().st_size for f in files]
         self.position = dict(position or {"file": 0, "offset": 0, "line": 0, "row": 0})
+        at = self.position["file"]
+        if position and at < len(files) and position.get("path") not in (None, str(files[at])):
+            raise DataError(f"data.train: the saved stream position is in {position['path']}, but file {at + 1} of "
+                            f"data.train is now {files[at]}: the files changed since the checkpoint was saved; "
+                            "restore them, or start the run again (train.resume=none)")
+        self._name_file()
         self.bad_rows = bad_rows
         self._handle: Any = None  # the open text file, or the ParquetFile with its current row group
         self._group: Any = None  # (first row, rows) of the Parquet row group in memory
@@ -102,7 +108,14 @@ class FileRows:
             if len(rows) < n:  # this file is done: the next one from its start
                 self.close()
                 self.position = {"file": self.position["file"] + 1, "offset": 0, "line": 0, "row": 0}
+                self._name_file()
         return rows
+
+    def _name_file(self) -> None:
+        """Keep the current file's path in the position, so a resume can tell the files changed."""
+        at = self.position["file"]
+        if at < len(self.files):
+            self.position["path"] = str(self.files[at])
 
     def close(self) -> None:
         """Close the open file (the next ``read`` opens it again at the position)."""
