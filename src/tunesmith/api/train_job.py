@@ -22,6 +22,7 @@ from tunesmith.api.results import TrainResult
 from tunesmith.config import TrainConfig
 from tunesmith.config.lengths import describe_length
 from tunesmith.config.run_dir import RunDir
+from tunesmith.errors import Interrupted, StoppedByPeer
 
 
 class TrainingRun:
@@ -146,17 +147,49 @@ def run_training(run: TrainingRun) -> TrainResult:
     """Run the whole job described by ``run.config``; ``run.model`` is the tuned model afterwards.
 
     An exception leaving the run carries the run directory (``err.tunesmith_run_dir``) once it
-    exists, so the command line writes the traceback there (``cli/error_boundary.py``).
+    exists, so the command line writes the traceback there (``cli/error_boundary.py``). In a run of
+    several processes it also carries the process (``err.tunesmith_rank``: ``rank 1 of 2``), and the
+    first process to fail tells the others (``distributed.announce_failure``); a process whose error
+    follows from another's failure (a closed connection, the launcher's SIGTERM) raises
+    ``StoppedByPeer`` naming that process instead.
     """
+    from tunesmith.training import distributed as dist
+
     try:
         return _run_training(run)
     except BaseException as err:
-        if run.run_dir is not None and getattr(err, "tunesmith_run_dir", None) is None:
+        failure = _peer_failure(err)
+        if failure is not None:
+            stopped = dist.stopped_by_peer(failure)
+            _label(stopped, run)
+            raise stopped from err
+        if dist.world_size() > 1 and not isinstance(err, (KeyboardInterrupt, Interrupted, StoppedByPeer)):
+            dist.announce_failure(err)  # a stop on a signal, or caused by another process, is no failure of its own
+        _label(err, run)
+        raise
+
+
+def _peer_failure(err: BaseException) -> Optional[str]:
+    """Another process's failure that ``err`` follows from, in a run of several processes; else None."""
+    from tunesmith.training import distributed as dist
+
+    if dist.world_size() < 2 or isinstance(err, StoppedByPeer):
+        return None
+    return dist.peer_failure()
+
+
+def _label(err: BaseException, run: TrainingRun) -> None:
+    """Attach the run directory and, with several processes, this process's rank to ``err``."""
+    from tunesmith.training import distributed as dist
+
+    marks = {"tunesmith_rank": dist.rank_label() if dist.world_size() > 1 else None,
+             "tunesmith_run_dir": run.run_dir}
+    for name, value in marks.items():
+        if value is not None and getattr(err, name, None) is None:
             try:
-                err.tunesmith_run_dir = run.run_dir  # type: ignore[attr-defined]
+                setattr(err, name, value)
             except AttributeError:  # an exception type with __slots__
                 pass
-        raise
 
 
 def _run_training(run: TrainingRun) -> TrainResult:
