@@ -75,6 +75,8 @@ class ResolvedRun:
         model_type: the transformers ``model_type`` of the base model.
         rows: what the trainer's rows hold (examples, preference, unpaired_preference, prompt).
         reference: the reference model of a preference trainer (adapter_off, copy, precomputed), else None.
+        memory_probe: whether the longest batch runs forward and backward before the first step
+            (``train.memory_probe``).
     """
 
     task: Task
@@ -89,6 +91,7 @@ class ResolvedRun:
     one_example_per_row: bool = False
     rows: str = "examples"
     reference: Optional[str] = None
+    memory_probe: bool = False
 
     def record(self) -> dict[str, Any]:
         """Plain JSON values, for ``run.json``."""
@@ -98,7 +101,7 @@ class ResolvedRun:
         """One ``name: value`` line per decision; ``(auto)`` marks values the config left to tunesmith."""
         settings = ({"task": cfg.model.task, "trainer": cfg.train.trainer, "device": cfg.model.device,
                      "precision": cfg.train.precision, "packing": cfg.data.packing,
-                     "collator": cfg.data.collator} if cfg else {})
+                     "collator": cfg.data.collator, "memory_probe": cfg.train.memory_probe} if cfg else {})
         lines = []
         for key, value in self.record().items():
             auto = " (auto)" if settings.get(key) == "auto" else ""
@@ -122,6 +125,7 @@ def resolve_run(cfg: TrainConfig, device: Optional[str] = None, model_config: An
     from tunesmith.data.packing import check_packing_for_kind, resolve_packing
     from tunesmith.models.loading import infer_task, load_model_config
     from tunesmith.models.precision import resolve_device, resolve_precision
+    from tunesmith.training.memory_probe import resolve_memory_probe
     from tunesmith.training.preference import check_preference_settings, reference_needed
     from tunesmith.training.reference import resolve_reference
     from tunesmith.training.trainers import requested_task, resolve_trainer, trainer_traits
@@ -142,8 +146,10 @@ def resolve_run(cfg: TrainConfig, device: Optional[str] = None, model_config: An
     if traits.rows != "examples":  # pairs, unpaired answers, prompts: no blocks or length buckets
         check_packing_for_kind(cfg.data.packing, traits.rows)
     packing = resolve_packing(cfg.data.packing, task.value, model_type, one_example_per_row=traits.one_example_per_row)
+    memory_probe = resolve_memory_probe(cfg.train.memory_probe, device, traits.rows, cfg.train.distributed.strategy)
     return ResolvedRun(task=task, trainer=trainer, device=device,
                        precision=Precision(resolve_precision(cfg.train.precision, device)), packing=Packing(packing),
                        collator=resolve_collator_name(cfg.data.collator, task.value, packing, model_type),
                        model_type=model_type, takes_retain=traits.takes_retain, needs_retain=traits.needs_retain,
-                       one_example_per_row=traits.one_example_per_row, rows=traits.rows, reference=reference)
+                       one_example_per_row=traits.one_example_per_row, rows=traits.rows, reference=reference,
+                       memory_probe=memory_probe)

@@ -116,6 +116,7 @@ class TrainingRun:
         from tunesmith.training.guarded_run import nan_skipped_steps, train_with_guards
         from tunesmith.reporting.resources import resource_summary
         from tunesmith.training.host_memory import apply_memory_trim, memory_record, plan_memory_trim
+        from tunesmith.training.memory_probe import MemorySettings, build_memory_probe
         from tunesmith.training.speed import apply_speed_settings, speed_context
 
         cfg, plan = self.config, self.plan
@@ -130,12 +131,16 @@ class TrainingRun:
         trim = plan_memory_trim(cfg.train.memory_trim, self.device)
         print(trim.describe() + (f"\n{self.kernel_note}" if self.kernel_note else ""), flush=True)
         memory = {**apply_memory_trim(trainer, trim), "cpu_kernel_cache": cfg.train.cpu_kernel_cache}
+        probe = build_memory_probe(trainer, plan.memory_probe, plan.rows, self.task,
+                                   MemorySettings.from_config(cfg, plan.packing.value, plan.trainer, plan.reference),
+                                   self.device)  # train.memory_probe: the longest batch runs first
         start = time.perf_counter()
         with speed_context(self.model, cfg, self.precision, self.device, attention):  # train.frozen_weights, attention
-            output = train_with_guards(trainer, cfg, checkpoint)  # atomic checkpoints, resume, NaN and signal guards
+            output = train_with_guards(trainer, cfg, checkpoint, probe)  # atomic checkpoints, resume, NaN, signals
         train_seconds = time.perf_counter() - start
         _save_outputs(self, RunDir(self.run_dir), trainer)
         return {"output": output, "train_seconds": train_seconds, "trainable": trainable, "total": total,
+                "memory_probe": probe.record(),
                 "resources": resource_summary(trainer.callback_handler.callbacks),
                 "nan_skipped": nan_skipped_steps(trainer), "memory": memory_record(trainer, memory),
                 "speed": {"packing": plan.packing.value, "attention": attention.kernel,
@@ -484,7 +489,7 @@ def _write_record(run: TrainingRun, run_dir: RunDir, trained: dict[str, Any], be
     ``nan_skipped_steps``: optimizer steps skipped for a NaN/inf loss or gradient (train.nan_policy=skip);
     ``speed``: the packing, attention kernel (and why) and hub kernels the run trained with;
     ``memory``: whether steps were trimmed (train.memory_trim), why, and what the trims cost; ``plan``:
-    the run's decisions (``ResolvedRun``)."""
+    the run's decisions (``ResolvedRun``) and the batch the memory probe ran (``memory_probe_batch``)."""
     output = trained["output"]
     run_dir.write_record({
         "finished": datetime.now().isoformat(timespec="seconds"), "train_seconds": round(trained["train_seconds"], 1),
@@ -495,7 +500,7 @@ def _write_record(run: TrainingRun, run_dir: RunDir, trained: dict[str, Any], be
         "after_score": after and after["score"],
         "resources": trained["resources"] or {}, "data": data or {}, "nan_skipped_steps": trained["nan_skipped"],
         "speed": trained["speed"] or {}, "memory": trained["memory"] or {},
-        "plan": run.plan.record() if run.plan else {},
+        "plan": {**run.plan.record(), **trained.get("memory_probe", {})} if run.plan else {},
     })
 
 

@@ -6,7 +6,8 @@
   seeded length-grouped sampler (``resume.py``). Checkpoints are taken only at optimizer-step
   boundaries, so no partly accumulated gradient is ever lost or replayed;
 * NaN / inf loss or gradients (``nan_guard.py``);
-* SIGTERM / SIGINT: save, say where, exit 143 / 130 (``signals.py``).
+* SIGTERM / SIGINT: save, say where, exit 143 / 130 (``signals.py``);
+* out of memory at once: the longest batch runs before the first step (``memory_probe.py``).
 
 The checkpoint, resume and NaN behaviour are methods of the trainer (``guarded_trainer.py``),
 switched on here by ``guard``.
@@ -18,12 +19,15 @@ from pathlib import Path
 from typing import Any, Optional
 
 
-def train_with_guards(trainer: Any, cfg: Any, checkpoint: Optional[Path] = None) -> Any:
+def train_with_guards(trainer: Any, cfg: Any, checkpoint: Optional[Path] = None, memory_probe: Any = None) -> Any:
     """Train ``trainer`` (resuming from ``checkpoint`` when given) and return its ``TrainOutput``.
+    ``memory_probe`` (``memory_probe.MemoryProbe``): the longest batch runs before the first step, and
+    running out of memory names the batch and the settings to change.
 
     Raises:
         Interrupted: SIGTERM / SIGINT arrived; a checkpoint was saved (exit code 143 / 130).
-        TrainingError: a NaN/inf stopped training, or a checkpoint could not be written.
+        TrainingError: a NaN/inf stopped training, a checkpoint could not be written, or a step ran
+            out of memory.
     """
     from tunesmith.training.checkpoints import read_marker
     from tunesmith.training.guarded_trainer import guard
@@ -31,7 +35,7 @@ def train_with_guards(trainer: Any, cfg: Any, checkpoint: Optional[Path] = None)
     from tunesmith.training.resume import RestoreLossBookkeeping, SeedLengthGroupedSampler, fingerprint
     from tunesmith.training.signals import raise_if_stopped, stop_on_signals, train_until_stopped
 
-    trainer = guard(trainer, fingerprint(cfg), install_nan_guard(trainer, cfg.train.nan_policy))
+    trainer = guard(trainer, fingerprint(cfg), install_nan_guard(trainer, cfg.train.nan_policy), memory_probe)
     trainer.add_callback(SeedLengthGroupedSampler(trainer))
     if checkpoint is not None:
         record = read_marker(checkpoint) or {}
