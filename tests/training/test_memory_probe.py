@@ -103,11 +103,13 @@ RUNS = {  # one run of each kind: supervised (with LoRA dropout), preference pai
 
 
 @pytest.mark.parametrize("kind", list(RUNS))
-def test_training_after_the_probe_is_bit_identical(tmp_path, request, kind):
+def test_training_after_the_probe_is_bit_identical(tmp_path, request, capsys, kind):
     fixture, extra = RUNS[kind]
     model_dir = request.getfixturevalue(fixture)
     probed_dir, probed, probed_weights = _tiny_run(tmp_path, "probed", model_dir, "on", extra)
+    assert capsys.readouterr().out.count("Memory probe: the longest batch (") == 1
     _, plain, plain_weights = _tiny_run(tmp_path, "plain", model_dir, "off", extra)
+    assert "Memory probe" not in capsys.readouterr().out
     assert probed == plain and len(plain) == 3
     assert probed_weights.keys() == plain_weights.keys()
     assert all(torch.equal(probed_weights[k], plain_weights[k]) for k in plain_weights)
