@@ -43,7 +43,7 @@ def test_unlearning_rows_are_read_without_drawing_retain_examples():
     retain = [{"input_ids": [7] * n} for n in (3, 6, 5)]
     rows = ForgetRetainRows(forget, retain, seed=0)
     batch = find_probe_batch(rows, "examples", 2, "causal_lm")
-    read = probe_rows(rows, batch, "examples", 2)
+    read = probe_rows(rows, batch, 2)
     assert [len(r["input_ids"]) for r in read] == [4, 8]
     assert sorted(len(r["retain_input_ids"]) for r in read) == [5, 6]  # the longest retain examples
     assert not rows._reads  # the seeded retain draws of training are untouched

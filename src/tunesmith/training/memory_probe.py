@@ -87,7 +87,7 @@ def longest_batch(lengths: list[tuple[int, int]], batch_size: int) -> ProbeBatch
     return ProbeBatch(chosen, sum(lengths[i][0] for i in chosen), lengths[longest_row][1])
 
 
-def probe_rows(dataset: Any, batch: ProbeBatch, rows_kind: str, batch_size: int) -> list[dict[str, Any]]:
+def probe_rows(dataset: Any, batch: ProbeBatch, batch_size: int) -> list[dict[str, Any]]:
     """The rows of ``batch``, read without side effects. An unlearning run's rows (a forget set paired
     with retain examples drawn as rows are read) get the longest retain examples, without drawing."""
     forget = getattr(dataset, "forget", None)
@@ -326,5 +326,5 @@ def build_memory_probe(trainer: Any, enabled: bool, rows_kind: str, task: str, s
     if not enabled:
         return MemoryProbe(None, None, settings, device)
     batch = find_probe_batch(trainer.train_dataset, rows_kind, settings.batch_size, task)
-    return MemoryProbe(probe_rows(trainer.train_dataset, batch, rows_kind, settings.batch_size), batch, settings,
+    return MemoryProbe(probe_rows(trainer.train_dataset, batch, settings.batch_size), batch, settings,
                        device)
