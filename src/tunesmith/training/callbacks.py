@@ -92,8 +92,11 @@ class ProgressBar(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         from tqdm.auto import tqdm
 
+        from tunesmith.config.logs import show_progress
+
         if state.is_world_process_zero:
-            self.bar = tqdm(total=state.max_steps, desc="Training", unit="step", dynamic_ncols=True)
+            self.bar = tqdm(total=state.max_steps, desc="Training", unit="step", dynamic_ncols=True,
+                            disable=not show_progress())
             self.start = time.perf_counter()
             self.tokens_at_start = int(state.num_input_tokens_seen or 0)
 

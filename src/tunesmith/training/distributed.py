@@ -124,10 +124,12 @@ def share_from_main(make: Callable[[], T]) -> T:
 
 
 def quiet_replica() -> None:
-    """On processes other than the main one: no prints and no progress bars (errors still show)."""
+    """On processes other than the main one: warnings and errors only, no progress bars."""
     if is_main_process():
         return
-    sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+    from tunesmith.config.logs import quiet_this_process
+
+    quiet_this_process()  # the tunesmith logger passes on warnings and errors only
     import datasets
     import transformers
 

@@ -15,8 +15,11 @@ switched on here by ``guard``.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Optional
+
+logger = logging.getLogger(__name__)
 
 
 def train_with_guards(trainer: Any, cfg: Any, checkpoint: Optional[Path] = None, memory_probe: Any = None) -> Any:
@@ -40,7 +43,7 @@ def train_with_guards(trainer: Any, cfg: Any, checkpoint: Optional[Path] = None,
     if checkpoint is not None:
         record = read_marker(checkpoint) or {}
         trainer.callback_handler.callbacks.insert(0, RestoreLossBookkeeping(trainer, record.get("state", {})))
-        print(f"Resuming from {checkpoint} (step {record.get('step', '?')})", flush=True)
+        logger.info(f"Resuming from {checkpoint} (step {record.get('step', '?')})")
     with stop_on_signals(trainer) as stop:
         output = train_until_stopped(trainer,
                                      resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)

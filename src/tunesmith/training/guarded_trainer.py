@@ -15,10 +15,13 @@ loudly, instead of silently switching a guard off.
 from __future__ import annotations
 
 import inspect
+import logging
 from pathlib import Path
 from typing import Any, Optional
 
 from transformers import Trainer
+
+logger = logging.getLogger(__name__)
 
 # Trainer methods overridden here, with the parameters the overrides rely on.
 PRIVATE_METHODS = {
@@ -153,8 +156,8 @@ class ReliableTrainerMixin:
                                       "in the memory probe, before the first step (the longest batch of the "
                                       "training set)") from err
         probe.shape, probe.seconds = batch_shape(inputs), time.perf_counter() - start
-        print(f"Memory probe: the longest batch ({probe.shape}; longest sequence {probe.batch.longest} tokens) "
-              f"ran forward and backward in {probe.seconds:.1f} s{probe.peak_note()}", flush=True)
+        logger.info(f"Memory probe: the longest batch ({probe.shape}; longest sequence {probe.batch.longest} "
+                    f"tokens) ran forward and backward in {probe.seconds:.1f} s{probe.peak_note()}")
 
     def _run_epoch(self, *args: Any, **kwargs: Any) -> Any:
         """No steps past the end: a run resumed from its final checkpoint (killed after the last step,

@@ -16,6 +16,7 @@ save: the process stops at once (``StoppedByPeer``), naming the process that fai
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from contextlib import contextmanager
@@ -24,6 +25,8 @@ from typing import Any, Iterator, Optional
 from transformers import TrainerCallback
 
 from tunesmith.errors import Interrupted
+
+logger = logging.getLogger(__name__)
 
 EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}  # 128 + the signal number, as shells report it
 
@@ -99,8 +102,8 @@ def stop_on_signals(trainer: Any) -> Iterator[StopRequest]:
         def handle(signum: int, frame: Any) -> None:
             _raise_if_peer_failed()
             stop.request(signum)
-            print(f"\n{signal.Signals(signum).name} received: saving a checkpoint at the end of this step, "
-                  "then stopping (send it again to stop at once)", flush=True)
+            logger.info(f"\n{signal.Signals(signum).name} received: saving a checkpoint at the end of this step, "
+                        "then stopping (send it again to stop at once)")
             for sig, old in previous.items():  # a second signal gets the old behaviour
                 signal.signal(sig, old)
 
@@ -153,7 +156,7 @@ def train_until_stopped(trainer: Any, **train_kwargs: Any) -> Any:
     try:
         return trainer.train(**train_kwargs)
     except EvaluationStopped:
-        print(f"Evaluation interrupted; saving the checkpoint of step {trainer.state.global_step}", flush=True)
+        logger.info(f"Evaluation interrupted; saving the checkpoint of step {trainer.state.global_step}")
         trainer.save_checkpoint_now()  # atomic (checkpoints.py), as at any step end
         return None
 
