@@ -32,6 +32,7 @@ def train_with_guards(trainer: Any, cfg: Any, checkpoint: Optional[Path] = None,
         TrainingError: a NaN/inf stopped training, a checkpoint could not be written, or a step ran
             out of memory.
     """
+    from tunesmith.training.callbacks import close_progress_bars
     from tunesmith.training.checkpoints import read_marker
     from tunesmith.training.guarded_trainer import guard
     from tunesmith.training.nan_guard import install_nan_guard
@@ -44,9 +45,12 @@ def train_with_guards(trainer: Any, cfg: Any, checkpoint: Optional[Path] = None,
         record = read_marker(checkpoint) or {}
         trainer.callback_handler.callbacks.insert(0, RestoreLossBookkeeping(trainer, record.get("state", {})))
         logger.info(f"Resuming from {checkpoint} (step {record.get('step', '?')})")
-    with stop_on_signals(trainer) as stop:
-        output = train_until_stopped(trainer,
-                                     resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
+    try:
+        with stop_on_signals(trainer) as stop:
+            output = train_until_stopped(trainer,
+                                         resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
+    finally:
+        close_progress_bars(trainer)  # a step that raised leaves no bar behind
     raise_if_stopped(stop, trainer)
     return output
 
