@@ -51,6 +51,11 @@ class FineTuner:
             ``transformers.TrainingArguments`` (its mapped fields; any other set field is refused).
         inference_handler: a ``tunesmith.inference.handler.InferenceHandler``; default ``ChatInferenceHandler``.
         config: the base ``TrainConfig`` (default: the packaged defaults).
+        verbosity: what training and evaluation show while they work: ``"info"`` (progress and
+            status lines on stdout; the default the first time), ``"debug"`` (also the resolved
+            plan and cache keys), ``"quiet"`` / ``"warning"`` (warnings and errors only, on stderr),
+            ``"error"``, or a ``logging`` level; None keeps the level set earlier. It sets the
+            ``tunesmith`` logger, so a program that configures ``logging`` itself can do the same.
 
     Example:
         >>> tuner = FineTuner("smollm2-135m-instruct", dataset_name="arith", lora_r=8, max_length=256)
@@ -63,8 +68,12 @@ class FineTuner:
                  lora_bias: str = "none", preprocessor: Any = None, lora_task_type: Any = None,
                  max_length: Optional[int] = None, quantize: bool = False,
                  quantization_config: Optional[dict[str, Any]] = None, trainer_config: Any = None,
-                 inference_handler: Any = None, config: Optional[TrainConfig] = None) -> None:
+                 inference_handler: Any = None, config: Optional[TrainConfig] = None,
+                 verbosity: Any = None) -> None:
         from tunesmith.api.components import check_components
+        from tunesmith.config.logs import set_verbosity
+
+        set_verbosity(verbosity)  # a front door: the tunesmith logger shows progress lines from here on
 
         if isinstance(model_id, TrainConfig):
             if config is not None:
@@ -137,9 +146,11 @@ class FineTuner:
             >>> FineTuner.load("runs/arith").generate("Add 1 and 2.")
             '#### 3'
         """
+        from tunesmith.config.logs import set_verbosity
         from tunesmith.config.run_dir import RunDir
         from tunesmith.inference.runs import load_run
 
+        set_verbosity(None)
         run = load_run(run_dir, device)
         tuner = cls.__new__(cls)
         tuner._setup(run.config, preprocessor, inference_handler)

@@ -76,6 +76,8 @@ class ResolvedRun:
         rows: what the trainer's rows hold (examples, preference, unpaired_preference, prompt).
         reference: the reference model of a preference trainer (adapter_off, copy, precomputed), else None.
         streaming: the training rows are read, tokenized and packed while training (``data.streaming``).
+        memory_probe: whether the longest batch runs forward and backward before the first step
+            (``train.memory_probe``).
     """
 
     task: Task
@@ -91,6 +93,7 @@ class ResolvedRun:
     rows: str = "examples"
     reference: Optional[str] = None
     streaming: bool = False
+    memory_probe: bool = False
 
     def record(self) -> dict[str, Any]:
         """Plain JSON values, for ``run.json``."""
@@ -100,7 +103,7 @@ class ResolvedRun:
         """One ``name: value`` line per decision; ``(auto)`` marks values the config left to tunesmith."""
         settings = ({"task": cfg.model.task, "trainer": cfg.train.trainer, "device": cfg.model.device,
                      "precision": cfg.train.precision, "packing": cfg.data.packing,
-                     "collator": cfg.data.collator} if cfg else {})
+                     "collator": cfg.data.collator, "memory_probe": cfg.train.memory_probe} if cfg else {})
         lines = []
         for key, value in self.record().items():
             auto = " (auto)" if settings.get(key) == "auto" else ""
@@ -124,6 +127,7 @@ def resolve_run(cfg: TrainConfig, device: Optional[str] = None, model_config: An
     from tunesmith.data.packing import check_packing_for_kind, resolve_packing
     from tunesmith.models.loading import infer_task, load_model_config
     from tunesmith.models.precision import resolve_device, resolve_precision
+    from tunesmith.training.memory_probe import resolve_memory_probe
     from tunesmith.training.preference import check_preference_settings, reference_needed
     from tunesmith.training.reference import resolve_reference
     from tunesmith.training.trainers import requested_task, resolve_trainer, trainer_traits
@@ -146,12 +150,14 @@ def resolve_run(cfg: TrainConfig, device: Optional[str] = None, model_config: An
     packing = resolve_packing(cfg.data.packing, task.value, model_type, one_example_per_row=traits.one_example_per_row)
     if cfg.data.streaming:
         check_streaming_run(cfg, trainer, traits.rows)
+    memory_probe = resolve_memory_probe(cfg.train.memory_probe, device, traits.rows, cfg.train.distributed.strategy,
+                                        streaming=cfg.data.streaming)
     return ResolvedRun(task=task, trainer=trainer, device=device,
                        precision=Precision(resolve_precision(cfg.train.precision, device)), packing=Packing(packing),
                        collator=resolve_collator_name(cfg.data.collator, task.value, packing, model_type),
                        model_type=model_type, takes_retain=traits.takes_retain, needs_retain=traits.needs_retain,
                        one_example_per_row=traits.one_example_per_row, rows=traits.rows, reference=reference,
-                       streaming=cfg.data.streaming)
+                       streaming=cfg.data.streaming, memory_probe=memory_probe)
 
 
 def check_streaming_run(cfg: TrainConfig, trainer: str, rows: str) -> None:

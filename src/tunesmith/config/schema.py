@@ -42,6 +42,7 @@ Attention = Literal["auto", "varlen", "segments", "sdpa", "eager", "flash_attent
 HubKernels = Literal["auto", "on", "off"]
 FrozenWeights = Literal["auto", "as_loaded"]
 MemoryTrim = Literal["auto", "on", "off"]
+MemoryProbe = Literal["auto", "on", "off"]
 PreferenceLoss = Literal["sigmoid", "ipo", "simpo"]
 Reference = Literal["auto", "adapter_off", "copy", "precomputed"]
 
@@ -333,6 +334,10 @@ class TrainSection:
     # each optimizer step freed back to the operating system (glibc malloc_trim) when training on a
     # CPU under Linux; on: on any device (glibc only); off: never.
     memory_trim: MemoryTrim = "auto"
+    # Before the first optimizer step the longest batch runs forward and backward once (no step, the
+    # random generators put back), so running out of memory happens at once, with the settings to
+    # change (tunesmith.training.memory_probe). auto: on a GPU (cuda, mps), not on a CPU; on; off.
+    memory_probe: MemoryProbe = "auto"
     # CPU kernels (oneDNN primitives, each with its own copy of a weight) torch caches per process;
     # torch's default, 1024, fills at several MiB per step when the row length changes every step.
     cpu_kernel_cache: int = 16

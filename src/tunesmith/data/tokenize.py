@@ -186,6 +186,8 @@ def tokenize_examples(
     """
     from tqdm.auto import tqdm
 
+    from tunesmith.config.logs import show_progress
+
     if not isinstance(settings, TokenizeSettings):
         settings = TokenizeSettings() if settings is None else TokenizeSettings.from_config(settings)
     stats = TokenizeStats()
@@ -194,7 +196,8 @@ def tokenize_examples(
     task = _task_for(examples[0], task)
     job = _Job(tokenizer, settings, task, template)
     rows = []
-    with tqdm(total=len(examples), desc=desc, unit="ex", leave=False, mininterval=0.5, disable=not progress) as bar:
+    with tqdm(total=len(examples), desc=desc, unit="ex", leave=False, mininterval=0.5,
+              disable=not (progress and show_progress())) as bar:
         for start in range(0, len(examples), BATCH):
             chunk = examples[start:start + BATCH]
             rows += [row for row in job.tokenize_many(chunk, stats) if row is not None]
