@@ -56,3 +56,14 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return __all__
+
+
+def _attach_console() -> None:
+    # tunesmith's lines reach the console through one handler on the "tunesmith" logger (never the
+    # root logger); the front doors set its level (tunesmith.config.logs).
+    from tunesmith.config.logs import install_console
+
+    install_console()
+
+
+_attach_console()

@@ -48,6 +48,10 @@ def check_components(cfg: TrainConfig) -> None:
     from tunesmith.training.trainers import TRAINERS, check_trainer_factory
 
     check_data_config(cfg.data)  # data.train / data.eval with data.dataset_args, formats, transforms
+    if cfg.data.streaming:
+        from tunesmith.api.resolved_run import check_streaming_length
+
+        check_streaming_length(cfg)  # train.max_steps, before any folder is made
     _check_evaluation_has_data(cfg, has_held_out(cfg.data))
     MODEL_LOADERS.check(cfg.model.loader, cfg.model.loader_args)
     # with the default loader: against from_pretrained and the model's config.json

@@ -42,12 +42,14 @@ def concrete_data(cfg: DataConfig | dict[str, Any], task: Optional[str] = None, 
 
 
 def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int = 42, task: str = "causal_lm",
-                   preprocessor: Any = None, packing: Optional[str] = None) -> Any:
+                   preprocessor: Any = None, packing: Optional[str] = None, rows_per_step: int = 1) -> Any:
     """``tunesmith.data.pipeline.build_datasets`` for ``cfg`` as written (see ``concrete_data``);
-    ``packing``: the run's chosen packing, when there is a plan."""
+    ``packing``: the run's chosen packing, when there is a plan; ``rows_per_step``: the rows of one
+    optimizer step over all processes (a streamed corpus keeps its position once per step)."""
     from tunesmith.data import pipeline
 
-    return pipeline.build_datasets(concrete_data(cfg, task, packing), tokenizer, seed, task, preprocessor)
+    return pipeline.build_datasets(concrete_data(cfg, task, packing), tokenizer, seed, task, preprocessor,
+                                   rows_per_step)
 
 
 def load_conversations(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tuple[list[Any], list[Any]]:

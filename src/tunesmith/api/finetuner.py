@@ -18,6 +18,9 @@ from tunesmith.errors import ConfigError, RunDirError
 logger = logging.getLogger(__name__)
 
 
+INSPECT_STREAM_ROWS = 1000  # examples of a streaming config that ``inspect_data`` reads
+
+
 class FineTuner:
     """Fine-tunes one model on one dataset as described by a ``TrainConfig`` or by keywords.
 
@@ -48,6 +51,11 @@ class FineTuner:
             ``transformers.TrainingArguments`` (its mapped fields; any other set field is refused).
         inference_handler: a ``tunesmith.inference.handler.InferenceHandler``; default ``ChatInferenceHandler``.
         config: the base ``TrainConfig`` (default: the packaged defaults).
+        verbosity: what training and evaluation show while they work: ``"info"`` (progress and
+            status lines on stdout; the default the first time), ``"debug"`` (also the resolved
+            plan and cache keys), ``"quiet"`` / ``"warning"`` (warnings and errors only, on stderr),
+            ``"error"``, or a ``logging`` level; None keeps the level set earlier. It sets the
+            ``tunesmith`` logger, so a program that configures ``logging`` itself can do the same.
 
     Example:
         ``tuner = FineTuner("smollm2-135m-instruct", dataset_name="arith", lora_r=8, max_length=256); tuner.config.peft.r, tuner.config.data.train`` -> ``(8, 'arith')``
@@ -58,8 +66,12 @@ class FineTuner:
                  lora_bias: str = "none", preprocessor: Any = None, lora_task_type: Any = None,
                  max_length: Optional[int] = None, quantize: bool = False,
                  quantization_config: Optional[dict[str, Any]] = None, trainer_config: Any = None,
-                 inference_handler: Any = None, config: Optional[TrainConfig] = None) -> None:
+                 inference_handler: Any = None, config: Optional[TrainConfig] = None,
+                 verbosity: Any = None) -> None:
         from tunesmith.api.components import check_components
+        from tunesmith.config.logs import set_verbosity
+
+        set_verbosity(verbosity)  # a front door: the tunesmith logger shows progress lines from here on
 
         if isinstance(model_id, TrainConfig):
             if config is not None:
@@ -131,9 +143,11 @@ class FineTuner:
         Example:
             ``FineTuner.load("runs/arith").generate("Add 1 and 2.")`` -> ``'#### 3'``
         """
+        from tunesmith.config.logs import set_verbosity
         from tunesmith.config.run_dir import RunDir
         from tunesmith.inference.runs import load_run
 
+        set_verbosity(None)
         run = load_run(run_dir, device)
         tuner = cls.__new__(cls)
         tuner._setup(run.config, preprocessor, inference_handler)
@@ -211,6 +225,18 @@ class FineTuner:
         task = self._load_tokenizer()
         data_cfg = dc.replace(self.config.data, packing="none")  # lengths per example, not per block
         bundle = build_datasets(data_cfg, self.tokenizer, self.config.train.seed, task, self._custom_preprocessor())
+        if bundle.streamed:  # the first rows only: a stream is not read to its end to be inspected
+            import itertools
+
+            import datasets
+
+            stream = bundle.train
+            rows = list(itertools.islice(iter(stream), INSPECT_STREAM_ROWS))
+            bundle.train, bundle.train_stats = datasets.Dataset.from_list(rows), stream.stats
+            read = stream.progress()
+            bundle.notes.append(f"data.streaming: inspected the first {len(rows)} training examples only "
+                                f"({read['rows_read']} rows read, counted above as tokenized); the rest of "
+                                "data.train is read while training")
         lengths = row_lengths(bundle.train)  # a pair: its longer side
         report: dict[str, Any] = {
             "format": bundle.info.describe() if bundle.info else None,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Optional
 
 from tunesmith.api.model_setup import ModelContext
 from tunesmith.config.vocabulary import Task
 from tunesmith.config import TrainConfig
+
+logger = logging.getLogger(__name__)
 
 NO_HELD_OUT = ("evaluate: there is no held-out data; set data.eval (a dataset) or "
                "data.eval_split (a fraction of data.train, e.g. 0.1)")
@@ -95,7 +98,7 @@ def _with_pair_measures(ctx: ModelContext, metric: Optional[str], max_samples: O
     if bundle.eval is None or len(bundle.eval) == 0:
         raise DataError(NO_HELD_OUT)
     pairs = evaluate_pairs(ctx, bundle.eval)
-    print(describe_pairs(pairs), flush=True)
+    logger.info(describe_pairs(pairs))
     has_answers = any(getattr(e, "reference", None) is not None for e in held_out)
     if ctx.task == Task.CAUSAL_LM and has_answers and (metric or ctx.config.eval.metric) != "pair_accuracy":
         from tunesmith.api.choices.evaluation import choose_metric

@@ -8,11 +8,14 @@ config and receive the objects; neither hands itself to these functions.
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from tunesmith.config.vocabulary import Task
 from tunesmith.config import TrainConfig
+
+logger = logging.getLogger(__name__)
 
 
 def runtime(cfg: TrainConfig) -> tuple[str, str]:
@@ -93,7 +96,7 @@ def load_base_model(cfg: TrainConfig, tokenizer: Any, task: str, device: str, pr
                    allow_pickle=m.allow_pickle, **extra)
     note = apply_hub_kernels(model, m.hub_kernels, device)  # model.hub_kernels, for every loader
     if note:
-        print(note, flush=True)
+        logger.info(note)
     if is_quantized_method(method):
         # Before any evaluation: keeps the 4-bit layers on kernels whose backward is correct.
         model = prepare_quantized_for_training(model, method)

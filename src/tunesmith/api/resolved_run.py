@@ -56,6 +56,9 @@ class ResolvedRun:
         eval_strategy, save_strategy: when the model is evaluated and saved (no, steps, epoch), given
             held-out data.
         distributed_backend: the process group's backend (nccl, gloo) of a multi-process run.
+        streaming: the training rows are read, tokenized and packed while training (``data.streaming``).
+        memory_probe: whether the longest batch runs forward and backward before the first step
+            (``train.memory_probe``).
     """
 
     task: Task
@@ -82,6 +85,9 @@ class ResolvedRun:
     eval_strategy: str = "no"
     save_strategy: str = "no"
     distributed_backend: str = "gloo"
+
+    streaming: bool = False
+    memory_probe: bool = False
 
     @property
     def scores_answers(self) -> bool:
@@ -110,7 +116,8 @@ class ResolvedRun:
                      "metric": cfg.eval.metric, "memory_trim": cfg.train.memory_trim,
                      "cast_frozen_weights": cfg.train.frozen_weights, "resume": cfg.train.resume,
                      "eval_strategy": cfg.train.eval_strategy, "save_strategy": cfg.train.save_strategy,
-                     "distributed_backend": cfg.train.distributed.backend} if cfg else {})
+                     "distributed_backend": cfg.train.distributed.backend,
+                     "memory_probe": cfg.train.memory_probe} if cfg else {})
         lines = []
         for key, value in self.record().items():
             if value is None and key in ("format", "metric"):
@@ -140,7 +147,7 @@ def resolve_run(cfg: TrainConfig, device: Optional[str] = None, model_config: An
     from tunesmith.api.choices.task import (check_trainer_settings, infer_task, requested_task, resolve_trainer,
                                             run_reference)
     from tunesmith.api.choices.training import (cast_frozen_weights, plan_memory_trim, planned_attention,
-                                                resume_mode, strategies)
+                                                resolve_memory_probe, resume_mode, strategies)
     from tunesmith.config.vocabulary import is_auto
     from tunesmith.data.packing import check_packing_for_kind
     from tunesmith.data.pipeline import has_held_out
@@ -168,6 +175,10 @@ def resolve_run(cfg: TrainConfig, device: Optional[str] = None, model_config: An
         tokenizer = load_tokenizer(m.name_or_path, m.trust_remote_code, m.revision)
     intervals = strategies(cfg.train, has_held_out(cfg.data))
     trim = plan_memory_trim(cfg.train.memory_trim, device)
+    if cfg.data.streaming:
+        check_streaming_run(cfg, trainer, traits.rows)
+    memory_probe = resolve_memory_probe(cfg.train.memory_probe, device, traits.rows, cfg.train.distributed.strategy,
+                                        streaming=cfg.data.streaming)
     return ResolvedRun(
         task=task, trainer=trainer, device=device, precision=precision, packing=packing,
         collator=resolve_collator_name(cfg.data.collator, task.value, packing.value, model_type),
@@ -179,4 +190,32 @@ def resolve_run(cfg: TrainConfig, device: Optional[str] = None, model_config: An
         cast_frozen_weights=cast_frozen_weights(cfg.train, precision.value, cfg.peft.method, device),
         resume=resume_mode(cfg.train.resume), eval_strategy=intervals["eval_strategy"],
         save_strategy=intervals["save_strategy"],
-        distributed_backend=distributed_backend(cfg.train.distributed.backend, device))
+        distributed_backend=distributed_backend(cfg.train.distributed.backend, device),
+        streaming=cfg.data.streaming, memory_probe=memory_probe)
+
+
+def check_streaming_run(cfg: TrainConfig, trainer: str, rows: str) -> None:
+    """What a streaming run (``data.streaming=true``) needs beyond the data keys: a length in steps and
+    a trainer that trains on examples.
+
+    Raises:
+        ConfigError: naming the key and what to do instead.
+    """
+    from tunesmith.data.streaming import check_streaming_config
+    from tunesmith.errors import ConfigError
+
+    check_streaming_config(cfg.data)
+    check_streaming_length(cfg)
+    if rows != "examples":
+        raise ConfigError(f"data.streaming: train.trainer={trainer} trains on {rows.replace('_', ' ')} rows, which a "
+                          "stream does not make; set data.streaming=false")
+
+
+def check_streaming_length(cfg: TrainConfig) -> None:
+    """A streaming run's length is ``train.max_steps``: a ``ConfigError`` when it is not set."""
+    from tunesmith.errors import ConfigError
+
+    if cfg.data.streaming and cfg.train.max_steps <= 0:
+        raise ConfigError(f"train.max_steps: {cfg.train.max_steps} with data.streaming=true; a stream has no length "
+                          "to count epochs in, so set the run's length in optimizer steps (train.max_steps=2000) and "
+                          "give no train.epochs (giving epochs clears the step limit)")

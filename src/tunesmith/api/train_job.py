@@ -9,8 +9,8 @@ takes the tuned model back afterwards.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
@@ -18,10 +18,13 @@ from tunesmith.api.held_out import before_after_metric, held_out_metrics, unlear
 from tunesmith.api.model_setup import ModelContext, load_base_model, load_tokenizer_and_task, runtime
 from tunesmith.api.pair_measures import describe_pairs, pair_scores, pair_summary
 from tunesmith.api.resolved_run import ResolvedRun, resolve_run
-from tunesmith.api.results import TrainResult
+from tunesmith.api.results import BeforeAfter, RunRecord, TrainedModel, TrainResult
 from tunesmith.config import TrainConfig
 from tunesmith.config.lengths import describe_length
 from tunesmith.config.run_dir import RunDir
+from tunesmith.errors import Interrupted, StoppedByPeer
+
+logger = logging.getLogger(__name__)
 
 
 class TrainingRun:
@@ -84,15 +87,16 @@ class TrainingRun:
         dist.quiet_replica()  # only rank 0 prints
         self.run_dir, checkpoint = dist.share_from_main(lambda: _prepare(cfg))
         set_seed(cfg.train.seed)
-        print(f"Run directory: {self.run_dir}\nDevice: {self.device}, precision: {self.precision}"
-              + (f", {dist.world_size()} processes" if dist.world_size() > 1 else "")
-              + f"\nLength: {describe_length(cfg.train.epochs, cfg.train.max_steps)}", flush=True)
+        logger.info(f"Run directory: {self.run_dir}\nDevice: {self.device}, precision: {self.precision}"
+                    + (f", {dist.world_size()} processes" if dist.world_size() > 1 else "")
+                    + f"\nLength: {describe_length(cfg.train.epochs, cfg.train.max_steps)}")
         return checkpoint
 
     def setup_data(self) -> tuple[Any, Optional[Any]]:
         """Decide the run (``ResolvedRun``), load the tokenizer and the data (and the retain set of an
         unlearning run); returns the data and the retain data."""
         self.plan = resolve_run(self.config, self.device)  # every auto of the config, decided once
+        logger.debug("The run's plan:\n  %s", "\n  ".join(self.plan.describe(self.config)))
         bundle = _load_data(self)
         if bundle.info is not None and self.plan.format is None:  # data.format=auto: detected from the columns
             self.plan = self.plan.after_reading(format=bundle.info.format)
@@ -111,12 +115,13 @@ class TrainingRun:
         return held_out_metrics(self.context(), metric, desc, bundle)
 
     # -- train --------------------------------------------------------------------------------
-    def train(self, bundle: Any, retain: Optional[Any], checkpoint: Optional[Path]) -> dict[str, Any]:
+    def train(self, bundle: Any, retain: Optional[Any], checkpoint: Optional[Path]) -> TrainedModel:
         """Apply the adapter, build the trainer and train; returns what the record needs."""
         from tunesmith.api.choices.training import choose_attention
         from tunesmith.training.guarded_run import nan_skipped_steps, train_with_guards
         from tunesmith.reporting.resources import resource_summary
         from tunesmith.training.host_memory import TrimPlan, apply_memory_trim, memory_record
+        from tunesmith.training.memory_probe import MemorySettings, build_memory_probe
         from tunesmith.training.speed import apply_speed_settings, speed_context
 
         cfg, plan = self.config, self.plan
@@ -124,46 +129,82 @@ class TrainingRun:
         attention = choose_attention(cfg.train.attention, self.device, self.precision,
                                      plan.packing.several_examples_per_row, self.model, cfg.data.max_length)
         if attention.kernel != plan.attention:  # the loaded model attends otherwise than its config said
-            print(f"Attention: {attention.kernel} instead of the planned {plan.attention}, as the loaded model "
-                  "allows", flush=True)
+            logger.info(f"Attention: {attention.kernel} instead of the planned {plan.attention}, as the loaded "
+                        "model allows")
             self.plan = plan = plan.after_reading(attention=attention.kernel, attention_reason=attention.reason)
-        print(f"Attention: {attention.kernel} ({attention.reason})", flush=True)
+        logger.info(f"Attention: {attention.kernel} ({attention.reason})")
         trainer = _build_trainer(self, plan.trainer, self.task, bundle, self.run_dir, self.device, self.precision,
                                  plan.packing.value, attention, retain)
         for note in apply_speed_settings(trainer, cfg.train):  # train.logits, train.logits_chunk
-            print(note, flush=True)
+            logger.info(note)
         trim = TrimPlan(cfg.train.memory_trim, plan.memory_trim, plan.memory_trim_reason)  # decided in the plan
-        print(trim.describe() + (f"\n{self.kernel_note}" if self.kernel_note else ""), flush=True)
+        logger.info(trim.describe() + (f"\n{self.kernel_note}" if self.kernel_note else ""))
         memory = {**apply_memory_trim(trainer, trim), "cpu_kernel_cache": cfg.train.cpu_kernel_cache}
+        probe = build_memory_probe(trainer, plan.memory_probe, plan.rows, self.task,
+                                   MemorySettings.from_config(cfg, plan.packing.value, plan.trainer, plan.reference),
+                                   self.device)  # train.memory_probe: the longest batch runs first
         start = time.perf_counter()
         cast = plan.cast_frozen_weights  # train.frozen_weights
         with speed_context(self.model, cast, attention):
-            output = train_with_guards(trainer, cfg, checkpoint)  # atomic checkpoints, resume, NaN and signal guards
+            output = train_with_guards(trainer, cfg, checkpoint, probe)  # atomic checkpoints, resume, NaN, signals
         train_seconds = time.perf_counter() - start
         _save_outputs(self, RunDir(self.run_dir), trainer)
-        return {"output": output, "train_seconds": train_seconds, "trainable": trainable, "total": total,
-                "resources": resource_summary(trainer.callback_handler.callbacks),
-                "nan_skipped": nan_skipped_steps(trainer), "memory": memory_record(trainer, memory),
-                "speed": {"packing": plan.packing.value, "attention": attention.kernel,
-                          "attention_reason": attention.reason,
-                          "hub_kernels": bool(getattr(_inner(self.model), "use_kernels", False))}}
+        return TrainedModel(output=output, train_seconds=train_seconds, trainable=trainable, total=total,
+                            memory_probe=probe.record(),
+                            resources=resource_summary(trainer.callback_handler.callbacks),
+                            nan_skipped=nan_skipped_steps(trainer), memory=memory_record(trainer, memory),
+                            speed={"packing": plan.packing.value, "attention": attention.kernel,
+                                   "attention_reason": attention.reason,
+                                   "hub_kernels": bool(getattr(_inner(self.model), "use_kernels", False))})
 
 
 def run_training(run: TrainingRun) -> TrainResult:
     """Run the whole job described by ``run.config``; ``run.model`` is the tuned model afterwards.
 
     An exception leaving the run carries the run directory (``err.tunesmith_run_dir``) once it
-    exists, so the command line writes the traceback there (``cli/error_boundary.py``).
+    exists, so the command line writes the traceback there (``cli/error_boundary.py``). In a run of
+    several processes it also carries the process (``err.tunesmith_rank``: ``rank 1 of 2``), and the
+    first process to fail tells the others (``distributed.announce_failure``); a process whose error
+    follows from another's failure (a closed connection, the launcher's SIGTERM) raises
+    ``StoppedByPeer`` naming that process instead.
     """
+    from tunesmith.training import distributed as dist
+
     try:
         return _run_training(run)
     except BaseException as err:
-        if run.run_dir is not None and getattr(err, "tunesmith_run_dir", None) is None:
+        failure = _peer_failure(err)
+        if failure is not None:
+            stopped = dist.stopped_by_peer(failure)
+            _label(stopped, run)
+            raise stopped from err
+        if dist.world_size() > 1 and not isinstance(err, (KeyboardInterrupt, Interrupted, StoppedByPeer)):
+            dist.announce_failure(err)  # a stop on a signal, or caused by another process, is no failure of its own
+        _label(err, run)
+        raise
+
+
+def _peer_failure(err: BaseException) -> Optional[str]:
+    """Another process's failure that ``err`` follows from, in a run of several processes; else None."""
+    from tunesmith.training import distributed as dist
+
+    if dist.world_size() < 2 or isinstance(err, StoppedByPeer):
+        return None
+    return dist.peer_failure()
+
+
+def _label(err: BaseException, run: TrainingRun) -> None:
+    """Attach the run directory and, with several processes, this process's rank to ``err``."""
+    from tunesmith.training import distributed as dist
+
+    marks = {"tunesmith_rank": dist.rank_label() if dist.world_size() > 1 else None,
+             "tunesmith_run_dir": run.run_dir}
+    for name, value in marks.items():
+        if value is not None and getattr(err, name, None) is None:
             try:
-                err.tunesmith_run_dir = run.run_dir  # type: ignore[attr-defined]
+                setattr(err, name, value)
             except AttributeError:  # an exception type with __slots__
                 pass
-        raise
 
 
 def _run_training(run: TrainingRun) -> TrainResult:
@@ -192,16 +233,16 @@ def _run_training(run: TrainingRun) -> TrainResult:
     with stop_at_once_on_signals("measuring the base model", "nothing was trained yet"):
         if pairs:
             pair_start = pair_scores(run.context(), bundle.eval, run.plan.scores_answers, "Scoring held-out pairs")
-            print(f"Base model: {describe_pairs(pair_summary(pair_start))}", flush=True)
+            logger.info(f"Base model: {describe_pairs(pair_summary(pair_start))}")
         if measure and retain is not None:
             before = run.evaluate(bundle, retain, None, "Measuring base model")
-            print(f"Base model: {_losses(before)}", flush=True)
+            logger.info(f"Base model: {_losses(before)}")
         if metric:
             before = run.evaluate(bundle, None, metric, "Evaluating base model")
-            print(f"Base model: {format_score(before)}", flush=True)
+            logger.info(f"Base model: {format_score(before)}")
 
     trained = run.train(bundle, retain, checkpoint)
-    output, train_seconds = trained["output"], trained["train_seconds"]
+    output, train_seconds = trained.output, trained.train_seconds
     if not dist.is_main_process():
         dist.barrier()  # wait for rank 0's evaluation and record, then return what it wrote
         return TrainResult(run_dir.path, train_seconds, output.training_loss, None, None,
@@ -210,17 +251,19 @@ def _run_training(run: TrainingRun) -> TrainResult:
                                  "run the same command again to measure it (training is not repeated)"):
         if before is not None and metric is None:
             after = run.evaluate(bundle, retain, None, "Measuring unlearned model")
-            print(f"Unlearned model: {_losses(after)}", flush=True)
-            run_dir.write_eval_results({"metric": "unlearning", "before": before, "after": after})
+            logger.info(f"Unlearned model: {_losses(after)}")
+            run_dir.write_eval_results(BeforeAfter("unlearning", before, after).to_dict())
 
         if metric:
             after = run.evaluate(bundle, None, metric, "Evaluating tuned model")
         if pairs:
             before, after = _with_pairs(run, bundle, pair_start, before, after)
         if metric or pairs:
-            run_dir.write_eval_results({"metric": before["metric"], "before": before, "after": after})
+            run_dir.write_eval_results(BeforeAfter(before["metric"], before, after).to_dict())
 
     run.recorded = True
+    if bundle.streamed:
+        _note_stream(bundle, output.global_step)
     _write_record(run, run_dir, trained, before, after, _data_record(bundle))
     _write_report(run_dir)
     dist.barrier()
@@ -265,7 +308,7 @@ def _with_pairs(run: TrainingRun, bundle: Any, start: dict[str, list[float]], be
     reference = start if run.plan.reference else None  # the starting model is the reference
     start_summary = pair_summary(start)
     end_summary = pair_summary(scores, reference, run.config.train.preference.beta)
-    print(f"Tuned model: {describe_pairs(end_summary)}", flush=True)
+    logger.info(f"Tuned model: {describe_pairs(end_summary)}")
     if before is None or after is None:
         shown = {"metric": "pair_accuracy", "metric_label": "chosen preferred", "percent": True}
         return ({**shown, "score": start_summary["pair_accuracy"], **start_summary},
@@ -342,7 +385,7 @@ def _load_retain(run: TrainingRun, plan: ResolvedRun) -> Optional[Any]:
     retain_cfg = dataclasses.replace(cfg.data, train=cfg.data.retain, eval=None, mix=[], retain=None)
     bundle = build_datasets(retain_cfg, run.tokenizer, cfg.train.seed, plan.task.value, run.preprocessor,
                             packing=plan.packing.value)
-    print(f"Retain data: {bundle.train_stats.summary()}", flush=True)
+    logger.info(f"Retain data: {bundle.train_stats.summary()}")
     return bundle
 
 
@@ -362,13 +405,20 @@ def _load_data(run: TrainingRun) -> Any:
 
     cfg = run.config
     run.tokenizer, run.task = load_tokenizer_and_task(cfg)
+    from tunesmith.training.distributed import world_size
+
+    # data.streaming: the stream keeps its position once per optimizer step (every process's rows).
+    rows_per_step = cfg.train.batch_size * cfg.train.grad_accum * world_size()
     bundle = build_datasets(cfg.data, run.tokenizer, cfg.train.seed, run.task, run.preprocessor,
-                            packing=run.plan.packing.value)
-    print(f"Train data: {bundle.train_stats.summary()}", flush=True)
+                            packing=run.plan.packing.value, rows_per_step=rows_per_step)
+    if not bundle.streamed:
+        logger.info(f"Train data: {bundle.train_stats.summary()}")
+    else:
+        logger.info(f"Train data: streamed from {cfg.data.train} ({bundle.info.describe()}); counted as it is read")
     if bundle.eval_stats:
-        print(f"Eval data: {bundle.eval_stats.summary()}", flush=True)
+        logger.info(f"Eval data: {bundle.eval_stats.summary()}")
     for note in bundle.notes:
-        print(note, flush=True)
+        logger.info(note)
     return bundle
 
 
@@ -384,9 +434,9 @@ def _apply_adapter(run: TrainingRun, task: str) -> tuple[int, int]:
     processes = world_size()
     effective = effective_batch(cfg.train, processes)
     spread = f" x {processes} processes" if processes > 1 else ""
-    print(f"Method: {cfg.peft.method}; trainable parameters {trainable:,} of {total:,} "
-          f"({trainable / total:.2%}); {cfg.train.batch_size} sequences x {cfg.train.grad_accum} "
-          f"accumulation{spread} = {effective} sequences per optimizer step", flush=True)
+    logger.info(f"Method: {cfg.peft.method}; trainable parameters {trainable:,} of {total:,} "
+                f"({trainable / total:.2%}); {cfg.train.batch_size} sequences x {cfg.train.grad_accum} "
+                f"accumulation{spread} = {effective} sequences per optimizer step")
     return trainable, total
 
 
@@ -457,32 +507,39 @@ def _save_outputs(run: TrainingRun, run_dir: RunDir, trainer: Any) -> None:
         plot_reward_curves(records, run_dir.reward_curve_file)  # a grpo run's rewards, KL and lengths
 
 
-def _write_record(run: TrainingRun, run_dir: RunDir, trained: dict[str, Any], before: Optional[dict],
+def _write_record(run: TrainingRun, run_dir: RunDir, trained: TrainedModel, before: Optional[dict],
                   after: Optional[dict], data: dict[str, Any]) -> None:
-    """``run.json``: its presence marks a finished run. ``resources``: peak memory and tokens/s;
-    ``nan_skipped_steps``: optimizer steps skipped for a NaN/inf loss or gradient (train.nan_policy=skip);
-    ``speed``: the packing, attention kernel (and why) and hub kernels the run trained with;
-    ``memory``: whether steps were trimmed (train.memory_trim), why, and what the trims cost; ``plan``:
-    the run's decisions (``ResolvedRun``)."""
-    output = trained["output"]
-    run_dir.write_record({
-        "finished": datetime.now().isoformat(timespec="seconds"), "train_seconds": round(trained["train_seconds"], 1),
-        "train_loss": output.training_loss, "global_step": output.global_step, "device": run.device,
-        "precision": run.precision, "task": run.task, "method": run.config.peft.method,
-        "trainable_parameters": trained["trainable"], "total_parameters": trained["total"],
-        "metric": before and before["metric"], "before_score": before and before["score"],
-        "after_score": after and after["score"],
-        "resources": trained["resources"] or {}, "data": data or {}, "nan_skipped_steps": trained["nan_skipped"],
-        "speed": trained["speed"] or {}, "memory": trained["memory"] or {},
-        "plan": run.plan.record() if run.plan else {},
-    })
+    """``run.json`` (a ``RunRecord``): its presence marks a finished run. ``resources``: peak memory and
+    tokens/s; ``nan_skipped_steps``: optimizer steps skipped for a NaN/inf loss or gradient
+    (train.nan_policy=skip); ``speed``: the packing, attention kernel (and why) and hub kernels the run
+    trained with; ``memory``: whether steps were trimmed (train.memory_trim), why, and what the trims
+    cost; ``plan``: the run's decisions (``ResolvedRun``) and the batch the memory probe ran
+    (``memory_probe_batch``)."""
+    record = RunRecord.from_run(trained, device=run.device, precision=run.precision, task=run.task,
+                                method=run.config.peft.method, before=before, after=after, data=data,
+                                plan={**run.plan.record(), **trained.memory_probe} if run.plan else {})
+    run_dir.write_record(record.to_dict())
 
 
 def _write_report(run: RunDir) -> None:
     """``report.html``: the whole run in one self-contained file."""
     from tunesmith.reporting.report import write_report
 
-    print(f"Report: {write_report(run.path)}", flush=True)
+    logger.info(f"Report: {write_report(run.path)}")
+
+
+def _note_stream(bundle: Any, steps: int) -> None:
+    """A streaming run's counts, now that training has read what it read: tokenizing counts for the
+    record, and how much of the corpus was read (printed and kept in the notes)."""
+    bundle.train_stats = bundle.train.stats
+    read = bundle.train.progress()
+    share = (f", {read['bytes_read'] / 2**20:.1f} of {read['total_bytes'] / 2**20:.1f} MiB of this pass"
+             if read["total_bytes"] else "")
+    note = (f"data.streaming: read {read['rows_read']} rows ({read['passes']} full passes{share}); "
+            f"trained on {steps * bundle.train.rows_per_step} rows in {steps} steps; tokenized: "
+            f"{bundle.train_stats.summary()}")
+    logger.info(note)
+    bundle.notes.append(note)
 
 
 def _data_record(bundle: Any) -> dict[str, Any]:

@@ -13,6 +13,11 @@ from tunesmith.cli.inference_commands import add_parsers as add_inference_parser
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand (``tunesmith --help`` lists them)."""
     parser = argparse.ArgumentParser(prog="tunesmith", description="Fine-tune pretrained transformer models.")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-v", "--verbose", action="store_true",
+                          help="also show details (the resolved plan, cache keys); may follow the command")
+    loudness.add_argument("-q", "--quiet", action="store_true",
+                          help="show warnings and errors only, no progress lines; may follow the command")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser(
@@ -57,11 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_LOUDNESS = {"-v": "verbose", "--verbose": "verbose", "-q": "quiet", "--quiet": "quiet"}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run ``tunesmith ARGV``; returns the exit code: 0, 2 for a user error (one line naming the key,
-    file or field), 1 for an internal error (its traceback goes to a log file), 130 / 143 on a signal."""
+    file or field), 1 for an internal error (its traceback goes to a log file), 130 / 143 on a signal.
+
+    ``-v`` / ``--verbose`` and ``-q`` / ``--quiet`` (before or after the command) set what the
+    ``tunesmith`` logger shows while the command runs; errors are always shown."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    for flag in [e for e in extra if e in _LOUDNESS]:  # `tunesmith train -q ...`: after the command
+        setattr(args, _LOUDNESS[flag], True)
+        extra.remove(flag)
+    if args.verbose and args.quiet:
+        parser.error("argument -q/--quiet: not allowed with argument -v/--verbose")
     if extra:
         # key=value overrides after an option (`tunesmith eval RUN --metric rouge_l eval.max_new_tokens=64`)
         # belong to the command's own key=value list; anything else is a mistake.
@@ -70,8 +86,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from tunesmith.cli.masked_console import masked_console
+    from tunesmith.config.logs import verbosity
 
-    with masked_console():  # what a command prints never shows a secret
+    level = "debug" if args.verbose else "warning" if args.quiet else "info"
+    with masked_console(), verbosity(level):  # what a command prints never shows a secret
         try:
             from tunesmith.cli import commands
 

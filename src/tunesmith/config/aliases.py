@@ -10,29 +10,18 @@ from __future__ import annotations
 
 from typing import Optional
 
-# Names users know from transformers / peft / other tools -> the one dotted key each sets.
+from tunesmith.config.training_arguments import training_argument_aliases
+
+# Names users know from peft and other tools -> the one dotted key each sets. The names of
+# transformers' TrainingArguments come from the one mapping to them (config/training_arguments.py).
 ALIASES: dict[str, str] = {
     "lr": "train.lr",
-    "learning_rate": "train.lr",
     "batch_size": "train.batch_size",
-    "per_device_train_batch_size": "train.batch_size",
     "epochs": "train.epochs",
-    "num_train_epochs": "train.epochs",
-    "max_steps": "train.max_steps",
     "grad_accum": "train.grad_accum",
-    "gradient_accumulation_steps": "train.grad_accum",
-    "seed": "train.seed",
     "scheduler": "train.scheduler",
-    "lr_scheduler_type": "train.scheduler",
     "warmup_ratio": "train.warmup_ratio",
-    "warmup_steps": "train.warmup_steps",
-    "save_steps": "train.save_steps",
-    "save_total_limit": "train.save_limit",
-    "save_only_model": "train.save_only_model",
-    "bf16_full_eval": "train.bf16_full_eval",
     "logging_dir": "train.logging_dir",
-    "logging_steps": "train.logging_steps",
-    "weight_decay": "train.weight_decay",
     "r": "peft.r",
     "lora_r": "peft.r",
     "alpha": "peft.alpha",
@@ -47,8 +36,8 @@ ALIASES: dict[str, str] = {
     "dataset": "data.train",
     "dataset_name": "data.train",
     "max_length": "data.max_length",
-    "output_dir": "output_dir",
     "device": "model.device",
+    **training_argument_aliases(),  # learning_rate, num_train_epochs, save_total_limit, ...
 }
 
 # Names from other tools (and common misspellings) that a config file may not use, but that the

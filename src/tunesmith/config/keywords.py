@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
+from tunesmith.config.training_arguments import read_mapped, understood_fields
 from tunesmith.errors import ConfigError
 
 
@@ -19,21 +20,6 @@ _TASK_TYPES = {"CAUSAL_LM": "causal_lm", "SEQ_CLS": "sequence_classification", "
 _QUANT_KEYS = {"bnb_4bit_quant_type": "quant_type", "quant_type": "quant_type",
                "bnb_4bit_use_double_quant": "double_quant", "double_quant": "double_quant",
                "bnb_4bit_compute_dtype": "compute_dtype", "compute_dtype": "compute_dtype"}
-# TrainingArguments field -> tunesmith key; the strategies, warmup and precision are handled apart.
-_TRAINING_ARGUMENTS = {"learning_rate": "train.lr", "num_train_epochs": "train.epochs",
-                       "max_steps": "train.max_steps", "per_device_train_batch_size": "train.batch_size",
-                       "per_device_eval_batch_size": "eval.batch_size",
-                       "gradient_accumulation_steps": "train.grad_accum", "lr_scheduler_type": "train.scheduler",
-                       "weight_decay": "train.weight_decay", "seed": "train.seed",
-                       "logging_steps": "train.logging_steps", "output_dir": "output_dir",
-                       "save_total_limit": "train.save_limit", "save_only_model": "train.save_only_model",
-                       "bf16_full_eval": "train.bf16_full_eval"}
-_TRAINING_ARGUMENTS_HANDLED = {*_TRAINING_ARGUMENTS, "save_steps", "eval_steps", "save_strategy", "eval_strategy",
-                               "logging_strategy", "warmup_ratio", "warmup_steps", "bf16", "fp16",
-                               # no effect on what is trained: logging destinations and names
-                               "logging_dir", "report_to", "run_name", "do_train", "do_eval", "do_predict",
-                               "overwrite_output_dir"}
-
 
 def task_from_peft(task_type: Any) -> str:
     """``model.task`` for a peft ``TaskType`` member or name.
@@ -159,8 +145,9 @@ def trainer_updates(trainer_config: Any) -> dict[str, Any]:
 def training_arguments_updates(args: Any) -> dict[str, Any]:
     """Config keys for a ``transformers.TrainingArguments``; refuses fields tunesmith cannot honour.
 
-    Every mapped field is taken (so transformers' defaults apply, e.g. 3 epochs); any other field
-    set to a non-default value raises ``ConfigError`` naming it.
+    Every field of the one mapping (``config/training_arguments.py``) is taken, so transformers'
+    defaults apply (e.g. 3 epochs); any other field set to a non-default value raises
+    ``ConfigError`` naming it.
 
     Example:
         >>> from transformers import TrainingArguments
@@ -169,37 +156,17 @@ def training_arguments_updates(args: Any) -> dict[str, Any]:
     """
     given = args.to_dict()
     default = type(args)(output_dir=args.output_dir).to_dict()
-    handled = set(_TRAINING_ARGUMENTS_HANDLED)
+    handled = understood_fields()
     if given.get("use_cpu"):  # model.device=cpu; transformers then turns pinned memory off by itself
-        handled |= {"use_cpu", "dataloader_pin_memory"}
+        handled.add("dataloader_pin_memory")
     unmapped = sorted(k for k in given if k not in handled and given[k] != default.get(k))
     if unmapped:
         shown = ", ".join(f"{k}={given[k]!r} (default {default.get(k)!r})" for k in unmapped)
         raise ConfigError(f"trainer_config: TrainingArguments field(s) {shown} have no tunesmith equivalent; "
                           "leave them at their defaults or set the tunesmith config key instead")
-    out = {key: given[name] for name, key in _TRAINING_ARGUMENTS.items() if given.get(name) is not None}
-    if given.get("use_cpu"):
-        out["model.device"] = "cpu"
+    out = read_mapped(given)
     if given["max_steps"] > 0 and given["num_train_epochs"] == default["num_train_epochs"]:
         del out["train.epochs"]  # a step limit alone: transformers' default epochs are not the user's
     elif given["max_steps"] <= 0:
         del out["train.max_steps"]  # epochs alone (transformers' default 3 when not given) set the length
-    for name, allowed in (("logging_strategy", ("steps",)), ("save_strategy", ("steps", "no")),
-                          ("eval_strategy", ("steps", "no"))):
-        if given.get(name, "steps" if name != "eval_strategy" else "no") not in allowed:
-            raise ConfigError(f"trainer_config: TrainingArguments.{name}={given[name]!r} is not supported; "
-                              f"use {' or '.join(repr(a) for a in allowed)} (tunesmith counts in steps)")
-    out["train.save_steps"] = given["save_steps"] if given.get("save_strategy", "steps") == "steps" else 0
-    if given.get("eval_strategy", "no") == "steps":
-        out["train.eval_steps"] = given.get("eval_steps") or given["logging_steps"]
-    else:
-        out["train.eval_steps"] = 0
-    ratio, steps = given.get("warmup_ratio") or 0.0, given.get("warmup_steps") or 0
-    if steps and 0 < steps < 1:  # transformers 5: a float below 1 is a fraction of the steps
-        ratio = steps
-    elif steps:
-        out["train.warmup_steps"] = int(steps)
-    out["train.warmup_ratio"] = ratio
-    if given.get("bf16") or given.get("fp16"):
-        out["train.precision"] = "bf16" if given.get("bf16") else "fp16"
     return out

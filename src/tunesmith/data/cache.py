@@ -122,6 +122,7 @@ def load_entry(key: str) -> Optional[tuple[Any, Optional[Any], dict[str, Any]]]:
     """(train, eval or None, meta) for ``key``, memory-mapped; None when absent or damaged."""
     folder = cache_dir() / key
     if not (folder / "meta.json").is_file():
+        logger.debug("tokenized-data cache: no entry %s; the data is tokenized", key)
         return None
     import datasets
 
@@ -130,7 +131,9 @@ def load_entry(key: str) -> Optional[tuple[Any, Optional[Any], dict[str, Any]]]:
         train = datasets.load_from_disk(str(folder / "train"))
         held = datasets.load_from_disk(str(folder / "eval")) if meta.get("has_eval") else None
     except (OSError, ValueError, KeyError):  # a damaged entry is ignored and rebuilt
+        logger.debug("tokenized-data cache: entry %s is damaged; it is rebuilt", key)
         return None
+    logger.debug("tokenized-data cache: reusing entry %s (%s)", key, folder)
     return train, held, meta
 
 

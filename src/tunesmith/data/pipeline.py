@@ -71,6 +71,7 @@ class DataBundle:
     notes: list[str] = field(default_factory=list)  # bad rows skipped, duplicates, mixing, cache hits
     pack_stats: Optional[PackStats] = None
     held_out: list[Any] = field(default_factory=list)  # canonical held-out examples (before tokenizing)
+    streamed: bool = False  # train is a ``streaming.TokenStream`` (data.streaming): no length, no indexing
 
     # Used like the tokenized training set it holds, as code written for a datasets.Dataset expects:
     # ``len(bundle)``, ``bundle[0]["input_ids"]``, ``for row in bundle``, ``bundle.column_names``.
@@ -133,6 +134,12 @@ def check_data_config(cfg: DataConfig) -> None:
     check_template_name(cfg.template)
     check_row_transforms(cfg.transforms)
     check_source(cfg.train, "data.train", cfg.dataset_args)
+    if cfg.streaming:
+        from tunesmith.data.stream_sources import check_stream_source
+        from tunesmith.data.streaming import check_streaming_config
+
+        check_streaming_config(cfg)
+        check_stream_source(cfg.train, cfg.split)
     if cfg.eval:
         check_source(cfg.eval, "data.eval", _handler_args(cfg, cfg.eval))
     for i, source in enumerate(cfg.mix):
@@ -188,6 +195,9 @@ def load_example_sets(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tupl
     """Train examples (mixed, de-duplicated, sampled), held-out examples, and notes for the user."""
     cfg = resolved_data_config(cfg)
     notes: list[str] = []
+    if cfg.streaming:  # data.train is read while training (streaming.py); the held-out rows are data.eval's
+        held_out = _streaming_held_out(cfg, seed, tokenizer, notes)
+        return ExampleSet([], FormatInfo(cfg.format)), held_out, notes
     train = read_examples(cfg, cfg.train, cfg.split, seed, "data.train", subset=cfg.subset, tokenizer=tokenizer)
     if train.bad_rows:
         notes.append(f"data.train: {train.bad_rows.summary()}")
@@ -239,9 +249,24 @@ def load_example_sets(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tupl
     if cfg.max_samples is not None and len(examples) > cfg.max_samples:
         examples = sample(examples, cfg.max_samples, seed)
     system = cfg.system_prompt
-    _add_system(examples, system)
-    _add_system(held_out, system)
+    add_system_prompt(examples, system)
+    add_system_prompt(held_out, system)
     return ExampleSet(examples, train.info, train.bad_rows), held_out, notes
+
+
+def _streaming_held_out(cfg: DataConfig, seed: int, tokenizer: Any, notes: list[str]) -> list[Any]:
+    """The held-out examples of a streaming run: ``data.eval`` read in full (none without it)."""
+    if not cfg.eval:
+        notes.append("data.streaming: no held-out rows (data.eval is not set); training rows are never held out "
+                     "of a stream")
+        return []
+    split = "test" if is_builtin(cfg.eval) else (cfg.eval_split_name or "train")
+    evaluated = read_examples(_eval_config(cfg), cfg.eval, split, seed, "data.eval", subset=cfg.subset,
+                              tokenizer=tokenizer)
+    held_out = _noted(evaluated, "data.eval", notes)
+    add_system_prompt(held_out, cfg.system_prompt)
+    notes.append(f"data.streaming: the held-out rows are data.eval={cfg.eval} ({len(held_out)} examples, read in full)")
+    return held_out
 
 
 def _note_split(spec: str, notes: list[str]) -> None:
@@ -265,7 +290,7 @@ def _example_key(example: Any) -> str:
     return repr(data)
 
 
-def _add_system(examples: list[Any], system_prompt: Optional[str]) -> None:
+def add_system_prompt(examples: list[Any], system_prompt: Optional[str]) -> None:
     """``data.system_prompt`` as the first turn of each conversation (of each prompt, for preference,
     unpaired and prompt-only examples) that has no system turn."""
     if not system_prompt:
@@ -349,7 +374,7 @@ def _packed(bundle: "DataBundle", cfg: DataConfig, task: str) -> "DataBundle":
 
 
 def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int = 42,
-                   task: str = "causal_lm", preprocessor: Any = None) -> DataBundle:
+                   task: str = "causal_lm", preprocessor: Any = None, rows_per_step: int = 1) -> DataBundle:
     """Tokenize train and held-out sets; errors if nothing trainable is left.
 
     ``cfg`` is a ``DataConfig`` or a dict of its keys, e.g.
@@ -359,12 +384,18 @@ def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int =
     settings reads nothing but the cached, memory-mapped Arrow tables, and processes preparing
     the same data at once (the ranks of a multi-process run) take turns: one prepares, the others
     wait on a file lock, saying so every 30 s, and then read its cache entry.
+
+    With ``data.streaming`` the bundle's ``train`` is a ``streaming.TokenStream`` that reads,
+    tokenizes (and packs) ``data.train`` as its rows are drawn; ``rows_per_step`` (batch size ×
+    accumulation) is how often it keeps its position for a checkpoint. ``data.eval`` is read in full.
     """
     if isinstance(cfg, dict):
         cfg = check_values_data(build_config(cfg, DataConfig, prefix="data."))
     resolved = resolved_data_config(cfg)
     if task == Task.CAUSAL_LM:
         check_stop_token(tokenizer)
+    if resolved.streaming:
+        return _streamed(resolved, tokenizer, seed, task, preprocessor, rows_per_step)
     settings = _cache_settings(resolved, seed, task) if cfg.cache and preprocessor is None else None
     stamps = _stamps(resolved) if settings is not None else None
     if stamps is None:  # no cache, or built-in / generated / hub data, keyed by content after reading
@@ -374,6 +405,35 @@ def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int =
                             lambda key: _prepare(cfg, resolved, tokenizer, seed, task, None, settings, key),
                             read=False)
     return _packed(bundle, resolved, task)
+
+
+def _streamed(cfg: DataConfig, tokenizer: Any, seed: int, task: str, preprocessor: Any,
+              rows_per_step: int) -> DataBundle:
+    """The bundle of a streaming run: a ``TokenStream`` over data.train and data.eval tokenized in full."""
+    from tunesmith.data.streaming import build_stream
+    from tunesmith.errors import ConfigError
+
+    if preprocessor is not None:
+        raise ConfigError("data.preprocessor: a custom preprocessor tokenizes a list of examples, which a stream "
+                          "does not have; use the chat_template preprocessor or set data.streaming=false")
+    if cfg.packing == "pack" and task != "causal_lm":
+        raise ConfigError(f"data.packing: 'pack' is for causal_lm models, not {task}; use none")
+    stream = build_stream(cfg, tokenizer, seed, task, rows_per_step)
+    check_packing_for_kind(cfg.packing, stream.info.kind)
+    notes: list[str] = []
+    held_out = _streaming_held_out(cfg, seed, tokenizer, notes)
+    eval_ds, eval_stats = None, None
+    if held_out:
+        eval_ds, eval_stats = _tokenize(tokenizer, held_out, task, cfg, "Tokenizing eval")
+        eval_ds = eval_ds if len(eval_ds) else None
+    if cfg.cache:
+        notes.append("data.cache: not used by a streaming run (its rows are tokenized as they are drawn, not stored)")
+    order = f"a shuffle buffer of {cfg.shuffle_buffer} examples" if cfg.shuffle_buffer else "the file's order"
+    notes.insert(0, f"data.streaming: data.train={cfg.train} is read, tokenized"
+                    f"{' and packed' if cfg.packing == 'pack' else ''} while training, in {order}; it starts "
+                    "again from the top when it ends")
+    return DataBundle(stream, eval_ds, stream.stats, eval_stats, stream.info, list(stream.info.label_names or []),
+                      notes, None, held_out, streamed=True)
 
 
 def _cached_or(key: str, prepare: Any, read: bool) -> DataBundle:

@@ -137,21 +137,38 @@ def load_rows(spec: str, split: str = "train", seed: int = 0, key: str = "data.t
     path = Path(spec).expanduser()
     if path.is_dir() and is_saved_dataset(path):
         return load_saved_rows(path, split, key)
-    if is_glob(spec) or path.exists():
-        if is_glob(spec) or path.is_dir():
-            files = split_files(_glob_files(spec, key) if is_glob(spec) else _folder_files(path, key),
-                                Path(glob_root(spec)) if is_glob(spec) else path, split, spec, key)
-        else:
-            files = [path]
-            if split != "train" and key == "data.train" and path.suffix.lower() != ".json":
-                raise DataError(f"data.split: {split!r} names a split, but data.train={spec!r} is one file, "
-                                "which is all one split; set data.train to that split's file, or to a folder "
-                                f"or glob whose file or folder names say the split (such as {split}.jsonl)")
+    files = source_files(spec, split, key)
+    if files is not None:
         rows: list[Row] = []
         for file in files:
             rows.extend(read_file(file, split, bad_rows))
         return rows
     return load_hub_rows(spec, split, key, subset)
+
+
+def source_files(spec: str, split: str = "train", key: str = "data.train") -> Optional[list[Path]]:
+    """The local files ``spec`` reads for ``split``, in reading order, as ``load_rows`` reads them;
+    None for built-in, saved (``save_to_disk``) and hub datasets.
+
+    Example:
+        >>> source_files("data/")   # data/train.jsonl, data/test.jsonl
+        [PosixPath('data/train.jsonl')]
+    """
+    if is_builtin(spec):
+        return None
+    path = Path(spec).expanduser()
+    if path.is_dir() and is_saved_dataset(path):
+        return None
+    if is_glob(spec) or path.is_dir():
+        return split_files(_glob_files(spec, key) if is_glob(spec) else _folder_files(path, key),
+                           Path(glob_root(spec)) if is_glob(spec) else path, split, spec, key)
+    if path.exists():
+        if split != "train" and key == "data.train" and path.suffix.lower() != ".json":
+            raise DataError(f"data.split: {split!r} names a split, but data.train={spec!r} is one file, "
+                            "which is all one split; set data.train to that split's file, or to a folder "
+                            f"or glob whose file or folder names say the split (such as {split}.jsonl)")
+        return [path]
+    return None
 
 
 def file_stamps(spec: str, key: str = "data.train") -> Optional[list[tuple[str, int, int]]]:

@@ -40,7 +40,7 @@ from tunesmith.data.templates import ChatTemplate, adds_bos, check_template_name
 from tunesmith.data.truncation import IGNORE_INDEX, TRUNCATIONS, fit_to_length
 from tunesmith.errors import ConfigError, DataError
 
-__all__ = ["IGNORE_INDEX", "TASKS", "TokenizeSettings", "TokenizeStats", "tokenize_all", "tokenize_conversation",
+__all__ = ["ExampleTokenizer", "IGNORE_INDEX", "TASKS", "TokenizeSettings", "TokenizeStats", "tokenize_all", "tokenize_conversation",
            "tokenize_examples", "tokenize_text"]
 
 TASKS = ("causal_lm", "seq2seq", "sequence_classification")
@@ -187,6 +187,8 @@ def tokenize_examples(
     """
     from tqdm.auto import tqdm
 
+    from tunesmith.config.logs import show_progress
+
     if not isinstance(settings, TokenizeSettings):
         settings = TokenizeSettings() if settings is None else TokenizeSettings.from_config(settings)
     stats = TokenizeStats()
@@ -195,12 +197,36 @@ def tokenize_examples(
     task = _task_for(examples[0], task)
     job = _Job(tokenizer, settings, task, template)
     rows = []
-    with tqdm(total=len(examples), desc=desc, unit="ex", leave=False, mininterval=0.5, disable=not progress) as bar:
+    with tqdm(total=len(examples), desc=desc, unit="ex", leave=False, mininterval=0.5,
+              disable=not (progress and show_progress())) as bar:
         for start in range(0, len(examples), BATCH):
             chunk = examples[start:start + BATCH]
             rows += [row for row in job.tokenize_many(chunk, stats) if row is not None]
             bar.update(len(chunk))
     return rows, stats
+
+
+class ExampleTokenizer:
+    """``tokenize_examples`` for examples that come in pieces (a stream): one template and tokenizer
+    set-up for all of them, the same rows for each example as one call over all of them gives.
+
+    Example:
+        >>> job = ExampleTokenizer(tokenizer, "causal_lm", TokenizeSettings(max_length=64))
+        >>> rows = job(examples[:64], stats) + job(examples[64:], stats)   # == tokenize_examples(...)[0]
+    """
+
+    def __init__(self, tokenizer: Any, task: str, settings: TokenizeSettings,
+                 template: Optional[ChatTemplate] = None) -> None:
+        self.tokenizer, self.task, self.settings, self.template = tokenizer, task, settings, template
+        self._job: Optional[_Job] = None
+
+    def __call__(self, examples: list[Example], stats: TokenizeStats) -> list[dict[str, Any]]:
+        """The kept rows of ``examples``, in order; dropped and cut ones are counted in ``stats``."""
+        if not examples:
+            return []
+        if self._job is None:  # the task of "auto" is decided by the first example, as tokenize_examples does
+            self._job = _Job(self.tokenizer, self.settings, _task_for(examples[0], self.task), self.template)
+        return [row for row in self._job.tokenize_many(examples, stats) if row is not None]
 
 
 def tokenize_all(

@@ -191,6 +191,8 @@ def evaluate_classification(
     import torch
     from tqdm.auto import tqdm
 
+    from tunesmith.config.logs import show_progress
+
     if len(dataset) == 0:
         raise DataError("evaluate_classification: the evaluation set is empty")
     device = device if device is not None else model_device(model)
@@ -200,7 +202,8 @@ def evaluate_classification(
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), tqdm(total=len(dataset), desc=desc, unit="ex", leave=False) as bar:
+        with torch.inference_mode(), tqdm(total=len(dataset), desc=desc, unit="ex", leave=False,
+                                                  disable=not show_progress()) as bar:
             for _, batch in collated_batches(dataset, collator, batch_size, device):
                 if "labels" not in batch:
                     raise DataError("evaluate_classification: rows need an int 'labels' (or 'label') column")

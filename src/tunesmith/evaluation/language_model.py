@@ -68,13 +68,16 @@ def evaluate_perplexity(
     import torch
     from tqdm.auto import tqdm
 
+    from tunesmith.config.logs import show_progress
+
     device = device if device is not None else model_device(model)
     total_loss = 0.0  # Python float (fp64): sums over many batches keep their precision
     total_tokens = 0
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), tqdm(total=len(dataset), desc=desc, unit="ex", leave=False) as bar:
+        with torch.inference_mode(), tqdm(total=len(dataset), desc=desc, unit="ex", leave=False,
+                                                  disable=not show_progress()) as bar:
             for start, batch in collated_batches(dataset, collator, batch_size, device):
                 if "labels" not in batch:
                     raise DataError("evaluate_perplexity: rows need a 'labels' column")

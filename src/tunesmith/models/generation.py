@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 
 @dataclass
@@ -78,6 +78,8 @@ def generate_texts(
     import torch
     from tqdm.auto import tqdm
 
+    from tunesmith.config.logs import show_progress
+
     device = next(model.parameters()).device
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     results: list[str] = [""] * len(prompts)
@@ -96,7 +98,8 @@ def generate_texts(
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     encoder_decoder = getattr(model.config, "is_encoder_decoder", False)
     try:
-        for batch in tqdm(batches, desc=progress, disable=progress is None, unit="batch", leave=False):
+        for batch in tqdm(batches, desc=progress, disable=progress is None or not show_progress(), unit="batch",
+                          leave=False):
             if is_cancelled(settings):  # the prompts not answered yet keep ""
                 break
             # Chat prompts already hold their special tokens; plain seq2seq sources get the
@@ -114,36 +117,3 @@ def generate_texts(
         tokenizer.padding_side = old_side
         model.train(was_training)
     return results
-
-
-def stream_text(model: Any, tokenizer: Any, prompt: str, settings: GenerationSettings) -> Iterator[str]:
-    """Yield the continuation of one prompt piece by piece as it is generated."""
-    import threading
-
-    import torch
-    from transformers import TextIteratorStreamer
-
-    device = next(model.parameters()).device
-    encoder_decoder = getattr(model.config, "is_encoder_decoder", False)
-    enc = tokenizer([prompt], return_tensors="pt", add_special_tokens=encoder_decoder).to(device)
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=not encoder_decoder, skip_special_tokens=True)
-    budget = new_token_budget(model, int(enc["input_ids"].shape[1]), settings.max_new_tokens)
-    kwargs = dict(**enc, streamer=streamer, max_new_tokens=budget,
-                  do_sample=settings.do_sample, pad_token_id=tokenizer.pad_token_id,
-                  eos_token_id=tokenizer.eos_token_id)
-    if settings.do_sample:
-        kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
-    else:
-        kwargs.update(temperature=None, top_p=None, top_k=None)
-    if settings.cancel is not None:
-        kwargs["stopping_criteria"] = cancel_criteria(settings.cancel)
-
-    def run() -> None:
-        with torch.inference_mode():
-            model.generate(**kwargs)
-
-    model.eval()
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    yield from streamer
-    thread.join()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +19,8 @@ from tunesmith.config.run_dir import RunDir
 from tunesmith.config.vocabulary import DEFAULT_MODEL_LOADER, Task
 from tunesmith.errors import ModelError
 from tunesmith.registry import Registry
+
+logger = logging.getLogger(__name__)
 
 TASKS = ("causal_lm", "seq2seq", "sequence_classification")
 
@@ -101,7 +104,7 @@ def gguf_to_folder(gguf_path: Path) -> Path:
         return target
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    print(f"Converting {gguf_path.name} to safetensors once (cached in {target}) ...", flush=True)
+    logger.info(f"Converting {gguf_path.name} to safetensors once (cached in {target}) ...")
     folder, name = str(gguf_path.parent), gguf_path.name
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
@@ -279,7 +282,7 @@ def load_model(
 
         note = apply_hub_kernels(model, hub_kernels, device)
         if note:
-            print(note, flush=True)
+            logger.info(note)
     return model
 
 

@@ -10,12 +10,15 @@ that ask for another shape are an error rather than silently ignored.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from tunesmith.config.run_dir import RunDir
 from tunesmith.config.schema import PeftConfig
 from tunesmith.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 ADAPTER_METHODS = ("lora", "dora", "qlora", "int8")
 # peft.* keys that describe the adapter's shape, with the adapter_config.json field each one sets.
@@ -120,7 +123,7 @@ def load_start_adapter(model: Any, path: str, base_model: str, peft: PeftConfig,
         raise ConfigError(f"model.adapter: {path} was made for task type {theirs}, but this run trains "
                           f"{task_type}; set model.task to match or start a new adapter")
     for line in notes:
-        print(line, flush=True)
+        logger.info(line)
     try:
         return PeftModel.from_pretrained(model, str(folder), is_trainable=True)
     except (ValueError, RuntimeError, KeyError) as err:  # peft names the modules or shapes that do not fit

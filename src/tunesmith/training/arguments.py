@@ -1,4 +1,10 @@
-"""The only place that builds ``transformers.TrainingArguments`` from a tunesmith config."""
+"""The only place that builds ``transformers.TrainingArguments`` from a tunesmith config.
+
+The fields that stand for one config key each come from the one mapping in
+``tunesmith.config.training_arguments`` (which also reads a user's ``TrainingArguments`` back into
+config keys); this module adds what depends on the run (its folder, held-out data, data loader,
+distributed strategy) and what tunesmith always sets.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from typing import Any
 
 from tunesmith.config.run_dir import RunDir
 from tunesmith.config.schema import DistributedConfig, TrainConfig, TrainSection
+from tunesmith.config.training_arguments import build_mapped
 from tunesmith.config.validate import check_best_model_evaluation, interval
 from tunesmith.errors import ConfigError
 
@@ -88,8 +95,7 @@ def _checkpoint_kwargs(t: TrainSection, has_eval: bool) -> dict[str, Any]:
     out: dict[str, Any] = {
         "eval_strategy": evaluate, "eval_steps": t.eval_steps if evaluate == "steps" else None,
         "save_strategy": save, "save_steps": save_steps if save == "steps" else 500,
-        "save_total_limit": t.save_limit or None, "load_best_model_at_end": t.keep_best,
-        "save_only_model": t.save_only_model, "bf16_full_eval": t.bf16_full_eval,
+        "load_best_model_at_end": t.keep_best,
     }
     if t.keep_best or t.early_stopping_patience:
         out["metric_for_best_model"] = t.best_metric  # transformers reads "loss" as eval_loss, lower is better
@@ -100,25 +106,13 @@ def training_args_kwargs(cfg: TrainConfig, run_dir: Path, device: str, precision
                          loader: Any = None) -> dict[str, Any]:
     """The keyword arguments of ``TrainingArguments`` for a config (see ``build_training_args``)."""
     t = cfg.train
-    kwargs: dict[str, Any] = dict(
+    # The fields of the one mapping (config/training_arguments.py), with the device and precision
+    # this run resolved; then what tunesmith always sets.
+    kwargs = build_mapped(cfg, {"model.device": device, "train.precision": precision})
+    kwargs.update(
         output_dir=str(RunDir(run_dir).checkpoints),
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps,
-        per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.grad_accum,
-        learning_rate=t.lr,
-        lr_scheduler_type=t.scheduler,
-        # A float below 1 is read as a ratio of the total steps; train.warmup_steps > 0 counts steps.
-        warmup_steps=t.warmup_steps if t.warmup_steps > 0 else t.warmup_ratio,
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm,
-        seed=t.seed,
         data_seed=t.seed,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        use_cpu=device == "cpu",
-        logging_steps=t.logging_steps,
         logging_first_step=True,
         report_to="none",  # TensorBoard / MLflow go through tunesmith's callbacks (train.log_to)
         disable_tqdm=True,  # tunesmith's own progress bar shows loss, tokens/s and ETA
@@ -131,6 +125,14 @@ def training_args_kwargs(cfg: TrainConfig, run_dir: Path, device: str, precision
         dataloader_persistent_workers=bool(loader and loader.persistent_workers),
         dataloader_prefetch_factor=loader.prefetch_factor if loader else None,
     )
+    if cfg.data.streaming:
+        # The stream is read in the training process (its position goes into each checkpoint): no
+        # reader workers. Under several processes each reads the same stream and keeps its own share
+        # of every global batch (accelerate's IterableDatasetShard), so the position saved by rank 0 is
+        # every rank's; batches are not gathered on one process and cut along the batch dimension,
+        # which padding-free rows (a whole batch in one row) cannot be.
+        kwargs.update(dataloader_num_workers=0, dataloader_persistent_workers=False, dataloader_prefetch_factor=None,
+                      accelerator_config={"dispatch_batches": False})
     if t.optimizer != "adamw":
         kwargs["optim"] = OPTIMIZERS[t.optimizer]
     if t.gradient_checkpointing:

@@ -92,8 +92,11 @@ class ProgressBar(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         from tqdm.auto import tqdm
 
+        from tunesmith.config.logs import show_progress
+
         if state.is_world_process_zero:
-            self.bar = tqdm(total=state.max_steps, desc="Training", unit="step", dynamic_ncols=True)
+            self.bar = tqdm(total=state.max_steps, desc="Training", unit="step", dynamic_ncols=True,
+                            disable=not show_progress())
             self.start = time.perf_counter()
             self.tokens_at_start = int(state.num_input_tokens_seen or 0)
 
@@ -110,9 +113,21 @@ class ProgressBar(TrainerCallback):
                              tok_s=f"{tok_s:.0f}", refresh=True)
 
     def on_train_end(self, args, state, control, **kwargs):
+        self.close()
+
+    def close(self) -> None:
+        """Take the bar off the screen (also when training stopped with an error, so later lines print
+        as plain lines rather than around a bar nobody updates)."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def close_progress_bars(trainer: Any) -> None:
+    """Close the progress bars of ``trainer``'s callbacks (after training, however it ended)."""
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, ProgressBar):
+            callback.close()
 
 
 class MetricsJsonl(TrainerCallback):

@@ -13,10 +13,10 @@ resumed from.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,8 +26,13 @@ from typing import Any, Callable, Optional
 from tunesmith.config.run_dir import RunDir
 from tunesmith.errors import TrainingError
 
+logger = logging.getLogger(__name__)
+
 PREFIX = "checkpoint-"
 MARKER = "tunesmith_checkpoint.json"  # written last, inside the staging folder: the folder is complete
+# A streaming run's position in its stream after the checkpoint's step (``data.streaming``); written
+# before the marker, so the marker's checksums cover it.
+STREAM_POSITION = "stream_position.json"
 STAGING = ".staging"  # under the checkpoints folder; never resumed from
 DELETING = ".deleting-"  # a checkpoint being removed is renamed to this prefix first
 FORMAT_VERSION = 1
@@ -172,7 +177,7 @@ def check_free_space(folder: Path, needed: int, margin: float = 1.5) -> Optional
         return None
     if free >= needed * margin:
         return None
-    return (f"warning: only {free / 2**20:.1f} MiB free on the disk of {folder}; the next checkpoint needs "
+    return (f"only {free / 2**20:.1f} MiB free on the disk of {folder}; the next checkpoint needs "
             f"about {needed / 2**20:.1f} MiB. If it does not fit, the run stops with the previous checkpoint intact.")
 
 
@@ -207,7 +212,7 @@ def atomic_save(trainer: Any, root: Path, write: Callable[[Path], None], fingerp
         warning = check_free_space(root if root.exists() else root.parent,
                                    estimate_checkpoint_bytes(root, trainer.model))
         if warning:
-            print(warning, file=sys.stderr, flush=True)
+            logger.warning(warning)
         if staged.exists():
             shutil.rmtree(staged)  # left by an earlier process that was killed while writing
         staging_root.mkdir(parents=True, exist_ok=True)

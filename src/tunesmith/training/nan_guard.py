@@ -14,14 +14,16 @@ transformers alone only hides a NaN loss from the logs and applies the update an
 
 from __future__ import annotations
 
+import logging
 import math
-import sys
 from pathlib import Path
 from typing import Any, Optional
 
 from transformers import TrainerCallback
 
 from tunesmith.errors import TrainingError
+
+logger = logging.getLogger(__name__)
 
 
 class NanGuard(TrainerCallback):
@@ -62,9 +64,8 @@ class NanGuard(TrainerCallback):
         if self.policy == "skip":
             self.trainer.model.zero_grad(set_to_none=True)  # no gradients: the optimizer leaves the weights
             self.trainer.nan_skipped_steps += 1
-            print(f"warning: step {step}: {what}; skipped this optimizer step "
-                  f"({self.trainer.nan_skipped_steps} skipped so far; train.nan_policy=skip)",
-                  file=sys.stderr, flush=True)
+            logger.warning(f"step {step}: {what}; skipped this optimizer step "
+                           f"({self.trainer.nan_skipped_steps} skipped so far; train.nan_policy=skip)")
             return
         micro = bad_loss[0] if bad_loss else (losses[0][0] if losses else None)
         raise TrainingError(_diagnostic(self.trainer, args, state, step, what, micro, len(losses)))

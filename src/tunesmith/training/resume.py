@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -30,6 +31,8 @@ from tunesmith.config.secrets import mask_config
 from tunesmith.errors import ConfigError, RunDirError
 from tunesmith.training.checkpoint_integrity import damage, newest_sound_checkpoint
 from tunesmith.training.checkpoints import Checkpoint, newest_checkpoint, read_marker, step_of
+
+logger = logging.getLogger(__name__)
 
 # Keys that decide which examples, in which order, train which weights. Changing any of them makes a
 # checkpoint meaningless for the new config (or silently changes what "step N" means).
@@ -153,9 +156,7 @@ def _explicit_checkpoint(path: Path) -> tuple[Checkpoint, Optional[Path]]:
 
 def _warn(message: str) -> None:
     """A warning the user sees before training starts (stderr)."""
-    import sys
-
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+    logger.warning(message)
 
 
 def _saved_fingerprint(run_dir: Path) -> Optional[dict[str, Any]]:
@@ -174,7 +175,7 @@ def _check_same(saved: dict[str, Any], current: dict[str, Any], cfg: Any, where:
         return
     listed = "; ".join(changed)
     if cfg.force_resume:
-        print(f"warning: resuming from {where} although the config changed: {listed}", flush=True)
+        logger.warning(f"resuming from {where} although the config changed: {listed}")
         return
     raise ConfigError(f"train.resume: the config changed what the data or model is since {where} was saved: "
                       f"{listed}. Resuming would mix two different runs. Use the old values, choose another "

@@ -126,12 +126,15 @@ def score_sequences(model: Any, dataset: Any, collator: Any, batch_size: int, au
     """
     from tqdm.auto import tqdm
 
+    from tunesmith.config.logs import show_progress
+
     device = next(model.parameters()).device
     values: list[float] = []
     was_training = model.training
     model.eval()
     try:
-        for start in tqdm(range(0, len(dataset), batch_size), desc=desc, unit="batch", leave=False):
+        for start in tqdm(range(0, len(dataset), batch_size), desc=desc, unit="batch", leave=False,
+                          disable=not show_progress()):
             rows = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in collator(rows).items()}
             with torch.no_grad(), autocast:

@@ -9,10 +9,14 @@ evaluation that step would have run.
 A second signal while that checkpoint is being written ends the process at once (the default
 action); the checkpoint before it stays intact because checkpoints are atomic. In a run of several
 processes the stop request is shared at each step, so every process stops at the same step.
+
+A SIGTERM that the launcher sends because another process of the run failed is not a request to
+save: the process stops at once (``StoppedByPeer``), naming the process that failed.
 """
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from contextlib import contextmanager
@@ -21,6 +25,8 @@ from typing import Any, Iterator, Optional
 from transformers import TrainerCallback
 
 from tunesmith.errors import Interrupted
+
+logger = logging.getLogger(__name__)
 
 EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}  # 128 + the signal number, as shells report it
 
@@ -94,9 +100,10 @@ def stop_on_signals(trainer: Any) -> Iterator[StopRequest]:
     previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
         def handle(signum: int, frame: Any) -> None:
+            _raise_if_peer_failed()
             stop.request(signum)
-            print(f"\n{signal.Signals(signum).name} received: saving a checkpoint at the end of this step, "
-                  "then stopping (send it again to stop at once)", flush=True)
+            logger.info(f"\n{signal.Signals(signum).name} received: saving a checkpoint at the end of this step, "
+                        "then stopping (send it again to stop at once)")
             for sig, old in previous.items():  # a second signal gets the old behaviour
                 signal.signal(sig, old)
 
@@ -122,6 +129,7 @@ def stop_at_once_on_signals(doing: str, afterwards: str) -> Iterator[None]:
         return
 
     def handle(signum: int, frame: Any) -> None:
+        _raise_if_peer_failed()
         name = signal.Signals(signum).name
         raise Interrupted(f"{name}: stopped while {doing}; {afterwards}", EXIT_CODES.get(signal.Signals(signum), 143))
 
@@ -133,13 +141,22 @@ def stop_at_once_on_signals(doing: str, afterwards: str) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def _raise_if_peer_failed() -> None:
+    """In a signal handler: stop at once when the signal means that another process failed."""
+    from tunesmith.training.distributed import peer_failure, stopped_by_peer
+
+    failure = peer_failure()
+    if failure is not None:
+        raise stopped_by_peer(failure)
+
+
 def train_until_stopped(trainer: Any, **train_kwargs: Any) -> Any:
     """``trainer.train(**train_kwargs)``; when a stop interrupted an evaluation, the step's checkpoint
     is saved here (the optimizer step is complete) and None is returned instead of a ``TrainOutput``."""
     try:
         return trainer.train(**train_kwargs)
     except EvaluationStopped:
-        print(f"Evaluation interrupted; saving the checkpoint of step {trainer.state.global_step}", flush=True)
+        logger.info(f"Evaluation interrupted; saving the checkpoint of step {trainer.state.global_step}")
         trainer.save_checkpoint_now()  # atomic (checkpoints.py), as at any step end
         return None
 

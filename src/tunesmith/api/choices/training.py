@@ -214,3 +214,23 @@ def plan_resume(cfg: Any) -> Any:
     from tunesmith.training import resume
 
     return resume.plan_resume(cfg, resume_mode(cfg.train.resume))
+
+
+def resolve_memory_probe(setting: str, device: str, rows: str, strategy: str, streaming: bool = False) -> bool:
+    """``train.memory_probe`` (auto | on | off) for this run: auto probes on a GPU (``cuda``, ``mps``),
+    where memory is small and fixed, and not on a CPU, where it is the host's. Refused where the
+    probe cannot work: a trainer of prompts (``grpo`` samples its answers first, so a step's length
+    is known only after sampling), DeepSpeed (its engine keeps gradients in buffers of its own,
+    which a probe's backward pass would fill) and a streamed corpus (``data.streaming``: its rows are
+    read while training, so its longest batch is not known before)."""
+    why_not = ("the trainer samples its answers inside the step, so the longest batch is not known before "
+               "it runs" if rows == "prompt" else
+               "DeepSpeed keeps gradients in buffers of its own that a probe would fill"
+               if strategy == "deepspeed" else
+               "the training rows are streamed (data.streaming=true), so the longest batch is not known before "
+               "the stream is read" if streaming else None)
+    if setting == "on" and why_not:
+        raise ConfigError(f"train.memory_probe: on is not possible here: {why_not}; use auto or off")
+    if is_auto(setting):
+        return why_not is None and not device.startswith("cpu")
+    return setting == "on"
