@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from tunesmith.config.schema import DataConfig
-from tunesmith.data.pipeline import build_datasets, check_data_config
-from tunesmith.data.streaming import build_stream
+from tunesmith.api.data_entry import build_datasets, build_stream, check_data_config
 from tunesmith.data.tokenize import IGNORE_INDEX
 from tunesmith.errors import ConfigError, DataError
 

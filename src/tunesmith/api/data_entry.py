@@ -52,6 +52,15 @@ def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int =
                                    rows_per_step)
 
 
+def build_stream(cfg: DataConfig, tokenizer: Any, seed: int = 42, task: str = "causal_lm",
+                 rows_per_step: int = 1) -> Any:
+    """``tunesmith.data.streaming.build_stream`` (a ``TokenStream`` over ``data.train``) for ``cfg``
+    as written."""
+    from tunesmith.data import streaming
+
+    return streaming.build_stream(concrete_data(cfg, task), tokenizer, seed, task, rows_per_step)
+
+
 def load_conversations(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tuple[list[Any], list[Any]]:
     """``tunesmith.data.pipeline.load_conversations`` for ``cfg`` as written (see ``concrete_data``)."""
     from tunesmith.data import pipeline

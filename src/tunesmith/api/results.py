@@ -61,10 +61,9 @@ class RunRecord:
 
     ``to_dict`` gives the file's contents, key for key and in this order.
 
-    Example:
-        >>> RunRecord.from_run(trained, device="cpu", precision="fp32", task="causal_lm", method="lora",
-        ...                    before=None, after=None, data={}, plan={}).to_dict()["global_step"]
-        150
+    Example: ``RunRecord.from_run(trained, device="cpu", precision="fp32", task="causal_lm",
+    method="lora", before=None, after=None, data={}, plan={}).to_dict()["global_step"]`` is the
+    number of optimizer steps the run took (150 for the default job).
     """
 
     finished: str

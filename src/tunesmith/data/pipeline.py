@@ -416,7 +416,9 @@ def _streamed(cfg: DataConfig, tokenizer: Any, seed: int, task: str, preprocesso
     if preprocessor is not None:
         raise ConfigError("data.preprocessor: a custom preprocessor tokenizes a list of examples, which a stream "
                           "does not have; use the chat_template preprocessor or set data.streaming=false")
-    if cfg.packing == "pack" and task != "causal_lm":
+    from tunesmith.config.vocabulary import Task
+
+    if cfg.packing == "pack" and task != Task.CAUSAL_LM:
         raise ConfigError(f"data.packing: 'pack' is for causal_lm models, not {task}; use none")
     stream = build_stream(cfg, tokenizer, seed, task, rows_per_step)
     check_packing_for_kind(cfg.packing, stream.info.kind)

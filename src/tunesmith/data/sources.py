@@ -150,9 +150,8 @@ def source_files(spec: str, split: str = "train", key: str = "data.train") -> Op
     """The local files ``spec`` reads for ``split``, in reading order, as ``load_rows`` reads them;
     None for built-in, saved (``save_to_disk``) and hub datasets.
 
-    Example:
-        >>> source_files("data/")   # data/train.jsonl, data/test.jsonl
-        [PosixPath('data/train.jsonl')]
+    Example: with ``data/train.jsonl`` and ``data/test.jsonl``, ``source_files("data/")`` is
+    ``[PosixPath('data/train.jsonl')]``.
     """
     if is_builtin(spec):
         return None

@@ -35,8 +35,8 @@ def check_stream_source(spec: str, split: str, key: str = "data.train") -> Optio
     """The files a stream of ``spec`` reads (None: a hub dataset); an error for what cannot stream.
 
     Example:
-        >>> check_stream_source("rows.csv", "train")
-        ConfigError: data.streaming: data.train reads rows.csv (.csv); a stream reads .jsonl, .txt and .parquet ...
+        ``check_stream_source("rows.csv", "train")`` raises ``ConfigError: data.streaming: data.train
+        reads rows.csv (.csv); a stream reads .jsonl, .txt and .parquet ...``
     """
     if is_builtin(spec):
         raise ConfigError(f"data.streaming: data.train={spec!r} is a built-in dataset made in memory; streaming is "

@@ -67,9 +67,8 @@ class TokenStream(torch.utils.data.IterableDataset):
     """Token rows of ``data.train`` made as they are drawn (see the module docstring).
 
     Example:
-        >>> stream = build_stream(DataConfig(train="big.jsonl", streaming=True, packing="pack"), tokenizer)
-        >>> next(iter(stream)).keys()
-        dict_keys(['input_ids', 'labels', 'position_ids', 'seq_lengths'])
+        ``build_stream(DataConfig(train="big.jsonl", streaming=True, packing="pack"), tokenizer)``
+        yields blocks whose keys are ``input_ids``, ``labels``, ``position_ids`` and ``seq_lengths``.
     """
 
     def __init__(self, cfg: DataConfig, tokenizer: Any, task: str, seed: int, parse_row: Any, info: FormatInfo,

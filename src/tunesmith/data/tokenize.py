@@ -211,8 +211,8 @@ class ExampleTokenizer:
     set-up for all of them, the same rows for each example as one call over all of them gives.
 
     Example:
-        >>> job = ExampleTokenizer(tokenizer, "causal_lm", TokenizeSettings(max_length=64))
-        >>> rows = job(examples[:64], stats) + job(examples[64:], stats)   # == tokenize_examples(...)[0]
+        ``job = ExampleTokenizer(tokenizer, "causal_lm", TokenizeSettings(max_length=64))``, then
+        ``job(examples[:64], stats) + job(examples[64:], stats)`` equals ``tokenize_examples(...)[0]``.
     """
 
     def __init__(self, tokenizer: Any, task: str, settings: TokenizeSettings,

@@ -107,7 +107,9 @@ def find_probe_batch(dataset: Any, rows_kind: str, batch_size: int, task: str) -
     columns = SEQUENCE_COLUMNS.get(rows_kind)
     if columns is None:
         raise TrainingError(f"train.memory_probe: rows of kind {rows_kind!r} have no length to probe")
-    if task == "seq2seq":  # the decoder's sequence is a second one
+    from tunesmith.config.vocabulary import Task
+
+    if task == Task.SEQ2SEQ:  # the decoder's sequence is a second one
         columns = (*columns, "labels")
     source = getattr(dataset, "forget", dataset)  # unlearning: the forget set is the training set
     return longest_batch(row_lengths(source, columns), batch_size)
