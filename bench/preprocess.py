@@ -140,13 +140,14 @@ STAGES = {
 
 
 def run_once(label: str, cfg: Any, tokenizer: Any, seed: int) -> dict[str, Any]:
+    from tunesmith.api.data_entry import concrete_data
     from tunesmith.data import pipeline
 
     gc.collect()  # garbage left by generating rows or by the previous run is not charged to this one
     timer = StageTimer(pipeline, STAGES)
     with timer.active():
         start, cpu_start = time.perf_counter(), _cpu_seconds()
-        bundle = pipeline.build_datasets(cfg.data, tokenizer, seed, "causal_lm")
+        bundle = pipeline.build_datasets(concrete_data(cfg.data, "causal_lm"), tokenizer, seed, "causal_lm")
         total, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
     stages = dict(timer.seconds)
     stages["other"] = max(0.0, total - sum(stages.values()))
@@ -164,7 +165,7 @@ def check_against_growing_prefix(path: Path, bundle: Any, cfg: Any, tokenizer: A
     """Compare ``n`` evenly spaced rows with the growing-prefix method (two renderings per answer,
     one tokenizer call per segment): the way rows were made before one rendering per conversation."""
     from tunesmith.data.examples import Conversation, Message
-    from tunesmith.data.templates import resolve_template
+    from tunesmith.api.choices.data import resolve_template
 
     template = resolve_template(tokenizer, cfg.data)
     lines = path.read_text(encoding="utf-8").splitlines()

@@ -14,7 +14,7 @@ from speed_probe import ModelShape, Probe, example_lengths  # noqa: E402
 from train_speed import make_conversations, parse_variants, write_jsonl  # noqa: E402
 
 from tunesmith.data.collators import PackedCollator, PaddingCollator  # noqa: E402
-from tunesmith.data.pipeline import build_datasets  # noqa: E402
+from tunesmith.api.data_entry import build_datasets  # noqa: E402
 
 
 @pytest.fixture(scope="module")

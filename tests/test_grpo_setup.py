@@ -24,7 +24,7 @@ def test_an_unknown_reward_fails_before_anything_loads():
 
 
 def test_grpo_inputs_only_for_grpo(smol_tokenizer):
-    from tunesmith.data.collators import build_collator
+    from tunesmith.api.choices.batching import build_collator
     from tunesmith.data.preference_collators import preference_collator
 
     cfg = load_config(overrides=["train=grpo"])

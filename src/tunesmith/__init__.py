@@ -1,8 +1,6 @@
 """tunesmith: fine-tune pretrained transformer models (LoRA or full) from Python or the CLI.
 
-    >>> import tunesmith
-    >>> tuner = tunesmith.FineTuner("smollm2-135m-instruct", dataset_name="arith")
-    >>> result = tuner.train()
+    ``import tunesmith; tuner = tunesmith.FineTuner("smollm2-135m-instruct", dataset_name="arith"); result = tuner.train()``
 
 Everything here is imported lazily, so ``import tunesmith`` (and ``tunesmith --help``) does not
 import torch.

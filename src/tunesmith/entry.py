@@ -1,7 +1,6 @@
 """``tunesmith.main``: one call from Python that runs exactly what ``tunesmith train`` runs.
 
-    >>> import tunesmith
-    >>> result = tunesmith.main(max_steps=20, lr=5e-4, **{"peft.r": 8})
+    ``import tunesmith; result = tunesmith.main(max_steps=20, lr=5e-4, **{"peft.r": 8})``
 """
 
 from __future__ import annotations
@@ -25,8 +24,7 @@ def main(train_config: Optional[TrainConfig] = None, *, verbosity: Any = None, *
             ``**{"eval.before_after": "off"}``.
 
     Example:
-        >>> main(model="./tiny", dataset="rows.jsonl", max_steps=3).run_dir
-        PosixPath('runs/20250101-120000')
+        ``main(model="./tiny", dataset="rows.jsonl", max_steps=3).run_dir`` -> ``PosixPath('runs/20250101-120000')``
     """
     from tunesmith.api import FineTuner
     from tunesmith.config import load_config

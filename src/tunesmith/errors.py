@@ -43,3 +43,9 @@ class Interrupted(TunesmithError):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class StoppedByPeer(TunesmithError):
+    """In a run of several processes, another process failed first; this one stopped with it, at once
+    and without saving a checkpoint. The message names the failed process (its own error is shown once,
+    by that process)."""

@@ -12,9 +12,10 @@ and are checked against the component's signature before anything heavy is loade
 Example:
     >>> DATASETS = Registry("dataset")
     >>> @DATASETS.register("arith")
-    ... def build_arith(...): ...
+    ... def build_arith(split, seed, n): ...
     >>> DATASETS.get("arth")
-    ConfigError: unknown dataset 'arth'. Did you mean 'arith'? Known: arith
+    Traceback (most recent call last):
+    tunesmith.errors.ConfigError: unknown dataset 'arth'. Did you mean 'arith'? Known: arith...
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ def check_arguments(obj: Any, args: Mapping[str, Any], key: str, provided: Provi
     Example:
         >>> def build(split, seed, n, topic="math"): ...
         >>> check_arguments(build, {"topik": "x"}, "data.train", provided=3)
-        ConfigError: data.train_args: 'topik' is not a parameter of build(split, seed, n, topic='math'). ...
+        Traceback (most recent call last):
+        tunesmith.errors.ConfigError: data.train_args: 'topik' is not a parameter of build(split, seed, n, topic='math')...
     """
     args_key = args_key or f"{key}_args"
     try:
@@ -233,9 +235,8 @@ class Registry(Generic[T]):
         them, a function gets them bound as keyword arguments (``functools.partial``).
         ``supplied`` holds values of ``provided`` names, passed to a class that accepts them.
 
-        Example:
-            >>> PREPROCESSORS.build("mypkg.prep:Lowercase", {"keep_case_for": ["DNA"]})
-            <mypkg.prep.Lowercase object at ...>
+        Example: ``PREPROCESSORS.build("mypkg.prep:Lowercase", {"keep_case_for": ["DNA"]})`` ->
+        ``<mypkg.prep.Lowercase object at ...>``.
         """
         entry = self.check(name, args, args_key)
         args = dict(args or {})

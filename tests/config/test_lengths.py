@@ -151,3 +151,14 @@ def test_command_line_train(monkeypatch, tmp_path):
     path.write_text("train:\n  epochs: 4\n")
     assert main(["train", str(path)]) == 0
     assert [lengths(cfg) for cfg in seen] == [(2.0, -1), (4.0, -1)]
+
+
+@pytest.mark.parametrize("key", ["epochs", "max_steps"])
+def test_a_length_that_is_not_a_number_in_a_yaml_file_names_the_file(tmp_path, key):
+    from tunesmith.errors import ConfigError
+
+    path = tmp_path / "run.yaml"
+    path.write_text(f"train:\n  {key}: A\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(str(path))
+    assert f"train.{key}" in str(err.value) and "run.yaml" in str(err.value)

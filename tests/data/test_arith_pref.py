@@ -79,7 +79,7 @@ def test_registered_with_format_system_prompt_and_metric():
 def test_pipeline_examples_and_held_out_conversations(smol_tokenizer):
     from tunesmith.config import load_config
     from tunesmith.data.examples import Conversation, Message, PreferenceExample, PromptExample
-    from tunesmith.data.pipeline import build_datasets, load_eval_conversations
+    from tunesmith.api.data_entry import build_datasets, load_eval_conversations
 
     cfg = load_config(overrides=["data.train=arith-pref", "data.max_samples=20", "data.cache=false"]).data
     conversations = load_eval_conversations(cfg, 0, 5)
@@ -105,7 +105,7 @@ def test_pipeline_examples_and_held_out_conversations(smol_tokenizer):
                                          ("padding_free", True), ("none", True)])
 def test_packing_is_checked_before_loading(packing, ok):
     from tunesmith.config import load_config
-    from tunesmith.data.pipeline import check_data_config
+    from tunesmith.api.data_entry import check_data_config
     from tunesmith.errors import ConfigError
 
     cfg = load_config(overrides=["data.train=arith-pref", f"data.packing={packing}"]).data
@@ -138,7 +138,7 @@ def test_rejected_slip_stops_at_the_slipped_line():
 def test_a_run_on_pairs_evaluates_on_another_builtin_with_that_builtins_format():
     from tunesmith.config.schema import DataConfig
     from tunesmith.data.examples import Conversation
-    from tunesmith.data.pipeline import load_example_sets
+    from tunesmith.api.data_entry import load_example_sets
 
     train, held_out, _ = load_example_sets(DataConfig(train="arith-pref", eval="arith", max_samples=4), seed=0)
     assert type(train.examples[0]).__name__ == "PreferenceExample"

@@ -12,7 +12,7 @@ from tunesmith.config import load_config
 from tunesmith.data import sources
 from tunesmith.data.cache import fingerprint
 from tunesmith.data.examples import Conversation, Message
-from tunesmith.data.pipeline import build_datasets
+from tunesmith.api.data_entry import build_datasets
 
 
 @pytest.fixture(autouse=True)

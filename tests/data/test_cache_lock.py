@@ -12,7 +12,7 @@ import textwrap
 
 SCRIPT = textwrap.dedent("""
     import json, sys
-    from tunesmith.data.pipeline import build_datasets
+    from tunesmith.api.data_entry import build_datasets
     from tunesmith.errors import DataError
     from tunesmith.models.loading import load_tokenizer
 

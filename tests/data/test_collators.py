@@ -11,10 +11,9 @@ from tunesmith.data.collators import (
     PackedCollator,
     PaddingCollator,
     Seq2SeqCollator,
-    build_collator,
     pad_multiple_for_device,
-    resolve_collator_name,
 )
+from tunesmith.api.choices.batching import build_collator, resolve_collator_name
 from tunesmith.data.packing import pack_examples
 from tunesmith.errors import ConfigError, DataError
 
@@ -146,7 +145,7 @@ def test_auto_picks_by_task_and_packing(task, packing, expected):
 
 
 def test_auto_packing_is_padding_free_for_known_causal_lm_architectures():
-    from tunesmith.data.packing import resolve_packing
+    from tunesmith.api.choices.batching import resolve_packing
 
     assert resolve_collator_name("auto", "causal_lm", "auto", "llama") == "packed"
     assert resolve_collator_name("auto", "causal_lm", "auto", "gpt2") == "causal_lm"

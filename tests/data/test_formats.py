@@ -5,14 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tunesmith.data.examples import ClassificationExample, Conversation, Message, Seq2SeqExample, TextExample
-from tunesmith.data.formats import (
-    FORMATS,
-    detect_format,
-    detection_order,
-    prepare_parser,
-    to_conversations,
-    to_examples,
-)
+from tunesmith.api.data_entry import prepare_parser, to_conversations, to_examples
+from tunesmith.data.formats import FORMATS, detect_format, detection_order
 from tunesmith.errors import ConfigError, DataError
 
 
@@ -292,7 +286,8 @@ def test_bad_tokenized_rows_name_the_problem(row, match):
 
 def test_tokenized_rows_follow_the_length_rules(smol_tokenizer):
     from tunesmith.data.examples import TokenizedExample
-    from tunesmith.data.tokenize import TokenizeSettings, tokenize_examples
+    from tunesmith.api.data_entry import tokenize_examples
+    from tunesmith.data.tokenize import TokenizeSettings
 
     examples = [TokenizedExample([1, 2, 3, 4, 5], [-100, -100, 3, 4, 5], "t:1"), TokenizedExample([7, 8], None, "t:2")]
     rows, stats = tokenize_examples(smol_tokenizer, examples, "causal_lm",

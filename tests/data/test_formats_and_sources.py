@@ -3,8 +3,9 @@ import json
 import pytest
 
 from tunesmith.config import load_config
-from tunesmith.data.formats import detect_format, to_conversations
-from tunesmith.data.pipeline import build_datasets, check_data_config, load_conversations
+from tunesmith.api.data_entry import to_conversations
+from tunesmith.data.formats import detect_format
+from tunesmith.api.data_entry import build_datasets, check_data_config, load_conversations
 from tunesmith.data.sources import load_rows
 from tunesmith.errors import ConfigError, DataError
 

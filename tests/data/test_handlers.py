@@ -8,7 +8,7 @@ import pytest
 from tunesmith.config.schema import DataConfig
 from tunesmith.data.builtin import DATASET_REGISTRY
 from tunesmith.data.handlers import QADataset
-from tunesmith.data.pipeline import build_datasets, check_data_config
+from tunesmith.api.data_entry import build_datasets, check_data_config
 from tunesmith.errors import ConfigError, DataError
 
 
@@ -63,7 +63,7 @@ def test_a_registered_handler_class_goes_through_the_pipeline(smol_tokenizer, qa
         with pytest.raises(ConfigError, match="'colour' is not a parameter"):
             check_data_config(DataConfig(train="pairs-handler", dataset_args={"colour": "red"}))
         with pytest.raises(DataError, match="needs the model's tokenizer"):
-            from tunesmith.data.pipeline import load_conversations
+            from tunesmith.api.data_entry import load_conversations
 
             load_conversations(cfg, 0)
     finally:

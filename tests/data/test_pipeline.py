@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tunesmith.config import load_config
-from tunesmith.data.pipeline import build_datasets, load_example_sets
+from tunesmith.api.data_entry import build_datasets, load_example_sets
 from tunesmith.errors import DataError
 
 

@@ -6,7 +6,8 @@ import pytest
 
 from tunesmith.data.bad_rows import BadRowPolicy
 from tunesmith.data.examples import Message, PreferenceExample, PromptExample, UnpairedPreferenceExample
-from tunesmith.data.formats import detect_format, prepare_parser, to_examples
+from tunesmith.api.data_entry import prepare_parser, to_examples
+from tunesmith.data.formats import detect_format
 from tunesmith.errors import DataError
 
 U, A = "user", "assistant"

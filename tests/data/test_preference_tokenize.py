@@ -19,7 +19,8 @@ from tunesmith.data.examples import (
     example_from_dict,
     example_to_dict,
 )
-from tunesmith.data.tokenize import IGNORE_INDEX, TokenizeSettings, tokenize_examples
+from tunesmith.api.data_entry import tokenize_examples
+from tunesmith.data.tokenize import IGNORE_INDEX, TokenizeSettings
 from tunesmith.data.tokenize_workers import rows_to_table, table_to_dataset, tokenize_to_table
 from tunesmith.errors import ConfigError
 
@@ -82,7 +83,7 @@ def test_unpaired_rows(smol_tokenizer):
 
 
 def test_prompt_rows_are_what_inference_feeds_the_model(smol_tokenizer):
-    from tunesmith.data.templates import resolve_template
+    from tunesmith.api.choices.data import resolve_template
 
     rows, stats = tokenize(smol_tokenizer, [PromptExample([Message("user", "2+2?")], "4", "t:1"),
                                             PromptExample([Message("user", "3+3?")], None, "t:2")])
@@ -184,7 +185,7 @@ def test_examples_survive_the_cache():
 
 def test_build_datasets_caches_preference_rows(smol_tokenizer, tmp_path, monkeypatch):
     from tunesmith.config import load_config
-    from tunesmith.data.pipeline import build_datasets
+    from tunesmith.api.data_entry import build_datasets
 
     monkeypatch.setenv("TUNESMITH_CACHE", str(tmp_path / "cache"))
     data = tmp_path / "pairs.jsonl"

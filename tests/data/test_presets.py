@@ -12,7 +12,8 @@ import tunesmith.config.compose as compose
 from tunesmith.config import load_config
 from tunesmith.config.schema import DataConfig
 from tunesmith.data.builtin import BUILTIN_DATASETS
-from tunesmith.data.presets import HUB_PRESETS, apply_preset, preset_for
+from tunesmith.api.data_entry import apply_preset
+from tunesmith.data.presets import HUB_PRESETS, preset_for
 
 DATA_CONFIGS = Path(compose.__file__).parent / "configs" / "data"
 FORMATS = {"alpaca", "messages", "sharegpt", "prompt_completion", "text", "qa", "classification",

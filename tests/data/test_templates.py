@@ -15,14 +15,12 @@ import pytest
 
 from tunesmith.config.schema import DataConfig, PromptTags
 from tunesmith.data.examples import Conversation, Message
-from tunesmith.data.formats import to_examples
-from tunesmith.data.templates import (
-    render_prompt,
-    render_segments,
-    resolve_template,
-    template_names,
-)
-from tunesmith.data.tokenize import IGNORE_INDEX, TokenizeSettings, tokenize_conversation, tokenize_examples
+from tunesmith.api.data_entry import to_examples
+from tunesmith.api.choices.data import resolve_template, template_names
+from tunesmith.data.templates import render_prompt, render_segments
+from tunesmith.api.data_entry import tokenize_examples
+from tunesmith.api.data_entry import tokenize_settings as TokenizeSettings
+from tunesmith.data.tokenize import IGNORE_INDEX, tokenize_conversation
 from tunesmith.errors import ConfigError, DataError
 
 EOS = "<|im_end|>"

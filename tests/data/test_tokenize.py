@@ -12,15 +12,11 @@ import pytest
 
 from tunesmith.config.schema import DataConfig
 from tunesmith.data.examples import ClassificationExample, Conversation, Message, Seq2SeqExample, TextExample
-from tunesmith.data.formats import to_examples
-from tunesmith.data.templates import resolve_template
-from tunesmith.data.tokenize import (
-    IGNORE_INDEX,
-    TokenizeSettings,
-    tokenize_conversation,
-    tokenize_examples,
-    tokenize_text,
-)
+from tunesmith.api.data_entry import to_examples
+from tunesmith.api.choices.data import resolve_template
+from tunesmith.api.data_entry import tokenize_examples
+from tunesmith.api.data_entry import tokenize_settings as TokenizeSettings
+from tunesmith.data.tokenize import IGNORE_INDEX, tokenize_conversation, tokenize_text
 from tunesmith.data.truncation import fit_to_length
 from tunesmith.errors import ConfigError, DataError
 

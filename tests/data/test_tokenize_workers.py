@@ -7,7 +7,8 @@ import pytest
 
 from tunesmith.config import load_config
 from tunesmith.data.examples import ClassificationExample, Conversation, Message
-from tunesmith.data.tokenize import TokenizeSettings, tokenize_examples
+from tunesmith.api.data_entry import tokenize_examples
+from tunesmith.data.tokenize import TokenizeSettings
 from tunesmith.data.tokenize_workers import table_to_dataset, tokenize_to_table
 from tunesmith.errors import ConfigError, DataError
 
@@ -62,7 +63,7 @@ def test_num_proc_must_be_a_positive_count(value):
 def test_num_proc_with_a_custom_preprocessor_says_it_is_not_used(smol_tokenizer, tmp_path, caplog):
     import json
 
-    from tunesmith.data.pipeline import build_datasets
+    from tunesmith.api.data_entry import build_datasets
     from tunesmith.data.preprocessor import ChatTemplatePreprocessor
 
     data = tmp_path / "d.jsonl"

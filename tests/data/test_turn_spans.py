@@ -11,8 +11,11 @@ import pytest
 
 from tunesmith.config.schema import DataConfig, PromptTags
 from tunesmith.data.examples import Conversation, Message
-from tunesmith.data.templates import JinjaChatTemplate, named_templates, resolve_template
-from tunesmith.data.tokenize import IGNORE_INDEX, TokenizeSettings, tokenize_examples
+from tunesmith.api.choices.data import resolve_template
+from tunesmith.data.templates import JinjaChatTemplate, named_templates
+from tunesmith.api.data_entry import tokenize_examples
+from tunesmith.api.data_entry import tokenize_settings as TokenizeSettings
+from tunesmith.data.tokenize import IGNORE_INDEX
 from tunesmith.data.turn_spans import spans_for
 from tunesmith.errors import DataError
 
@@ -141,7 +144,7 @@ def test_templates_that_rewrite_contents_fall_back_and_agree(smol_tokenizer, sou
 def test_an_end_of_answer_the_model_does_not_stop_at_is_refused(smol_tokenizer, tmp_path):
     import json
 
-    from tunesmith.data.pipeline import build_datasets
+    from tunesmith.api.data_entry import build_datasets
     from tunesmith.models.loading import load_tokenizer
 
     smol_tokenizer.save_pretrained(tmp_path / "model")

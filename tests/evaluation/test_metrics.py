@@ -4,7 +4,8 @@ import pytest
 
 from tunesmith.data.examples import ClassificationExample, Conversation, Message, Seq2SeqExample, TextExample
 from tunesmith.errors import ConfigError, DataError
-from tunesmith.evaluation.evaluate import check_fits, choose_metric
+from tunesmith.api.choices.evaluation import choose_metric
+from tunesmith.evaluation.evaluate import check_fits
 from tunesmith.evaluation.generation import prompt_items
 from tunesmith.evaluation.metrics import (METRICS, Metric, format_score, format_value, register_metric,
                                           resolve_metric)

@@ -13,7 +13,8 @@ from tunesmith.errors import RunDirError
 from tunesmith.inference.generate import generate
 from tunesmith.inference.runs import load_run
 from tunesmith.models.generation import GenerationSettings
-from tunesmith.models.merge import is_quantized, merge_run
+from tunesmith.api.exports import merge_run
+from tunesmith.models.merge import is_quantized
 
 FAST = ["train.max_steps=3", "train.batch_size=4", "train.lr=1e-2", "train.scheduler=constant",
         "train.warmup_ratio=0", "train.precision=fp32", "eval.before_after=off", "data.cache=false"]

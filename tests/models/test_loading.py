@@ -4,8 +4,9 @@ import pytest
 
 from tunesmith.errors import ModelError
 from tunesmith.models import loading
-from tunesmith.models.loading import infer_task, load_model_config, resolve_model_path
-from tunesmith.models.precision import resolve_precision, resolve_weight_dtype
+from tunesmith.api.choices.runtime import resolve_precision, resolve_weight_dtype
+from tunesmith.api.choices.task import infer_task
+from tunesmith.models.loading import load_model_config, resolve_model_path
 
 
 def test_packaged_alias_resolves_to_cached_safetensors_folder(smol_tokenizer_dir):

@@ -16,7 +16,7 @@ from tunesmith.errors import ConfigError, RunDirError
 from tunesmith.inference import runs
 from tunesmith.inference.runs import load_run
 from tunesmith.models import merge
-from tunesmith.models.merge import merge_run
+from tunesmith.api.exports import merge_run
 
 FP32_ATOL = 1e-4
 FAST = ["train.max_steps=4", "train.batch_size=4", "train.lr=1e-2", "train.scheduler=constant",

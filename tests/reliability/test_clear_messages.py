@@ -9,7 +9,7 @@ import pytest
 
 from tunesmith.cli.main import main
 from tunesmith.config import load_config
-from tunesmith.data.pipeline import load_example_sets
+from tunesmith.api.data_entry import load_example_sets
 from tunesmith.errors import DataError
 
 ALPACA = [{"instruction": f"Add {a} and 1.", "output": f"#### {a + 1}"} for a in range(10)]

@@ -87,7 +87,7 @@ def test_nan_stops_with_step_examples_and_last_good_checkpoint(overrides, tmp_pa
 
 
 def _train_dataset(overrides: list[str]):
-    from tunesmith.data.pipeline import build_datasets
+    from tunesmith.api.data_entry import build_datasets
     from tunesmith.models.loading import load_tokenizer
 
     cfg = load_config(overrides=overrides)

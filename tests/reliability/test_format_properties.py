@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from tunesmith.data.bad_rows import BadRowPolicy
 from tunesmith.data.examples import EXAMPLE_KINDS
-from tunesmith.data.formats import FORMATS, detection_order, prepare_parser, to_examples
+from tunesmith.api.data_entry import prepare_parser, to_examples
+from tunesmith.data.formats import FORMATS, detection_order
 from tunesmith.data.sources import read_file
 from tunesmith.errors import DataError
 

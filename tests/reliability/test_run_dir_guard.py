@@ -12,7 +12,8 @@ import pytest
 from tunesmith.config import load_config, save_config
 from tunesmith.errors import ConfigError, RunDirError
 from tunesmith.training.checkpoints import MARKER, complete_checkpoints, rotate, write_marker
-from tunesmith.training.resume import apply_plan, differences, fingerprint, plan_resume, truncate_metrics
+from tunesmith.api.choices.training import plan_resume
+from tunesmith.training.resume import apply_plan, differences, fingerprint, truncate_metrics
 
 
 def config(out: Path, *extra: str):

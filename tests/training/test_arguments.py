@@ -9,8 +9,8 @@ import pytest
 from tunesmith.config import load_config
 from tunesmith.config.schema import DistributedConfig
 from tunesmith.errors import ConfigError
-from tunesmith.training.arguments import (build_training_args, deepspeed_config, effective_batch,
-                                          training_args_kwargs)
+from tunesmith.api.choices.training import build_training_args, training_args_kwargs
+from tunesmith.training.arguments import deepspeed_config, effective_batch
 
 
 def kwargs(*overrides, has_eval=True, device="cpu"):

@@ -8,7 +8,8 @@ import pytest
 from tunesmith.config import load_config
 from tunesmith.errors import ConfigError
 from tunesmith.training import host_memory
-from tunesmith.training.host_memory import MemoryTrim, apply_memory_trim, memory_record, plan_memory_trim
+from tunesmith.api.choices.training import plan_memory_trim
+from tunesmith.training.host_memory import MemoryTrim, apply_memory_trim, memory_record
 
 GLIBC = platform.libc_ver()[0] == "glibc"
 
@@ -61,7 +62,7 @@ def test_the_callback_trims_after_every_optimizer_step_of_a_run(tiny_llama_dir, 
     from transformers import AutoModelForCausalLM, Trainer
 
     from tunesmith.data.collators import PackedCollator
-    from tunesmith.training.arguments import build_training_args
+    from tunesmith.api.choices.training import build_training_args
 
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
     rows = [{"input_ids": smol_tokenizer("add " * (i + 2))["input_ids"]} for i in range(12)]

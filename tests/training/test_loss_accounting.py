@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from tunesmith.config import load_config
-from tunesmith.data.collators import build_collator
-from tunesmith.data.pipeline import build_datasets
-from tunesmith.training.arguments import build_training_args
-from tunesmith.training.trainers import build_trainer
+from tunesmith.api.choices.batching import build_collator
+from tunesmith.api.data_entry import build_datasets
+from tunesmith.api.choices.training import build_training_args
+from tunesmith.api.choices.task import build_trainer
 
 from grad_capture import GradCapture
 

@@ -9,12 +9,13 @@ from transformers import AutoModelForCausalLM
 
 from tunesmith.config import load_config
 from tunesmith.config.schema import PreferenceConfig
-from tunesmith.data.collators import build_collator
+from tunesmith.api.choices.batching import build_collator
 from tunesmith.errors import ConfigError
 from tunesmith.models.adapters import apply_adapter
-from tunesmith.training.arguments import build_training_args
+from tunesmith.api.choices.training import build_training_args
 from tunesmith.training.preference_losses import PairScores, dpo_loss, kto_loss, orpo_loss
-from tunesmith.training.reference import Reference, resolve_reference
+from tunesmith.api.choices.task import resolve_reference
+from tunesmith.training.reference import Reference
 from tunesmith.training.sequence_logps import sequence_logps
 from tunesmith.training.trainers import build_trainer
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from tunesmith.config import load_config
-from tunesmith.data.collators import build_collator
+from tunesmith.api.choices.batching import build_collator
 from tunesmith.errors import ConfigError
 from tunesmith.training import losses
-from tunesmith.training.arguments import build_training_args
-from tunesmith.training.speed import apply_speed_settings, attention_kwargs
+from tunesmith.api.choices.training import attention_kwargs, build_training_args
+from tunesmith.training.speed import apply_speed_settings
 from tunesmith.training.trainers import build_trainer
 
 from grad_capture import GradCapture
@@ -89,7 +89,7 @@ def test_a_model_it_cannot_handle_keeps_its_own_loss_with_a_note(lora_model_and_
 
 
 def test_frozen_linear_weights_in_bf16_change_no_number_under_autocast(lora_model_and_data, smol_tokenizer):
-    from tunesmith.training.speed import frozen_linear_weights
+    from tunesmith.api.choices.training import frozen_linear_weights
 
     model, rows = lora_model_and_data
     model = copy.deepcopy(model).train()

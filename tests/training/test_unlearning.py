@@ -83,7 +83,7 @@ def test_retain_set_is_required_for_grad_diff_and_npo(tiny_llama_dir, tmp_path):
 
 
 def test_unlearning_trainers_refuse_other_tasks(tmp_path):
-    from tunesmith.training.trainers import resolve_trainer
+    from tunesmith.api.choices.task import resolve_trainer
 
     with pytest.raises(ConfigError, match="train.trainer: 'npo' trains causal_lm models"):
         resolve_trainer("npo", "sequence_classification")
@@ -133,7 +133,7 @@ def test_sequence_nll_sums_trained_next_tokens():
 
 
 def test_npo_rows_hold_one_example_each():
-    from tunesmith.data.packing import resolve_packing
+    from tunesmith.api.choices.batching import resolve_packing
 
     # npo scores each forget answer as a whole: auto pads instead of sharing rows; grad_diff does not mind.
     assert resolve_packing("auto", "causal_lm", "llama", one_example_per_row=True) == "none"

@@ -8,13 +8,13 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from tunesmith.data.collators import PackedCollator, build_collator
+from tunesmith.api.choices.batching import build_collator
+from tunesmith.data.collators import PackedCollator
 from tunesmith.data.packing import pack_examples
 from tunesmith.data.segments import boundaries_from_positions, example_lengths_in_row
 from tunesmith.errors import ConfigError
 from tunesmith.training import varlen_attention
-from tunesmith.training.attention_choice import choose_attention
-from tunesmith.training.speed import attention_kwargs
+from tunesmith.api.choices.training import attention_kwargs, choose_attention
 from tunesmith.training.varlen_attention import cumulative_lengths, varlen_training_attention
 
 

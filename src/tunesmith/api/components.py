@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tunesmith.config.vocabulary import Task
 from tunesmith.config import TrainConfig
 from tunesmith.errors import ConfigError
 
@@ -37,17 +38,24 @@ def check_components(cfg: TrainConfig) -> None:
     from tunesmith.data.collators import COLLATORS
     from tunesmith.evaluation.metrics import resolve_metric
     from tunesmith.training.callbacks import check_callbacks
-    from tunesmith.data.pipeline import check_data_config, has_held_out
+    from tunesmith.api.data_entry import check_data_config
+    from tunesmith.data.pipeline import has_held_out
     from tunesmith.data.preprocessor import PREPROCESSORS
     from tunesmith.inference.handler import INFERENCE_HANDLERS
     from tunesmith.models.loading import MODEL_LOADERS
+    from tunesmith.api.choices.task import infer_task
     from tunesmith.models.loader_args import check_loader_args
     from tunesmith.training.trainers import TRAINERS, check_trainer_factory
 
     check_data_config(cfg.data)  # data.train / data.eval with data.dataset_args, formats, transforms
+    if cfg.data.streaming:
+        from tunesmith.api.resolved_run import check_streaming_length
+
+        check_streaming_length(cfg)  # train.max_steps, before any folder is made
     _check_evaluation_has_data(cfg, has_held_out(cfg.data))
     MODEL_LOADERS.check(cfg.model.loader, cfg.model.loader_args)
-    check_loader_args(cfg.model)  # with the default loader: against from_pretrained and the model's config.json
+    # with the default loader: against from_pretrained and the model's config.json
+    check_loader_args(cfg.model, lambda config: infer_task(config, cfg.model.task))
     if cfg.model.adapter:
         from tunesmith.models.start_adapter import check_start_adapter
 
@@ -81,14 +89,15 @@ def check_metric_fits_task(cfg: TrainConfig) -> None:
     """``train.best_metric`` (used by ``train.keep_best`` / early stopping) must be one the task's
     evaluation reports: ``accuracy`` only for classifiers; ``loss`` for every task. The task is
     ``model.task`` or read from the model's ``config.json`` (nothing else is loaded)."""
-    from tunesmith.models.loading import infer_task, load_model_config
+    from tunesmith.api.choices.task import infer_task
+    from tunesmith.models.loading import load_model_config
 
     t = cfg.train
     if not (t.keep_best or t.early_stopping_patience) or t.best_metric == "loss":
         return
     m = cfg.model
     task = infer_task(load_model_config(m.name_or_path, m.trust_remote_code, m.revision), m.task)
-    if t.best_metric == "accuracy" and task != "sequence_classification":
+    if t.best_metric == "accuracy" and task != Task.SEQUENCE_CLASSIFICATION:
         used_by = "train.keep_best" if t.keep_best else "train.early_stopping_patience"
         raise ConfigError(f"train.best_metric: 'accuracy' is measured for sequence classifiers only, and this model "
                           f"is {task} (for {used_by}); use train.best_metric=loss")

@@ -46,8 +46,7 @@ def generate_dataset_config(dataset_name: str, preprocessing_steps: Iterable[str
         model_id: the model whose tokenizer tokenizes the data (``model.name_or_path``).
 
     Example:
-        >>> generate_dataset_config("arith", ["tokenization", "truncation"], {"batch_size": 32}).train.batch_size
-        32
+        ``generate_dataset_config("arith", ["tokenization", "truncation"], {"batch_size": 32}).train.batch_size`` -> ``32``
     """
     from tunesmith.api.components import check_components
     from tunesmith.data.transforms import ROW_TRANSFORMS
@@ -91,10 +90,9 @@ def get_custom_data_collator(dataset_config: TrainConfig, batch_size: Optional[i
         device: where the batches go (``model.device``); decides the pad multiple (8 on CUDA).
 
     Example:
-        >>> get_custom_data_collator(cfg, batch_size=32)([{"input_ids": [5, 6], "labels": [5, 6]}])["input_ids"]
-        tensor([[5, 6]])
+        ``get_custom_data_collator(cfg, batch_size=32)([{"input_ids": [5, 6], "labels": [5, 6]}])["input_ids"]`` -> ``tensor([[5, 6]])``
     """
-    from tunesmith.data.collators import build_collator
+    from tunesmith.api.choices.batching import build_collator
 
     if padding not in (True, "longest"):
         raise ConfigError(f"padding: {padding!r} is not supported; tunesmith pads each batch to its longest "
@@ -127,12 +125,11 @@ def device_aware_data_loading(dataset_config: TrainConfig, collator: Any = None,
         shuffle: draw the rows in a seeded random order (``train.seed``), as training does.
 
     Example:
-        >>> next(iter(device_aware_data_loading(cfg, collator, target_device="gpu")))["input_ids"].is_pinned()
-        True
+        ``next(iter(device_aware_data_loading(cfg, collator, target_device="gpu")))["input_ids"].is_pinned()`` -> ``True``
     """
     from tunesmith.data.loading import build_dataloader
-    from tunesmith.data.packing import resolve_packing
-    from tunesmith.data.pipeline import build_datasets
+    from tunesmith.api.choices.batching import resolve_packing
+    from tunesmith.api.data_entry import build_datasets
 
     if target_device is not None:
         update_config(dataset_config, {"model.device": target_device}, source="device_aware_data_loading")
@@ -160,7 +157,7 @@ def _tokenizer_for(cfg: TrainConfig) -> tuple[Any, str, Optional[str]]:
 
 def _device(spec: str) -> str:
     """``auto`` / ``cuda`` / ``cpu`` resolved for this machine (``cuda`` without a GPU is an error)."""
-    from tunesmith.models.precision import resolve_device
+    from tunesmith.api.choices.runtime import resolve_device
 
     return resolve_device(spec)
 

@@ -18,6 +18,9 @@ from tunesmith.errors import ConfigError, RunDirError
 logger = logging.getLogger(__name__)
 
 
+INSPECT_STREAM_ROWS = 1000  # examples of a streaming config that ``inspect_data`` reads
+
+
 class FineTuner:
     """Fine-tunes one model on one dataset as described by a ``TrainConfig`` or by keywords.
 
@@ -55,9 +58,7 @@ class FineTuner:
             ``tunesmith`` logger, so a program that configures ``logging`` itself can do the same.
 
     Example:
-        >>> tuner = FineTuner("smollm2-135m-instruct", dataset_name="arith", lora_r=8, max_length=256)
-        >>> tuner.config.peft.r, tuner.config.data.train
-        (8, 'arith')
+        ``tuner = FineTuner("smollm2-135m-instruct", dataset_name="arith", lora_r=8, max_length=256); tuner.config.peft.r, tuner.config.data.train`` -> ``(8, 'arith')``
     """
 
     def __init__(self, model_id: Any = None, device: Optional[str] = None, dataset_name: Optional[str] = None,
@@ -140,8 +141,7 @@ class FineTuner:
         """A tuner holding a saved run's model, tokenizer and config (the data need not exist here).
 
         Example:
-            >>> FineTuner.load("runs/arith").generate("Add 1 and 2.")
-            '#### 3'
+            ``FineTuner.load("runs/arith").generate("Add 1 and 2.")`` -> ``'#### 3'``
         """
         from tunesmith.config.logs import set_verbosity
         from tunesmith.config.run_dir import RunDir
@@ -209,7 +209,7 @@ class FineTuner:
     def preprocess_data(self) -> Any:
         """Load the tokenizer and build the tokenized datasets (a ``DataBundle``) without a model."""
         task = self._load_tokenizer()
-        from tunesmith.data.pipeline import build_datasets
+        from tunesmith.api.data_entry import build_datasets
 
         return build_datasets(self.config.data, self.tokenizer, self.config.train.seed, task,
                               self._custom_preprocessor())
@@ -220,11 +220,23 @@ class FineTuner:
 
         from tunesmith.data.inspect import histogram_lines, histogram_png, padding_report, row_lengths, show_example
         from tunesmith.data.packing import ROW_PER_EXAMPLE_KINDS, ROW_PER_EXAMPLE_PACKINGS
-        from tunesmith.data.pipeline import build_datasets
+        from tunesmith.api.data_entry import build_datasets
 
         task = self._load_tokenizer()
         data_cfg = dc.replace(self.config.data, packing="none")  # lengths per example, not per block
         bundle = build_datasets(data_cfg, self.tokenizer, self.config.train.seed, task, self._custom_preprocessor())
+        if bundle.streamed:  # the first rows only: a stream is not read to its end to be inspected
+            import itertools
+
+            import datasets
+
+            stream = bundle.train
+            rows = list(itertools.islice(iter(stream), INSPECT_STREAM_ROWS))
+            bundle.train, bundle.train_stats = datasets.Dataset.from_list(rows), stream.stats
+            read = stream.progress()
+            bundle.notes.append(f"data.streaming: inspected the first {len(rows)} training examples only "
+                                f"({read['rows_read']} rows read, counted above as tokenized); the rest of "
+                                "data.train is read while training")
         lengths = row_lengths(bundle.train)  # a pair: its longer side
         report: dict[str, Any] = {
             "format": bundle.info.describe() if bundle.info else None,
@@ -250,8 +262,7 @@ class FineTuner:
         decided from the config and the model's config alone; no weights or data are loaded.
 
         Example:
-            >>> FineTuner("smollm2-135m-instruct", "cpu", dataset_name="arith").plan().packing
-            <Packing.PADDING_FREE: 'padding_free'>
+            ``FineTuner("smollm2-135m-instruct", "cpu", dataset_name="arith").plan().packing`` -> ``<Packing.PADDING_FREE: 'padding_free'>``
         """
         from tunesmith.api.resolved_run import resolve_run
 
@@ -265,8 +276,7 @@ class FineTuner:
         tuned model, ready for ``generate``. The steps are in ``tunesmith.api.train_job``.
 
         Example:
-            >>> FineTuner("smollm2-135m-instruct", dataset_name="arith").train("runs/a", num_train_epochs=2).run_dir
-            PosixPath('runs/a')
+            ``FineTuner("smollm2-135m-instruct", dataset_name="arith").train("runs/a", num_train_epochs=2).run_dir`` -> ``PosixPath('runs/a')``
         """
         from tunesmith.api import train_job
 
@@ -296,8 +306,7 @@ class FineTuner:
         (default ``eval.max_new_tokens``).
 
         Example:
-            >>> tuner.generate("Add 1 and 2.", max_length=16)
-            '#### 3'
+            ``tuner.generate("Add 1 and 2.", max_length=16)`` -> ``'#### 3'``
         """
         from tunesmith.models.generation import GenerationSettings
 
@@ -329,8 +338,7 @@ class FineTuner:
                 generating, all otherwise).
 
         Example:
-            >>> FineTuner.load("runs/arith").evaluate()["score"]
-            0.69
+            ``FineTuner.load("runs/arith").evaluate()["score"]`` -> ``0.69``
         """
         from tunesmith.api.held_out import evaluate_model
         from tunesmith.api.model_setup import ModelContext
@@ -345,8 +353,7 @@ class FineTuner:
         The folder then works with ``FineTuner.load``, ``tunesmith generate`` and ``load_run``.
 
         Example:
-            >>> tuner.save("exports/arith")
-            PosixPath('exports/arith')
+            ``tuner.save("exports/arith")`` -> ``PosixPath('exports/arith')``
         """
         from tunesmith.config.run_dir import RunDir
 

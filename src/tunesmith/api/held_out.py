@@ -6,6 +6,7 @@ import logging
 from typing import Any, Optional
 
 from tunesmith.api.model_setup import ModelContext
+from tunesmith.config.vocabulary import Task
 from tunesmith.config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -22,12 +23,12 @@ def before_after_metric(cfg: TrainConfig, task: str, bundle: Any) -> Optional[An
     """
     from tunesmith.data.sources import is_builtin
     from tunesmith.errors import DataError
-    from tunesmith.evaluation.evaluate import choose_metric
+    from tunesmith.api.choices.evaluation import choose_metric
     from tunesmith.evaluation.generation import prompt_items
 
     mode = cfg.eval.before_after
     name = cfg.data.eval or cfg.data.train
-    if mode == "off" or (mode == "auto" and not (task == "sequence_classification" or is_builtin(name))):
+    if mode == "off" or (mode == "auto" and not (task == Task.SEQUENCE_CLASSIFICATION or is_builtin(name))):
         return None
     metric = choose_metric(cfg.eval.metric, task, name, bundle.held_out)
     has_data = bool(prompt_items(bundle.held_out, 1)) if metric.needs == "generations" else bundle.eval is not None
@@ -55,9 +56,10 @@ def evaluate_model(ctx: ModelContext, metric: Optional[str] = None, max_samples:
 
     Generation metrics read the held-out examples only; the others tokenize them (cached).
     """
-    from tunesmith.data.pipeline import build_datasets, load_conversations
+    from tunesmith.api.data_entry import build_datasets, load_conversations
     from tunesmith.errors import DataError
-    from tunesmith.evaluation.evaluate import choose_metric, evaluate_held_out, settings_from_config
+    from tunesmith.api.choices.evaluation import choose_metric
+    from tunesmith.evaluation.evaluate import evaluate_held_out, settings_from_config
 
     cfg, task = ctx.config, ctx.task
     if cfg.eval.do_sample:
@@ -89,7 +91,7 @@ def _with_pair_measures(ctx: ModelContext, metric: Optional[str], max_samples: O
     """Held-out chosen / rejected pairs: their measures (``api.pair_measures.evaluate_pairs``), next to
     the generation metric when the pairs have reference answers (a reward model: the measures alone)."""
     from tunesmith.api.pair_measures import describe_pairs, evaluate_pairs
-    from tunesmith.data.pipeline import build_datasets
+    from tunesmith.api.data_entry import build_datasets
     from tunesmith.errors import DataError
 
     bundle = build_datasets(ctx.config.data, ctx.tokenizer, ctx.config.train.seed, ctx.task, ctx.preprocessor)
@@ -98,8 +100,9 @@ def _with_pair_measures(ctx: ModelContext, metric: Optional[str], max_samples: O
     pairs = evaluate_pairs(ctx, bundle.eval)
     logger.info(describe_pairs(pairs))
     has_answers = any(getattr(e, "reference", None) is not None for e in held_out)
-    if ctx.task == "causal_lm" and has_answers and (metric or ctx.config.eval.metric) != "pair_accuracy":
-        from tunesmith.evaluation.evaluate import choose_metric, evaluate_held_out, settings_from_config
+    if ctx.task == Task.CAUSAL_LM and has_answers and (metric or ctx.config.eval.metric) != "pair_accuracy":
+        from tunesmith.api.choices.evaluation import choose_metric
+        from tunesmith.evaluation.evaluate import evaluate_held_out, settings_from_config
 
         cfg = ctx.config
         chosen = choose_metric(metric or cfg.eval.metric, ctx.task, cfg.data.eval or cfg.data.train, held_out)
@@ -121,7 +124,7 @@ def unlearning_metrics(ctx: ModelContext, forget: Any, retain: Any, desc: str) -
     ``*_held_out_loss`` on their held-out sets (a built-in's test split asks the same facts in other
     words). Unlearning should raise the forget losses and keep the retain losses close.
     """
-    from tunesmith.data.collators import build_collator
+    from tunesmith.api.choices.batching import build_collator
     from tunesmith.evaluation.language_model import evaluate_perplexity
 
     collator = build_collator("auto", "causal_lm", ctx.tokenizer, "none", ctx.device)

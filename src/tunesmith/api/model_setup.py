@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from tunesmith.config.vocabulary import Task
 from tunesmith.config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ def runtime(cfg: TrainConfig) -> tuple[str, str]:
     applies ``train.num_threads``."""
     import torch
 
-    from tunesmith.models.precision import resolve_device, resolve_precision
+    from tunesmith.api.choices.runtime import resolve_device, resolve_precision
 
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
@@ -42,9 +43,8 @@ def autocast(device: str, precision: str) -> Any:
 
 def model_task(cfg: TrainConfig) -> str:
     """The model's task: ``model.task``, or inferred from the model's config."""
-    from tunesmith.models.loading import infer_task, load_model_config
-
-    from tunesmith.training.trainers import requested_task
+    from tunesmith.api.choices.task import infer_task, requested_task
+    from tunesmith.models.loading import load_model_config
 
     m = cfg.model
     return infer_task(load_model_config(m.name_or_path, m.trust_remote_code, m.revision),
@@ -54,15 +54,19 @@ def model_task(cfg: TrainConfig) -> str:
 def load_tokenizer_and_task(cfg: TrainConfig) -> tuple[Any, str]:
     """The tokenizer (with the configured chat template, saved with the run so inference renders
     prompts exactly as training did) and the model's task."""
-    from tunesmith.data.templates import resolve_template
+    from tunesmith.api.choices.data import choose_template
+    from tunesmith.config.vocabulary import is_auto
+    from tunesmith.data.templates import OWN_TEMPLATE, say_plain_once, template_named
     from tunesmith.models.loading import load_tokenizer
 
     m = cfg.model
     task = model_task(cfg)
     tokenizer = load_tokenizer(m.name_or_path, m.trust_remote_code, m.revision)
-    no_template = task == "causal_lm" and not getattr(tokenizer, "chat_template", None)
-    if cfg.data.template != "auto" or no_template:  # no template: plain text (data/templates.py)
-        tokenizer.chat_template = resolve_template(tokenizer, cfg.data).jinja
+    template = choose_template(cfg.data.template, task, tokenizer)  # data.template
+    if template != OWN_TEMPLATE:  # the tokenizer carries the chosen template from here on
+        if is_auto(cfg.data.template):  # no template of its own: plain text (data/templates.py)
+            say_plain_once(tokenizer)
+        tokenizer.chat_template = template_named(tokenizer, template, cfg.data.tags).jinja
     return tokenizer, task
 
 
@@ -72,14 +76,14 @@ def load_base_model(cfg: TrainConfig, tokenizer: Any, task: str, device: str, pr
     attention and hub kernels; a classifier gets ``label_names`` as its labels."""
     from tunesmith.api.components import build_model_loader
     from tunesmith.models.hub_kernels import apply_hub_kernels
-    from tunesmith.models.precision import resolve_weight_dtype
+    from tunesmith.api.choices.runtime import resolve_weight_dtype
     from tunesmith.models.quantization import (is_quantized_method, prepare_quantized_for_training,
                                                quantization_kwargs)
-    from tunesmith.training.speed import attention_kwargs
+    from tunesmith.api.choices.training import attention_kwargs
 
     m = cfg.model
     extra: dict[str, Any] = {}
-    if task == "sequence_classification" and label_names:
+    if task == Task.SEQUENCE_CLASSIFICATION and label_names:
         extra = {"num_labels": len(label_names), "id2label": dict(enumerate(label_names)),
                  "label2id": {n: i for i, n in enumerate(label_names)}}
     method = cfg.peft.method

@@ -19,7 +19,7 @@ from tunesmith.api.model_setup import ModelContext
 
 def pair_scores(ctx: ModelContext, dataset: Any, reward_model: bool, desc: str) -> dict[str, list[float]]:
     """Per held-out pair: the chosen and the rejected answers' log-probability (or reward-model score)."""
-    from tunesmith.data.collators import build_collator
+    from tunesmith.api.choices.batching import build_collator
     from tunesmith.data.preference_collators import preference_collator
     from tunesmith.training.preference import split_pairs
     from tunesmith.training.sequence_logps import score_sequences
@@ -63,10 +63,10 @@ def evaluate_pairs(ctx: ModelContext, dataset: Any) -> dict[str, Any]:
     trainer with a reference (``dpo``, ``kto``), ``reward_accuracy`` / ``reward_margin`` against its
     starting model: the base with the run's adapter switched off, or the adapter it continued
     (``model.adapter``), loaded next to the run's own."""
-    from tunesmith.training.preference import reference_needed
+    from tunesmith.api.choices.task import reference_needed, scores_answers
 
     cfg = ctx.config
-    reward_model = cfg.train.trainer == "reward"
+    reward_model = scores_answers(cfg.train.trainer)
     scores = pair_scores(ctx, dataset, reward_model, "Scoring held-out pairs")
     from tunesmith.errors import ConfigError
 

@@ -41,6 +41,7 @@ class TrainedModel:
         nan_skipped: optimizer steps skipped for a NaN / inf loss or gradient.
         memory: whether steps were trimmed (``train.memory_trim``), why, and what the trims cost.
         speed: the packing, attention kernel (and why) and hub kernels the run trained with.
+        memory_probe: the batch the memory probe ran (``train.memory_probe``), for the run's plan.
     """
 
     output: Any
@@ -51,6 +52,7 @@ class TrainedModel:
     nan_skipped: int
     memory: dict[str, Any]
     speed: dict[str, Any]
+    memory_probe: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -59,10 +61,9 @@ class RunRecord:
 
     ``to_dict`` gives the file's contents, key for key and in this order.
 
-    Example:
-        >>> RunRecord.from_run(trained, device="cpu", precision="fp32", task="causal_lm", method="lora",
-        ...                    before=None, after=None, data={}, plan={}).to_dict()["global_step"]
-        150
+    Example: ``RunRecord.from_run(trained, device="cpu", precision="fp32", task="causal_lm",
+    method="lora", before=None, after=None, data={}, plan={}).to_dict()["global_step"]`` is the
+    number of optimizer steps the run took (150 for the default job).
     """
 
     finished: str

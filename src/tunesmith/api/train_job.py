@@ -22,6 +22,7 @@ from tunesmith.api.results import BeforeAfter, RunRecord, TrainedModel, TrainRes
 from tunesmith.config import TrainConfig
 from tunesmith.config.lengths import describe_length
 from tunesmith.config.run_dir import RunDir
+from tunesmith.errors import Interrupted, StoppedByPeer
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +35,7 @@ class TrainingRun:
     steps read and fill its public attributes. ``model`` is the tuned model afterwards.
 
     Example:
-        >>> run = TrainingRun(load_config(overrides=["data=arith"]))
-        >>> run_training(run).run_dir
-        PosixPath('runs/20250101-120000')
+        ``run = TrainingRun(load_config(overrides=["data=arith"])); run_training(run).run_dir`` -> ``PosixPath('runs/20250101-120000')``
     """
 
     def __init__(self, config: TrainConfig, preprocessor: Any = None) -> None:
@@ -67,7 +66,8 @@ class TrainingRun:
         from tunesmith.training.callbacks import check_callbacks
         from tunesmith.training.host_memory import limit_kernel_caches
 
-        from tunesmith.training.trainers import requested_task
+        from tunesmith.api.choices.runtime import distributed_backend
+        from tunesmith.api.choices.task import requested_task
 
         cfg = self.config
         _mask_secrets_in_logs(cfg)
@@ -82,7 +82,8 @@ class TrainingRun:
         self.kernel_note = limit_kernel_caches(cfg.train.cpu_kernel_cache)  # before the first matrix multiply
         device, self.precision = runtime(cfg)
         self.device = dist.process_device(device)  # cuda:LOCAL_RANK under torchrun / accelerate launch
-        dist.init_distributed(self.device, cfg.train.distributed.backend, cfg.train.distributed.timeout_s)
+        dist.init_distributed(self.device, distributed_backend(cfg.train.distributed.backend, self.device),
+                              cfg.train.distributed.timeout_s)
         dist.quiet_replica()  # only rank 0 prints
         self.run_dir, checkpoint = dist.share_from_main(lambda: _prepare(cfg))
         set_seed(cfg.train.seed)
@@ -94,9 +95,11 @@ class TrainingRun:
     def setup_data(self) -> tuple[Any, Optional[Any]]:
         """Decide the run (``ResolvedRun``), load the tokenizer and the data (and the retain set of an
         unlearning run); returns the data and the retain data."""
-        self.plan = resolve_run(self.config, self.device)  # task, trainer and its traits, packing
+        self.plan = resolve_run(self.config, self.device)  # every auto of the config, decided once
         logger.debug("The run's plan:\n  %s", "\n  ".join(self.plan.describe(self.config)))
         bundle = _load_data(self)
+        if bundle.info is not None and self.plan.format is None:  # data.format=auto: detected from the columns
+            self.plan = self.plan.after_reading(format=bundle.info.format)
         _check_rows_fit_trainer(self.plan, bundle)
         return bundle, _load_retain(self, self.plan)
 
@@ -114,30 +117,40 @@ class TrainingRun:
     # -- train --------------------------------------------------------------------------------
     def train(self, bundle: Any, retain: Optional[Any], checkpoint: Optional[Path]) -> TrainedModel:
         """Apply the adapter, build the trainer and train; returns what the record needs."""
-        from tunesmith.training.attention_choice import choose_attention
+        from tunesmith.api.choices.training import choose_attention
         from tunesmith.training.guarded_run import nan_skipped_steps, train_with_guards
         from tunesmith.reporting.resources import resource_summary
-        from tunesmith.training.host_memory import apply_memory_trim, memory_record, plan_memory_trim
+        from tunesmith.training.host_memory import TrimPlan, apply_memory_trim, memory_record
+        from tunesmith.training.memory_probe import MemorySettings, build_memory_probe
         from tunesmith.training.speed import apply_speed_settings, speed_context
 
         cfg, plan = self.config, self.plan
         trainable, total = _apply_adapter(self, self.task)
         attention = choose_attention(cfg.train.attention, self.device, self.precision,
                                      plan.packing.several_examples_per_row, self.model, cfg.data.max_length)
+        if attention.kernel != plan.attention:  # the loaded model attends otherwise than its config said
+            logger.info(f"Attention: {attention.kernel} instead of the planned {plan.attention}, as the loaded "
+                        "model allows")
+            self.plan = plan = plan.after_reading(attention=attention.kernel, attention_reason=attention.reason)
         logger.info(f"Attention: {attention.kernel} ({attention.reason})")
         trainer = _build_trainer(self, plan.trainer, self.task, bundle, self.run_dir, self.device, self.precision,
                                  plan.packing.value, attention, retain)
         for note in apply_speed_settings(trainer, cfg.train):  # train.logits, train.logits_chunk
             logger.info(note)
-        trim = plan_memory_trim(cfg.train.memory_trim, self.device)
+        trim = TrimPlan(cfg.train.memory_trim, plan.memory_trim, plan.memory_trim_reason)  # decided in the plan
         logger.info(trim.describe() + (f"\n{self.kernel_note}" if self.kernel_note else ""))
         memory = {**apply_memory_trim(trainer, trim), "cpu_kernel_cache": cfg.train.cpu_kernel_cache}
+        probe = build_memory_probe(trainer, plan.memory_probe, plan.rows, self.task,
+                                   MemorySettings.from_config(cfg, plan.packing.value, plan.trainer, plan.reference),
+                                   self.device)  # train.memory_probe: the longest batch runs first
         start = time.perf_counter()
-        with speed_context(self.model, cfg, self.precision, self.device, attention):  # train.frozen_weights, attention
-            output = train_with_guards(trainer, cfg, checkpoint)  # atomic checkpoints, resume, NaN and signal guards
+        cast = plan.cast_frozen_weights  # train.frozen_weights
+        with speed_context(self.model, cast, attention):
+            output = train_with_guards(trainer, cfg, checkpoint, probe)  # atomic checkpoints, resume, NaN, signals
         train_seconds = time.perf_counter() - start
         _save_outputs(self, RunDir(self.run_dir), trainer)
         return TrainedModel(output=output, train_seconds=train_seconds, trainable=trainable, total=total,
+                            memory_probe=probe.record(),
                             resources=resource_summary(trainer.callback_handler.callbacks),
                             nan_skipped=nan_skipped_steps(trainer), memory=memory_record(trainer, memory),
                             speed={"packing": plan.packing.value, "attention": attention.kernel,
@@ -149,17 +162,49 @@ def run_training(run: TrainingRun) -> TrainResult:
     """Run the whole job described by ``run.config``; ``run.model`` is the tuned model afterwards.
 
     An exception leaving the run carries the run directory (``err.tunesmith_run_dir``) once it
-    exists, so the command line writes the traceback there (``cli/error_boundary.py``).
+    exists, so the command line writes the traceback there (``cli/error_boundary.py``). In a run of
+    several processes it also carries the process (``err.tunesmith_rank``: ``rank 1 of 2``), and the
+    first process to fail tells the others (``distributed.announce_failure``); a process whose error
+    follows from another's failure (a closed connection, the launcher's SIGTERM) raises
+    ``StoppedByPeer`` naming that process instead.
     """
+    from tunesmith.training import distributed as dist
+
     try:
         return _run_training(run)
     except BaseException as err:
-        if run.run_dir is not None and getattr(err, "tunesmith_run_dir", None) is None:
+        failure = _peer_failure(err)
+        if failure is not None:
+            stopped = dist.stopped_by_peer(failure)
+            _label(stopped, run)
+            raise stopped from err
+        if dist.world_size() > 1 and not isinstance(err, (KeyboardInterrupt, Interrupted, StoppedByPeer)):
+            dist.announce_failure(err)  # a stop on a signal, or caused by another process, is no failure of its own
+        _label(err, run)
+        raise
+
+
+def _peer_failure(err: BaseException) -> Optional[str]:
+    """Another process's failure that ``err`` follows from, in a run of several processes; else None."""
+    from tunesmith.training import distributed as dist
+
+    if dist.world_size() < 2 or isinstance(err, StoppedByPeer):
+        return None
+    return dist.peer_failure()
+
+
+def _label(err: BaseException, run: TrainingRun) -> None:
+    """Attach the run directory and, with several processes, this process's rank to ``err``."""
+    from tunesmith.training import distributed as dist
+
+    marks = {"tunesmith_rank": dist.rank_label() if dist.world_size() > 1 else None,
+             "tunesmith_run_dir": run.run_dir}
+    for name, value in marks.items():
+        if value is not None and getattr(err, name, None) is None:
             try:
-                err.tunesmith_run_dir = run.run_dir  # type: ignore[attr-defined]
+                setattr(err, name, value)
             except AttributeError:  # an exception type with __slots__
                 pass
-        raise
 
 
 def _run_training(run: TrainingRun) -> TrainResult:
@@ -175,17 +220,19 @@ def _run_training(run: TrainingRun) -> TrainResult:
     bundle, retain = run.setup_data()
     with dist.main_process_first():  # rank 0 converts a GGUF file once
         # A reward model is a classifier with one output: the score of an answer.
-        run.setup_model(["reward"] if run.plan.trainer == "reward" else bundle.label_names)
+        run.setup_model(["reward"] if run.plan.scores_answers else bundle.label_names)
 
     # Held-out measurements run on rank 0 only, and not on sharded (fsdp / deepspeed) models.
     measure = dist.is_main_process() and cfg.train.distributed.strategy == "ddp"
     metric = (before_after_metric(cfg, run.task, bundle)
-              if measure and retain is None and run.plan.trainer != "reward" else None)
+              if measure and retain is None and not run.plan.scores_answers else None)
+    if metric is not None and run.plan.metric is None:  # eval.metric=auto: picked from the held-out examples
+        run.plan = run.plan.after_reading(metric=metric.name)
     pairs = measure and _measures_pairs(run, bundle)  # held-out chosen / rejected pairs
     before = after = pair_start = None
     with stop_at_once_on_signals("measuring the base model", "nothing was trained yet"):
         if pairs:
-            pair_start = pair_scores(run.context(), bundle.eval, run.plan.trainer == "reward", "Scoring held-out pairs")
+            pair_start = pair_scores(run.context(), bundle.eval, run.plan.scores_answers, "Scoring held-out pairs")
             logger.info(f"Base model: {describe_pairs(pair_summary(pair_start))}")
         if measure and retain is not None:
             before = run.evaluate(bundle, retain, None, "Measuring base model")
@@ -215,6 +262,8 @@ def _run_training(run: TrainingRun) -> TrainResult:
             run_dir.write_eval_results(BeforeAfter(before["metric"], before, after).to_dict())
 
     run.recorded = True
+    if bundle.streamed:
+        _note_stream(bundle, output.global_step)
     _write_record(run, run_dir, trained, before, after, _data_record(bundle))
     _write_report(run_dir)
     dist.barrier()
@@ -255,7 +304,7 @@ def _with_pairs(run: TrainingRun, bundle: Any, start: dict[str, list[float]], be
                 after: Optional[dict]) -> tuple[dict, dict]:
     """The before / after results with the held-out pairs' measures added (``api.pair_measures``);
     without another metric, ``pair_accuracy`` is the score."""
-    scores = pair_scores(run.context(), bundle.eval, run.plan.trainer == "reward", "Scoring held-out pairs")
+    scores = pair_scores(run.context(), bundle.eval, run.plan.scores_answers, "Scoring held-out pairs")
     reference = start if run.plan.reference else None  # the starting model is the reference
     start_summary = pair_summary(start)
     end_summary = pair_summary(scores, reference, run.config.train.preference.beta)
@@ -278,7 +327,8 @@ def _mask_secrets_in_logs(cfg: Any) -> None:
 def _prepare(cfg: Any) -> tuple[Path, Optional[Path]]:
     """Create (or reopen, to resume) the run directory and save the resolved config (the main process
     only); returns it and the checkpoint to resume from (``train.resume``)."""
-    from tunesmith.training.resume import apply_plan, plan_resume
+    from tunesmith.api.choices.training import plan_resume
+    from tunesmith.training.resume import apply_plan
 
     plan = plan_resume(cfg)  # refuses a changed config or a foreign non-empty folder
     if plan.run_dir is not None and not cfg.output_dir:
@@ -315,7 +365,7 @@ def _load_retain(run: TrainingRun, plan: ResolvedRun) -> Optional[Any]:
     """The retain set (``data.retain``) of an unlearning run, tokenized like the forget set; else None."""
     import dataclasses
 
-    from tunesmith.data.pipeline import build_datasets
+    from tunesmith.api.data_entry import build_datasets
     from tunesmith.data.sources import check_source
     from tunesmith.errors import ConfigError
     from tunesmith.training.trainers import TRAINERS, trainer_traits
@@ -333,7 +383,8 @@ def _load_retain(run: TrainingRun, plan: ResolvedRun) -> Optional[Any]:
                           f"set; train.trainer={name}")
     check_source(cfg.data.retain, "data.retain")
     retain_cfg = dataclasses.replace(cfg.data, train=cfg.data.retain, eval=None, mix=[], retain=None)
-    bundle = build_datasets(retain_cfg, run.tokenizer, cfg.train.seed, plan.task.value, run.preprocessor)
+    bundle = build_datasets(retain_cfg, run.tokenizer, cfg.train.seed, plan.task.value, run.preprocessor,
+                            packing=plan.packing.value)
     logger.info(f"Retain data: {bundle.train_stats.summary()}")
     return bundle
 
@@ -350,12 +401,20 @@ def _losses(result: dict[str, Any]) -> str:
 
 def _load_data(run: TrainingRun) -> Any:
     """Tokenizer, task and the tokenized datasets; prints what the data holds."""
-    from tunesmith.data.pipeline import build_datasets
+    from tunesmith.api.data_entry import build_datasets
 
     cfg = run.config
     run.tokenizer, run.task = load_tokenizer_and_task(cfg)
-    bundle = build_datasets(cfg.data, run.tokenizer, cfg.train.seed, run.task, run.preprocessor)
-    logger.info(f"Train data: {bundle.train_stats.summary()}")
+    from tunesmith.training.distributed import world_size
+
+    # data.streaming: the stream keeps its position once per optimizer step (every process's rows).
+    rows_per_step = cfg.train.batch_size * cfg.train.grad_accum * world_size()
+    bundle = build_datasets(cfg.data, run.tokenizer, cfg.train.seed, run.task, run.preprocessor,
+                            packing=run.plan.packing.value, rows_per_step=rows_per_step)
+    if not bundle.streamed:
+        logger.info(f"Train data: {bundle.train_stats.summary()}")
+    else:
+        logger.info(f"Train data: streamed from {cfg.data.train} ({bundle.info.describe()}); counted as it is read")
     if bundle.eval_stats:
         logger.info(f"Eval data: {bundle.eval_stats.summary()}")
     for note in bundle.notes:
@@ -388,7 +447,7 @@ def _build_trainer(run: TrainingRun, trainer_name: str, task: str, bundle: Any, 
     from tunesmith.data.collators import build_collator
     from tunesmith.data.loading import loader_settings
     from tunesmith.reporting.resources import ResourceLog
-    from tunesmith.training.arguments import build_training_args
+    from tunesmith.api.choices.training import build_training_args
     from tunesmith.training.callbacks import MetricsJsonl, ProgressBar, build_callbacks
     from tunesmith.training.trainers import build_trainer
 
@@ -399,7 +458,7 @@ def _build_trainer(run: TrainingRun, trainer_name: str, task: str, bundle: Any, 
 
     params = _flat(mask_config(dataclasses.asdict(cfg)))  # recorded by MLflow, secrets masked
     collator = build_collator(run.plan.collator, task, run.tokenizer, packing, device, args=cfg.data.collator_args,
-                              model_type=model_type, sequence_boundaries=attention.sequence_boundaries)
+                              sequence_boundaries=attention.sequence_boundaries)
     if run.plan.rows != "examples":
         from tunesmith.data.preference_collators import preference_collator
 
@@ -454,10 +513,11 @@ def _write_record(run: TrainingRun, run_dir: RunDir, trained: TrainedModel, befo
     tokens/s; ``nan_skipped_steps``: optimizer steps skipped for a NaN/inf loss or gradient
     (train.nan_policy=skip); ``speed``: the packing, attention kernel (and why) and hub kernels the run
     trained with; ``memory``: whether steps were trimmed (train.memory_trim), why, and what the trims
-    cost; ``plan``: the run's decisions (``ResolvedRun``)."""
+    cost; ``plan``: the run's decisions (``ResolvedRun``) and the batch the memory probe ran
+    (``memory_probe_batch``)."""
     record = RunRecord.from_run(trained, device=run.device, precision=run.precision, task=run.task,
                                 method=run.config.peft.method, before=before, after=after, data=data,
-                                plan=run.plan.record() if run.plan else {})
+                                plan={**run.plan.record(), **trained.memory_probe} if run.plan else {})
     run_dir.write_record(record.to_dict())
 
 
@@ -466,6 +526,20 @@ def _write_report(run: RunDir) -> None:
     from tunesmith.reporting.report import write_report
 
     logger.info(f"Report: {write_report(run.path)}")
+
+
+def _note_stream(bundle: Any, steps: int) -> None:
+    """A streaming run's counts, now that training has read what it read: tokenizing counts for the
+    record, and how much of the corpus was read (printed and kept in the notes)."""
+    bundle.train_stats = bundle.train.stats
+    read = bundle.train.progress()
+    share = (f", {read['bytes_read'] / 2**20:.1f} of {read['total_bytes'] / 2**20:.1f} MiB of this pass"
+             if read["total_bytes"] else "")
+    note = (f"data.streaming: read {read['rows_read']} rows ({read['passes']} full passes{share}); "
+            f"trained on {steps * bundle.train.rows_per_step} rows in {steps} steps; tokenized: "
+            f"{bundle.train_stats.summary()}")
+    logger.info(note)
+    bundle.notes.append(note)
 
 
 def _data_record(bundle: Any) -> dict[str, Any]:

@@ -84,7 +84,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
     """``tunesmith merge RUN_DIR OUT``: fold a LoRA adapter into a standalone model folder."""
     import json
 
-    from tunesmith.models.merge import MERGE_RECORD_FILE, merge_run
+    from tunesmith.api.exports import merge_run
+    from tunesmith.models.merge import MERGE_RECORD_FILE
 
     out = merge_run(args.run_dir, args.out_dir, args.dtype, args.overwrite)
     record = json.loads((out / MERGE_RECORD_FILE).read_text(encoding="utf-8"))

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Optional
 
 from tunesmith.config.secrets import is_secret_key, mask_text, remember_secrets
-from tunesmith.errors import Interrupted, TunesmithError
+from tunesmith.errors import Interrupted, StoppedByPeer, TunesmithError
 
 USER_ERROR = 2  # the input was wrong; the message says which key, file or field
 INTERNAL_ERROR = 1  # a bug or an unexpected failure; the traceback is in a log file
@@ -48,11 +48,16 @@ def report_error(err: BaseException, argv: Optional[list[str]] = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     remember_secrets(argv_secrets(argv))  # an error may come before the config's secrets were noted
+    # In a run of several processes each prints its own error: say which process it is.
+    on = f" on {err.tunesmith_rank}" if getattr(err, "tunesmith_rank", None) else ""
     if isinstance(err, Interrupted):  # SIGTERM / SIGINT during training: a checkpoint was saved
         print(f"stopped: {one_line(mask_text(str(err)))}", file=sys.stderr)
         return err.exit_code
+    if isinstance(err, StoppedByPeer):  # another process failed first and printed its error
+        print(f"stopped: {one_line(mask_text(str(err)))}", file=sys.stderr)
+        return INTERNAL_ERROR
     if isinstance(err, TunesmithError):
-        print(f"error: {one_line(mask_text(str(err)))}", file=sys.stderr)  # a message may quote a config value
+        print(f"error{on}: {one_line(mask_text(str(err)))}", file=sys.stderr)  # a message may quote a config value
         return USER_ERROR
     if isinstance(err, KeyboardInterrupt):
         print("interrupted", file=sys.stderr)
@@ -60,7 +65,7 @@ def report_error(err: BaseException, argv: Optional[list[str]] = None) -> int:
     if isinstance(err, OSError) and (err.filename or err.filename2):
         names = " -> ".join(str(n) for n in (err.filename, err.filename2) if n)
         log = write_traceback(err, argv)
-        print(f"error: {mask_text(names)}: {err.strerror or type(err).__name__}"
+        print(f"error{on}: {mask_text(names)}: {err.strerror or type(err).__name__}"
               f"{f' (details in {log})' if log else ''}", file=sys.stderr)
         return USER_ERROR
     log = write_traceback(err, argv)
@@ -68,7 +73,7 @@ def report_error(err: BaseException, argv: Optional[list[str]] = None) -> int:
     if len(summary) > 300:
         summary = summary[:297] + "..."
     where = f"the traceback is in {log}" if log else "the traceback could not be written to a file"
-    print(f"internal error: {summary}\n{where}; please include it when reporting the problem", file=sys.stderr)
+    print(f"internal error{on}: {summary}\n{where}; please include it when reporting the problem", file=sys.stderr)
     return INTERNAL_ERROR
 
 
@@ -94,7 +99,8 @@ def write_traceback(err: BaseException, argv: Optional[list[str]] = None) -> Opt
     """
     text = mask_text("".join(traceback.format_exception(type(err), err, err.__traceback__)))
     args = " ".join(sys.argv[1:] if argv is None else argv)
-    header = f"{datetime.now().isoformat(timespec='seconds')} tunesmith {mask_text(args)}\n"
+    on = f" ({err.tunesmith_rank})" if getattr(err, "tunesmith_rank", None) else ""
+    header = f"{datetime.now().isoformat(timespec='seconds')}{on} tunesmith {mask_text(args)}\n"
     for path in _candidates(err):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -63,8 +63,13 @@ def load_config(
         merged = compose_groups(selections)
     origin = PACKAGED
     yaml_items = [(k, v) for k, v in user.items() if k == "train" and isinstance(v, dict)]
-    yaml_lengths = _lengths_given(merged, yaml_items + list(shape_keys.items()), origin,
-                                  f"the config file {config_file}")
+    try:
+        yaml_lengths = _lengths_given(merged, yaml_items + list(shape_keys.items()), origin,
+                                      f"the config file {config_file}")
+    except ConfigError as err:  # a length that is not a number: name the file, as for every other key
+        if config_file and source not in str(err):
+            raise ConfigError(f"{err}{source}") from None
+        raise
     for key, value in user.items():
         if key in GROUPS and not isinstance(value, dict):
             continue

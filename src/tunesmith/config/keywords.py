@@ -114,9 +114,8 @@ class DefaultTrainerConfig(dict):
     ``FineTuner``. It is a dict: ``FineTuner(trainer_config=...)`` and ``update_config`` take it.
 
     Example:
-        >>> cfg = DefaultTrainerConfig(output_dir="runs/a", num_train_epochs=3, save_total_limit=2)
-        >>> FineTuner(trainer_config=cfg).config.train.save_limit
-        2
+        ``FineTuner(trainer_config=DefaultTrainerConfig(output_dir="runs/a", num_train_epochs=3,
+        save_total_limit=2)).config.train.save_limit`` -> ``2``
     """
 
     def __init__(self, **settings: Any) -> None:
@@ -151,6 +150,7 @@ def training_arguments_updates(args: Any) -> dict[str, Any]:
     ``ConfigError`` naming it.
 
     Example:
+        >>> from transformers import TrainingArguments
         >>> training_arguments_updates(TrainingArguments("out", learning_rate=1e-4))["train.lr"]
         0.0001
     """

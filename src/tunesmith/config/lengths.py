@@ -30,6 +30,7 @@ def length_origin(cfg: Any) -> Optional[str]:
     """Where ``cfg``'s current length came from: ``"packaged"``, a user source, or None (unknown).
 
     Example:
+        >>> from tunesmith.config import TrainConfig
         >>> length_origin(TrainConfig()) is None
         True
     """

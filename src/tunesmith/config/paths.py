@@ -9,8 +9,7 @@ the user's own and are not confined. ``--allow-outside-paths`` (``allow_outside_
 the command line) turns the check off; a config file cannot turn it off for itself.
 
 Example:
-    >>> check_confined(cfg, "/downloads/x/config.yaml", cli_keys=set())
-    ConfigError: data.train: '../secret.jsonl' resolves to /downloads/secret.jsonl, outside ...
+    ``check_confined(cfg, "/downloads/x/config.yaml", cli_keys=set())`` -> ``ConfigError: data.train: '../secret.jsonl' resolves to /downloads/secret.jsonl, outside ...``
 """
 
 from __future__ import annotations

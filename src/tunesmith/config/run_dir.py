@@ -16,9 +16,7 @@ A run directory holds::
     run.json             the run record, written last: its presence marks a finished run
 
 Example:
-    >>> run = RunDir("runs/arith")
-    >>> run.config_file, run.is_finished()
-    (PosixPath('runs/arith/config.yaml'), True)
+    ``run = RunDir("runs/arith"); run.config_file, run.is_finished()`` -> ``(PosixPath('runs/arith/config.yaml'), True)``
 """
 
 from __future__ import annotations

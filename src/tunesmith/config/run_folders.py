@@ -6,8 +6,7 @@ naming ``output_dir``, the path and the reason, instead of a raw ``NotADirectory
 inside the run; a mistyped run path "does not exist" rather than "is not a run directory".
 
 Example:
-    >>> check_output_dir("runs/a/train.jsonl/x")
-    RunDirError: output_dir: 'runs/a/train.jsonl/x' lies under 'runs/a/train.jsonl', which is a file, not a folder; ...
+    ``check_output_dir("runs/a/train.jsonl/x")`` -> ``RunDirError: output_dir: 'runs/a/train.jsonl/x' lies under 'runs/a/train.jsonl', which is a file, not a folder; ...``
 """
 
 from __future__ import annotations
@@ -59,8 +58,7 @@ def existing_folder(value: str | os.PathLike) -> Path:
     exist (or is a file), before any check of what the folder holds.
 
     Example:
-        >>> existing_folder("runz/arith")
-        RunDirError: runz/arith: does not exist; give a run directory (such as runs/NAME, ...) or a model folder
+        ``existing_folder("runz/arith")`` -> ``RunDirError: runz/arith: does not exist; give a run directory (such as runs/NAME, ...) or a model folder``
     """
     path = Path(value)
     if not path.exists():

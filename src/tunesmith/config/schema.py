@@ -42,6 +42,7 @@ Attention = Literal["auto", "varlen", "segments", "sdpa", "eager", "flash_attent
 HubKernels = Literal["auto", "on", "off"]
 FrozenWeights = Literal["auto", "as_loaded"]
 MemoryTrim = Literal["auto", "on", "off"]
+MemoryProbe = Literal["auto", "on", "off"]
 PreferenceLoss = Literal["sigmoid", "ipo", "simpo"]
 Reference = Literal["auto", "adapter_off", "copy", "precomputed"]
 
@@ -148,6 +149,13 @@ class DataConfig:
     cache: bool = True  # cache tokenized datasets by a fingerprint of data, tokenizer and settings
     # Processes that tokenize (1: this process only); each takes a contiguous shard of the examples.
     num_proc: int = 1
+    # Read data.train lazily while training (JSONL, Parquet, .txt files or a hub dataset): rows are
+    # converted, tokenized and packed as the batches are drawn, so memory stays flat on a corpus
+    # larger than RAM. Needs train.max_steps; the corpus starts again when it ends (docs/data.md).
+    streaming: bool = False
+    # With streaming: examples held in a buffer and drawn from it at random (seeded by train.seed);
+    # 0 keeps the file's order.
+    shuffle_buffer: int = 0
     # Unlearning trainers (grad_diff, npo): the examples whose behaviour must stay; data.train is
     # the forget set. Same kinds as data.train; a built-in uses its test split as held-out.
     retain: Optional[str] = None
@@ -326,6 +334,10 @@ class TrainSection:
     # each optimizer step freed back to the operating system (glibc malloc_trim) when training on a
     # CPU under Linux; on: on any device (glibc only); off: never.
     memory_trim: MemoryTrim = "auto"
+    # Before the first optimizer step the longest batch runs forward and backward once (no step, the
+    # random generators put back), so running out of memory happens at once, with the settings to
+    # change (tunesmith.training.memory_probe). auto: on a GPU (cuda, mps), not on a CPU; on; off.
+    memory_probe: MemoryProbe = "auto"
     # CPU kernels (oneDNN primitives, each with its own copy of a weight) torch caches per process;
     # torch's default, 1024, fills at several MiB per step when the row length changes every step.
     cpu_kernel_cache: int = 16

@@ -158,6 +158,7 @@ def build_mapped(cfg: Any, resolved: Optional[Mapping[str, Any]] = None) -> dict
     ``train.precision``).
 
     Example:
+        >>> from tunesmith.config.schema import TrainConfig
         >>> build_mapped(TrainConfig(), {"model.device": "cpu", "train.precision": "fp32"})["save_total_limit"] is None
         True
     """

@@ -94,7 +94,7 @@ def disagreements(earlier: dict[str, Any], later: dict[str, Any]) -> list[str]:
 
     Example:
         >>> disagreements({"lr": 1e-4}, {"train.lr": 2e-4})
-        ["train.lr: lr=0.0001 and train.lr=0.0002"]
+        ['train.lr: lr=0.0001 and train.lr=0.0002']
     """
     first, second = check_updates(earlier), check_updates(later)
     return [f"{key}: {first[key][0]}={first[key][1]!r} and {second[key][0]}={second[key][1]!r}"

@@ -9,13 +9,13 @@ Bad rows show up at two moments, and both end in one ``BadRowReport``:
 2. **Parsing** (rows -> canonical examples): ``policy.parse_all(rows, parse_fn, read_errors=...)``
    calls ``parse_fn`` on every row; under ``skip`` each ``DataError`` is counted by reason.
 
-Example:
-    >>> policy = BadRowPolicy("skip", max_bad_fraction=0.5)
-    >>> bad = policy.collector()
-    >>> rows = load_rows("d.jsonl", bad_rows=bad)      # line 2 is not JSON
-    >>> examples, report = policy.parse_all(rows, parse_row, read_errors=bad)
-    >>> report.summary()
-    'skipped 1 of 3 rows (33.3%): invalid JSON 1; first: d.jsonl:2'
+Example (``d.jsonl``, whose line 2 is not JSON)::
+
+    policy = BadRowPolicy("skip", max_bad_fraction=0.5)
+    bad = policy.collector()
+    rows = load_rows("d.jsonl", bad_rows=bad)
+    examples, report = policy.parse_all(rows, parse_row, read_errors=bad)
+    report.summary()  # 'skipped 1 of 3 rows (33.3%): invalid JSON 1; first: d.jsonl:2'
 """
 
 from __future__ import annotations

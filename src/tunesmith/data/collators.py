@@ -1,7 +1,7 @@
 """Collators: lists of tokenized examples -> batch tensors.
 
-Pick one with ``data.collator`` (``auto`` picks by task and ``data.packing``, see
-`resolve_collator_name`); `build_collator` resolves the pad id and the pad multiple for a device.
+Pick one with ``data.collator`` (with ``auto`` the run picks by task and ``data.packing``, see
+``tunesmith.api.choices.batching``); `build_collator` resolves the pad id and the pad multiple for a device.
 Training pads on the right; ``padding_side="left"`` is for batched generation, where every
 prompt must end at the last column. Labels are unshifted (see `tunesmith.data.tokenize`) and pad
 positions get -100 so they are never trained.
@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Sequence
 
-from tunesmith.data.packing import resolve_packing
+from tunesmith.config.vocabulary import Packing, Task
 from tunesmith.data.tokenize import IGNORE_INDEX
 from tunesmith.errors import ConfigError, DataError, ModelError
 from tunesmith.registry import Registry
@@ -37,8 +37,7 @@ def register_collator(name: str, *, overwrite: bool = False) -> Callable:
     ``cls(tokenizer=..., pad_to_multiple_of=..., **data.collator_args)``.
 
     Example:
-        >>> from transformers import DataCollatorWithPadding
-        >>> register_collator("with_padding")(DataCollatorWithPadding)  # then data.collator=with_padding
+        ``from transformers import DataCollatorWithPadding; register_collator("with_padding")(DataCollatorWithPadding) # then data.collator=with_padding``
 
     Raises:
         ConfigError: ``name`` is already registered (pass ``overwrite=True`` to replace it).
@@ -245,21 +244,24 @@ def pad_multiple_for_device(device: Any) -> int | None:
     return 8 if str(device).startswith("cuda") else None
 
 
-def resolve_collator_name(name: str, task: str, packing: str = "none", model_type: str | None = None) -> str:
-    """The collator ``data.collator`` names once ``auto`` is resolved.
+# The collator that pads rows of one example each, by task.
+COLLATOR_BY_TASK = {Task.CAUSAL_LM: "causal_lm", Task.SEQ2SEQ: "seq2seq", Task.SEQUENCE_CLASSIFICATION: "classification"}
 
-    ``("auto", "causal_lm", "pack")`` -> ``"packed"``; ``("auto", "causal_lm", "auto", "llama")`` ->
-    ``"packed"`` (padding-free rows); ``("auto", "sequence_classification", "none")`` -> ``"classification"``.
-    """
-    packing = resolve_packing(packing, task, model_type)
-    if name == "auto":
-        by_task = {"causal_lm": "causal_lm", "seq2seq": "seq2seq", "sequence_classification": "classification"}
-        if task not in by_task:
-            raise ConfigError(f"model.task: cannot pick a collator for task {task!r}; "
-                              f"allowed: {', '.join(by_task)}")
-        name = "packed" if packing in ("pack", "padding_free") else by_task[task]
+
+def collator_for_task(task: str) -> str:
+    """The collator that pads rows of one example each for ``task``: ``"sequence_classification"`` ->
+    ``"classification"``; an unknown task is a ConfigError naming ``model.task``."""
+    try:
+        return COLLATOR_BY_TASK[Task(task)]
+    except ValueError:
+        raise ConfigError(f"model.task: cannot pick a collator for task {task!r}; "
+                          f"allowed: {', '.join(t.value for t in COLLATOR_BY_TASK)}") from None
+
+
+def check_collator(name: str, packing: str = "none") -> str:
+    """``data.collator`` (a registered name or ``module:attr`` path) after a check that it fits ``packing``."""
     COLLATORS.get(name)  # unknown names fail here, with the known ones listed
-    if packing == "pack" and name != "packed":
+    if packing == Packing.PACK and name != "packed":
         raise ConfigError(f"data.collator: packed blocks need the 'packed' collator, got {name!r} "
                           "(padding them with an attention_mask would let examples attend to each other)")
     return name
@@ -267,19 +269,17 @@ def resolve_collator_name(name: str, task: str, packing: str = "none", model_typ
 
 def build_collator(name: str, task: str, tokenizer: Any, packing: str = "none", device: Any = "cpu",
                    padding_side: PaddingSide = "right", args: dict[str, Any] | None = None,
-                   model_type: str | None = None,
                    sequence_boundaries: bool = False) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
-    """Build the collator for a task, packing mode and device.
+    """Build the collator ``name`` (a registered one, chosen for ``task``) for a packing mode and device.
 
-    ``build_collator("auto", "causal_lm", tok, "none", "cuda")`` ->
+    ``build_collator("causal_lm", "causal_lm", tok, "none", "cuda")`` ->
     ``PaddingCollator(pad_token_id=tok.pad_token_id, pad_to_multiple_of=8)``.
     A tokenizer without a pad token pads with its EOS token (pads are masked either way).
     ``args`` (``data.collator_args``) are extra keyword arguments for the collator class;
-    ``model_type`` (the model config's) decides what ``packing="auto"`` means;
     ``sequence_boundaries`` makes padding-free batches carry their examples' cumulative lengths
     (see `PackedCollator`).
     """
-    cls = COLLATORS.build(resolve_collator_name(name, task, packing, model_type), args, "data.collator_args")
+    cls = COLLATORS.build(check_collator(name, packing), args, "data.collator_args")
     params = _parameter_names(cls)
     if "tokenizer" in params and "pad_token_id" not in params:  # a transformers-style collator
         if getattr(tokenizer, "pad_token_id", None) is None:

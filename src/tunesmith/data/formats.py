@@ -1,7 +1,7 @@
 """Row formats: each turns one raw row (a dict) into a canonical example (see ``examples.py``).
 
-Formats are registered by name (``data.format=alpaca``). ``auto`` picks one from the columns of
-the first row that fits any: the first format, in ``detection_order()`` (by ``priority``), whose
+Formats are registered by name (``data.format=alpaca``). Without a name (``data.format=auto``
+where nothing else names one) ``detect_format`` picks one from the columns of the first row that fits any: the first format, in ``detection_order()`` (by ``priority``), whose
 required columns are all present:
 
     tokenized > preference > kto > messages > sharegpt > alpaca > prompt_completion > prompt_only
@@ -123,15 +123,16 @@ def apply_columns(row: dict[str, Any], columns: dict[str, str], where: str) -> d
     return out
 
 
-def check_columns(columns: dict[str, str], fmt: str = "auto") -> None:
-    """Fail fast on a ``data.columns`` key that no format (or not ``fmt``) reads: ``{"questoin": "q"}``."""
-    formats = [FORMATS.get(n) for n in detection_order()] if fmt == "auto" else [FORMATS.get(fmt)]
+def check_columns(columns: dict[str, str], fmt: Optional[str] = None) -> None:
+    """Fail fast on a ``data.columns`` key that no format (or not ``fmt``; None: any format the
+    columns may be detected as) reads: ``{"questoin": "q"}``."""
+    formats = [FORMATS.get(n) for n in detection_order()] if fmt is None else [FORMATS.get(fmt)]
     known = sorted({c for f in formats for c in f.columns + f.optional})
     for canonical, source in columns.items():
         if not isinstance(source, str) or not source:
             raise ConfigError(f"data.columns.{canonical}: must name a column of the file, got {source!r}")
         if canonical not in known:
-            reader = "any format" if fmt == "auto" else f"the {fmt} format"
+            reader = "any format" if fmt is None else f"the {fmt} format"
             raise ConfigError(f"data.columns: '{canonical}' is not a column {reader} reads."
                               f"{did_you_mean(canonical, known)} Known: {', '.join(known)}")
 
@@ -159,18 +160,18 @@ class FormatInfo:
 
 
 def prepare_parser(
-    rows: list[Row], fmt: str = "auto", columns: Optional[dict[str, str]] = None,
+    rows: list[Row], fmt: Optional[str] = None, columns: Optional[dict[str, str]] = None,
     label_names: Optional[list[str]] = None, strict: bool = True,
 ) -> tuple[Callable[[Any, str], Example], FormatInfo]:
     """A ``parse_row(row, where) -> example`` for this dataset, and what was found about it.
 
-    Detects the format (from the first row whose columns fit one) and, for label formats, builds
+    ``fmt`` None detects the format (from the first row whose columns fit one) and, for label formats, builds
     the label map from every row. ``strict=False`` leaves bad rows for ``parse_row`` to report one
     by one, which is what ``BadRowPolicy("skip").parse_all(rows, parse_row)`` needs.
     """
     columns = dict(columns or {})
     check_columns(columns, fmt)
-    name, decided_by = (fmt, None) if fmt != "auto" else _detect_first(rows, columns)
+    name, decided_by = (fmt, None) if fmt is not None else _detect_first(rows, columns)
     row_format = FORMATS.get(name)
     context = ParseContext()
     if row_format.uses_labels:
@@ -197,11 +198,11 @@ def prepare_parser(
                             "dataset, or set data.format)", reason=err.reason) from None
 
     names = list(context.labels.names) if context.labels else list(label_names or [])
-    return parse_row, FormatInfo(name, fmt == "auto", row_format.kind, names, columns)
+    return parse_row, FormatInfo(name, fmt is None, row_format.kind, names, columns)
 
 
 def to_examples(
-    rows: list[Row], fmt: str = "auto", columns: Optional[dict[str, str]] = None,
+    rows: list[Row], fmt: Optional[str] = None, columns: Optional[dict[str, str]] = None,
     label_names: Optional[list[str]] = None,
 ) -> tuple[list[Example], FormatInfo]:
     """Parse ``(row, where)`` pairs into canonical examples; the first bad row raises ``DataError``.
@@ -243,8 +244,8 @@ def _detect_first(rows: list[Row], columns: dict[str, str]) -> tuple[str, str]:
     raise first  # type: ignore[misc]
 
 
-def to_conversations(rows: list[Row], fmt: str, columns: Optional[dict[str, str]] = None) -> list[Conversation]:
-    """Parse ``(row, where)`` pairs into conversations (``auto``: the format is detected from the first row)."""
+def to_conversations(rows: list[Row], fmt: Optional[str], columns: Optional[dict[str, str]] = None) -> list[Conversation]:
+    """Parse ``(row, where)`` pairs into conversations (None: the format is detected from the first row)."""
     examples, info = to_examples(rows, fmt, columns)
     if examples and not isinstance(examples[0], Conversation):
         kind = EXAMPLE_KINDS[type(examples[0])]

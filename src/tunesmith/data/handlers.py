@@ -76,16 +76,14 @@ class QADataset:
     run's template (``template_args``) and cut to ``max_length`` tokens from the end of the prompt.
 
     Example:
-        >>> items = QADataset({"path": "rows.jsonl"}, {"apply_chat_template": True}, tokenizer)
-        >>> len(items), sorted(items[0])
-        (24, ['attention_mask', 'input_ids', 'labels'])
+        ``items = QADataset({"path": "rows.jsonl"}, {"apply_chat_template": True}, tokenizer); len(items), sorted(items[0])`` -> ``(24, ['attention_mask', 'input_ids', 'labels'])``
     """
 
     def __init__(self, hf_args: dict[str, Any], template_args: Optional[dict[str, Any]], tokenizer: Any,
                  question_key: str = "question", answer_key: str = "answer", max_length: int = 512,
                  predict_with_generate: bool = False) -> None:
         from tunesmith.data.sources import load_rows
-        from tunesmith.data.templates import resolve_template
+        from tunesmith.data.templates import template_named
 
         if predict_with_generate:
             raise ConfigError("data.dataset_args.predict_with_generate: tunesmith generates answers in evaluation "
@@ -100,7 +98,9 @@ class QADataset:
                          subset=hf_args.get("name"))
         self.pairs = [(row[question_key], row[answer_key], where) for row, where in rows]
         self.tokenizer, self.max_length = tokenizer, max_length
-        self.template = resolve_template(tokenizer, data_config_for(template_args))
+        # apply_chat_template (or nothing said): the tokenizer's own template; otherwise the tags given
+        tags = bool(template_args) and not template_args.get("apply_chat_template", False)
+        self.template = template_named(tokenizer, "tags" if tags else None, data_config_for(template_args).tags)
 
     def __len__(self) -> int:
         return len(self.pairs)

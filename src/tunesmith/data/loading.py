@@ -114,7 +114,8 @@ def build_dataloader(
 ) -> DataLoader:
     """A DataLoader whose workers, pinning and sampling follow the device and ``data.packing``.
 
-    ``packing="group_by_length"`` (with shuffle) draws batches of similar length; ``"pack"``
+    A ``torch.utils.data.IterableDataset`` (a ``data.streaming`` stream) is read in order, in this
+    process. ``packing="group_by_length"`` (with shuffle) draws batches of similar length; ``"pack"``
     expects blocks from `tunesmith.data.packing.pack_examples` and a packed collator; ``"none"``
     shuffles uniformly. Shuffling uses a generator seeded with ``seed``, so two runs with the
     same seed see the same batches.
@@ -127,6 +128,10 @@ def build_dataloader(
         raise ConfigError(f"data.packing: unknown value {packing!r}. Allowed: {', '.join(PACKINGS)}")
     if batch_size <= 0:
         raise ConfigError(f"train.batch_size: must be positive, got {batch_size}")
+    if isinstance(dataset, torch.utils.data.IterableDataset):
+        # A stream (data.streaming) orders its own rows (data.shuffle_buffer) and is read in this process.
+        return DataLoader(dataset, batch_size=batch_size, collate_fn=collator, drop_last=drop_last,
+                          pin_memory=loader_settings(device, 0).pin_memory)
     if packing == "pack" and len(dataset) and "position_ids" not in dataset[0]:
         raise DataError("data.packing=pack: the dataset holds plain examples; pack them first with "
                         "tunesmith.data.packing.pack_examples (rows need position_ids)")

@@ -5,8 +5,9 @@ Ways to waste less compute on padding (``data.packing``):
 - ``padding_free``: each batch's examples are concatenated into one row with ``position_ids``
   that restart at 0 for every example, so there is no padding at all and the batches (which
   examples, in which order) are exactly those of ``none``. Causal LMs only.
-- ``auto`` (the default): ``padding_free`` for causal LMs of the architectures in
-  `PADDING_FREE_MODEL_TYPES`, ``none`` for everything else (`resolve_packing`).
+- ``auto`` (the default): the run picks (``tunesmith.api.choices.batching.resolve_packing``):
+  ``padding_free`` for causal LMs of the architectures in `PADDING_FREE_MODEL_TYPES`, ``none`` for
+  everything else.
 - ``group_by_length``: batches are drawn from examples of similar length, so dynamic padding adds
   little; the order stays shuffled across batches.
 - ``pack``: examples are bin-packed into blocks of at most ``data.max_length`` tokens. A block
@@ -24,41 +25,37 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from tunesmith.data.tokenize import IGNORE_INDEX
-from tunesmith.config.schema import PADDING_FREE_MODEL_TYPES
+from tunesmith.config.vocabulary import Packing, Task
 from tunesmith.errors import ConfigError, DataError
 
-PACKINGS = ("auto", "none", "padding_free", "group_by_length", "pack")  # the values of data.packing
+PACKINGS = tuple(p.value for p in Packing)  # the concrete values of data.packing
 
 
-def resolve_packing(packing: str, task: str, model_type: str | None = None, one_example_per_row: bool = False) -> str:
-    """``data.packing`` with ``auto`` replaced: ``padding_free`` for a causal LM whose model type is
-    in `PADDING_FREE_MODEL_TYPES`, else ``none``. Other values come back as they are, after a check
-    that the task allows them. ``one_example_per_row`` (trainers that score each example as a
-    whole, like ``npo``) makes ``auto`` mean ``none`` and refuses ``padding_free`` and ``pack``.
+def check_packing(packing: str, task: str, one_example_per_row: bool = False) -> Packing:
+    """``data.packing`` (a concrete value) after a check that ``task`` and the trainer allow it.
+    ``one_example_per_row`` (trainers that score each example as a whole, like ``npo``) refuses
+    ``padding_free`` and ``pack``.
 
     Example:
-        ``resolve_packing("auto", "causal_lm", "llama")`` -> ``"padding_free"``;
-        ``resolve_packing("auto", "sequence_classification")`` -> ``"none"``.
+        ``check_packing("group_by_length", "causal_lm")`` -> ``Packing.GROUP_BY_LENGTH``;
+        ``check_packing("pack", "seq2seq")`` raises ``ConfigError``.
     """
     if packing not in PACKINGS:
-        raise ConfigError(f"data.packing: unknown value {packing!r}. Allowed: {', '.join(PACKINGS)}")
-    if one_example_per_row and packing in ("padding_free", "pack"):
+        raise ConfigError(f"data.packing: unknown value {packing!r}. Allowed: auto, {', '.join(PACKINGS)}")
+    chosen = Packing(packing)
+    if one_example_per_row and chosen.several_examples_per_row:
         raise ConfigError(f"data.packing: {packing!r} puts several examples in one row, but this trainer scores "
                           "each example on its own; use data.packing=auto, none or group_by_length")
-    if packing == "auto" and one_example_per_row:
-        return "none"
-    if packing == "auto":
-        return "padding_free" if task == "causal_lm" and model_type in PADDING_FREE_MODEL_TYPES else "none"
-    if packing in ("pack", "padding_free") and task != "causal_lm":
+    if chosen.several_examples_per_row and task != Task.CAUSAL_LM:
         raise ConfigError(f"data.packing: {packing!r} is for causal_lm models, not {task!r}; "
                           "use group_by_length instead")
-    return packing
+    return chosen
 
 
 # Example kinds whose rows are not one input_ids sequence (pairs, unpaired with a flag, prompts to
 # answer), and the data.packing values they allow: blocks and length buckets of input_ids do not apply.
 ROW_PER_EXAMPLE_KINDS = ("preference", "unpaired_preference", "prompt")
-ROW_PER_EXAMPLE_PACKINGS = ("none", "padding_free", "auto")
+ROW_PER_EXAMPLE_PACKINGS = ("none", "padding_free")
 
 
 def check_packing_for_kind(packing: str, kind: str) -> None:
@@ -72,7 +69,7 @@ def check_packing_for_kind(packing: str, kind: str) -> None:
     if kind in ROW_PER_EXAMPLE_KINDS and packing not in ROW_PER_EXAMPLE_PACKINGS:
         raise ConfigError(f"data.packing: {packing!r} cannot be used with {kind.replace('_', ' ')} data (each "
                           "example is scored as a whole, chosen against rejected or on its own); allowed: "
-                          f"{', '.join(ROW_PER_EXAMPLE_PACKINGS)}")
+                          f"{', '.join(ROW_PER_EXAMPLE_PACKINGS)}, auto")
 
 
 @dataclass

@@ -21,6 +21,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from tunesmith.config.vocabulary import Task
 from tunesmith.config.schema import DataConfig
 from tunesmith.config.shapes import template_args_for
 from tunesmith.config.validate import build_config
@@ -71,6 +72,7 @@ class DataBundle:
     notes: list[str] = field(default_factory=list)  # bad rows skipped, duplicates, mixing, cache hits
     pack_stats: Optional[PackStats] = None
     held_out: list[Any] = field(default_factory=list)  # canonical held-out examples (before tokenizing)
+    streamed: bool = False  # train is a ``streaming.TokenStream`` (data.streaming): no length, no indexing
 
     # Used like the tokenized training set it holds, as code written for a datasets.Dataset expects:
     # ``len(bundle)``, ``bundle[0]["input_ids"]``, ``for row in bundle``, ``bundle.column_names``.
@@ -94,12 +96,11 @@ class DataBundle:
 
 
 def resolved_data_config(cfg: DataConfig) -> DataConfig:
-    """Fill unset keys from a built-in dataset's metadata or a hub preset (user values win)."""
+    """Fill unset keys from a built-in dataset's metadata or a hub preset (user values win); the
+    format is the run's to choose (``tunesmith.api.choices.data``)."""
     if is_builtin(cfg.train):
         builtin = BUILTIN_DATASETS.get(cfg.train)
         changes: dict[str, Any] = {}
-        if cfg.format == "auto" and builtin.format != "auto":
-            changes["format"] = builtin.format
         if not cfg.label_names and builtin.label_names:
             changes["label_names"] = list(builtin.label_names)
         if cfg.system_prompt is None and builtin.system_prompt:
@@ -124,22 +125,26 @@ def check_values_data(cfg: DataConfig) -> DataConfig:
 
 
 def check_data_config(cfg: DataConfig) -> None:
-    """Cheap checks of names and paths, run before any model is loaded."""
-    if cfg.format != "auto":
+    """Cheap checks of names and paths, run before any model is loaded. ``cfg`` holds chosen values:
+    ``format`` a registered name or None (detected from the columns), ``template`` a name or None
+    (the tokenizer's own), ``packing`` a concrete one (``tunesmith.api.choices.data.concrete_data``)."""
+    if cfg.format is not None:
         FORMATS.get(cfg.format)
-    fmt = cfg.format
-    if fmt == "auto" and cfg.train in BUILTIN_DATASETS:
-        fmt = BUILTIN_DATASETS.get(cfg.train).format
-    if fmt != "auto" and fmt in FORMATS.names():  # a data.packing the data's kind cannot use
-        check_packing_for_kind(cfg.packing, FORMATS.get(fmt).kind)
+        check_packing_for_kind(cfg.packing, FORMATS.get(cfg.format).kind)  # a packing the data's kind cannot use
     check_columns(cfg.columns, cfg.format)
     check_template_name(cfg.template)
     check_row_transforms(cfg.transforms)
     check_source(cfg.train, "data.train", cfg.dataset_args)
+    if cfg.streaming:
+        from tunesmith.data.stream_sources import check_stream_source
+        from tunesmith.data.streaming import check_streaming_config
+
+        check_streaming_config(cfg)
+        check_stream_source(cfg.train, cfg.split)
     if cfg.eval:
         check_source(cfg.eval, "data.eval", _handler_args(cfg, cfg.eval))
     for i, source in enumerate(cfg.mix):
-        if source.format != "auto":
+        if source.format is not None:
             FORMATS.get(source.format)
         check_source(source.train, f"data.mix[{i}].train")
 
@@ -150,10 +155,11 @@ def _handler_args(cfg: DataConfig, spec: str) -> Optional[dict[str, Any]]:
     return cfg.dataset_args if is_builtin(spec) and spec in (cfg.train, cfg.eval) else None
 
 
-def read_examples(cfg: DataConfig, spec: str, split: str, seed: int, key: str, fmt: Optional[str] = None,
+def read_examples(cfg: DataConfig, spec: str, split: str, seed: int, key: str,
                   columns: Optional[dict[str, str]] = None, subset: Optional[str] = None,
                   tokenizer: Any = None) -> ExampleSet:
-    """Rows of one dataset split -> canonical examples, under the bad-row policy.
+    """Rows of one dataset split -> canonical examples in ``cfg.format`` (None: detected from the
+    columns), under the bad-row policy.
 
     ``tokenizer`` reaches dataset handler classes, which tokenize their own items.
     """
@@ -162,7 +168,7 @@ def read_examples(cfg: DataConfig, spec: str, split: str, seed: int, key: str, f
     rows = load_rows(spec, split, seed, key, subset=subset, bad_rows=read_errors, args=_handler_args(cfg, spec),
                      tokenizer=tokenizer, template_args=template_args_for(cfg))
     rows = apply_row_transforms(rows, cfg.transforms, seed)
-    parse_row, info = prepare_parser(rows, fmt or cfg.format, columns if columns is not None else cfg.columns,
+    parse_row, info = prepare_parser(rows, cfg.format, columns if columns is not None else cfg.columns,
                                      cfg.label_names or None, strict=cfg.on_bad_rows == "error")
     examples, report = policy.parse_all(rows, parse_row, read_errors=read_errors or ())
     return ExampleSet(examples, info, report if report.n_bad else None)
@@ -180,7 +186,7 @@ def _eval_config(cfg: DataConfig) -> DataConfig:
     """The config ``data.eval`` is read with: a built-in other than ``data.train`` brings its own format
     (a DPO run on ``arith-pref`` evaluated on ``arith``), unless the user set ``data.format``."""
     if is_builtin(cfg.eval) and cfg.eval != cfg.train and is_builtin(cfg.train):
-        own, train_format = BUILTIN_DATASETS.get(cfg.eval).format, BUILTIN_DATASETS.get(cfg.train).format
+        own, train_format = BUILTIN_DATASETS.get(cfg.eval).row_format, BUILTIN_DATASETS.get(cfg.train).row_format
         if cfg.format == train_format and own != train_format:
             return dataclasses.replace(cfg, format=own)
     return cfg
@@ -190,6 +196,9 @@ def load_example_sets(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tupl
     """Train examples (mixed, de-duplicated, sampled), held-out examples, and notes for the user."""
     cfg = resolved_data_config(cfg)
     notes: list[str] = []
+    if cfg.streaming:  # data.train is read while training (streaming.py); the held-out rows are data.eval's
+        held_out = _streaming_held_out(cfg, seed, tokenizer, notes)
+        return ExampleSet([], FormatInfo(cfg.format)), held_out, notes
     train = read_examples(cfg, cfg.train, cfg.split, seed, "data.train", subset=cfg.subset, tokenizer=tokenizer)
     if train.bad_rows:
         notes.append(f"data.train: {train.bad_rows.summary()}")
@@ -226,8 +235,9 @@ def load_example_sets(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tupl
     if cfg.mix:
         sets = [examples]
         for i, source in enumerate(cfg.mix):
-            extra = _noted(read_examples(cfg, source.train, source.split, seed, f"data.mix[{i}]", source.format,
-                                         source.columns, source.subset, tokenizer), f"data.mix[{i}]", notes)
+            extra = _noted(read_examples(dataclasses.replace(cfg, format=source.format), source.train, source.split,
+                                         seed, f"data.mix[{i}]", source.columns, source.subset, tokenizer),
+                           f"data.mix[{i}]", notes)
             if cfg.dedupe:
                 extra, n = dedupe(extra, key_fn=_example_key)
                 removed += n
@@ -240,9 +250,24 @@ def load_example_sets(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tupl
     if cfg.max_samples is not None and len(examples) > cfg.max_samples:
         examples = sample(examples, cfg.max_samples, seed)
     system = cfg.system_prompt
-    _add_system(examples, system)
-    _add_system(held_out, system)
+    add_system_prompt(examples, system)
+    add_system_prompt(held_out, system)
     return ExampleSet(examples, train.info, train.bad_rows), held_out, notes
+
+
+def _streaming_held_out(cfg: DataConfig, seed: int, tokenizer: Any, notes: list[str]) -> list[Any]:
+    """The held-out examples of a streaming run: ``data.eval`` read in full (none without it)."""
+    if not cfg.eval:
+        notes.append("data.streaming: no held-out rows (data.eval is not set); training rows are never held out "
+                     "of a stream")
+        return []
+    split = "test" if is_builtin(cfg.eval) else (cfg.eval_split_name or "train")
+    evaluated = read_examples(_eval_config(cfg), cfg.eval, split, seed, "data.eval", subset=cfg.subset,
+                              tokenizer=tokenizer)
+    held_out = _noted(evaluated, "data.eval", notes)
+    add_system_prompt(held_out, cfg.system_prompt)
+    notes.append(f"data.streaming: the held-out rows are data.eval={cfg.eval} ({len(held_out)} examples, read in full)")
+    return held_out
 
 
 def _note_split(spec: str, notes: list[str]) -> None:
@@ -266,7 +291,7 @@ def _example_key(example: Any) -> str:
     return repr(data)
 
 
-def _add_system(examples: list[Any], system_prompt: Optional[str]) -> None:
+def add_system_prompt(examples: list[Any], system_prompt: Optional[str]) -> None:
     """``data.system_prompt`` as the first turn of each conversation (of each prompt, for preference,
     unpaired and prompt-only examples) that has no system turn."""
     if not system_prompt:
@@ -295,7 +320,8 @@ def _tokenize(tokenizer: Any, examples: list[Any], task: str, cfg: DataConfig, d
 
 def _cache_settings(cfg: DataConfig, seed: int, task: str) -> dict[str, Any]:
     name = cfg.template
-    return settings_for_key(cfg, seed, task, None if name in BUILTIN_KINDS else load_named_template(name))
+    return settings_for_key(cfg, seed, task, None if name is None or name in BUILTIN_KINDS
+                            else load_named_template(name))
 
 
 def _user_code_reads_rows(cfg: DataConfig) -> bool:
@@ -340,7 +366,7 @@ def _packed(bundle: "DataBundle", cfg: DataConfig, task: str) -> "DataBundle":
         check_packing_for_kind(cfg.packing, bundle.info.kind)
     if cfg.packing != "pack":
         return bundle
-    if task != "causal_lm":
+    if task != Task.CAUSAL_LM:
         raise DataError(f"data.packing: 'pack' is for causal_lm models, not {task}; use group_by_length")
     rows, bundle.pack_stats = pack_examples(bundle.train.to_list(), cfg.max_length)
     bundle.train = datasets.Dataset.from_list(rows)
@@ -349,7 +375,7 @@ def _packed(bundle: "DataBundle", cfg: DataConfig, task: str) -> "DataBundle":
 
 
 def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int = 42,
-                   task: str = "causal_lm", preprocessor: Any = None) -> DataBundle:
+                   task: str = "causal_lm", preprocessor: Any = None, rows_per_step: int = 1) -> DataBundle:
     """Tokenize train and held-out sets; errors if nothing trainable is left.
 
     ``cfg`` is a ``DataConfig`` or a dict of its keys, e.g.
@@ -359,12 +385,18 @@ def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int =
     settings reads nothing but the cached, memory-mapped Arrow tables, and processes preparing
     the same data at once (the ranks of a multi-process run) take turns: one prepares, the others
     wait on a file lock, saying so every 30 s, and then read its cache entry.
+
+    With ``data.streaming`` the bundle's ``train`` is a ``streaming.TokenStream`` that reads,
+    tokenizes (and packs) ``data.train`` as its rows are drawn; ``rows_per_step`` (batch size ×
+    accumulation) is how often it keeps its position for a checkpoint. ``data.eval`` is read in full.
     """
     if isinstance(cfg, dict):
         cfg = check_values_data(build_config(cfg, DataConfig, prefix="data."))
     resolved = resolved_data_config(cfg)
-    if task == "causal_lm":
+    if task == Task.CAUSAL_LM:
         check_stop_token(tokenizer)
+    if resolved.streaming:
+        return _streamed(resolved, tokenizer, seed, task, preprocessor, rows_per_step)
     settings = _cache_settings(resolved, seed, task) if cfg.cache and preprocessor is None else None
     stamps = _stamps(resolved) if settings is not None else None
     if stamps is None:  # no cache, or built-in / generated / hub data, keyed by content after reading
@@ -374,6 +406,37 @@ def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int =
                             lambda key: _prepare(cfg, resolved, tokenizer, seed, task, None, settings, key),
                             read=False)
     return _packed(bundle, resolved, task)
+
+
+def _streamed(cfg: DataConfig, tokenizer: Any, seed: int, task: str, preprocessor: Any,
+              rows_per_step: int) -> DataBundle:
+    """The bundle of a streaming run: a ``TokenStream`` over data.train and data.eval tokenized in full."""
+    from tunesmith.data.streaming import build_stream
+    from tunesmith.errors import ConfigError
+
+    if preprocessor is not None:
+        raise ConfigError("data.preprocessor: a custom preprocessor tokenizes a list of examples, which a stream "
+                          "does not have; use the chat_template preprocessor or set data.streaming=false")
+    from tunesmith.config.vocabulary import Task
+
+    if cfg.packing == "pack" and task != Task.CAUSAL_LM:
+        raise ConfigError(f"data.packing: 'pack' is for causal_lm models, not {task}; use none")
+    stream = build_stream(cfg, tokenizer, seed, task, rows_per_step)
+    check_packing_for_kind(cfg.packing, stream.info.kind)
+    notes: list[str] = []
+    held_out = _streaming_held_out(cfg, seed, tokenizer, notes)
+    eval_ds, eval_stats = None, None
+    if held_out:
+        eval_ds, eval_stats = _tokenize(tokenizer, held_out, task, cfg, "Tokenizing eval")
+        eval_ds = eval_ds if len(eval_ds) else None
+    if cfg.cache:
+        notes.append("data.cache: not used by a streaming run (its rows are tokenized as they are drawn, not stored)")
+    order = f"a shuffle buffer of {cfg.shuffle_buffer} examples" if cfg.shuffle_buffer else "the file's order"
+    notes.insert(0, f"data.streaming: data.train={cfg.train} is read, tokenized"
+                    f"{' and packed' if cfg.packing == 'pack' else ''} while training, in {order}; it starts "
+                    "again from the top when it ends")
+    return DataBundle(stream, eval_ds, stream.stats, eval_stats, stream.info, list(stream.info.label_names or []),
+                      notes, None, held_out, streamed=True)
 
 
 def _cached_or(key: str, prepare: Any, read: bool) -> DataBundle:

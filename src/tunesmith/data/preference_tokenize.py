@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any, Optional
 
+from tunesmith.config.vocabulary import Task
 from tunesmith.data.examples import (
     Conversation,
     Message,
@@ -75,7 +76,7 @@ def tokenize_preference(job: Any, example: Any, stats: "TokenizeStats") -> Optio
     if fitted is None:
         return None
     (c_ids, c_labels), (r_ids, r_labels) = fitted
-    if job.task == "sequence_classification":
+    if job.task == Task.SEQUENCE_CLASSIFICATION:
         return {"chosen_input_ids": c_ids, "rejected_input_ids": r_ids}
     return {"chosen_input_ids": c_ids, "chosen_labels": c_labels,
             "rejected_input_ids": r_ids, "rejected_labels": r_labels}

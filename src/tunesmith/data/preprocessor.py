@@ -33,12 +33,13 @@ PREPROCESSORS: Registry[Any] = Registry("preprocessor", key="data.preprocessor",
 def register_preprocessor(name: str, *, overwrite: bool = False):
     """Decorator: register a preprocessor class (or instance) as ``data.preprocessor=<name>``.
 
-    Example:
-        >>> @register_preprocessor("lowercase")
-        ... class Lowercase:
-        ...     def __init__(self, keep: tuple = ()): self.keep = keep
-        ...     def __call__(self, tokenizer, examples, task, settings): ...
-        >>> # data.preprocessor=lowercase  data.preprocessor_args={keep: [DNA]}
+    Example::
+
+        @register_preprocessor("lowercase")
+        class Lowercase:
+            def __init__(self, keep: tuple = ()): self.keep = keep
+            def __call__(self, tokenizer, examples, task, settings): ...
+        # data.preprocessor=lowercase  data.preprocessor_args={keep: [DNA]}
 
     Raises:
         ConfigError: ``name`` is already registered (pass ``overwrite=True`` to replace it).
@@ -51,10 +52,7 @@ class Preprocessor(Protocol):
     """Turns canonical examples into token rows for one task.
 
     Example:
-        >>> rows, stats = ChatTemplatePreprocessor()(tokenizer, [Conversation([Message("user", "Hi"),
-        ...     Message("assistant", "Hello")])], "causal_lm", TokenizeSettings())
-        >>> "input_ids" in rows[0] and "labels" in rows[0]  # labels: -100 where not trained
-        True
+        ``rows, stats = ChatTemplatePreprocessor()(tokenizer, [Conversation([Message("user", "Hi"), Message("assistant", "Hello")])], "causal_lm", TokenizeSettings()); "input_ids" in rows[0] and "labels" in rows[0] # labels: -100 where not trained`` -> ``True``
     """
 
     def __call__(self, tokenizer: Any, examples: list[Any], task: str,
@@ -67,9 +65,7 @@ class ChatTemplatePreprocessor:
     """The default preprocessor: ``tunesmith.data.tokenize.tokenize_examples``.
 
     Example:
-        >>> rows, stats = ChatTemplatePreprocessor()(tokenizer, examples, "causal_lm", TokenizeSettings())
-        >>> stats.kept == len(rows)
-        True
+        ``rows, stats = ChatTemplatePreprocessor()(tokenizer, examples, "causal_lm", TokenizeSettings()); stats.kept == len(rows)`` -> ``True``
     """
 
     def __call__(self, tokenizer: Any, examples: list[Any], task: str,

@@ -91,10 +91,11 @@ def preset_for(hub_id: str, subset: Optional[str] = None) -> Optional[HubPreset]
 
 
 def apply_preset(cfg: DataConfig) -> DataConfig:
-    """Fill what the user left unset (format auto, no columns, ...) from ``data.train``'s preset.
+    """Fill what the user left unset (no subset, no columns, ...) from ``data.train``'s preset; the
+    format (``data.format=auto``) is the run's to fill (``tunesmith.api.choices.data.apply_preset``).
 
     Values the user set are kept. Example: ``data.train=openai/gsm8k`` becomes
-    ``subset=main, format=qa, columns={question: question, answer: answer}, eval_split_name=test``.
+    ``subset=main, columns={question: question, answer: answer}, eval_split_name=test``.
     """
     preset = preset_for(cfg.train, cfg.subset)
     if preset is None:
@@ -102,8 +103,6 @@ def apply_preset(cfg: DataConfig) -> DataConfig:
     changes: dict[str, Any] = {}
     if cfg.subset is None and preset.subset is not None:
         changes["subset"] = preset.subset
-    if cfg.format == "auto":
-        changes["format"] = preset.format
     if not cfg.columns and preset.columns:
         changes["columns"] = dict(preset.columns)
     if not cfg.label_names and preset.label_names:

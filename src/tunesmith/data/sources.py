@@ -77,8 +77,7 @@ def check_source(spec: str, key: str, args: Optional[Mapping[str, Any]] = None) 
     """Fail fast (before any model is loaded) on a dataset spec that cannot be right.
 
     Example:
-        >>> check_source("arth", "data.train")
-        DataError: data.train: 'arth' is not a built-in dataset or a local file. Did you mean 'arith'? ...
+        ``check_source("arth", "data.train")`` -> ``DataError: data.train: 'arth' is not a built-in dataset or a local file. Did you mean 'arith'? ...``
     """
     if is_builtin(spec):
         BUILTIN_DATASETS.check(spec, args, "data.dataset_args")  # imports a dotted path, checks the options
@@ -127,8 +126,7 @@ def load_rows(spec: str, split: str = "train", seed: int = 0, key: str = "data.t
             tokenizes its own items.
 
     Example:
-        >>> load_rows("d.jsonl")   # d.jsonl: '{"q": "2+2", "a": "4"}\\n\\n{"q": "1+1", "a": "2"}\\n'
-        [({'q': '2+2', 'a': '4'}, 'd.jsonl:1'), ({'q': '1+1', 'a': '2'}, 'd.jsonl:3')]
+        ``load_rows("d.jsonl") # d.jsonl: '{"q": "2+2", "a": "4"}\\n\\n{"q": "1+1", "a": "2"}\\n'`` -> ``[({'q': '2+2', 'a': '4'}, 'd.jsonl:1'), ({'q': '1+1', 'a': '2'}, 'd.jsonl:3')]``
     """
     check_source(spec, key, args)
     if is_builtin(spec):
@@ -139,21 +137,37 @@ def load_rows(spec: str, split: str = "train", seed: int = 0, key: str = "data.t
     path = Path(spec).expanduser()
     if path.is_dir() and is_saved_dataset(path):
         return load_saved_rows(path, split, key)
-    if is_glob(spec) or path.exists():
-        if is_glob(spec) or path.is_dir():
-            files = split_files(_glob_files(spec, key) if is_glob(spec) else _folder_files(path, key),
-                                Path(glob_root(spec)) if is_glob(spec) else path, split, spec, key)
-        else:
-            files = [path]
-            if split != "train" and key == "data.train" and path.suffix.lower() != ".json":
-                raise DataError(f"data.split: {split!r} names a split, but data.train={spec!r} is one file, "
-                                "which is all one split; set data.train to that split's file, or to a folder "
-                                f"or glob whose file or folder names say the split (such as {split}.jsonl)")
+    files = source_files(spec, split, key)
+    if files is not None:
         rows: list[Row] = []
         for file in files:
             rows.extend(read_file(file, split, bad_rows))
         return rows
     return load_hub_rows(spec, split, key, subset)
+
+
+def source_files(spec: str, split: str = "train", key: str = "data.train") -> Optional[list[Path]]:
+    """The local files ``spec`` reads for ``split``, in reading order, as ``load_rows`` reads them;
+    None for built-in, saved (``save_to_disk``) and hub datasets.
+
+    Example: with ``data/train.jsonl`` and ``data/test.jsonl``, ``source_files("data/")`` is
+    ``[PosixPath('data/train.jsonl')]``.
+    """
+    if is_builtin(spec):
+        return None
+    path = Path(spec).expanduser()
+    if path.is_dir() and is_saved_dataset(path):
+        return None
+    if is_glob(spec) or path.is_dir():
+        return split_files(_glob_files(spec, key) if is_glob(spec) else _folder_files(path, key),
+                           Path(glob_root(spec)) if is_glob(spec) else path, split, spec, key)
+    if path.exists():
+        if split != "train" and key == "data.train" and path.suffix.lower() != ".json":
+            raise DataError(f"data.split: {split!r} names a split, but data.train={spec!r} is one file, "
+                            "which is all one split; set data.train to that split's file, or to a folder "
+                            f"or glob whose file or folder names say the split (such as {split}.jsonl)")
+        return [path]
+    return None
 
 
 def file_stamps(spec: str, key: str = "data.train") -> Optional[list[tuple[str, int, int]]]:
@@ -211,8 +225,7 @@ def read_file(path: Path, split: str = "train", bad_rows: BadRowSink = None) -> 
     """Rows of one local file, chosen by suffix; a file that holds no rows is an error.
 
     Example:
-        >>> read_file(Path("d.txt"))   # d.txt: "first line\\n\\nsecond\\n"
-        [({'text': 'first line'}, 'd.txt:1'), ({'text': 'second'}, 'd.txt:3')]
+        ``read_file(Path("d.txt")) # d.txt: "first line\\n\\nsecond\\n"`` -> ``[({'text': 'first line'}, 'd.txt:1'), ({'text': 'second'}, 'd.txt:3')]``
     """
     reader = _READERS.get(path.suffix.lower())
     if reader is None:

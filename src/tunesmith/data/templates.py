@@ -1,11 +1,12 @@
 """Rendering conversations to text with a per-segment trained flag, for training and inference.
 
-``resolve_template(tokenizer, data_cfg)`` is the one entry point: training calls
+``template_named(tokenizer, name, tags)`` is the one entry point: training calls
 ``render_segments`` on its result and inference calls ``render_prompt``, so a tuned model is always
-prompted exactly the way it was trained. ``data.template`` picks the template:
+prompted exactly the way it was trained. ``data.template`` picks the template (with ``auto`` the
+run picks, ``tunesmith.api.choices.data``):
 
-- ``auto``: the tokenizer's own chat template; a tokenizer without one (a base model such as GPT-2)
-  gets ``continuation``, so a prompt is continued as plain text (said once per tokenizer);
+- None (``own``): the tokenizer's own chat template; a tokenizer without one (a base model such as
+  GPT-2) gets ``continuation``, so a prompt is continued as plain text (said once per tokenizer);
 - ``chatml``, ``llama3``, ``alpaca``, ``plain``, ``continuation``: Jinja files shipped in
   ``data/chat_templates/`` (``continuation`` renders a prompt as the text itself and starts each
   answer on a new line; ``plain`` ends every turn with a newline);
@@ -23,7 +24,7 @@ earlier turns differently once later ones exist (Qwen3's ``<think>`` blocks) is 
 
 Templates shipped here know nothing of the model, so they start with BOS exactly when the
 tokenizer adds one to plain text (Llama 2 does, SmolLM2 and GPT-2 do not); ``llama3`` writes its
-BOS itself. The model's own template (``auto``) is taken as it is.
+BOS itself. The model's own template is taken as it is.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ logger = logging.getLogger(__name__)
 
 Segment = tuple[str, bool]  # (text, trained)
 Cut = tuple[str, Optional[int]]  # (text, index of the assistant message it answers; None: not an answer)
-BUILTIN_KINDS = ("auto", "tags")  # data.template values that are not Jinja files
+BUILTIN_KINDS = ("tags",)  # data.template values that are not Jinja files
+OWN_TEMPLATE = "own"  # how a run's plan names the tokenizer's own chat template (name None here)
 
 
 def named_templates() -> list[str]:
@@ -55,17 +57,17 @@ def named_templates() -> list[str]:
 
 
 def template_names() -> list[str]:
-    """Every allowed ``data.template``: ``["auto", "tags", "alpaca", "chatml", "continuation", "llama3", "plain"]``."""
+    """Every template this module renders by name: ``["tags", "alpaca", "chatml", "continuation", "llama3", "plain"]``."""
     return list(BUILTIN_KINDS) + named_templates()
 
 
-def check_template_name(name: str) -> None:
-    """Fail fast on an unknown ``data.template`` (a path to a ``.jinja`` file is allowed too)."""
-    if name in template_names() or name.endswith(".jinja"):
+def check_template_name(name: Optional[str]) -> None:
+    """Fail fast on an unknown template name (None: the tokenizer's own; a ``.jinja`` path is allowed too)."""
+    if name is None or name in template_names() or name.endswith(".jinja"):
         return
     names = template_names()
     raise ConfigError(f"data.template: unknown template '{name}'.{did_you_mean(name, names)} "
-                      f"Known: {', '.join(names)} (or a path to a .jinja file)")
+                      f"Known: auto, {', '.join(names)} (or a path to a .jinja file)")
 
 
 def load_named_template(name: str) -> str:
@@ -264,12 +266,12 @@ class ChatTemplate(abc.ABC):
 class JinjaChatTemplate(ChatTemplate):
     """A Jinja chat template rendered by the tokenizer (``source=None``: the tokenizer's own)."""
 
-    def __init__(self, tokenizer: Any, name: str = "auto", source: Optional[str] = None) -> None:
+    def __init__(self, tokenizer: Any, name: str = OWN_TEMPLATE, source: Optional[str] = None) -> None:
         super().__init__(tokenizer)
         self.name = name
         if source is None and not getattr(tokenizer, "chat_template", None):
             raise DataError(
-                "the tokenizer has no chat template, and data.template=auto uses the model's own; "
+                "the tokenizer has no chat template of its own to use; "
                 f"set data.template to one of {', '.join(named_templates())} or tags"
             )
         if source is not None and adds_bos(tokenizer) and "bos_token" not in source:
@@ -361,27 +363,29 @@ class TagsChatTemplate(ChatTemplate):
                 f"{{%- if add_generation_prompt %}}{{{{- {q(self.tags.assistant_start)} }}}}{{%- endif %}}")
 
 
-def resolve_template(tokenizer: Any, data_cfg: Any = None) -> ChatTemplate:
-    """The chat template ``data_cfg.template`` names, for this tokenizer (``None``: ``auto``).
+def template_named(tokenizer: Any, name: Optional[str] = None, tags: Optional[PromptTags] = None) -> ChatTemplate:
+    """The chat template ``name`` for this tokenizer: None is the tokenizer's own (``continuation``
+    for a tokenizer without one, said once), ``tags`` the markers of ``tags``, else a packaged
+    template or a ``.jinja`` path.
 
-    ``resolve_template(tok, DataConfig(template="chatml")).render_prompt([Message("user", "Hi")])``
+    ``template_named(tok, "chatml").render_prompt([Message("user", "Hi")])``
     -> ``"<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\n"``.
     """
-    name = getattr(data_cfg, "template", "auto") if data_cfg is not None else "auto"
-    if name == "auto" and not getattr(tokenizer, "chat_template", None):
-        _say_plain_once(tokenizer)
+    check_template_name(name)
+    if name is None and not getattr(tokenizer, "chat_template", None):
+        say_plain_once(tokenizer)
         name = "continuation"  # a base model without a chat template continues plain text
-    if name == "auto":
+    if name is None:
         return JinjaChatTemplate(tokenizer)
     if name == "tags":
-        return TagsChatTemplate(tokenizer, getattr(data_cfg, "tags", None))
+        return TagsChatTemplate(tokenizer, tags)
     return JinjaChatTemplate(tokenizer, name, load_named_template(name))
 
 
 _TOLD_PLAIN: set[str] = set()  # tokenizers already reported as having no chat template
 
 
-def _say_plain_once(tokenizer: Any) -> None:
+def say_plain_once(tokenizer: Any) -> None:
     """Log once per tokenizer that prompts and conversations are rendered as plain text."""
     name = str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
     if name in _TOLD_PLAIN:
@@ -395,14 +399,14 @@ def _say_plain_once(tokenizer: Any) -> None:
 
 def render_prompt(tokenizer: Any, messages: list[Message], template: Optional[ChatTemplate] = None) -> str:
     """``ChatTemplate.render_prompt`` with the tokenizer's own template unless ``template`` is given."""
-    return (template or resolve_template(tokenizer)).render_prompt(messages)
+    return (template or template_named(tokenizer)).render_prompt(messages)
 
 
 def render_segments(
     tokenizer: Any, conversation: Conversation, loss_on: str, template: Optional[ChatTemplate] = None
 ) -> list[Segment]:
     """``ChatTemplate.render_segments`` with the tokenizer's own template unless ``template`` is given."""
-    return (template or resolve_template(tokenizer)).render_segments(conversation, loss_on)
+    return (template or template_named(tokenizer)).render_segments(conversation, loss_on)
 
 
 def seq2seq_source(messages: list[Message]) -> str:

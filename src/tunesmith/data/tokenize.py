@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
+from tunesmith.config.vocabulary import Task
 from tunesmith.config.schema import PromptTags
 from tunesmith.data.examples import (
     EXAMPLE_KINDS,
@@ -35,11 +36,11 @@ from tunesmith.data.examples import (
     TokenizedExample,
 )
 from tunesmith.data.preference_tokenize import PREFERENCE_KINDS, tokenize_preference
-from tunesmith.data.templates import ChatTemplate, adds_bos, check_template_name, resolve_template, seq2seq_source
+from tunesmith.data.templates import ChatTemplate, adds_bos, check_template_name, seq2seq_source, template_named
 from tunesmith.data.truncation import IGNORE_INDEX, TRUNCATIONS, fit_to_length
 from tunesmith.errors import ConfigError, DataError
 
-__all__ = ["IGNORE_INDEX", "TASKS", "TokenizeSettings", "TokenizeStats", "tokenize_all", "tokenize_conversation",
+__all__ = ["ExampleTokenizer", "IGNORE_INDEX", "TASKS", "TokenizeSettings", "TokenizeStats", "tokenize_all", "tokenize_conversation",
            "tokenize_examples", "tokenize_text"]
 
 TASKS = ("causal_lm", "seq2seq", "sequence_classification")
@@ -63,7 +64,7 @@ class TokenizeSettings:
     max_length: int = 512  # tokens per example (per source and per target for seq2seq)
     truncation: str = "drop"  # drop | truncate_end | truncate_prompt
     min_length: int = 0  # examples with fewer tokens are left out
-    template: str = "auto"
+    template: Optional[str] = None  # None: the tokenizer's own chat template (see data/templates.py)
     tags: PromptTags = field(default_factory=PromptTags)
     rerendered_history: str = "error"  # error | per_turn | last_turn (see ChatTemplate.segment_groups)
 
@@ -153,7 +154,7 @@ def tokenize_conversation(
     ``"<|im_start|>user\\n2+2?<|im_end|>\\n<|im_start|>assistant\\n4<|im_end|>\\n"`` with labels -100
     except on ``4<|im_end|>``.
     """
-    template = template or resolve_template(tokenizer)
+    template = template or template_named(tokenizer)
     input_ids: list[int] = []
     labels: list[int] = []
     for text, trained in template.render_segments(conversation, loss_on):
@@ -176,10 +177,10 @@ def tokenize_text(tokenizer: Any, example: TextExample, bos: Optional[bool] = No
 
 
 def tokenize_examples(
-    tokenizer: Any, examples: list[Example], task: str = "auto", settings: Any = None,
+    tokenizer: Any, examples: list[Example], task: Optional[str] = None, settings: Any = None,
     desc: str = "Tokenizing", template: Optional[ChatTemplate] = None, progress: bool = True,
 ) -> tuple[list[dict[str, Any]], TokenizeStats]:
-    """Tokenize every example for ``task`` (``auto``: by the kind of the first example).
+    """Tokenize every example for ``task`` (None: the task the first example's kind is for, ``task_of``).
 
     ``settings`` is a ``TokenizeSettings`` or a ``DataConfig``; ``template`` overrides the one
     ``settings.template`` names. Returns the kept rows and the counts.
@@ -205,6 +206,29 @@ def tokenize_examples(
     return rows, stats
 
 
+class ExampleTokenizer:
+    """``tokenize_examples`` for examples that come in pieces (a stream): one template and tokenizer
+    set-up for all of them, the same rows for each example as one call over all of them gives.
+
+    Example:
+        ``job = ExampleTokenizer(tokenizer, "causal_lm", TokenizeSettings(max_length=64))``, then
+        ``job(examples[:64], stats) + job(examples[64:], stats)`` equals ``tokenize_examples(...)[0]``.
+    """
+
+    def __init__(self, tokenizer: Any, task: str, settings: TokenizeSettings,
+                 template: Optional[ChatTemplate] = None) -> None:
+        self.tokenizer, self.task, self.settings, self.template = tokenizer, task, settings, template
+        self._job: Optional[_Job] = None
+
+    def __call__(self, examples: list[Example], stats: TokenizeStats) -> list[dict[str, Any]]:
+        """The kept rows of ``examples``, in order; dropped and cut ones are counted in ``stats``."""
+        if not examples:
+            return []
+        if self._job is None:  # the task of "auto" is decided by the first example, as tokenize_examples does
+            self._job = _Job(self.tokenizer, self.settings, _task_for(examples[0], self.task), self.template)
+        return [row for row in self._job.tokenize_many(examples, stats) if row is not None]
+
+
 def tokenize_all(
     tokenizer: Any, conversations: list[Conversation], loss_on: str, max_length: int, desc: str = "Tokenizing"
 ) -> tuple[list[dict[str, list[int]]], TokenizeStats]:
@@ -213,10 +237,16 @@ def tokenize_all(
     return tokenize_examples(tokenizer, conversations, "causal_lm", settings, desc)
 
 
-def _task_for(example: Example, task: str) -> str:
-    if task == "auto":
-        return {"classification": "sequence_classification", "seq2seq": "seq2seq"}.get(
-            EXAMPLE_KINDS[type(example)], "causal_lm")
+def task_of(example: Example) -> str:
+    """The task an example's kind is written for: ``ClassificationExample`` -> ``sequence_classification``,
+    ``Seq2SeqExample`` -> ``seq2seq``, anything else -> ``causal_lm``."""
+    by_kind = {"classification": Task.SEQUENCE_CLASSIFICATION, "seq2seq": Task.SEQ2SEQ}
+    return by_kind.get(EXAMPLE_KINDS[type(example)], Task.CAUSAL_LM).value
+
+
+def _task_for(example: Example, task: Optional[str]) -> str:
+    if task is None:
+        return task_of(example)
     if task not in TASKS:
         raise ConfigError(f"model.task: {task!r} is not allowed; choose one of auto, {', '.join(TASKS)}")
     return task
@@ -234,7 +264,7 @@ class _Job:
     @property
     def template(self) -> ChatTemplate:
         if self._template is None:  # resolved late: classification needs no chat template
-            self._template = resolve_template(self.tokenizer, self.settings)
+            self._template = template_named(self.tokenizer, self.settings.template, self.settings.tags)
         return self._template
 
     def tokenize_many(self, examples: list[Example], stats: TokenizeStats) -> list[Optional[dict[str, Any]]]:
@@ -307,7 +337,7 @@ class _Job:
 
     def _causal_conversation(self, example: Example) -> Optional[Conversation]:
         """The conversation a causal LM trains on for ``example`` (None: not a conversation)."""
-        if self.task != "causal_lm":
+        if self.task != Task.CAUSAL_LM:
             return None
         if isinstance(example, Seq2SeqExample):
             return Conversation([Message("user", example.source), Message("assistant", example.target)],
@@ -326,9 +356,9 @@ class _Job:
                             f"{allowed}. Set data.format or model.task to match")
         if kind in PREFERENCE_KINDS:
             return tokenize_preference(self, example, stats)
-        if self.task == "sequence_classification":
+        if self.task == Task.SEQUENCE_CLASSIFICATION:
             return self._classification(example, stats)  # type: ignore[arg-type]
-        if self.task == "seq2seq":
+        if self.task == Task.SEQ2SEQ:
             if isinstance(example, Conversation):
                 prompt = seq2seq_source(example.prompt_messages())
                 example = Seq2SeqExample(prompt, example.last_answer() or "", where=example.where)

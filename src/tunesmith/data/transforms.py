@@ -42,11 +42,13 @@ def check_row_transforms(names: Sequence[str]) -> list[RowTransform]:
     return [ROW_TRANSFORMS.get(name) for name in names]
 
 
-def apply_row_transforms(rows: Sequence[Row], names: Sequence[str], seed: int) -> list[Row]:
+def apply_row_transforms(rows: Sequence[Row], names: Sequence[str], seed: int,
+                         rng: Optional[random.Random] = None) -> list[Row]:
     """Apply the named row transforms in order; every output row keeps its input row's ``where``.
 
     One ``random.Random(seed)`` is shared by all rows in order, so the result depends only on the
-    rows, the names and the seed.
+    rows, the names and the seed. ``rng`` (instead of ``seed``) carries that generator over from
+    an earlier call, so rows transformed in pieces (a stream) get what one call on all of them gives.
 
     Example:
         >>> apply_row_transforms([({"text": "  Hi "}, "d.txt:1")], ["strip_whitespace"], seed=0)
@@ -55,7 +57,7 @@ def apply_row_transforms(rows: Sequence[Row], names: Sequence[str], seed: int) -
     fns = check_row_transforms(names)
     if not fns:
         return list(rows)
-    rng = random.Random(seed)
+    rng = random.Random(seed) if rng is None else rng
     out: list[Row] = []
     for row, where in rows:
         current = [row]
@@ -209,9 +211,8 @@ def mix(sources: Sequence[Sequence[T]], weights: Sequence[float], total: Optiona
     it repeat items (each item at most once more than any other), and a ``UserWarning`` says how
     many repeats there are.
 
-    Example:
+    Example (warning ``data.mix: source 1 has 2 examples but its weight asks for 4; 2 are repeats``):
         >>> mix([["a1", "a2", "a3", "a4"], ["b1", "b2"]], [1.0, 1.0], total=None, seed=0)
-        UserWarning: data.mix: source 1 has 2 examples but its weight asks for 4; 2 are repeats
         ['b2', 'a1', 'b1', 'a2', 'a3', 'a4', 'b1', 'b2']
     """
     labels = list(names) if names is not None else [f"source {i}" for i in range(len(sources))]

@@ -1,6 +1,7 @@
 """One held-out evaluation, whatever the metric: pick the metric, then run the evaluator it needs.
 
-``choose_metric`` turns ``eval.metric=auto`` into a name from the task and the data;
+``metric_for_data`` names the metric that fits a task and its held-out data (the run uses it for
+``eval.metric=auto``, ``tunesmith.api.choices.evaluation``);
 ``evaluate_held_out`` runs generation + scoring, classification or token loss accordingly and
 returns one JSON-serializable dict with at least ``metric``, ``score`` and ``total``.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence
 
+from tunesmith.config.vocabulary import Task
 from tunesmith.data.examples import Conversation, Seq2SeqExample
 from tunesmith.errors import ConfigError, DataError
 from tunesmith.evaluation.metrics import METRICS, Metric, resolve_metric
@@ -25,28 +27,15 @@ def settings_from_config(eval_cfg: Any, max_new_tokens: Optional[int] = None) ->
                               top_p=eval_cfg.top_p)
 
 
-def choose_metric(name: str, task: str, data_name: Optional[str], held_out: Sequence[Any]) -> Metric:
-    """The metric ``eval.metric`` names, or for ``auto`` the one that fits the task and the data.
-
-    auto: classifiers -> ``accuracy``; a built-in dataset -> its own metric; source/target
-    (summarisation-style) data -> ``rouge_l``; conversations with a reference answer (e.g. an
-    ``answer`` column) -> ``exact_match``; anything else -> ``perplexity``.
-
-    Raises:
-        ConfigError: the metric does not fit the task (e.g. ``accuracy`` for a causal LM).
-    """
-    if name == "auto":
-        name = _auto_metric_name(task, data_name, held_out)
-    metric = resolve_metric(name)
-    check_fits(metric, task)
-    return metric
-
-
-def _auto_metric_name(task: str, data_name: Optional[str], held_out: Sequence[Any]) -> str:
+def metric_for_data(task: str, data_name: Optional[str], held_out: Sequence[Any]) -> str:
+    """The metric that fits the task and the held-out data: classifiers -> ``accuracy``; a built-in
+    dataset -> its own metric; source/target (summarisation-style) data -> ``rouge_l``;
+    conversations with a reference answer (e.g. an ``answer`` column) -> ``exact_match``; anything
+    else -> ``perplexity``."""
     from tunesmith.data.builtin import BUILTIN_DATASETS
     from tunesmith.data.sources import is_builtin
 
-    if task == "sequence_classification":
+    if task == Task.SEQUENCE_CLASSIFICATION:
         return "accuracy"
     if data_name and is_builtin(data_name):
         own = BUILTIN_DATASETS.get(data_name).metric
@@ -61,7 +50,7 @@ def _auto_metric_name(task: str, data_name: Optional[str], held_out: Sequence[An
 
 def check_fits(metric: Metric, task: str) -> None:
     """Raise a ConfigError when ``metric`` cannot score a model of ``task``."""
-    classifier = task == "sequence_classification"
+    classifier = task == Task.SEQUENCE_CLASSIFICATION
     if classifier and metric.needs != "labels":
         labels = [n for n, m in METRICS.items() if m.needs == "labels"]
         raise ConfigError(f"eval.metric: '{metric.name}' needs {metric.needs.replace('_', ' ')}, but the model is a "
@@ -92,7 +81,7 @@ def evaluate_held_out(
 
     Args:
         model, tokenizer: the model to score (plain or PEFT-wrapped) and its tokenizer.
-        metric: from ``choose_metric``.
+        metric: from ``tunesmith.api.choices.evaluation.choose_metric``.
         task: ``causal_lm``, ``seq2seq`` or ``sequence_classification``.
         held_out: canonical held-out examples (for metrics computed from generations).
         dataset: the tokenized held-out set (for ``labels`` and ``token_loss`` metrics).
@@ -139,9 +128,10 @@ def _evaluate(model: Any, tokenizer: Any, metric: Metric, task: str, held_out: S
         raise DataError(f"eval.metric={metric.name}: {NO_HELD_OUT}")
     if max_samples is not None and max_samples < len(dataset):
         dataset = dataset.select(range(max_samples))
-    from tunesmith.data.collators import build_collator
+    from tunesmith.data.collators import build_collator, collator_for_task
 
-    collator = build_collator("auto", task, tokenizer, "none", str(device) if device is not None else "cpu")
+    collator = build_collator(collator_for_task(task), task, tokenizer, "none",
+                              str(device) if device is not None else "cpu")
     if metric.needs == "labels":
         return _labels(model, dataset, collator, metric, batch_size, label_names, device, autocast, desc)
     return _token_loss(model, dataset, collator, task, batch_size, device, autocast, desc)
@@ -170,7 +160,7 @@ def _token_loss(model: Any, dataset: Any, collator: Any, task: str, batch_size: 
     """Mean loss per reference token and perplexity (decoder-only or encoder-decoder)."""
     from tunesmith.evaluation.language_model import evaluate_perplexity, evaluate_seq2seq_loss
 
-    if task == "seq2seq":
+    if task == Task.SEQ2SEQ:
         result = evaluate_seq2seq_loss(model, dataset, collator, batch_size, device, autocast)
     else:
         result = evaluate_perplexity(model, dataset, collator, batch_size, device, autocast, desc or "Perplexity")

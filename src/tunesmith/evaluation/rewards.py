@@ -103,8 +103,8 @@ def answer_length_reward(completions: list[str], references: list[Optional[str]]
     """0.0 up to ``max_chars`` characters, then ``-per_char`` per extra character, at most ``-cap``.
 
     Example:
-        >>> answer_length_reward(["x" * 10, "x" * 20], [None, None], ["", ""], max_chars=10, per_char=0.1)
-        [0.0, -1.0]
+        ``answer_length_reward(["x" * 10, "x" * 20], [None, None], ["", ""], max_chars=10, per_char=0.1)``
+        -> ``[0.0, -1.0]``
     """
     return [-min(cap, per_char * max(0, len(c.strip()) - max_chars)) for c in completions]
 
@@ -206,6 +206,7 @@ def build_rewards(grpo: Any) -> list[RewardFunction]:
     """The reward functions of ``train.grpo`` with their weights and arguments bound, checked first.
 
     Example:
+        >>> from tunesmith.config.schema import GrpoConfig
         >>> [r.name for r in build_rewards(GrpoConfig(rewards=["exact_match", "number_format"]))]
         ['exact_match', 'number_format']
     """

@@ -42,10 +42,11 @@ INFERENCE_HANDLERS: Registry[Any] = Registry("inference handler", key="eval.infe
 def register_inference_handler(name: str, *, overwrite: bool = False):
     """Decorator: register an inference handler class (or instance) as ``eval.inference_handler=<name>``.
 
-    Example:
-        >>> @register_inference_handler("last-line")
-        ... class LastLine:
-        ...     def generate(self, model, tokenizer, prompts, settings): ...
+    Example::
+
+        @register_inference_handler("last-line")
+        class LastLine:
+            def generate(self, model, tokenizer, prompts, settings): ...
 
     Raises:
         ConfigError: ``name`` is already registered (pass ``overwrite=True`` to replace it).
@@ -58,8 +59,7 @@ class InferenceHandler(Protocol):
     """Answers a batch of user prompts with a loaded model.
 
     Example:
-        >>> ChatInferenceHandler().generate(model, tokenizer, ["Add 1 and 2."], GenerationSettings(8))
-        ['#### 3']
+        ``ChatInferenceHandler().generate(model, tokenizer, ["Add 1 and 2."], GenerationSettings(8))`` -> ``['#### 3']``
     """
 
     def generate(self, model: Any, tokenizer: Any, prompts: list[str], settings: GenerationSettings) -> list[str]:
@@ -75,9 +75,7 @@ class ChatInferenceHandler:
         batch_size: prompts per ``model.generate`` call.
 
     Example:
-        >>> ChatInferenceHandler(system_prompt="Answer with a number.").generate(
-        ...     model, tokenizer, ["Add 1 and 2."], GenerationSettings(max_new_tokens=8))
-        ['3']
+        ``ChatInferenceHandler(system_prompt="Answer with a number.").generate( model, tokenizer, ["Add 1 and 2."], GenerationSettings(max_new_tokens=8))`` -> ``['3']``
     """
 
     def __init__(self, system_prompt: Optional[str] = None, batch_size: int = 16) -> None:

@@ -41,7 +41,8 @@ def predict_labels(model: Any, tokenizer: Any, texts: Sequence[str], pairs: Opti
     """
     import torch
 
-    from tunesmith.data.collators import build_collator
+    from tunesmith.config.vocabulary import Task
+    from tunesmith.data.collators import build_collator, collator_for_task
     from tunesmith.data.tokenize import TokenizeSettings, tokenize_examples
 
     if not is_classifier(model):
@@ -62,7 +63,8 @@ def predict_labels(model: Any, tokenizer: Any, texts: Sequence[str], pairs: Opti
     if len(rows) != len(texts):
         raise DataError(f"predict: {len(texts) - len(rows)} of {len(texts)} inputs could not be tokenized")
     device = next(model.parameters()).device
-    collator = build_collator("auto", "sequence_classification", tokenizer, "none", str(device))
+    task = Task.SEQUENCE_CLASSIFICATION
+    collator = build_collator(collator_for_task(task), task, tokenizer, "none", str(device))
     id2label = getattr(model.config, "id2label", None) or {}
     out: list[dict[str, Any]] = []
     was_training = model.training
@@ -91,10 +93,8 @@ class ClassifierInferenceHandler:
         batch_size: inputs per forward pass.
 
     Example:
-        >>> ClassifierInferenceHandler().generate(model, tokenizer, ["A wonderful film."], GenerationSettings())
-        ['positive']
-        >>> ClassifierInferenceHandler().predict(model, tokenizer, ["A dull film."])[0]["label"]
-        'negative'
+        ``ClassifierInferenceHandler().generate(model, tokenizer, ["A wonderful film."], GenerationSettings())`` -> ``['positive']``
+        ``ClassifierInferenceHandler().predict(model, tokenizer, ["A dull film."])[0]["label"]`` -> ``'negative'``
     """
 
     def __init__(self, max_length: int = 512, batch_size: int = 32) -> None:

@@ -51,14 +51,13 @@ def load_run(run_dir: str | Path, device: str | None = None) -> LoadedRun:
         RunDirError: when the folder is neither, or the run did not finish.
     """
     from tunesmith.models.merge import load_tuned_model
-    from tunesmith.models.precision import resolve_device
 
     path = Path(run_dir)
     if RunDir(path).is_model_folder():
         return _load_model_folder(path, device)
     cfg = with_training_system_prompt(read_run_config(path))
     RunDir(path).require_finished()
-    model, tokenizer, _ = load_tuned_model(path, cfg, resolve_device(device or cfg.model.device), quantize=True)
+    model, tokenizer, _ = load_tuned_model(path, cfg, _device(device, cfg), quantize=True)
     model.eval()
     return LoadedRun(model, tokenizer, cfg, path)
 
@@ -77,20 +76,28 @@ def with_training_system_prompt(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
+def _device(device: str | None, cfg: TrainConfig) -> str:
+    """Where a loaded run goes: ``device`` when given, else the run's own ``model.device`` when it names
+    one, else the fastest device this machine has (``best_device``)."""
+    from tunesmith.models.precision import best_device, check_device, is_device_name
+
+    chosen = device or cfg.model.device
+    return check_device(chosen) if is_device_name(chosen) else best_device()
+
+
 def _load_model_folder(path: Path, device: str | None) -> LoadedRun:
     """A plain model folder; a merged one brings back its run's config (system prompt, template)."""
-    from tunesmith.models.loading import infer_task, load_model, load_model_config, load_tokenizer
+    from tunesmith.models.loading import load_model, load_model_config, load_tokenizer, task_from_config
     from tunesmith.models.merge import MERGE_RECORD_FILE, SOURCE_CONFIG_FILE
-    from tunesmith.models.precision import resolve_device
 
     source = path / SOURCE_CONFIG_FILE
     cfg = with_training_system_prompt(read_saved_config(source)) if source.is_file() else TrainConfig()
     record_file = path / MERGE_RECORD_FILE
     record = json.loads(record_file.read_text(encoding="utf-8")) if record_file.is_file() else {}
-    task = record.get("task") or infer_task(load_model_config(str(path), cfg.model.trust_remote_code))
+    task = record.get("task") or task_from_config(load_model_config(str(path), cfg.model.trust_remote_code)).value
     # The folder itself is now the model: its base and adapter are merged in.
     cfg.model.name_or_path, cfg.model.task = str(path), task
-    device = resolve_device(device or cfg.model.device)
+    device = _device(device, cfg)
     model = load_model(str(path), task, device=device, trust_remote_code=cfg.model.trust_remote_code,
                        hub_kernels=cfg.model.hub_kernels)
     model.eval()

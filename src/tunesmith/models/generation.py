@@ -47,8 +47,7 @@ def new_token_budget(model: Any, prompt_tokens: int, wanted: int) -> int:
     instead of failing.
 
     Example:
-        >>> new_token_budget(gpt2, prompt_tokens=30, wanted=1000)
-        994
+        ``new_token_budget(gpt2, prompt_tokens=30, wanted=1000)`` -> ``994``
     """
     from tunesmith.errors import ModelError
 

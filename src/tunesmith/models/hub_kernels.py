@@ -26,6 +26,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from tunesmith.config.vocabulary import HubKernels
 from tunesmith.errors import ConfigError
 
 
@@ -150,27 +151,27 @@ def kernel_cached(kernel: HubKernel) -> bool:
 
 def decide_hub_kernels(setting: str, model: Any, device: str) -> tuple[bool, Optional[str]]:
     """Whether to use hub kernels, and a line for the log (None when there is nothing to say).
+    ``setting``: a ``HubKernels`` use, or the ``model.hub_kernels`` value that declares one.
 
     Raises:
         ConfigError: ``on`` when the kernels package is missing or a needed kernel cannot be had.
     """
-    if setting == "off":
+    use = HubKernels.for_setting(setting)
+    if use == HubKernels.OFF:
         return False, None
-    if setting not in ("auto", "on"):
-        raise ConfigError(f"model.hub_kernels: {setting!r} is not allowed. Allowed: auto, on, off")
     if not kernels_package_available():
-        if setting == "on":
+        if use == HubKernels.REQUIRED:
             raise ConfigError("model.hub_kernels=on needs the kernels package: pip install kernels "
                               "(or set model.hub_kernels=auto)")
         return False, None
     kernels = needed_kernels(model, device)
     if not kernels:
-        return (setting == "on"), None
+        return (use == HubKernels.REQUIRED), None
     missing = [k for k in kernels if not kernel_cached(k)]
     if not missing or hub_reachable():
         return True, None
     names = ", ".join(k.describe() for k in missing)
-    if setting == "on":
+    if use == HubKernels.REQUIRED:
         raise ConfigError(f"model.hub_kernels=on: {names}: not in the local cache, and the hub cannot be "
                           f"reached. On a machine with network run: {missing[0].fetch_hint()} (same "
                           "HF_HOME), or set model.hub_kernels=auto or off")
@@ -182,7 +183,7 @@ def apply_hub_kernels(model: Any, setting: str, device: str) -> Optional[str]:
     """Turn the model's hub kernels on or off as `decide_hub_kernels` says; returns its log line."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     if not hasattr(inner, "set_use_kernels"):
-        if setting == "on":
+        if HubKernels.for_setting(setting) == HubKernels.REQUIRED:
             raise ConfigError("model.hub_kernels=on: this transformers version or model has no hub kernels")
         return None
     use, note = decide_hub_kernels(setting, inner, device)

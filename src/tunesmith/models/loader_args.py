@@ -7,17 +7,18 @@ the model class's constructor; anything else fails only after the weights were r
 ``TypeError``. Here it is a ``ConfigError`` naming the key, in milliseconds: the model's
 ``config.json`` is all that is read.
 
-Example:
-    >>> check_loader_args(ModelConfig(name_or_path="./tiny", loader_args={"foo": 1}))
-    ConfigError: model.loader_args.foo: not an option of from_pretrained, an attribute of LlamaConfig nor a parameter of LlamaForCausalLM; ...
+Example: ``check_loader_args(ModelConfig(name_or_path="./tiny", loader_args={"foo": 1}), task_of)``
+raises ``ConfigError: model.loader_args.foo: not an option of from_pretrained, an attribute of
+LlamaConfig nor a parameter of LlamaForCausalLM; ...``
 """
 
 from __future__ import annotations
 
 import inspect
 import re
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
+from tunesmith.config.vocabulary import DEFAULT_MODEL_LOADER
 from tunesmith.errors import ConfigError, ModelError
 from tunesmith.registry import did_you_mean
 
@@ -43,24 +44,26 @@ def from_pretrained_options() -> Optional[set[str]]:
     return (named | popped) - {"pretrained_model_name_or_path"} if popped else None
 
 
-def check_loader_args(model_cfg: Any) -> None:
+def check_loader_args(model_cfg: Any, task_of: Callable[[Any], str]) -> None:
     """Raise ``ConfigError`` for a ``model.loader_args`` key the model would not take (default loader only).
+
+    ``task_of(model_config)`` gives the model's task (the run decides it: ``model.task`` or the architecture).
 
     A model whose config cannot be read here (a hub id not downloaded yet) is not checked: loading
     it reports that problem itself.
     """
     args = dict(model_cfg.loader_args or {})
-    if model_cfg.loader != "auto" or not args:
+    if model_cfg.loader != DEFAULT_MODEL_LOADER or not args:
         return
     for key in args:
         if key in OWN_KEYS:
             raise ConfigError(f"model.loader_args.{key}: set {OWN_KEYS[key]} instead; tunesmith passes it to the "
                               "loader itself")
-    from tunesmith.models.loading import infer_task, load_model_config
+    from tunesmith.models.loading import load_model_config
 
     try:
         config = load_model_config(model_cfg.name_or_path, model_cfg.trust_remote_code, model_cfg.revision)
-        task = infer_task(config, model_cfg.task)
+        task = task_of(config)
     except (ModelError, ConfigError, OSError, ValueError):
         return
     options = from_pretrained_options()

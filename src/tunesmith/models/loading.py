@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from tunesmith.cache_dirs import atomic_folder, cache_root
 from tunesmith.config.run_dir import RunDir
+from tunesmith.config.vocabulary import DEFAULT_MODEL_LOADER, Task
 from tunesmith.errors import ModelError
 from tunesmith.registry import Registry
 
@@ -164,20 +165,18 @@ def load_model_config(name_or_path: str, trust_remote_code: bool = False, revisi
         raise
 
 
-def infer_task(model_config: Any, requested: str = "auto") -> str:
-    """``model.task`` when given, else guessed from the architecture in the model's config."""
-    if requested != "auto":
-        return requested
+def task_from_config(model_config: Any) -> Task:
+    """The task the architecture in a model's config is built for (``BertConfig`` -> sequence_classification)."""
     if getattr(model_config, "is_encoder_decoder", False):
-        return "seq2seq"
+        return Task.SEQ2SEQ
     archs = " ".join(getattr(model_config, "architectures", None) or [])
     if "ForSequenceClassification" in archs:
-        return "sequence_classification"
+        return Task.SEQUENCE_CLASSIFICATION
     if "ForCausalLM" in archs or "LMHead" in archs:
-        return "causal_lm"
+        return Task.CAUSAL_LM
     if getattr(model_config, "model_type", "") in ("bert", "roberta", "distilbert", "deberta-v2", "electra"):
-        return "sequence_classification"
-    return "causal_lm"
+        return Task.SEQUENCE_CLASSIFICATION
+    return Task.CAUSAL_LM
 
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -291,7 +290,7 @@ def load_model(
 # ``loader(name_or_path, task, dtype, device, trust_remote_code=..., revision=..., allow_pickle=...,
 # **model_kwargs, **model.loader_args)``; model_kwargs carry num_labels / quantization_config.
 MODEL_LOADERS: Registry[Callable[..., Any]] = Registry("model loader", key="model.loader", provided=4)
-MODEL_LOADERS.register("auto", load_model)
+MODEL_LOADERS.register(DEFAULT_MODEL_LOADER, load_model)
 
 
 def register_model_loader(name: str, *, overwrite: bool = False):
@@ -299,10 +298,11 @@ def register_model_loader(name: str, *, overwrite: bool = False):
     ``model.loader=<name>``. It should accept ``**kwargs`` (tunesmith passes ``trust_remote_code``,
     ``revision``, ``allow_pickle`` and, when needed, ``num_labels`` / ``quantization_config``).
 
-    Example:
-        >>> @register_model_loader("fp32-eager")
-        ... def load_eager(name_or_path, task, dtype, device, **kwargs):
-        ...     return load_model(name_or_path, task, torch.float32, device, attn_implementation="eager", **kwargs)
+    Example::
+
+        @register_model_loader("fp32-eager")
+        def load_eager(name_or_path, task, dtype, device, **kwargs):
+            return load_model(name_or_path, task, torch.float32, device, attn_implementation="eager", **kwargs)
 
     Raises:
         ConfigError: ``name`` is already registered (pass ``overwrite=True`` to replace it).

@@ -16,13 +16,14 @@ from typing import Any
 from tunesmith.cache_dirs import atomic_folder
 from tunesmith.config import TrainConfig
 from tunesmith.config.run_dir import RunDir
+from tunesmith.config.vocabulary import Task
 from tunesmith.errors import ConfigError, ModelError, RunDirError
 
 # What a merged folder holds besides the transformers files.
 MERGE_RECORD_FILE = "tunesmith_merge.json"
 SOURCE_CONFIG_FILE = "tunesmith_source_config.yaml"  # the run's config.yaml, for prompts and templates
 
-MERGE_DTYPES = ("auto", "float32", "bfloat16", "float16")
+MERGE_DTYPES = ("float32", "bfloat16", "float16")  # the dtypes a merged model can be saved in
 QUANTIZED_METHODS = ("qlora", "int8")
 TASK_CLASSES = {
     "causal_lm": "AutoModelForCausalLM",
@@ -49,7 +50,7 @@ def label_kwargs(cfg: TrainConfig, task: str) -> dict[str, Any]:
     ``data.label_names`` in the run's config, exactly as training passed them.
     """
     names = cfg.data.label_names
-    if task != "sequence_classification" or not names:
+    if task != Task.SEQUENCE_CLASSIFICATION or not names:
         return {}
     return {"num_labels": len(names), "id2label": dict(enumerate(names)),
             "label2id": {name: i for i, name in enumerate(names)}}
@@ -111,18 +112,17 @@ def load_tuned_model(run_dir: str | Path, cfg: TrainConfig, device: str = "cpu",
         quantize: load a qlora/int8 run's base quantized again, as in training. Without it the base
             is loaded in float, and a checkpoint that is itself quantized is dequantized.
     """
-    from tunesmith.models.loading import infer_task, load_model, load_model_config, load_tokenizer
+    from tunesmith.models.loading import load_model, load_tokenizer
 
     path, m = Path(run_dir), cfg.model
     tokenizer = load_tokenizer(str(path))  # the run's copy, with the exact chat template used
+    task = run_task(path, cfg)
     if not RunDir(path).has_adapter():  # full fine-tuning: the weights are in the run
-        task = infer_task(load_model_config(str(path), m.trust_remote_code), m.task)
         return (load_model(str(path), task, dtype, device, m.trust_remote_code, hub_kernels=m.hub_kernels),
                 tokenizer, task)
 
     from peft import PeftModel
 
-    task = infer_task(load_model_config(m.name_or_path, m.trust_remote_code, m.revision), m.task)
     kwargs = label_kwargs(cfg, task)
     if quantize and cfg.peft.method in QUANTIZED_METHODS:
         extra = _quantization_kwargs(cfg, device)
@@ -143,11 +143,40 @@ def load_tuned_model(run_dir: str | Path, cfg: TrainConfig, device: str = "cpu",
     return PeftModel.from_pretrained(base, str(path)), tokenizer, task
 
 
+def run_task(run_dir: Path, cfg: TrainConfig) -> str:
+    """The task a finished run trained: the one its ``run.json`` records; for a run that records none,
+    its saved ``model.task`` when that names a task, else the architecture's (``task_from_config``)."""
+    from tunesmith.models.loading import load_model_config, task_from_config
+
+    recorded = RunDir(run_dir).read_record().get("task")
+    tasks = [t.value for t in Task]
+    if recorded in tasks:
+        return recorded
+    if cfg.model.task in tasks:
+        return cfg.model.task
+    m, has_adapter = cfg.model, RunDir(run_dir).has_adapter()
+    config = (load_model_config(m.name_or_path, m.trust_remote_code, m.revision) if has_adapter
+              else load_model_config(str(run_dir), m.trust_remote_code))
+    return task_from_config(config).value
+
+
+def run_weights_dtype(run_dir: str | Path) -> str:
+    """The dtype a finished run's weights were stored in: its base checkpoint's, or a full run's own."""
+    from tunesmith.models.loading import load_model_config
+
+    src = Path(run_dir)
+    cfg = read_finished_run(src)
+    has_adapter = RunDir(src).has_adapter()
+    weights_from = cfg.model.name_or_path if has_adapter else str(src)
+    return stored_dtype(load_model_config(weights_from, cfg.model.trust_remote_code,
+                                          cfg.model.revision if has_adapter else None))
+
+
 def stored_dtype(model_config: Any) -> str:
     """The dtype a checkpoint's config.json records (``"bfloat16"``); ``"float32"`` when unknown."""
     value = getattr(model_config, "dtype", None) or getattr(model_config, "torch_dtype", None)
     name = str(value).removeprefix("torch.") if value is not None else "float32"
-    return name if name in MERGE_DTYPES[1:] else "float32"
+    return name if name in MERGE_DTYPES else "float32"
 
 
 def _check_out_dir(run_dir: Path, out_dir: Path, overwrite: bool) -> None:
@@ -161,7 +190,7 @@ def _check_out_dir(run_dir: Path, out_dir: Path, overwrite: bool) -> None:
         raise RunDirError(f"{out_dir}: would replace the run directory {run_dir}; choose another output folder")
 
 
-def merge_run(run_dir: str | Path, out_dir: str | Path, dtype: str = "auto", overwrite: bool = False) -> Path:
+def merge_run(run_dir: str | Path, out_dir: str | Path, dtype: str, overwrite: bool = False) -> Path:
     """Merge a finished run into a standalone model folder that plain transformers can load.
 
     The adapter is merged in float32 into the base model's float weights: a qlora/int8 run's base is
@@ -170,8 +199,8 @@ def merge_run(run_dir: str | Path, out_dir: str | Path, dtype: str = "auto", ove
     Args:
         run_dir: a finished run directory.
         out_dir: where the model folder goes; it must be empty or missing unless ``overwrite``.
-        dtype: ``auto`` (the dtype of the base checkpoint, or of a full run's weights), ``float32``,
-            ``bfloat16`` or ``float16``.
+        dtype: ``float32``, ``bfloat16`` or ``float16`` (``tunesmith.api.exports.merge_run`` also takes
+            ``auto``: the dtype of the base checkpoint, or of a full run's weights, ``run_weights_dtype``).
         overwrite: replace a non-empty ``out_dir``.
 
     Returns:
@@ -182,19 +211,15 @@ def merge_run(run_dir: str | Path, out_dir: str | Path, dtype: str = "auto", ove
         RunDirError: for a missing or unfinished run, or an ``out_dir`` that may not be written.
     """
     if dtype not in MERGE_DTYPES:
-        raise ConfigError(f"dtype: {dtype!r} is not allowed; allowed: {', '.join(MERGE_DTYPES)}")
+        raise ConfigError(f"dtype: {dtype!r} is not allowed; allowed: auto, {', '.join(MERGE_DTYPES)}")
     src, out = Path(run_dir), Path(out_dir)
     cfg = read_finished_run(src)
     _check_out_dir(src, out, overwrite)
 
     import torch
 
-    from tunesmith.models.loading import load_model_config
-
     has_adapter = RunDir(src).has_adapter()
-    weights_from = cfg.model.name_or_path if has_adapter else str(src)
-    target = dtype if dtype != "auto" else stored_dtype(
-        load_model_config(weights_from, cfg.model.trust_remote_code, cfg.model.revision if has_adapter else None))
+    target = dtype
     # Merge in float32 on the CPU so W + B·A·scale keeps full precision; only the final cast rounds.
     model, tokenizer, task = load_tuned_model(src, cfg, device="cpu", dtype=torch.float32, quantize=False)
     if has_adapter:

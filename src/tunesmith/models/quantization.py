@@ -55,8 +55,7 @@ def quantization_kwargs(peft_cfg: PeftConfig, device: str) -> dict[str, Any]:
     Args:
         peft_cfg: the ``peft`` section; ``method`` picks 4-bit (qlora) or 8-bit (int8), and
             ``quantization`` holds the 4-bit settings.
-        device: the resolved device (``"cpu"``, ``"cuda:0"``, ...); ``"auto"`` lets accelerate place
-            the layers.
+        device: the resolved device (``"cpu"``, ``"cuda:0"``, ...).
 
     Returns:
         ``{"quantization_config": BitsAndBytesConfig(...), "device_map": {"": device}}`` for
@@ -83,7 +82,7 @@ def quantization_kwargs(peft_cfg: PeftConfig, device: str) -> dict[str, Any]:
             # Inputs are cast to this dtype and each weight is dequantized into it for the matmul.
             bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype),
         )
-    return {"quantization_config": config, "device_map": "auto" if device == "auto" else {"": device}}
+    return {"quantization_config": config, "device_map": {"": device}}
 
 
 def _bnb_layer_types() -> tuple[type, type]:

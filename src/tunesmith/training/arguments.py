@@ -63,7 +63,9 @@ def fsdp_config(d: DistributedConfig) -> dict[str, Any]:
 
 def _distributed_kwargs(d: DistributedConfig, device: str) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"ddp_timeout": d.timeout_s}
-    if d.backend != "auto":  # auto: accelerate picks nccl for CUDA and gloo for CPU processes
+    from tunesmith.training.distributed import world_size
+
+    if world_size() > 1:  # the backend of the process group, chosen by the run (auto: nccl on CUDA, else gloo)
         kwargs["ddp_backend"] = d.backend
     if d.strategy == "fsdp":
         kwargs.update(fsdp=True, fsdp_config=fsdp_config(d))
@@ -83,10 +85,9 @@ def _checkpoint_kwargs(t: TrainSection, has_eval: bool) -> dict[str, Any]:
     evaluate = interval(t.eval_strategy, t.eval_steps) if has_eval else "no"
     save, save_steps = interval(t.save_strategy, t.save_steps), t.save_steps
     if t.keep_best:
-        # The best checkpoint can only be one that was saved right after an evaluation.
-        if t.save_strategy == "auto":
-            save, save_steps = evaluate, t.eval_steps
-        elif save != evaluate or (save == "steps" and t.save_steps % t.eval_steps):
+        # The best checkpoint can only be one that was saved right after an evaluation (the run
+        # makes an auto save_strategy follow the evaluation).
+        if save != evaluate or (save == "steps" and t.save_steps % t.eval_steps):
             raise ConfigError(f"train.keep_best: checkpoints must be saved where the model is evaluated; "
                               f"train.save_strategy={save!r} (save_steps={t.save_steps}) does not match "
                               f"train.eval_strategy={evaluate!r} (eval_steps={t.eval_steps}); set "
@@ -124,6 +125,14 @@ def training_args_kwargs(cfg: TrainConfig, run_dir: Path, device: str, precision
         dataloader_persistent_workers=bool(loader and loader.persistent_workers),
         dataloader_prefetch_factor=loader.prefetch_factor if loader else None,
     )
+    if cfg.data.streaming:
+        # The stream is read in the training process (its position goes into each checkpoint): no
+        # reader workers. Under several processes each reads the same stream and keeps its own share
+        # of every global batch (accelerate's IterableDatasetShard), so the position saved by rank 0 is
+        # every rank's; batches are not gathered on one process and cut along the batch dimension,
+        # which padding-free rows (a whole batch in one row) cannot be.
+        kwargs.update(dataloader_num_workers=0, dataloader_persistent_workers=False, dataloader_prefetch_factor=None,
+                      accelerator_config={"dispatch_batches": False})
     if t.optimizer != "adamw":
         kwargs["optim"] = OPTIMIZERS[t.optimizer]
     if t.gradient_checkpointing:

@@ -113,9 +113,21 @@ class ProgressBar(TrainerCallback):
                              tok_s=f"{tok_s:.0f}", refresh=True)
 
     def on_train_end(self, args, state, control, **kwargs):
+        self.close()
+
+    def close(self) -> None:
+        """Take the bar off the screen (also when training stopped with an error, so later lines print
+        as plain lines rather than around a bar nobody updates)."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def close_progress_bars(trainer: Any) -> None:
+    """Close the progress bars of ``trainer``'s callbacks (after training, however it ended)."""
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, ProgressBar):
+            callback.close()
 
 
 class MetricsJsonl(TrainerCallback):

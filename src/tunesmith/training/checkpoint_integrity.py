@@ -8,8 +8,7 @@ sound checkpoint before it. A checkpoint named explicitly (``train.resume=PATH``
 the reason instead. (CRC-32 runs at about 2 GB/s, so checking costs about a second per 2 GB.)
 
 Example:
-    >>> damage(Path("runs/x/checkpoints/checkpoint-7"))
-    'adapter_model.safetensors: its bytes changed since it was written (CRC-32 differs)'
+    ``damage(Path("runs/x/checkpoints/checkpoint-7"))`` -> ``'adapter_model.safetensors: its bytes changed since it was written (CRC-32 differs)'``
 """
 
 from __future__ import annotations

@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 PREFIX = "checkpoint-"
 MARKER = "tunesmith_checkpoint.json"  # written last, inside the staging folder: the folder is complete
+# A streaming run's position in its stream after the checkpoint's step (``data.streaming``); written
+# before the marker, so the marker's checksums cover it.
+STREAM_POSITION = "stream_position.json"
 STAGING = ".staging"  # under the checkpoints folder; never resumed from
 DELETING = ".deleting-"  # a checkpoint being removed is renamed to this prefix first
 FORMAT_VERSION = 1

@@ -32,12 +32,14 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from tunesmith.errors import ConfigError
+from tunesmith.config.vocabulary import Task
 from tunesmith.training.trainers import register_trainer
 
 
 # Prompts and their completions are left-padded rows, one sequence each: data.packing=auto is none, so
 # the model's own attention runs (not the per-example attention of padding-free rows).
-@register_trainer("grpo", tasks=("causal_lm",), rows="prompt", one_example_per_row=True)
+@register_trainer("grpo", tasks=(Task.CAUSAL_LM,), rows="prompt", one_example_per_row=True, settings="grpo",
+                  reference=True)
 def build_grpo_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
                        callbacks: list[Any], processing_class: Any = None, grpo: Optional[Any] = None,
                        rewards: Optional[list[Any]] = None, reference: Optional[str] = None) -> Any:

@@ -15,10 +15,13 @@ loudly, instead of silently switching a guard off.
 from __future__ import annotations
 
 import inspect
+import logging
 from pathlib import Path
 from typing import Any, Optional
 
 from transformers import Trainer
+
+logger = logging.getLogger(__name__)
 
 # Trainer methods overridden here, with the parameters the overrides rely on.
 PRIVATE_METHODS = {
@@ -57,6 +60,7 @@ class ReliableTrainerMixin:
 
     checkpoint_fingerprint: Optional[dict[str, Any]] = None  # the config keys a resume must match
     nan_guard: Any = None  # a tunesmith.training.nan_guard.NanGuard, or None
+    memory_probe: Any = None  # a tunesmith.training.memory_probe.MemoryProbe, or None
     nan_skipped_steps: int = 0  # optimizer steps skipped for a NaN/inf (train.nan_policy=skip)
     staging_dir: Optional[str] = None  # while a checkpoint is written: the folder it goes to first
 
@@ -73,6 +77,7 @@ class ReliableTrainerMixin:
                 super(ReliableTrainerMixin, self)._save_checkpoint(model, trial)  # type: ignore[misc]
             finally:
                 self.staging_dir = None
+            self._save_stream_position(staging)
 
         atomic_save(self, Path(super()._get_output_dir(trial=trial)), write,  # type: ignore[misc]
                     self.checkpoint_fingerprint)
@@ -80,6 +85,26 @@ class ReliableTrainerMixin:
     def _get_output_dir(self, trial: Any) -> str:
         """The staging folder while a checkpoint is being written; the Trainer's own otherwise."""
         return self.staging_dir or super()._get_output_dir(trial=trial)  # type: ignore[misc]
+
+    def _save_stream_position(self, staging: Path) -> None:
+        """A streaming run (``data.streaming``): the stream's position after this step, next to the weights."""
+        stream = getattr(self, "train_dataset", None)
+        if not hasattr(stream, "state_at_step") or not self.args.should_save:  # type: ignore[attr-defined]
+            return
+        import json
+
+        from tunesmith.training.checkpoints import PREFIX, STREAM_POSITION
+
+        step = self.state.global_step  # type: ignore[attr-defined]
+        folder = staging / f"{PREFIX}{step}"
+        (folder / STREAM_POSITION).write_text(json.dumps(stream.state_at_step(step)), encoding="utf-8")
+
+    def get_resumed_dataloader(self, dataloader: Any, num_batches: int) -> Any:
+        """A stream that starts at the checkpoint's position (``resume_from``) skips nothing; anything else
+        skips the batches already trained, as transformers does."""
+        if getattr(getattr(self, "train_dataset", None), "resumed", False):
+            return dataloader
+        return super().get_resumed_dataloader(dataloader, num_batches)  # type: ignore[misc]
 
     def save_checkpoint_now(self) -> None:
         """Save the current step's checkpoint (atomic), as at a step end; used when a stop cuts an evaluation."""
@@ -112,21 +137,69 @@ class ReliableTrainerMixin:
 
     # -- the training loop ---------------------------------------------------------------------
     def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None) -> Any:
-        """The Trainer's step; the NaN guard sees each micro-batch's loss."""
-        loss = super().training_step(model, inputs, num_items_in_batch)  # type: ignore[misc]
+        """The Trainer's step; the NaN guard sees each micro-batch's loss. Before the first one the
+        memory probe runs the longest batch; running out of memory names the batch and what to change."""
+        probe = self.memory_probe
+        if probe is not None and probe.rows is not None:
+            self._probe_memory(model, probe)
+        try:
+            loss = super().training_step(model, inputs, num_items_in_batch)  # type: ignore[misc]
+        except Exception as err:
+            from tunesmith.training.memory_probe import is_out_of_memory, out_of_memory_error
+
+            if probe is None or not is_out_of_memory(err):
+                raise
+            step = self.state.global_step + 1  # type: ignore[attr-defined]
+            raise out_of_memory_error(err, inputs, probe.settings, probe.device, f"at step {step}") from err
         if self.nan_guard is not None:
             self.nan_guard.record_loss(loss)
         return loss
 
+    def probe_step(self, model: Any, inputs: Any) -> Any:
+        """The Trainer's own forward and backward pass on ``inputs``, without the NaN guard (the memory probe)."""
+        return super().training_step(model, inputs)  # type: ignore[misc]
+
+    def _probe_memory(self, model: Any, probe: Any) -> None:
+        """Run the longest batch once (``memory_probe.run_probe``) and say so; out of memory stops the run."""
+        import time
+
+        from tunesmith.training.memory_probe import batch_shape, is_out_of_memory, out_of_memory_error, run_probe
+
+        rows, probe.rows = probe.rows, None
+        start = time.perf_counter()
+        try:
+            inputs = run_probe(self, model, rows)
+        except Exception as err:
+            if not is_out_of_memory(err):
+                raise
+            inputs = self.data_collator(rows)  # type: ignore[attr-defined]
+            raise out_of_memory_error(err, inputs, probe.settings, probe.device,
+                                      "in the memory probe, before the first step (the longest batch of the "
+                                      "training set)") from err
+        probe.shape, probe.seconds = batch_shape(inputs), time.perf_counter() - start
+        logger.info(f"Memory probe: the longest batch ({probe.shape}; longest sequence {probe.batch.longest} "
+                    f"tokens) ran forward and backward in {probe.seconds:.1f} s{probe.peak_note()}")
+
     def _run_epoch(self, *args: Any, **kwargs: Any) -> Any:
         """No steps past the end: a run resumed from its final checkpoint (killed after the last step,
         before its record was written) trains no further; transformers would run the rest of that
-        epoch's steps otherwise."""
+        epoch's steps otherwise. Out of memory outside a step's forward and backward pass (the
+        optimizer's first step allocates its state) names the settings to change, as in a step."""
         state = self.state  # type: ignore[attr-defined]
         if self.checkpoint_fingerprint is not None and 0 < state.max_steps <= state.global_step:
             self.control.should_training_stop = True  # type: ignore[attr-defined]
             return None
-        return super()._run_epoch(*args, **kwargs)  # type: ignore[misc]
+        try:
+            return super()._run_epoch(*args, **kwargs)  # type: ignore[misc]
+        except Exception as err:
+            from tunesmith.errors import TunesmithError
+            from tunesmith.training.memory_probe import is_out_of_memory, out_of_memory_error
+
+            probe = self.memory_probe
+            if probe is None or isinstance(err, TunesmithError) or not is_out_of_memory(err):
+                raise
+            raise out_of_memory_error(err, {}, probe.settings, probe.device,
+                                      f"at step {state.global_step + 1}") from err
 
 
 class TunesmithTrainer(ReliableTrainerMixin, Trainer):
@@ -146,11 +219,13 @@ def guarded_class(cls: type) -> type:
     return _GUARDED[cls]
 
 
-def guard(trainer: Any, fingerprint: dict[str, Any], nan_guard: Any = None) -> Any:
-    """Switch the reliability methods on for ``trainer`` (a ``transformers.Trainer``) and return it."""
+def guard(trainer: Any, fingerprint: dict[str, Any], nan_guard: Any = None, memory_probe: Any = None) -> Any:
+    """Switch the reliability methods on for ``trainer`` (a ``transformers.Trainer``) and return it;
+    ``memory_probe`` (``memory_probe.MemoryProbe``) runs the longest batch before the first step."""
     if not isinstance(trainer, ReliableTrainerMixin):
         trainer.__class__ = guarded_class(type(trainer))  # a registered trainer of the user's own class
     trainer.checkpoint_fingerprint = fingerprint
     trainer.nan_guard = nan_guard
+    trainer.memory_probe = memory_probe
     trainer.nan_skipped_steps = 0
     return trainer

@@ -17,7 +17,7 @@ runs"):
   sizes fragment them. ``train.memory_trim`` calls glibc's ``malloc_trim(0)`` after every optimizer
   step, which returns the free pages of every heap to the kernel:
 
-  - ``auto``: when the model trains on a CPU and the C library is glibc (Linux). On a GPU the
+  - ``auto`` (decided by the run, ``tunesmith.api.choices.training.plan_memory_trim``): when the model trains on a CPU and the C library is glibc (Linux). On a GPU the
     activations live in CUDA memory, which ``malloc`` does not hold.
   - ``on``: wherever glibc is present, whatever the device.
   - ``off``: never.
@@ -69,23 +69,6 @@ def glibc_malloc_trim() -> tuple[Optional[Callable[[int], int]], str]:
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
     return trim, f"glibc {version}"
-
-
-def plan_memory_trim(setting: str, device: str) -> TrimPlan:
-    """Resolve ``train.memory_trim`` (auto | on | off) for a run on ``device``.
-
-    ``plan_memory_trim("auto", "cpu")`` on Linux -> enabled, ``"... train.memory_trim=auto on cpu"``;
-    ``plan_memory_trim("auto", "cuda:0")`` -> disabled (the activations are not in malloc's heaps).
-    """
-    if setting == "off":
-        return TrimPlan(setting, False, "train.memory_trim=off")
-    if setting == "auto" and not str(device).startswith("cpu"):
-        return TrimPlan(setting, False, f"train.memory_trim=auto trims on a CPU only; the model trains on {device}")
-    trim, note = glibc_malloc_trim()
-    if trim is None:
-        return TrimPlan(setting, False, f"train.memory_trim={setting} has no effect: {note}")
-    return TrimPlan(setting, True, f"{note} malloc_trim after every optimizer step; train.memory_trim={setting}"
-                    + (f" on {device}" if setting == "auto" else ""))
 
 
 class MemoryTrim(TrainerCallback):

@@ -28,7 +28,7 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: bool = True)
 
     Example:
         >>> group_advantages(torch.tensor([1.0, 0.0, 2.0, 2.0]), 2, scale=False)
-        tensor([0.5000, -0.5000, 0.0000, 0.0000])
+        tensor([ 0.5000, -0.5000,  0.0000,  0.0000])
     """
     groups = rewards.float().view(-1, group_size)
     centred = groups - groups.mean(dim=1, keepdim=True)

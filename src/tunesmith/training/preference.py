@@ -20,16 +20,14 @@ from typing import Any, Optional
 import torch
 
 from tunesmith.config.schema import PreferenceConfig
+from tunesmith.config.vocabulary import Task
 from tunesmith.training.trainers import register_trainer
 
-PREFERENCE_TRAINERS = ("dpo", "orpo", "kto", "reward")  # the trainers train.preference.* configures
 PAIR_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 SINGLE_COLUMN = "ref_logps"
-
-
-def reference_needed(trainer: str, settings: PreferenceConfig) -> bool:
-    """Whether ``trainer`` compares with a reference model (dpo except with the simpo loss; kto)."""
-    return trainer == "kto" or (trainer == "dpo" and settings.loss != "simpo")
+# train.preference.loss values that need no reference model (a trainer registered with reference=True
+# then trains without one).
+REFERENCE_FREE_LOSSES = ("simpo",)
 
 
 def changed_keys(settings: Any, defaults: Any) -> list[str]:
@@ -37,25 +35,6 @@ def changed_keys(settings: Any, defaults: Any) -> list[str]:
     from dataclasses import fields
 
     return [f.name for f in fields(settings) if getattr(settings, f.name) != getattr(defaults, f.name)]
-
-
-def check_preference_settings(trainer: str, settings: PreferenceConfig, grpo: Any = None) -> None:
-    """``train.preference.*`` (or ``train.grpo.*``) keys set for a trainer that does not read them are
-    an error, not ignored."""
-    from tunesmith.config.schema import GrpoConfig
-    from tunesmith.errors import ConfigError
-
-    changed = changed_keys(settings, PreferenceConfig())
-    if changed and trainer not in PREFERENCE_TRAINERS:
-        raise ConfigError(f"train.preference.{changed[0]}: configures the preference trainers "
-                          f"({', '.join(PREFERENCE_TRAINERS)}), but train.trainer={trainer}")
-    changed = changed_keys(grpo, GrpoConfig()) if grpo is not None else []
-    if changed and trainer != "grpo":
-        raise ConfigError(f"train.grpo.{changed[0]}: configures train.trainer=grpo, but train.trainer={trainer}")
-    if settings.reference != "auto" and trainer in PREFERENCE_TRAINERS and not reference_needed(trainer, settings):
-        why = "the simpo loss" if trainer == "dpo" else f"train.trainer={trainer}"
-        raise ConfigError(f"train.preference.reference: {settings.reference!r} is set, but {why} uses no reference "
-                          "model; leave it at auto")
 
 
 class ReferenceColumns:
@@ -118,7 +97,7 @@ def build_preference_trainer(cls_name: str, model: Any, args: Any, train_dataset
     """The trainer class ``cls_name`` of ``preference_trainers`` with tunesmith's collator and settings.
 
     ``reference``: ``adapter_off``, ``copy`` or ``precomputed`` (decided by the run, see
-    ``tunesmith.training.reference.resolve_reference``); None for trainers without one.
+    ``tunesmith.api.choices.reference``); None for trainers without one.
     """
     from transformers import PrinterCallback, ProgressCallback
 
@@ -159,13 +138,17 @@ def _factory(cls_name: str, summary: str, uses_reference: bool) -> Any:
     return factory
 
 
-build_dpo_trainer = register_trainer("dpo", tasks=("causal_lm",), rows="preference")(_factory(
+build_dpo_trainer = register_trainer("dpo", tasks=(Task.CAUSAL_LM,), rows="preference", settings="preference",
+                                     reference=True)(_factory(
     "PairTrainer", "Direct preference optimisation on chosen / rejected pairs (``train.preference.loss``).", True))
-build_orpo_trainer = register_trainer("orpo", tasks=("causal_lm",), rows="preference")(_factory(
+build_orpo_trainer = register_trainer("orpo", tasks=(Task.CAUSAL_LM,), rows="preference",
+                                      settings="preference")(_factory(
     "OddsRatioTrainer", "Odds-ratio preference optimisation: the chosen NLL plus an odds-ratio term; no reference.",
     False))
-build_kto_trainer = register_trainer("kto", tasks=("causal_lm",), rows="unpaired_preference")(_factory(
+build_kto_trainer = register_trainer("kto", tasks=(Task.CAUSAL_LM,), rows="unpaired_preference",
+                                     settings="preference", reference=True)(_factory(
     "UnpairedTrainer", "Kahneman-Tversky optimisation on answers marked desirable or undesirable.", True))
-build_reward_trainer = register_trainer("reward", tasks=("sequence_classification",), rows="preference")(_factory(
+build_reward_trainer = register_trainer("reward", tasks=(Task.SEQUENCE_CLASSIFICATION,), rows="preference",
+                                        settings="preference")(_factory(
     "RewardModelTrainer", "A reward model: a one-output sequence classifier trained so chosen answers score higher.",
     False))

@@ -9,7 +9,7 @@ trained model with it. No second model is loaded:
 | ``copy`` | the trainable weights as they were at the start, swapped in while the reference runs | one copy of the trainable weights (the adapter only, with LoRA) |
 | ``precomputed`` | log-probabilities computed once before training (``PrecomputedLogps``) | two numbers per example |
 
-``resolve_reference`` picks for ``auto``: ``adapter_off`` for a new adapter, ``copy`` when the run
+With ``auto`` the run picks (``tunesmith.api.choices.reference``): ``adapter_off`` for a new adapter, ``copy`` when the run
 continues an adapter (``model.adapter``: switching it off would compare with the bare base, not
 the starting model). Full fine-tuning must choose, since ``copy`` doubles its trainable memory.
 """
@@ -21,26 +21,18 @@ from typing import Any, Iterator
 
 from tunesmith.errors import ConfigError
 
-CHOICES = ("auto", "adapter_off", "copy", "precomputed")
+CHOICES = ("adapter_off", "copy", "precomputed")  # the references a run can use
 
 
-def resolve_reference(choice: str, method: str, continues_adapter: bool, key: str = "train.preference.reference") -> str:
-    """The reference a run uses: ``adapter_off``, ``copy`` or ``precomputed``.
+def check_reference(choice: str, method: str, key: str = "train.preference.reference") -> str:
+    """``choice`` (``adapter_off``, ``copy`` or ``precomputed``) after a check that the run can use it
+    with ``peft.method=method``.
 
-    Example:
-        >>> resolve_reference("auto", "lora", continues_adapter=False)
-        'adapter_off'
+    Example: ``check_reference("adapter_off", "full")`` raises ``ConfigError`` (no adapter to switch off).
     """
     if choice not in CHOICES:
-        raise ConfigError(f"{key}: {choice!r} is not allowed; choose one of {', '.join(CHOICES)}")
-    full = method == "full"
-    if choice == "auto":
-        if full:
-            raise ConfigError(f"{key}: full fine-tuning has no adapter to switch off, so choose the reference: "
-                              f"{key}=copy (a frozen copy of the starting weights: twice the trainable memory) or "
-                              f"{key}=precomputed (reference log-probabilities computed once before training)")
-        return "copy" if continues_adapter else "adapter_off"
-    if choice == "adapter_off" and full:
+        raise ConfigError(f"{key}: {choice!r} is not allowed; choose one of auto, {', '.join(CHOICES)}")
+    if choice == "adapter_off" and method == "full":
         raise ConfigError(f"{key}: adapter_off needs an adapter, but peft.method=full; choose copy or precomputed")
     return choice
 

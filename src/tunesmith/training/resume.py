@@ -46,6 +46,7 @@ def fingerprint(cfg: Any) -> dict[str, Any]:
     """The resume-relevant part of a config as ``{dotted key: value}`` (secrets masked).
 
     Example:
+        >>> from tunesmith.config import TrainConfig
         >>> fingerprint(TrainConfig())["train.batch_size"]
         8
     """
@@ -80,8 +81,14 @@ class ResumePlan:
     continuing: bool = False  # the run directory already holds this run (resumed or restarted in place)
 
 
-def plan_resume(cfg: Any) -> ResumePlan:
+NEWEST = "newest"  # train.resume=auto: continue from the newest sound checkpoint
+
+
+def plan_resume(cfg: Any, resume: str) -> ResumePlan:
     """Decide the run directory and checkpoint for ``cfg``; raise when the guard refuses.
+
+    ``resume``: ``train.resume`` as the run reads it: ``NEWEST`` (the newest sound checkpoint of an
+    unfinished run in ``output_dir``), ``none`` or a checkpoint path.
 
     Raises:
         ConfigError: ``train.resume`` names nothing usable, or the config differs from the
@@ -90,10 +97,10 @@ def plan_resume(cfg: Any) -> ResumePlan:
     """
     from tunesmith.config.run_folders import check_output_dir
 
-    resume = cfg.train.resume.strip()
+    resume = resume.strip()
     checkpoint: Optional[Checkpoint] = None
     run_dir = check_output_dir(cfg.output_dir) if cfg.output_dir else None
-    if resume not in ("auto", "none"):
+    if resume not in (NEWEST, "none"):
         checkpoint, source_run = _explicit_checkpoint(Path(resume).expanduser())
         run_dir = run_dir or source_run
         if run_dir is None:
@@ -110,7 +117,7 @@ def plan_resume(cfg: Any) -> ResumePlan:
     if RunDir(run_dir).is_finished() and checkpoint is None:
         raise RunDirError(f"output_dir: {str(run_dir)!r} is not empty: it holds a finished run ({RunDir.RECORD}); choose another "
                           "output_dir, or pass --overwrite (overwrite=true) to replace it")
-    if checkpoint is None and resume == "auto":
+    if checkpoint is None and resume == NEWEST:
         # A damaged newer checkpoint is reported and moved aside; the newest sound one is resumed.
         checkpoint = newest_sound_checkpoint(RunDir(run_dir).checkpoints, report=_warn)
     if checkpoint is not None:

@@ -9,6 +9,9 @@ evaluation that step would have run.
 A second signal while that checkpoint is being written ends the process at once (the default
 action); the checkpoint before it stays intact because checkpoints are atomic. In a run of several
 processes the stop request is shared at each step, so every process stops at the same step.
+
+A SIGTERM that the launcher sends because another process of the run failed is not a request to
+save: the process stops at once (``StoppedByPeer``), naming the process that failed.
 """
 
 from __future__ import annotations
@@ -97,6 +100,7 @@ def stop_on_signals(trainer: Any) -> Iterator[StopRequest]:
     previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
         def handle(signum: int, frame: Any) -> None:
+            _raise_if_peer_failed()
             stop.request(signum)
             logger.info(f"\n{signal.Signals(signum).name} received: saving a checkpoint at the end of this step, "
                         "then stopping (send it again to stop at once)")
@@ -125,6 +129,7 @@ def stop_at_once_on_signals(doing: str, afterwards: str) -> Iterator[None]:
         return
 
     def handle(signum: int, frame: Any) -> None:
+        _raise_if_peer_failed()
         name = signal.Signals(signum).name
         raise Interrupted(f"{name}: stopped while {doing}; {afterwards}", EXIT_CODES.get(signal.Signals(signum), 143))
 
@@ -134,6 +139,15 @@ def stop_at_once_on_signals(doing: str, afterwards: str) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _raise_if_peer_failed() -> None:
+    """In a signal handler: stop at once when the signal means that another process failed."""
+    from tunesmith.training.distributed import peer_failure, stopped_by_peer
+
+    failure = peer_failure()
+    if failure is not None:
+        raise stopped_by_peer(failure)
 
 
 def train_until_stopped(trainer: Any, **train_kwargs: Any) -> Any:

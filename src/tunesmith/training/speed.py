@@ -2,11 +2,12 @@
 
 - ``train.logits``: ``label_only`` runs the output head only at trained positions, in chunks of
   ``train.logits_chunk`` rows (`tunesmith.training.losses`); ``full`` keeps the model's own loss.
-- ``train.attention``: the attention kernel, chosen per device by
-  `tunesmith.training.attention_choice` (with padding-free rows: ``varlen`` on CUDA,
-  ``segments`` on a CPU; otherwise transformers' SDPA).
+- ``train.attention``: the attention kernel, chosen per device by the run
+  (``tunesmith.api.choices.training.choose_attention``; with padding-free rows: ``varlen`` on
+  CUDA, ``segments`` on a CPU; otherwise transformers' SDPA).
 - ``train.frozen_weights``: ``auto`` holds the frozen linear weights in bf16 while a CPU run
-  trains under bf16 autocast (`frozen_linear_weights`); ``as_loaded`` leaves them as loaded.
+  trains under bf16 autocast (`frozen_linear_weights`, decided by the run); ``as_loaded`` leaves
+  them as loaded.
 
 The measured effect of each, and of the other speed-related keys (``data.packing``,
 ``train.precision``, ``train.optimizer``, ``train.gradient_checkpointing``,
@@ -18,25 +19,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator
 
-from tunesmith.config.schema import TrainConfig, TrainSection
+from tunesmith.config.schema import TrainSection
 from tunesmith.training.attention_choice import AttentionChoice
-from tunesmith.errors import ConfigError
-
-
-def attention_kwargs(attention: str, device: str) -> dict[str, Any]:
-    """``from_pretrained`` keywords for ``train.attention``.
-
-    ``attention_kwargs("auto", "cpu")`` -> ``{}``; ``attention_kwargs("eager", "cpu")`` ->
-    ``{"attn_implementation": "eager"}``. ``flash_attention_2`` needs a CUDA device (and the
-    flash-attn package, which transformers checks when loading); so does ``varlen``. ``varlen``
-    and ``segments`` load the model with SDPA and switch to themselves while training.
-    """
-    if attention in ("flash_attention_2", "varlen") and not str(device).startswith("cuda"):
-        raise ConfigError(f"train.attention: {attention!r} runs on CUDA GPUs only, not on {device!r}; "
-                          "use auto, segments, sdpa or eager")
-    if attention in ("auto", "varlen", "segments"):
-        return {}
-    return {"attn_implementation": attention}
 
 
 def apply_speed_settings(trainer: Any, train: TrainSection) -> list[str]:
@@ -63,25 +47,23 @@ def apply_speed_settings(trainer: Any, train: TrainSection) -> list[str]:
 # LoRA: its frozen plain Linear layers compute nothing but ``F.linear`` under autocast, and its
 # checkpoints hold only the adapter. (DoRA also takes the norm of the frozen weight; quantized
 # bases have no float weights; checkpoints of partial full fine-tuning hold the frozen weights.)
-_CASTABLE_METHODS = ("lora",)
+CASTABLE_METHODS = ("lora",)
 
 
 @contextlib.contextmanager
-def frozen_linear_weights(model: Any, train: TrainSection, precision: str, method: str,
-                          device: str = "cpu") -> Iterator[int]:
+def frozen_linear_weights(model: Any, enabled: bool) -> Iterator[int]:
     """While training, hold frozen fp32 ``nn.Linear`` weights in bf16; restore them afterwards.
 
     Under bf16 autocast every such matmul casts its fp32 weight to bf16 on every forward (and
     keeps the copy for the backward). Casting once gives the very same bf16 values, so the
     numbers do not change; what goes is one weight copy per layer per step. The output head is
     left alone when it shares its weight with the input embeddings, whose lookup is not autocast.
-    Yields how many weights were cast (0 when ``train.frozen_weights=as_loaded``, off the CPU,
-    without bf16 precision, for methods other than lora, or with sharded training).
+    Yields how many weights were cast (0 when not ``enabled``: the run enables it for
+    ``train.frozen_weights=auto`` on a CPU under bf16 with lora and no sharding).
     """
     import torch
 
-    if (train.frozen_weights != "auto" or precision != "bf16" or not str(device).startswith("cpu")
-            or method not in _CASTABLE_METHODS or train.distributed.strategy != "ddp"):  # fsdp: one dtype per shard
+    if not enabled:
         yield 0
         return
     embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
@@ -101,14 +83,14 @@ def frozen_linear_weights(model: Any, train: TrainSection, precision: str, metho
 
 
 @contextlib.contextmanager
-def speed_context(model: Any, cfg: TrainConfig, precision: str, device: str, attention: AttentionChoice) -> Iterator[None]:
-    """The settings that hold only while training: ``train.frozen_weights`` (`frozen_linear_weights`)
+def speed_context(model: Any, cast_frozen: bool, attention: AttentionChoice) -> Iterator[None]:
+    """The settings that hold only while training: frozen weights held in bf16 (`frozen_linear_weights`)
     and the per-example attention kernel of ``attention`` (``segments``:
     `tunesmith.training.segment_attention`; ``varlen``: `tunesmith.training.varlen_attention`)."""
     from tunesmith.training.segment_attention import per_example_attention
     from tunesmith.training.varlen_attention import varlen_training_attention
 
     varlen = varlen_training_attention(model) if attention.kernel == "varlen" else contextlib.nullcontext()
-    with frozen_linear_weights(model, cfg.train, precision, cfg.peft.method, device), \
+    with frozen_linear_weights(model, cast_frozen), \
             per_example_attention(model, attention.kernel == "segments"), varlen:
         yield

@@ -2,7 +2,6 @@
 
 | name | task | loss |
 |---|---|---|
-| ``auto`` | any | picks ``sft``, ``seq2seq`` or ``classification`` by the model's task |
 | ``sft`` | causal_lm | next-token NLL summed over trained tokens / trained tokens in the accumulated batch |
 | ``seq2seq`` | seq2seq | target-token NLL summed / target tokens in the accumulated batch |
 | ``classification`` | sequence_classification | cross-entropy summed / examples in the accumulated batch |
@@ -10,6 +9,9 @@
 | ``grpo`` | causal_lm | policy gradient on sampled completions scored by reward functions (``tunesmith.training.grpo``) |
 | ``dpo``, ``orpo``, ``kto`` | causal_lm | preference losses (``tunesmith.training.preference``) |
 | ``reward`` | sequence_classification | chosen scored above rejected (``tunesmith.training.preference``) |
+
+``train.trainer=auto`` is chosen by the model's task in ``tunesmith.api.choices.task``
+(``default_trainer``): the trainer registered with ``default_for=<task>``.
 
 Users add their own with ``register_trainer``::
 
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from tunesmith.config.shapes import TRAINER_NAMES
+from tunesmith.config.vocabulary import Rows, Task
 from tunesmith.errors import ConfigError
 from tunesmith.registry import Registry
 
@@ -40,7 +43,8 @@ TRAINER_INPUTS = ("model", "args", "train_dataset", "eval_dataset", "data_collat
 # What a trainer's rows hold, by the data's example kind: examples (input_ids, labels: conversations,
 # text, ...), preference (chosen_* / rejected_*), unpaired_preference (input_ids, labels, desirable) or
 # prompt (prompt_ids, reference).
-ROWS = ("examples", "preference", "unpaired_preference", "prompt")
+ROWS = tuple(r.value for r in Rows)
+SETTINGS_SECTIONS = ("preference", "grpo")  # config sections a trainer may read besides train.*
 def _own_name(name: str, factory: TrainerFactory) -> TrainerFactory:
     """Refuse the unlearning toolkits' trainer names: configs already read them as tunesmith's."""
     if name in TRAINER_NAMES:
@@ -54,7 +58,6 @@ TRAINERS: Registry[TrainerFactory] = Registry("trainer", key="train.trainer", pr
 # The registry under the name Hydra-based toolkits give it: ``TRAINER_REGISTRY["GradAscent"] = MyTrainer``
 # (a transformers.Trainer subclass is a factory: it is called with the TRAINER_INPUTS it accepts).
 TRAINER_REGISTRY = TRAINERS
-AUTO_BY_TASK = {"causal_lm": "sft", "seq2seq": "seq2seq", "sequence_classification": "classification"}
 IGNORE_INDEX = -100  # label of positions that are not trained (see tunesmith.data.tokenize)
 
 
@@ -68,6 +71,10 @@ class TrainerTraits:
         needs_retain: it cannot train without the retain set (unless ``train.unlearning.retain_weight=0``).
         one_example_per_row: it scores each example as a whole, so rows are never packed.
         rows: what its dataset rows hold (``ROWS``); the data must be of that kind.
+        settings: the config section it reads besides ``train.*`` (``preference``: ``train.preference.*``,
+            ``grpo``: ``train.grpo.*``), or None.
+        reference: it compares with the starting model (a reference model), unless its loss needs none.
+        default_for: the task whose ``train.trainer=auto`` it is, or None.
     """
 
     tasks: Optional[tuple[str, ...]] = None
@@ -75,10 +82,14 @@ class TrainerTraits:
     needs_retain: bool = False
     one_example_per_row: bool = False
     rows: str = "examples"
+    settings: Optional[str] = None
+    reference: bool = False
+    default_for: Optional[str] = None
 
 
 def register_trainer(name: str, *, tasks: Optional[tuple[str, ...]] = None, needs_retain: bool = False,
                      takes_retain: bool = False, one_example_per_row: bool = False, rows: str = "examples",
+                     settings: Optional[str] = None, reference: bool = False, default_for: Optional[str] = None,
                      overwrite: bool = False) -> Callable[[TrainerFactory], TrainerFactory]:
     """Decorator: register a trainer factory as ``train.trainer=<name>``.
 
@@ -92,12 +103,21 @@ def register_trainer(name: str, *, tasks: Optional[tuple[str, ...]] = None, need
         one_example_per_row: the factory scores each example as a whole (rows are never packed).
         rows: what its rows hold: ``examples`` (input_ids, labels), ``preference`` (chosen / rejected
             pairs), ``unpaired_preference`` (answers marked desirable or not) or ``prompt`` (prompts to answer).
+        settings: the config section it reads besides ``train.*``: ``preference`` or ``grpo``; None: neither
+            (setting one of its keys for this trainer is then an error).
+        reference: it compares with the starting model (``train.preference.reference``), unless its loss
+            (``train.preference.loss=simpo``) needs none.
+        default_for: the task (``causal_lm``, ...) whose ``train.trainer=auto`` this trainer is.
         overwrite: replace a trainer already registered under ``name``.
     """
     if rows not in ROWS:
         raise ValueError(f"register_trainer({name!r}): rows={rows!r}; choose one of {', '.join(ROWS)}")
-    traits = TrainerTraits(tuple(tasks) if tasks else None, takes_retain or needs_retain, needs_retain,
-                           one_example_per_row, rows)
+    if settings not in (None, *SETTINGS_SECTIONS):
+        raise ValueError(f"register_trainer({name!r}): settings={settings!r}; choose one of "
+                         f"{', '.join(SETTINGS_SECTIONS)} or None")
+    traits = TrainerTraits(tuple(str(t) for t in tasks) if tasks else None, takes_retain or needs_retain,
+                           needs_retain, one_example_per_row, rows, settings, reference,
+                           str(default_for) if default_for is not None else None)
 
     def add(factory: TrainerFactory) -> TrainerFactory:
         TRAINERS.register(name, factory, overwrite=overwrite, meta=traits)
@@ -118,33 +138,22 @@ def trainer_traits(name: str) -> TrainerTraits:
     return TrainerTraits(tuple(tasks) if tasks else None, needs, needs)
 
 
-def requested_task(trainer: str, task: str) -> str:
-    """``model.task`` as a run reads it: ``auto`` with a trainer of one task only (``reward``: a
-    sequence classifier) is that task; otherwise the model's config decides.
+def trainers_by_task() -> dict[str, str]:
+    """Each task's default trainer: the one registered with ``default_for`` that task.
 
-    Example:
-        >>> requested_task("reward", "auto")
-        'sequence_classification'
+    Example: ``trainers_by_task()["seq2seq"]`` -> ``"seq2seq"``.
     """
-    if task != "auto" or trainer == "auto" or trainer not in TRAINERS.names():
-        return task
-    tasks = trainer_traits(trainer).tasks
-    return tasks[0] if tasks and len(tasks) == 1 and tasks[0] != "causal_lm" else task
+    return {traits.default_for: name for name in TRAINERS.names()
+            if (traits := TRAINERS.meta(name)) is not None and traits.default_for is not None}
 
 
-def resolve_trainer(name: str, task: str) -> str:
-    """The trainer name a run uses: ``auto`` becomes the task's trainer; a mismatch is a ConfigError.
-
-    Example:
-        >>> resolve_trainer("auto", "seq2seq")
-        'seq2seq'
-    """
-    if name == "auto":
-        return AUTO_BY_TASK[task]
+def check_trainer_task(name: str, task: str) -> str:
+    """``name`` after a check that the trainer trains ``task`` models; a mismatch is a ConfigError."""
     tasks = trainer_traits(name).tasks
     if tasks is not None and task not in tasks:
+        default = trainers_by_task().get(task)
         raise ConfigError(f"train.trainer: '{name}' trains {' / '.join(tasks)} models, but this model is "
-                          f"{task}; use train.trainer=auto (here: {AUTO_BY_TASK[task]}) or set model.task")
+                          f"{task}; use train.trainer=auto (here: {default}) or set model.task")
     return name
 
 
@@ -172,13 +181,13 @@ def check_trainer_factory(name: str) -> None:
 
 
 def build_trainer(name: str, trainer_args: dict[str, Any], task: str, **inputs: Any) -> Any:
-    """The trainer ``name`` (resolved for ``task``) built with ``trainer_args`` and ``inputs``.
+    """The trainer ``name`` (a registered name, checked against ``task``) built with ``trainer_args`` and ``inputs``.
 
     ``inputs`` holds ``TRAINER_INPUTS``; ``OPTIONAL_INPUTS`` (``task``, ``retain_dataset``,
     ``unlearning``, ``grpo``, ``rewards``) are passed only to factories whose signature takes them,
     so a user's seven-argument factory still works.
     """
-    factory = TRAINERS.build(resolve_trainer(name, task), trainer_args)
+    factory = TRAINERS.build(check_trainer_task(name, task), trainer_args)
     params = inspect.signature(factory).parameters
     takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
     optional = {name: inputs.pop(name, None) for name in OPTIONAL_INPUTS}
@@ -199,7 +208,7 @@ def _without_default_printers(trainer: Any) -> Any:
     return trainer
 
 
-@register_trainer("sft", tasks=("causal_lm",))
+@register_trainer("sft", tasks=(Task.CAUSAL_LM,), default_for=Task.CAUSAL_LM)
 def build_sft_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
                       callbacks: list[Any], processing_class: Any = None) -> Any:
     """Supervised fine-tuning of a causal LM on (input_ids, labels): next-token loss summed over
@@ -277,7 +286,7 @@ class DecoderInputs:
         return batch
 
 
-@register_trainer("seq2seq", tasks=("seq2seq",))
+@register_trainer("seq2seq", tasks=(Task.SEQ2SEQ,), default_for=Task.SEQ2SEQ)
 def build_seq2seq_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
                           callbacks: list[Any], processing_class: Any = None) -> Any:
     """Encoder-decoder training on (input_ids, labels); loss per target token of the accumulated batch."""
@@ -295,7 +304,8 @@ def build_seq2seq_trainer(model: Any, args: Any, train_dataset: Any, eval_datase
         processing_class=processing_class, compute_loss_func=token_sum_loss))
 
 
-@register_trainer("classification", tasks=("sequence_classification",))
+@register_trainer("classification", tasks=(Task.SEQUENCE_CLASSIFICATION,),
+                  default_for=Task.SEQUENCE_CLASSIFICATION)
 def build_classification_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
                                  callbacks: list[Any], processing_class: Any = None) -> Any:
     """Sequence classification; loss per example of the accumulated batch; evaluation adds ``eval_accuracy``."""
@@ -305,15 +315,6 @@ def build_classification_trainer(model: Any, args: Any, train_dataset: Any, eval
         model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, data_collator=data_collator,
         callbacks=callbacks, processing_class=processing_class, compute_loss_func=example_sum_loss,
         compute_metrics=accuracy_metrics))
-
-
-@register_trainer("auto")
-def build_auto_trainer(model: Any, args: Any, train_dataset: Any, eval_dataset: Any, data_collator: Any,
-                       callbacks: list[Any], processing_class: Any = None, task: str = "causal_lm") -> Any:
-    """The trainer for the model's task: ``sft``, ``seq2seq`` or ``classification``."""
-    return TRAINERS.get(AUTO_BY_TASK[task])(model=model, args=args, train_dataset=train_dataset,
-                                            eval_dataset=eval_dataset, data_collator=data_collator,
-                                            callbacks=callbacks, processing_class=processing_class)
 
 
 # Importing the modules registers grad_ascent, grad_diff and npo; dpo, orpo, kto and reward; grpo.

@@ -43,6 +43,12 @@ class BuiltinDataset:
     label_names: tuple[str, ...] = ()  # classification: the name of each label id, in id order
     split_note: str | None = None  # how the test split is kept apart from train (shown to the user)
 
+    @property
+    def row_format(self) -> str | None:
+        """The format its rows are read in; None: detected from their columns (``format="auto"``, the
+        ``data.format`` value this metadata is written in)."""
+        return None if self.format == "auto" else self.format
+
 
 def _adapt_handler(path: str, obj: object) -> BuiltinDataset:
     """A dataset named by dotted path: a ``BuiltinDataset``, a builder function, or a class.
@@ -111,11 +117,7 @@ def register_dataset(name: str, **meta) -> Callable[[Builder], Builder]:
     function as the default size of the split, and an unknown split fails before it is called.
 
     Example:
-        >>> @register_dataset("echo", default_train_size=3, default_test_size=1)
-        ... def build_echo(split, seed, n):
-        ...     return [{"instruction": f"Say {i}.", "output": str(i)} for i in range(n)]
-        >>> BUILTIN_DATASETS.get("echo").build("test", 0, None)
-        [{'instruction': 'Say 0.', 'output': '0'}]
+        ``@register_dataset("echo", default_train_size=3, default_test_size=1) def build_echo(split, seed, n): return [{"instruction": f"Say {i}.", "output": str(i)} for i in range(n)]; BUILTIN_DATASETS.get("echo").build("test", 0, None)`` -> ``[{'instruction': 'Say 0.', 'output': '0'}]``
 
     Raises:
         ConfigError: If ``name`` is already registered or a ``meta`` key is unknown.

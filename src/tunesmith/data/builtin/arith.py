@@ -280,8 +280,7 @@ def extract_final_number(text: str) -> str | None:
     in the text. Commas are dropped and ``"38.0"`` becomes ``"38"``.
 
     Example:
-        >>> extract_final_number("23 + 15 = 38.\\n#### 38")
-        '38'
+        ``extract_final_number("23 + 15 = 38.\\n#### 38")`` -> ``'38'``
     """
     # After "####" take the first number: the model may ramble on after its answer.
     if "####" in text:
