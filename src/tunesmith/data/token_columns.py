@@ -116,9 +116,10 @@ def conversations_to_table(tokenizer: Any, examples: list[Any], task: str, setti
     from tqdm.auto import tqdm
 
     from tunesmith.config.logs import show_progress
+    from tunesmith.config.vocabulary import Task
     from tunesmith.data.tokenize import BATCH, TokenizeSettings, TokenizeStats, _Job, _task_for
 
-    if not examples or _task_for(examples[0], task) != "causal_lm":
+    if not examples or _task_for(examples[0], task) != Task.CAUSAL_LM:
         return None
     if not all(type(example) is Conversation for example in examples):
         return None
