@@ -10,79 +10,30 @@ so each starts in about a second.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
-import random
 import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
-from tunesmith.training.checkpoints import STAGING, incomplete_reason, newest_checkpoint
+from tunesmith.training.checkpoints import incomplete_reason
 
-from kill_driver import DELAY_ENV
+from kill_trials import (check_every_checkpoint_loads, finish, forkserver_context, kill_at_random_moments,
+                         newest_step, start, wait_for)
 from reliability_checks import assert_same_run
 
 TRIALS = int(os.environ.get("TUNESMITH_KILL_TRIALS", "12"))
 SEED = int(os.environ.get("TUNESMITH_KILL_SEED", "1234"))
-HERE = Path(__file__).parent
-KINDS = ("startup", "training", "training", "writing", "writing")  # drawn at random for each trial
 STEPS = max(32, 2 * TRIALS)  # long enough that the run outlasts the trials, even on a fast idle CPU
-WRITE_PAUSE_S = "0.4"  # TUNESMITH_TEST_CHECKPOINT_DELAY in "writing" trials: the write takes this much longer
 
 
 @pytest.fixture(scope="module")
 def forkserver():
     """A multiprocessing context whose children start with torch, transformers and tunesmith imported."""
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "transformers", "peft", "tunesmith.api", "tunesmith.cli.main",
-                                "kill_driver"])
-    return ctx  # kill_driver is importable there: conftest puts this folder on sys.path
-
-
-def start(ctx, argv: list[str], log: Path, env: dict[str, str]):
-    import kill_driver
-
-    process = ctx.Process(target=kill_driver.run_cli, args=(["train", *argv], str(log), env))
-    process.start()
-    return process
-
-
-def wait_for(condition, timeout: float = 180.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False
-
-
-def newest_step(out: Path) -> int:
-    newest = newest_checkpoint(out / "checkpoints")
-    return newest.step if newest else 0
-
-
-def check_every_checkpoint_loads(out: Path) -> int:
-    """Every ``checkpoint-N`` folder is complete and each of its files loads; returns how many there are."""
-    from transformers.trainer_pt_utils import safe_globals
-
-    folders = sorted((out / "checkpoints").glob("checkpoint-*")) if (out / "checkpoints").is_dir() else []
-    for path in folders:
-        assert incomplete_reason(path) is None, f"{path}: {incomplete_reason(path)}"
-        assert load_file(str(path / "adapter_model.safetensors"))
-        torch.load(path / "optimizer.pt", weights_only=True)
-        torch.load(path / "scheduler.pt", weights_only=True)
-        with safe_globals():  # numpy's RNG state, allowed the way transformers allows it
-            torch.load(path / "rng_state.pth", weights_only=True)
-        state = json.loads((path / "trainer_state.json").read_text())
-        assert f"checkpoint-{state['global_step']}" == path.name
-    return len(folders)
+    return forkserver_context()
 
 
 def test_kill_9_at_random_moments_never_breaks_a_checkpoint(forkserver, overrides, tmp_path):
@@ -95,42 +46,12 @@ def test_kill_9_at_random_moments_never_breaks_a_checkpoint(forkserver, override
 
     out, log = tmp_path / "run", tmp_path / "run.log"
     argv = overrides(out, *extra)
-    rng = random.Random(SEED)
-    kills = {"startup": 0, "training": 0, "writing": 0}
-    caught_writing = 0
-    for _ in range(TRIALS):
-        if (out / "run.json").exists():
-            break  # the run finished within the trials
-        kind = rng.choice(KINDS)
-        before = newest_step(out)
-        child = start(forkserver, argv, log, {DELAY_ENV: WRITE_PAUSE_S if kind == "writing" else "0"})
-        if kind == "startup":
-            time.sleep(rng.uniform(0.0, 2.0))
-        elif kind == "training":  # some time after the run has saved a new checkpoint
-            wait_for(lambda: newest_step(out) > before or not child.is_alive())
-            time.sleep(rng.uniform(0.0, 1.0))
-        else:  # while the next checkpoint is being written
-            wait_for(lambda: any((out / "checkpoints" / STAGING).glob("checkpoint-*")) or not child.is_alive())
-            time.sleep(rng.uniform(0.0, 0.3))
-        if not child.is_alive():
-            child.join()
-            assert child.exitcode == 0, log.read_text()[-3000:]
-            break
-        os.kill(child.pid, signal.SIGKILL)
-        child.join()
-        assert child.exitcode == -signal.SIGKILL
-        kills[kind] += 1
-        caught_writing += any((out / "checkpoints" / STAGING).glob("checkpoint-*"))  # a half-written one
-        check_every_checkpoint_loads(out)
-        assert newest_step(out) >= before  # an older checkpoint never replaces a newer one
+    kills, caught_writing = kill_at_random_moments(forkserver, argv, out, log, TRIALS, SEED)
 
     print(f"kill -9 trials: {kills}; {caught_writing} landed while a checkpoint was being written")
     assert sum(kills.values()) >= min(TRIALS, 6) and caught_writing >= 1
 
-    if not (out / "run.json").exists():  # unless a trial already finished it: once more, left to finish
-        final = start(forkserver, argv, log, {})
-        final.join()
-        assert final.exitcode == 0, log.read_text()[-3000:]
+    finish(forkserver, argv, out, log)
     assert check_every_checkpoint_loads(out) <= 2  # train.save_limit=2 held throughout
 
     assert_same_run(reference, out, list(range(1, STEPS + 1)))
