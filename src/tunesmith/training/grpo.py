@@ -6,8 +6,9 @@ the prompt collator (``prompt_ids``, ``prompt_attention_mask``, ``references``).
 each optimizer step, for every micro-batch of ``train.batch_size`` prompts:
 
 1. the current model samples ``train.grpo.group_size`` completions per prompt, all of them in one
-   ``generate`` call (eval mode, KV cache, sampling seeded by (``train.seed``, step, micro-batch),
-   so a resumed run samples what an unbroken run samples);
+   ``generate`` call (eval mode, KV cache, sampling seeded by (``train.seed``, step, micro-batch,
+   process), so a resumed run samples what an unbroken run samples and each process of a
+   multi-process run samples its own completions);
 2. the reward functions score the decoded completions; their weighted sum is the reward, and
    each completion's advantage is its reward against its group's: ``(r - mean) / (std + 1e-4)``
    (``train.grpo.scale_rewards=false``: ``r - mean``);

@@ -20,15 +20,17 @@ from tunesmith.training.sequence_logps import precision_context
 PROMPT_KEYS = ("prompt_ids", "prompt_attention_mask", "references")  # what the prompt collator returns
 
 
-def sampling_seed(seed: int, step: int, micro_batch: int) -> int:
-    """The sampling seed of one micro-batch: the same (seed, optimizer step, micro-batch) gives the same
-    completions, whatever ran before (a resumed run included).
+def sampling_seed(seed: int, step: int, micro_batch: int, process: int = 0) -> int:
+    """The sampling seed of one micro-batch: the same (seed, optimizer step, micro-batch, process)
+    gives the same completions, whatever ran before (a resumed run included). Each process of a
+    multi-process run draws its own samples; process 0 draws what a one-process run draws.
 
     Example:
-        >>> sampling_seed(42, 0, 0) == sampling_seed(42, 0, 0) != sampling_seed(42, 1, 0)
+        >>> sampling_seed(42, 0, 0) == sampling_seed(42, 0, 0) != sampling_seed(42, 1, 0) != sampling_seed(42, 1, 0, 1)
         True
     """
-    digest = hashlib.sha256(f"grpo:{seed}:{step}:{micro_batch}".encode()).digest()
+    key = f"grpo:{seed}:{step}:{micro_batch}" + (f":{process}" if process else "")
+    digest = hashlib.sha256(key.encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
@@ -90,7 +92,9 @@ class GrpoTrainer(MeanLogs, TunesmithTrainer):
         device = self.args.device
         prompt_ids = batch["prompt_ids"].to(device).repeat_interleave(group, dim=0)
         prompt_mask = batch["prompt_attention_mask"].to(device).repeat_interleave(group, dim=0)
-        seed = sampling_seed(self.args.seed, self.state.global_step, micro_batch)
+        # A seed per process: with one seed, processes holding the same prompt would sample the same
+        # completions, and the others would share their random draws.
+        seed = sampling_seed(self.args.seed, self.state.global_step, micro_batch, self.args.process_index)
         completions = self.sample(prompt_ids, prompt_mask, seed)
         mask, stopped = completion_mask(completions, self.stop_ids)
         texts = self._decode(completions, mask)
