@@ -143,3 +143,54 @@ def test_a_run_on_pairs_evaluates_on_another_builtin_with_that_builtins_format()
     train, held_out, _ = load_example_sets(DataConfig(train="arith-pref", eval="arith", max_samples=4), seed=0)
     assert type(train.examples[0]).__name__ == "PreferenceExample"
     assert held_out and all(isinstance(e, Conversation) for e in held_out)
+
+
+def test_arith_kto_is_arith_pref_unpaired():
+    from tunesmith.data.builtin.arith_pref import build_arith_kto
+
+    for split in ("train", "test"):
+        pairs = build_arith_pref(split, 0, 30)
+        rows = build_arith_kto(split, 0, 60)
+        assert len(rows) == 60
+        for pair, desirable, undesirable in zip(pairs, rows[0::2], rows[1::2]):
+            assert desirable == {"prompt": pair["prompt"], "completion": pair["chosen"], "label": True,
+                                 "answer": pair["answer"]}
+            assert undesirable == {"prompt": pair["prompt"], "completion": pair["rejected"], "label": False,
+                                   "answer": pair["answer"]}
+    assert build_arith_kto("train", 0, 5) == build_arith_kto("train", 0, 6)[:5]  # n counts rows
+    slip = build_arith_kto("train", 0, 4, rejected="slip")
+    assert slip[1]["completion"] == build_arith_pref("train", 0, 2, rejected="slip")[0]["rejected"]
+    # arith's held-out split: no test prompt is a training prompt
+    train = {r["prompt"][0]["content"] for r in build_arith_kto("train", 0, None)}
+    test = build_arith_kto("test", 0, None)
+    assert len(test) == 400 and not train & {r["prompt"][0]["content"] for r in test}
+    dataset, arith = BUILTIN_DATASETS.get("arith-kto"), BUILTIN_DATASETS.get("arith")
+    assert dataset.format == "kto" and dataset.metric == "exact_match" and dataset.splits == ("train", "test")
+    assert dataset.system_prompt == arith.system_prompt and dataset.split_note == arith.split_note
+
+
+def test_arith_kto_reads_as_unpaired_answers(smol_tokenizer):
+    from tunesmith.api.data_entry import build_datasets
+    from tunesmith.config import load_config
+    from tunesmith.data.examples import Message, UnpairedPreferenceExample
+
+    cfg = load_config(overrides=["data=arith-kto", "data.max_samples=8", "data.cache=false"]).data
+    bundle = build_datasets(cfg, smol_tokenizer, seed=0)
+    assert bundle.info.kind == "unpaired_preference" and len(bundle.train) == 8
+    held_out = bundle.held_out[0]
+    assert isinstance(held_out, UnpairedPreferenceExample) and held_out.desirable
+    assert held_out.prompt[0] == Message("system", BUILTIN_DATASETS.get("arith").system_prompt)
+
+
+def test_unpaired_answers_of_one_prompt_are_one_held_out_question():
+    from tunesmith.data.examples import Message, UnpairedPreferenceExample as Unpaired
+    from tunesmith.data.examples import one_answer_per_prompt
+    from tunesmith.data.pipeline import eval_conversations
+
+    p, q = [Message("user", "2+2?")], [Message("user", "3+4?")]
+    good, bad, other = Unpaired(p, [Message("assistant", "4")], True, "4"), Unpaired(p, [Message("assistant", "5")], False, "4"), \
+        Unpaired(q, [Message("assistant", "8")], False, "7")
+    assert one_answer_per_prompt([good, bad, other]) == [good, other]
+    assert one_answer_per_prompt([bad, other, good]) == [good, other]  # the desirable answer, in the first place
+    asked = eval_conversations([bad, good, other], 10)
+    assert [(c.messages, c.reference) for c in asked] == [(p + good.completion, "4"), (q, "7")]

@@ -111,3 +111,24 @@ def test_inspecting_pairs_reports_only_the_packings_they_allow(tiny_llama_dir, t
 def test_grpo_settings_for_another_trainer_are_refused(tiny_llama_dir, tmp_path):
     with pytest.raises(ConfigError, match="train.grpo.group_size: configures train.trainer=grpo, but train.trainer=dpo"):
         FineTuner(run_config(tiny_llama_dir, tmp_path / "a", "train.trainer=dpo", "train.grpo.group_size=4")).train()
+
+
+def test_tunesmith_train_kto_on_arith_kto(tiny_llama_dir, tmp_path, capsys):
+    """The packaged ``train=kto`` and ``data=arith-kto`` configs, through the command line."""
+    from tunesmith.cli.main import main
+
+    out = tmp_path / "kto"
+    code = main(["train", "train=kto", "data=arith-kto", f"model.name_or_path={tiny_llama_dir}",
+                 "data.max_samples=16", f"output_dir={out}", "train.max_steps=2", "train.batch_size=4",
+                 "train.logging_steps=1", "train.precision=fp32", "eval.max_samples=2", "eval.max_new_tokens=8"])
+    assert code == 0, capsys.readouterr()
+    record = json.loads((out / "run.json").read_text())
+    assert record["plan"]["trainer"] == "kto" and record["plan"]["rows"] == "unpaired_preference"
+    assert record["plan"]["reference"] == "adapter_off" and record["global_step"] == 2
+    logs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    trained = [r for r in logs if "loss" in r]
+    assert len(trained) == 2 and all("kto/reference_point" in r for r in trained)
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["metric"] == "exact_match" and {"before", "after"} <= set(results)
+    asked = [s["question"] for s in results["after"]["samples"]]
+    assert len(asked) == 2 and len(set(asked)) == 2  # a problem's two answers are one held-out question

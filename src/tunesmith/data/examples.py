@@ -171,6 +171,30 @@ def example_from_dict(data: dict[str, Any]) -> Example:
     return cls(**data)
 
 
+def one_answer_per_prompt(held_out: list[Any]) -> list[Any]:
+    """``held_out`` with the unpaired (KTO) answers of a prompt reduced to one, where the prompt first
+    appears: its first desirable answer, else its first answer. Other examples are kept as they are.
+
+    ``[Unpaired(p, "4", True), Unpaired(p, "5", False), Unpaired(q, "7", False)]`` ->
+    ``[Unpaired(p, "4", True), Unpaired(q, "7", False)]``; with the ``p`` rows the other way round the
+    desirable one takes the first place. Without it a prompt with a desirable and an undesirable
+    answer would be asked twice in the held-out measurement.
+    """
+    kept: list[Any] = []
+    at: dict[str, int] = {}  # a prompt's messages, written out -> its place in kept
+    for example in held_out:
+        if not isinstance(example, UnpairedPreferenceExample):
+            kept.append(example)
+            continue
+        key = repr(example.prompt)
+        if key not in at:
+            at[key] = len(kept)
+            kept.append(example)
+        elif example.desirable and not kept[at[key]].desirable:
+            kept[at[key]] = example
+    return kept
+
+
 def as_eval_conversation(example: Any) -> Optional[Conversation]:
     """The conversation evaluation by generation reads for one held-out example (None: none).
 

@@ -34,6 +34,7 @@ from tunesmith.data.examples import (
     as_eval_conversation,
     example_from_dict,
     example_to_dict,
+    one_answer_per_prompt,
 )
 from tunesmith.data.formats import FORMATS, FormatInfo, check_columns, prepare_parser
 from tunesmith.data.gc_pause import paused_gc
@@ -501,9 +502,10 @@ def eval_conversations(held_out: list[Any], limit: int) -> list[Conversation]:
     Preference and unpaired examples count as ``Conversation(prompt + completion, reference)`` (the
     chosen completion; an undesirable one as the prompt alone), prompt examples as
     ``Conversation(prompt, reference)`` (evaluation asks ``prompt_messages()`` and compares the
-    answer with ``reference``); those without a reference answer are left out.
+    answer with ``reference``); those without a reference answer are left out. Unpaired answers
+    to the same prompt are one question (see ``one_answer_per_prompt``).
     """
-    conversations = [c for c in map(as_eval_conversation, held_out) if c is not None]
+    conversations = [c for c in map(as_eval_conversation, one_answer_per_prompt(held_out)) if c is not None]
     for c in conversations:
         if c.reference is None:
             c.reference = c.last_answer()

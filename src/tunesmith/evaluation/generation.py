@@ -34,11 +34,12 @@ def prompt_items(held_out: list[Any], limit: Optional[int] = None) -> list[Promp
 
     A conversation's reference is its ``reference`` (e.g. the number after ``####``), else its last
     assistant turn; a source/target example asks with the source and expects the target.
+    Unpaired answers to one prompt are asked once (``one_answer_per_prompt``).
     """
-    from tunesmith.data.examples import as_eval_conversation
+    from tunesmith.data.examples import as_eval_conversation, one_answer_per_prompt
 
     items: list[PromptItem] = []
-    for example in held_out:
+    for example in one_answer_per_prompt(held_out):  # a prompt's KTO answers: one question
         if not isinstance(example, Seq2SeqExample):
             example = as_eval_conversation(example)  # pairs: prompt + chosen; prompts: prompt and reference
         if isinstance(example, Seq2SeqExample):

@@ -7,6 +7,9 @@ names, starting amounts and orders of operations), its system prompt and its ans
   ``rejected``, the same working with one arithmetic slip in one line (a result off by 1 or 2, or
   by 10 as a wrong carry) carried correctly through the lines after it to a wrong final number,
   in the same ``#### N`` format. The two completions agree up to the slipped result.
+- ``arith-kto``: ``arith-pref``'s pairs as single answers for KTO: each pair gives two rows with
+  the same prompt, the chosen working marked desirable (``label: true``) and the rejected one
+  undesirable (``label: false``).
 - ``arith-prompts``: the question alone, with the final number as ``answer``, for trainers that
   generate their own answers and reward the right number (GRPO).
 
@@ -105,6 +108,23 @@ def build_arith_pref(split: str, seed: int = 0, n: Optional[int] = None, rejecte
     return rows
 
 
+def build_arith_kto(split: str, seed: int = 0, n: Optional[int] = None, rejected: str = "carried") -> list[dict]:
+    """``n`` unpaired rows from ``arith-pref``'s pairs: each pair's chosen working as a desirable
+    answer, then its rejected working as an undesirable one (``rejected`` as for ``arith-pref``).
+
+    ``n`` counts rows: ``n=3`` takes two pairs (four rows) and keeps the first three.
+
+    Example:
+        ``build_arith_kto("train", 0, 2)`` ->
+        ``[{"prompt": [user "Mia has 23 ..."], "completion": [assistant "23 + 15 = 38. ... #### 30"], "label": True, "answer": "30"},
+        {"prompt": [user "Mia has 23 ..."], "completion": [assistant "23 + 15 = 39. ... #### 31"], "label": False, "answer": "30"}]``
+    """
+    pairs = build_arith_pref(split, seed, None if n is None else (n + 1) // 2, rejected)
+    rows = [{"prompt": pair["prompt"], "completion": pair[side], "label": side == "chosen", "answer": pair["answer"]}
+            for pair in pairs for side in ("chosen", "rejected")]
+    return rows if n is None else rows[:n]
+
+
 def build_arith_prompts(split: str, seed: int = 0, n: Optional[int] = None) -> list[dict]:
     """``n`` arith problems as prompts with their final number: ``{"prompt": "Mia has ...", "answer": "30"}``."""
     return [{"prompt": p.question, "answer": str(p.answer)} for p in arith_problems(split, seed, n, "arith-prompts")]
@@ -117,6 +137,18 @@ register_builtin(BuiltinDataset(
     format="preference",
     description="the arith problems as preference pairs: the right working chosen, a working with one "
                 "arithmetic slip carried to a wrong final number rejected",
+    split_note=SPLIT_NOTE,
+))
+
+register_builtin(BuiltinDataset(
+    name="arith-kto",
+    build=build_arith_kto,
+    system_prompt=SYSTEM_PROMPT,
+    format="kto",
+    description="arith-pref's pairs as single answers for KTO: the right working marked desirable, the "
+                "working with a carried slip undesirable, both for the same prompt",
+    default_train_size=4000,  # 2000 problems, as arith-pref: two answers each
+    default_test_size=400,
     split_note=SPLIT_NOTE,
 ))
 
