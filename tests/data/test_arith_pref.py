@@ -188,8 +188,9 @@ def test_unpaired_answers_of_one_prompt_are_one_held_out_question():
     from tunesmith.data.pipeline import eval_conversations
 
     p, q = [Message("user", "2+2?")], [Message("user", "3+4?")]
-    good, bad, other = Unpaired(p, [Message("assistant", "4")], True, "4"), Unpaired(p, [Message("assistant", "5")], False, "4"), \
-        Unpaired(q, [Message("assistant", "8")], False, "7")
+    good = Unpaired(p, [Message("assistant", "4")], True, "4")
+    bad = Unpaired(p, [Message("assistant", "5")], False, "4")
+    other = Unpaired(q, [Message("assistant", "8")], False, "7")
     assert one_answer_per_prompt([good, bad, other]) == [good, other]
     assert one_answer_per_prompt([bad, other, good]) == [good, other]  # the desirable answer, in the first place
     asked = eval_conversations([bad, good, other], 10)

@@ -114,10 +114,10 @@ def build_arith_kto(split: str, seed: int = 0, n: Optional[int] = None, rejected
 
     ``n`` counts rows: ``n=3`` takes two pairs (four rows) and keeps the first three.
 
-    Example:
-        ``build_arith_kto("train", 0, 2)`` ->
-        ``[{"prompt": [user "Mia has 23 ..."], "completion": [assistant "23 + 15 = 38. ... #### 30"], "label": True, "answer": "30"},
-        {"prompt": [user "Mia has 23 ..."], "completion": [assistant "23 + 15 = 39. ... #### 31"], "label": False, "answer": "30"}]``
+    Example (the messages shortened): ``build_arith_kto("train", 0, 2)`` ->
+        ``[{"prompt": [user "Mia has 23 ..."], "completion": [assistant "23 + 15 = 38. ... #### 30"],
+        "label": True, "answer": "30"}, {"prompt": [user "Mia has 23 ..."],
+        "completion": [assistant "23 + 15 = 39. ... #### 31"], "label": False, "answer": "30"}]``
     """
     pairs = build_arith_pref(split, seed, None if n is None else (n + 1) // 2, rejected)
     rows = [{"prompt": pair["prompt"], "completion": pair[side], "label": side == "chosen", "answer": pair["answer"]}
