@@ -159,3 +159,27 @@ def test_progress_bars_follow_the_level_and_the_rank(monkeypatch):
         monkeypatch.setenv("RANK", "0")
     with verbosity("quiet"):
         assert not show_progress()
+
+
+def test_a_librarys_offline_kernel_warning_moves_to_debug(capsys):
+    """bitsandbytes' import-time warning about a downloaded CPU kernel (the hub is offline) is not
+    printed at the default level, shows under -v, and its other warnings still pass."""
+    from tunesmith.config.logs import install_console
+
+    install_console()
+    noisy = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    with verbosity("info"):
+        noisy.warning("Failed to load CPU gemm_4bit_forward from kernels-community: offline")
+    assert "gemm_4bit_forward" not in capsys.readouterr().err
+    with verbosity("debug"):
+        noisy.warning("Failed to load CPU gemm_4bit_forward from kernels-community: offline")
+    assert "debug: bitsandbytes.backends.cpu.ops: Failed to load CPU gemm_4bit_forward" in capsys.readouterr().out
+    kept = []
+    handler = logging.Handler()
+    handler.emit = kept.append
+    noisy.addHandler(handler)
+    try:
+        noisy.warning("something else")
+    finally:
+        noisy.removeHandler(handler)
+    assert [r.getMessage() for r in kept] == ["something else"]

@@ -145,14 +145,15 @@ def device_aware_data_loading(dataset_config: TrainConfig, collator: Any = None,
 
 def _tokenizer_for(cfg: TrainConfig) -> tuple[Any, str, Optional[str]]:
     """The config's tokenizer (with its template, as training sets it), task and model type."""
-    from tunesmith.api.finetuner import FineTuner
+    from tunesmith.api.components import check_components
+    from tunesmith.api.model_setup import load_tokenizer_and_task
     from tunesmith.models.loading import load_model_config
 
-    tuner = FineTuner(cfg)
-    task = tuner._load_tokenizer()
+    check_components(cfg)  # the named format, collator, ... exist, as FineTuner(cfg) checks them
+    tokenizer, task = load_tokenizer_and_task(cfg)
     m = cfg.model
     model_type = getattr(load_model_config(m.name_or_path, m.trust_remote_code, m.revision), "model_type", None)
-    return tuner.tokenizer, task, model_type
+    return tokenizer, task, model_type
 
 
 def _device(spec: str) -> str:

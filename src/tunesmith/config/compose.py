@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from tunesmith.config.lengths import EPOCHS, MAX_STEPS, PACKAGED, set_length_origin, settle_length
+from tunesmith.config.lengths import EPOCHS, MAX_STEPS, PACKAGED, say_notes, set_length_origin, settle_length
 from tunesmith.config.paths import check_confined, check_switch_not_in_file
 from tunesmith.config.schema import TrainConfig
 from tunesmith.config.validate import build_config, check_values
@@ -62,10 +62,11 @@ def load_config(
     if _classifier_recipe(selections, merged, user, parsed):
         merged = compose_groups(selections)
     origin = PACKAGED
+    length_notes: list[tuple[int, str]] = []  # said once the config is valid (a refused one shows its error alone)
     yaml_items = [(k, v) for k, v in user.items() if k == "train" and isinstance(v, dict)]
     try:
         yaml_lengths = _lengths_given(merged, yaml_items + list(shape_keys.items()), origin,
-                                      f"the config file {config_file}")
+                                      f"the config file {config_file}", length_notes)
     except ConfigError as err:  # a length that is not a number: name the file, as for every other key
         if config_file and source not in str(err):
             raise ConfigError(f"{err}{source}") from None
@@ -82,7 +83,7 @@ def load_config(
     if yaml_lengths:
         merged["train"].update({k.split(".")[1]: v for k, v in yaml_lengths.items()})
         origin = f"the config file {config_file}"
-    line_lengths = _lengths_given(merged, values, origin, "the command line")
+    line_lengths = _lengths_given(merged, values, origin, "the command line", length_notes)
     for key, value in values:
         _set_dotted(merged, key, value)
     if line_lengths:
@@ -97,6 +98,7 @@ def load_config(
     if config_file:  # paths from a config file in another folder stay inside it (config/paths.py)
         check_confined(cfg, config_file, _command_line_keys(parsed))
     set_length_origin(cfg, origin)
+    say_notes(length_notes)
     return cfg
 
 
@@ -181,7 +183,7 @@ def _has_interpolation(value: Any) -> bool:
 
 
 def _lengths_given(merged: dict[str, Any], items: list[tuple[str, Any]], origin: str,
-                   source: str) -> dict[str, Any]:
+                   source: str, notes: list[tuple[int, str]]) -> dict[str, Any]:
     """The length keys (``train.epochs`` / ``train.max_steps``) to set for one layer of user settings
     (``items``: dotted keys or a ``train`` dict), settled against the lengths ``merged`` holds so far."""
     from tunesmith.config.schema import TrainSection
@@ -198,7 +200,7 @@ def _lengths_given(merged: dict[str, Any], items: list[tuple[str, Any]], origin:
     train = merged.get("train") or {}
     default = TrainSection()
     return settle_length(float(train.get("epochs", default.epochs)), int(train.get("max_steps", default.max_steps)),
-                         origin, given, source)
+                         origin, given, source, notes)
 
 
 def compose_groups(selections: dict[str, str]) -> dict[str, Any]:

@@ -55,15 +55,17 @@ def describe_length(epochs: float, max_steps: int) -> str:
 
 
 def settle_length(epochs: float, max_steps: int, origin: Optional[str], given: dict[str, Any],
-                  source: str) -> dict[str, Any]:
+                  source: str, notes: Optional[list[tuple[int, str]]] = None) -> dict[str, Any]:
     """The length keys to set for a user's update ``given`` (dotted keys to converted values).
 
     ``epochs`` / ``max_steps`` / ``origin`` describe the config before the update; ``source`` names
     where ``given`` comes from, for the messages. Returns ``{}`` when ``given`` sets no length, else
-    the length keys with ``train.max_steps=-1`` added when only epochs were given.
+    the length keys with ``train.max_steps=-1`` added when only epochs were given. The messages go
+    to ``notes`` as ``(level, text)`` when it is given (the caller logs them once the whole config
+    is known to be valid, so a refused config prints its error alone), else to the log at once.
 
     Example:
-        >>> settle_length(1.0, 80, "packaged", {"train.epochs": 3.0}, "trainer_config")
+        >>> settle_length(1.0, 80, "packaged", {"train.epochs": 3.0}, "trainer_config", notes=[])
         {'train.epochs': 3.0, 'train.max_steps': -1}
     """
     new_epochs, new_steps = given.get(EPOCHS), given.get(MAX_STEPS)
@@ -72,23 +74,37 @@ def settle_length(epochs: float, max_steps: int, origin: Optional[str], given: d
     earlier = _earlier_user_length(epochs, max_steps, origin)
     if new_epochs is not None and new_steps is not None:
         if new_steps > 0:
-            logger.warning("%s gives both train.max_steps=%s and train.epochs=%g; train.max_steps is used "
-                           "(the run stops after %s optimizer steps), as in transformers. Give one of them.",
-                           source, new_steps, new_epochs, new_steps)
+            _say(notes, logging.WARNING, "%s gives both train.max_steps=%s and train.epochs=%g; train.max_steps is "
+                 "used (the run stops after %s optimizer steps), as in transformers. Give one of them.",
+                 source, new_steps, new_epochs, new_steps)
         return {EPOCHS: new_epochs, MAX_STEPS: new_steps}
     if new_epochs is not None:
         if earlier and max_steps > 0:
-            logger.warning("train.epochs=%g from %s replaces train.max_steps=%s given earlier (%s); the run "
-                           "lasts %s.", new_epochs, source, max_steps, origin or "in the config",
-                           describe_length(new_epochs, -1))
+            _say(notes, logging.WARNING, "train.epochs=%g from %s replaces train.max_steps=%s given earlier (%s); "
+                 "the run lasts %s.", new_epochs, source, max_steps, origin or "in the config",
+                 describe_length(new_epochs, -1))
         elif max_steps > 0:
-            logger.info("train.epochs=%g from %s replaces the packaged step limit train.max_steps=%s.",
-                        new_epochs, source, max_steps)
+            _say(notes, logging.INFO, "train.epochs=%g from %s replaces the packaged step limit "
+                 "train.max_steps=%s.", new_epochs, source, max_steps)
         return {EPOCHS: new_epochs, MAX_STEPS: -1}
     if earlier and new_steps > 0 and max_steps <= 0:
-        logger.warning("train.max_steps=%s from %s decides the length; train.epochs=%g given earlier (%s) no "
-                       "longer applies.", new_steps, source, epochs, origin or "in the config")
+        _say(notes, logging.WARNING, "train.max_steps=%s from %s decides the length; train.epochs=%g given "
+             "earlier (%s) no longer applies.", new_steps, source, epochs, origin or "in the config")
     return {MAX_STEPS: new_steps}
+
+
+def _say(notes: Optional[list[tuple[int, str]]], level: int, text: str, *args: Any) -> None:
+    """Log ``text % args`` at ``level``, or keep it in ``notes`` for the caller to log later."""
+    if notes is None:
+        logger.log(level, text, *args)
+    else:
+        notes.append((level, text % args))
+
+
+def say_notes(notes: list[tuple[int, str]]) -> None:
+    """Log the messages ``settle_length`` kept in ``notes``."""
+    for level, text in notes:
+        logger.log(level, text)
 
 
 def _earlier_user_length(epochs: float, max_steps: int, origin: Optional[str]) -> bool:

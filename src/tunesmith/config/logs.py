@@ -105,11 +105,36 @@ def _root_shows_on_console() -> bool:
     return False
 
 
+# Warnings other libraries give when they are imported with the hub offline, about an optional
+# downloaded CPU kernel for 4-bit matmuls: bitsandbytes falls back to its own code, so nothing is
+# lost, and every run would otherwise open with them (peft imports bitsandbytes). They are passed
+# on at debug level (``tunesmith -v``) instead.
+IMPORT_NOISE = {"bitsandbytes.backends.cpu.ops": "Failed to load CPU gemm_4bit_forward",
+                "kernels._internals.hf_hub": "Skipping publisher trust check"}
+
+
+class ImportNoise(logging.Filter):
+    """Moves one library's known import-time warning (``IMPORT_NOISE``) to tunesmith's debug level."""
+
+    def __init__(self, starts: str) -> None:
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False (dropped here) for the known warning, which is logged at debug level instead."""
+        if record.getMessage().startswith(self.starts):
+            logging.getLogger(LOGGER_NAME).debug("%s: %s", record.name, record.getMessage())
+            return False
+        return True
+
+
 def install_console() -> logging.Logger:
     """Attach the console handler to the ``tunesmith`` logger once (idempotent); returns that logger."""
     logger = logging.getLogger(LOGGER_NAME)
     if not any(isinstance(h, ConsoleHandler) for h in logger.handlers):
         logger.addHandler(ConsoleHandler())
+        for name, starts in IMPORT_NOISE.items():
+            logging.getLogger(name).addFilter(ImportNoise(starts))
     return logger
 
 

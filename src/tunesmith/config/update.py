@@ -12,7 +12,7 @@ import typing
 from typing import Any
 
 from tunesmith.config.aliases import ALIASES
-from tunesmith.config.lengths import EPOCHS, MAX_STEPS, length_origin, set_length_origin, settle_length
+from tunesmith.config.lengths import EPOCHS, MAX_STEPS, length_origin, say_notes, set_length_origin, settle_length
 from tunesmith.config.schema import TrainConfig
 from tunesmith.config.validate import build_config, check_values, convert
 from tunesmith.errors import ConfigError
@@ -45,8 +45,9 @@ def update_config(cfg: TrainConfig, updates: dict[str, Any], source: str = "upda
         (0.0005, 8, 1)
     """
     chosen = check_updates(updates)
+    notes: list[tuple[int, str]] = []  # said once the updated config is valid
     lengths = settle_length(cfg.train.epochs, cfg.train.max_steps, length_origin(cfg),
-                            {k: chosen[k][2] for k in (EPOCHS, MAX_STEPS) if k in chosen}, source)
+                            {k: chosen[k][2] for k in (EPOCHS, MAX_STEPS) if k in chosen}, source, notes)
     for dotted, value in lengths.items():
         chosen.setdefault(dotted, (dotted, value, value))
 
@@ -61,6 +62,7 @@ def update_config(cfg: TrainConfig, updates: dict[str, Any], source: str = "upda
     _assign(cfg, check_values(build_config(merged)))
     if lengths:
         set_length_origin(cfg, source)
+    say_notes(notes)
     return cfg
 
 
