@@ -164,8 +164,8 @@ def run_once(label: str, cfg: Any, tokenizer: Any, seed: int) -> dict[str, Any]:
 def check_against_growing_prefix(path: Path, bundle: Any, cfg: Any, tokenizer: Any, n: int) -> str:
     """Compare ``n`` evenly spaced rows with the growing-prefix method (two renderings per answer,
     one tokenizer call per segment): the way rows were made before one rendering per conversation."""
-    from tunesmith.data.examples import Conversation, Message
     from tunesmith.api.choices.data import resolve_template
+    from tunesmith.data.examples import Conversation, Message
 
     template = resolve_template(tokenizer, cfg.data)
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -189,8 +189,8 @@ def tokenizer_alone(path: Path, cfg: Any, tokenizer: Any) -> None:
     """The Rust tokenizer by itself on the same rows: batched ``encode_batch_fast`` of the texts the
     pipeline tokenizes (each conversation's segments), and of each whole rendering, with its own
     threads as the tokenizer sets them. What the pipeline adds is the rest of its time."""
+    from tunesmith.api.choices.data import resolve_template
     from tunesmith.data.examples import Conversation, Message
-    from tunesmith.data.templates import resolve_template
 
     template = resolve_template(tokenizer, cfg.data)
     conversations = [Conversation([Message(m["role"], m["content"]) for m in json.loads(line)["messages"]])
