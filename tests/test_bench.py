@@ -74,3 +74,36 @@ def test_memory_bench_variants_and_summary():
     assert (s["start_step"], s["at_start"], s["end"], s["step_peak"], s["peak"]) == (2, 110.0, 121.0, 150.0, 150.0)
     assert abs(s["growth"] - 0.1) < 1e-9
     assert summary({**record, "load_peak": 900.0}, start=20)["peak"] == 900.0  # loading can be the peak
+
+
+def test_every_tunesmith_name_a_bench_script_imports_exists():
+    """The bench scripts import tunesmith's functions inside their functions; a moved function would
+    only show when that part of the benchmark runs."""
+    import ast
+    import importlib
+
+    missing = []
+    for script in sorted(BENCH.rglob("*.py")):
+        for node in ast.walk(ast.parse(script.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tunesmith")):
+                continue
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                if not hasattr(module, alias.name):
+                    try:
+                        importlib.import_module(f"{node.module}.{alias.name}")
+                    except ImportError:
+                        missing.append(f"{script.name}:{node.lineno}: {node.module}.{alias.name}")
+    assert not missing, missing
+
+
+def test_preprocess_bench_runs_end_to_end_on_a_few_rows():
+    import os
+    import subprocess
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, str(BENCH / "preprocess.py"), "--rows", "300", "--check", "50",
+                           "--tokenizer-alone"], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "50 of 50 rows checked are identical" in done.stdout
+    assert "the Rust tokenizer alone" in done.stdout
