@@ -114,13 +114,24 @@ def summary(record: dict[str, Any], start: int = 20) -> dict[str, Any]:
             "peak": max(peaks), "step_peak": max(record.get("step_peak", values))}
 
 
+def run_child(child: Any, argv: list[str]) -> int:
+    """The measured training run of a benchmark, in its own process: ``--child OVERRIDES STEPS OUT``."""
+    return child(json.loads(argv[1]), int(argv[2]), argv[3])
+
+
+def step_parser(doc: str) -> argparse.ArgumentParser:
+    """The command line of a memory benchmark: its description and ``--steps`` (default 200)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=200)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
-        return child(json.loads(argv[1]), int(argv[2]), argv[3])
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=200)
+        return run_child(child, argv)
+    parser = step_parser(__doc__)
     parser.add_argument("--every", type=int, default=10, help="print RSS every N steps (default 10)")
     parser.add_argument("--variant", action="append", metavar="NAME[:KEY=VALUE,...][@ENV=VALUE,...]")
     parser.add_argument("--eval", action="store_true",

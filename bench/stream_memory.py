@@ -20,7 +20,6 @@ timings.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -30,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from memory_growth import run_child, step_parser  # bench/ is the script's own folder
 
 WORDS = ("the model reads a stream of rows and trains on them while memory stays flat over many steps of "
          "a long run with packing shuffling tokenizing and checkpoints that keep the position in the corpus "
@@ -140,10 +141,8 @@ def child(overrides: list[str], steps: int, out: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
-        return child(json.loads(argv[1]), int(argv[2]), argv[3])
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=200)
+        return run_child(child, argv)
+    parser = step_parser(__doc__)
     parser.add_argument("--size-gb", type=float, default=3.0, help="corpus size in GB (default 3)")
     parser.add_argument("--corpus", type=Path, default=None,
                         help="the corpus file (default: corpus-<size>GB.jsonl in the system temp folder); "

@@ -17,17 +17,10 @@ from tunesmith.data.token_columns import conversations_to_table
 from tunesmith.data.tokenize import TokenizeSettings, _Job, tokenize_examples
 from tunesmith.data.tokenize_workers import rows_to_table, table_to_dataset, tokenize_table
 from tunesmith.errors import DataError
+from shared_templates import REASONING  # tests/data is on sys.path (its conftest)
 
 WORDS = "the model answer question value table river four seven plus equals why because".split()
 TRICKY = ["", " ", "\n", "  padded  ", "<|im_end|>", "stop<|im_end|>then", "Ünïcödé ✓ 数字 123", "\ue000"]
-# Qwen3-style: an earlier answer loses its <think> block once a later turn exists (not a growing prefix).
-REASONING = (
-    "{%- for message in messages %}{%- set content = message['content'] %}"
-    "{%- if message['role'] == 'assistant' and '</think>' in content and not loop.last %}"
-    "{%- set content = content.split('</think>')[-1].lstrip('\\n') %}{%- endif %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' + content + '<|im_end|>\\n' }}{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
 
 
 def text(rng: random.Random) -> str:

@@ -18,6 +18,7 @@ from tunesmith.api.data_entry import tokenize_settings as TokenizeSettings
 from tunesmith.data.tokenize import IGNORE_INDEX
 from tunesmith.data.turn_spans import spans_for
 from tunesmith.errors import DataError
+from shared_templates import REASONING  # tests/data is on sys.path (its conftest)
 
 TEMPLATES = ["auto", "tags"] + named_templates()
 LOSS_MODES = ["all", "assistant", "last_assistant"]
@@ -107,15 +108,6 @@ def test_batched_token_ids_equal_per_segment_tokenizing(smol_tokenizer, name):
         assert isinstance(ours, list) and len(ours) > 100
 
 
-# Qwen3-style: an earlier assistant turn loses its <think> block once a later user turn exists,
-# so turns are not a growing prefix whenever a reasoning answer is followed by more turns.
-REASONING = (
-    "{%- for message in messages %}{%- set content = message['content'] %}"
-    "{%- if message['role'] == 'assistant' and '</think>' in content and not loop.last %}"
-    "{%- set content = content.split('</think>')[-1].lstrip('\\n') %}{%- endif %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' + content + '<|im_end|>\\n' }}{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
 # A template that branches on what a message says.
 SHOUTING = (
     "{%- for message in messages %}{%- if message['content'].endswith('!') %}{{- '[LOUD]' }}{%- endif %}"

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from process_runs import run, losses  # tests/training is on sys.path (its conftest)
+
 # Per-step training loss, two processes vs one: the same sequences are averaged in a different order
 # (gradients are summed across processes), so the curves agree to float32 rounding.
 LOSS_TOLERANCE = 1e-5  # relative; measured: 1e-7
@@ -24,18 +26,6 @@ def train_command(*launcher, model_dir, data, out, batch_size):
             "train.lr=1e-2", "train.logging_steps=1", "train.precision=fp32", "eval.before_after=off",
             "data.cache=false", "train.log_to=[tensorboard]"]
 
-
-def run(command, cwd):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
-
-
-def losses(run_dir):
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [(r["step"], r["loss"]) for r in records if "loss" in r]
 
 
 @pytest.fixture(scope="module")

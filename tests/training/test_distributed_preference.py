@@ -10,13 +10,13 @@ the logged means are averaged over both processes.
 
 import json
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+
+from process_runs import records, run  # tests/training is on sys.path (its conftest)
 
 pytestmark = pytest.mark.slow
 
@@ -36,17 +36,6 @@ def command(*launcher, model_dir, out, batch_size, job="dpo", data="arith-pref")
             "train.precision=fp32", "train.warmup_ratio=0.0", "train.warmup_steps=0", "eval.before_after=off",
             "data.cache=false"]
 
-
-def run(cmd, cwd):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(cwd), str(Path(__file__).resolve().parents[2] / "src")])}
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
-
-
-def records(run_dir):
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def torchrun(port):

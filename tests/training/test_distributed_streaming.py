@@ -4,12 +4,11 @@ same global batch (2 processes x 4 sequences = 1 process x 8), and the saved str
 the rows of both processes."""
 
 import json
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+
+from process_runs import losses, run  # tests/training is on sys.path (its conftest)
 
 LOSS_TOLERANCE = 1e-5  # relative: the same sequences, averaged in another order
 STEPS = 6
@@ -21,18 +20,6 @@ def train_command(*launcher, model_dir, data, out, batch_size):
             "train.lr=1e-2", "train.logging_steps=1", "train.precision=fp32", "eval.before_after=off",
             "data.streaming=true", "data.shuffle_buffer=8", "train.save_steps=3"]
 
-
-def run(command, cwd):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
-
-
-def losses(run_dir):
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [(r["step"], r["loss"]) for r in records if "loss" in r]
 
 
 @pytest.fixture(scope="module")
