@@ -123,3 +123,41 @@ def test_the_checks_above_catch_what_they_look_for(tmp_path):
                 and any(any("task" in x or "trainer" in x for x in _names_in(s)) for s in [n.left, *n.comparators])
                 and set().union(*(_name_literals(s) for s in [n.left, *n.comparators]))]
     assert len(autos) == 1 and len(compares) == 2
+
+
+# The one module allowed to reach into transformers' Trainer (its private members are checked by
+# tests/training/test_guarded_trainer.py, which fails when transformers changes them).
+TRAINER_ADAPTER = "training/guarded_trainer.py"
+
+
+def private_writes(tree: ast.AST) -> list[tuple[int, str]]:
+    """Assignments to another object's private attribute (``obj._name = ...``, ``setattr(obj, "_name", ...)``)."""
+    found = []
+    for node in ast.walk(tree):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, (ast.AugAssign, ast.AnnAssign)) else []
+        for target in targets:
+            for sub in ast.walk(target):
+                if (isinstance(sub, ast.Attribute) and sub.attr.startswith("_") and not sub.attr.startswith("__")
+                        and not (isinstance(sub.value, ast.Name) and sub.value.id in ("self", "cls"))):
+                    found.append((node.lineno, ast.unparse(sub)))
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "setattr"
+                and len(node.args) > 1 and isinstance(node.args[1], ast.Constant)
+                and str(node.args[1].value).startswith("_") and not str(node.args[1].value).startswith("__")):
+            found.append((node.lineno, ast.unparse(node)))
+    return found
+
+
+def test_only_the_trainer_adapter_writes_other_objects_private_attributes():
+    problems = []
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel == TRAINER_ADAPTER:
+            continue
+        problems += [f"{rel}:{line}: {text}" for line, text in private_writes(ast.parse(path.read_text()))]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_private_write_check_catches_both_forms():
+    tree = ast.parse("config._attn_implementation = 'sdpa'\nsetattr(trainer, '_flag', 1)\nself._mine = 2\n")
+    assert [line for line, _ in private_writes(tree)] == [1, 2]

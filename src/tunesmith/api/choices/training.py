@@ -82,14 +82,22 @@ def planned_attention(setting: str, device: str, precision: str, padding_free: b
     is taken to attend as ``attention_kwargs`` will load it (transformers' SDPA unless
     ``train.attention`` names another implementation). The run checks the choice again once the
     model is loaded."""
-    config = copy.copy(model_config)
     named = attention_kwargs(setting, device).get("attn_implementation")
-    try:
-        config._attn_implementation = named or "sdpa"
-    except (AttributeError, ValueError):  # a config that validates the name; keep what it holds
-        pass
+    config = PlannedConfig(model_config, named or "sdpa")
     return choose_attention(setting, device, precision, padding_free, types.SimpleNamespace(config=config),
                             max_length)
+
+
+class PlannedConfig:
+    """A model's config as the loaded model will have it: every attribute of ``config``, with the
+    attention implementation the load will ask for (the config object itself is left alone)."""
+
+    def __init__(self, config: Any, attn_implementation: str) -> None:
+        self._config = config
+        self._attn_implementation = attn_implementation
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._config, name)
 
 
 def attention_kwargs(attention: str, device: str) -> dict[str, Any]:
