@@ -16,6 +16,7 @@ is gone) a few seconds later.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import sys
@@ -215,19 +216,33 @@ def stopped_by_peer(failure: str) -> Exception:
 def _watch_for_peer_failure() -> None:
     """A daemon thread that reads the failure flag every second; when another process failed and this
     one has not stopped ``PEER_FAILURE_GRACE_S`` later (blocked in a collective the launcher's SIGTERM
-    cannot interrupt), it says why on stderr and ends the process."""
+    cannot interrupt), it says why on stderr and ends the process.
+
+    The thread is stopped and its store client closed when the process exits normally (``atexit``):
+    a store client still in use while the interpreter shuts down aborts the process
+    ("terminate called without an active exception"), which would fail a finished run."""
     store = _connect()
     if store is None:
         return
+    stop = threading.Event()
 
-    def watch() -> None:
-        while True:
-            time.sleep(WATCH_INTERVAL_S)
+    def watch(store: Any) -> None:
+        while not stop.wait(WATCH_INTERVAL_S):
             failure = peer_failure(store)
             if failure is None:
                 continue
-            time.sleep(PEER_FAILURE_GRACE_S)
+            if stop.wait(PEER_FAILURE_GRACE_S):
+                return
             print(f"stopped: {stopped_by_peer(failure)}", file=sys.stderr, flush=True)
             os._exit(1)
 
-    threading.Thread(target=watch, name="tunesmith-peer-failure", daemon=True).start()
+    thread = threading.Thread(target=watch, args=(store,), name="tunesmith-peer-failure", daemon=True)
+    del store  # the thread holds the only reference, so the client closes when the thread ends
+    thread.start()
+
+    def end_watch() -> None:
+        stop.set()
+        thread.join(timeout=WATCH_INTERVAL_S + 5.0)
+        _STORE.clear()  # the main thread's client too, before the interpreter tears down
+
+    atexit.register(end_watch)
