@@ -18,7 +18,8 @@ from tunesmith.api.held_out import before_after_metric, held_out_metrics, unlear
 from tunesmith.api.model_setup import ModelContext, load_base_model, load_tokenizer_and_task, runtime
 from tunesmith.api.pair_measures import describe_pairs, pair_scores, pair_summary
 from tunesmith.api.resolved_run import ResolvedRun, resolve_run
-from tunesmith.api.results import BeforeAfter, RunRecord, TrainedModel, TrainResult
+from tunesmith.api.results import BeforeAfter, TrainedModel, TrainResult
+from tunesmith.api.run_outputs import data_record, note_stream, save_outputs, write_record, write_report
 from tunesmith.config import TrainConfig
 from tunesmith.config.lengths import describe_length
 from tunesmith.config.run_dir import RunDir
@@ -148,7 +149,7 @@ class TrainingRun:
         with speed_context(self.model, cast, attention):
             output = train_with_guards(trainer, cfg, checkpoint, probe)  # atomic checkpoints, resume, NaN, signals
         train_seconds = time.perf_counter() - start
-        _save_outputs(self, RunDir(self.run_dir), trainer)
+        save_outputs(self, RunDir(self.run_dir), trainer)
         return TrainedModel(output=output, train_seconds=train_seconds, trainable=trainable, total=total,
                             memory_probe=probe.record(),
                             resources=resource_summary(trainer.callback_handler.callbacks),
@@ -263,9 +264,9 @@ def _run_training(run: TrainingRun) -> TrainResult:
 
     run.recorded = True
     if bundle.streamed:
-        _note_stream(bundle, output.global_step)
-    _write_record(run, run_dir, trained, before, after, _data_record(bundle))
-    _write_report(run_dir)
+        note_stream(bundle, output.global_step)
+    write_record(run, run_dir, trained, before, after, data_record(bundle))
+    write_report(run_dir)
     dist.barrier()
     return TrainResult(run_dir.path, train_seconds, output.training_loss, before, after,
                        {"train": vars(bundle.train_stats)})
@@ -484,69 +485,6 @@ def _model_type(model: Any) -> Optional[str]:
     """The transformers ``model_type`` inside peft / wrapper layers (what ``data.packing=auto`` and
     ``train.attention=auto`` decide by)."""
     return getattr(getattr(_inner(model), "config", None), "model_type", None)
-
-
-def _save_outputs(run: TrainingRun, run_dir: RunDir, trainer: Any) -> None:
-    """Adapter (or full weights) as safetensors, the tokenizer with its chat template, the loss curve.
-
-    Rank 0 writes; a sharded model (fsdp / deepspeed) is gathered by every process through the Trainer.
-    """
-    from tunesmith.reporting.plots import plot_curves, plot_reward_curves
-    from tunesmith.training.callbacks import read_metrics
-    from tunesmith.training.distributed import is_main_process
-
-    if run.config.train.distributed.strategy != "ddp":
-        trainer.save_model(str(run_dir.path))  # every process takes part; rank 0 writes
-        run_dir.training_args_file.unlink(missing_ok=True)  # a pickle; the config is in config.yaml
-    elif is_main_process():
-        run.model.save_pretrained(run_dir.path)
-    if is_main_process():
-        run.tokenizer.save_pretrained(run_dir.path)
-        records = read_metrics(run_dir.metrics_file)
-        plot_curves(records, run_dir.loss_curve_file)
-        plot_reward_curves(records, run_dir.reward_curve_file)  # a grpo run's rewards, KL and lengths
-
-
-def _write_record(run: TrainingRun, run_dir: RunDir, trained: TrainedModel, before: Optional[dict],
-                  after: Optional[dict], data: dict[str, Any]) -> None:
-    """``run.json`` (a ``RunRecord``): its presence marks a finished run. ``resources``: peak memory and
-    tokens/s; ``nan_skipped_steps``: optimizer steps skipped for a NaN/inf loss or gradient
-    (train.nan_policy=skip); ``speed``: the packing, attention kernel (and why) and hub kernels the run
-    trained with; ``memory``: whether steps were trimmed (train.memory_trim), why, and what the trims
-    cost; ``plan``: the run's decisions (``ResolvedRun``) and the batch the memory probe ran
-    (``memory_probe_batch``)."""
-    record = RunRecord.from_run(trained, device=run.device, precision=run.precision, task=run.task,
-                                method=run.config.peft.method, before=before, after=after, data=data,
-                                plan={**run.plan.record(), **trained.memory_probe} if run.plan else {})
-    run_dir.write_record(record.to_dict())
-
-
-def _write_report(run: RunDir) -> None:
-    """``report.html``: the whole run in one self-contained file."""
-    from tunesmith.reporting.report import write_report
-
-    logger.info(f"Report: {write_report(run.path)}")
-
-
-def _note_stream(bundle: Any, steps: int) -> None:
-    """A streaming run's counts, now that training has read what it read: tokenizing counts for the
-    record, and how much of the corpus was read (printed and kept in the notes)."""
-    bundle.train_stats = bundle.train.stats
-    read = bundle.train.progress()
-    share = (f", {read['bytes_read'] / 2**20:.1f} of {read['total_bytes'] / 2**20:.1f} MiB of this pass"
-             if read["total_bytes"] else "")
-    note = (f"data.streaming: read {read['rows_read']} rows ({read['passes']} full passes{share}); "
-            f"trained on {steps * bundle.train.rows_per_step} rows in {steps} steps; tokenized: "
-            f"{bundle.train_stats.summary()}")
-    logger.info(note)
-    bundle.notes.append(note)
-
-
-def _data_record(bundle: Any) -> dict[str, Any]:
-    """What the data held, for the run record and the report: counts, tokens, drops, notes."""
-    return {"format": bundle.info.describe() if bundle.info else None, "train": vars(bundle.train_stats),
-            "eval": vars(bundle.eval_stats) if bundle.eval_stats else None, "notes": list(bundle.notes),
-            "label_names": list(bundle.label_names)}
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -198,7 +198,9 @@ def load_example_sets(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tupl
     cfg = resolved_data_config(cfg)
     notes: list[str] = []
     if cfg.streaming:  # data.train is read while training (streaming.py); the held-out rows are data.eval's
-        held_out = _streaming_held_out(cfg, seed, tokenizer, notes)
+        from tunesmith.data.streaming import streaming_held_out
+
+        held_out = streaming_held_out(cfg, seed, tokenizer, notes)
         return ExampleSet([], FormatInfo(cfg.format)), held_out, notes
     train = read_examples(cfg, cfg.train, cfg.split, seed, "data.train", subset=cfg.subset, tokenizer=tokenizer)
     if train.bad_rows:
@@ -254,21 +256,6 @@ def load_example_sets(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tupl
     add_system_prompt(examples, system)
     add_system_prompt(held_out, system)
     return ExampleSet(examples, train.info, train.bad_rows), held_out, notes
-
-
-def _streaming_held_out(cfg: DataConfig, seed: int, tokenizer: Any, notes: list[str]) -> list[Any]:
-    """The held-out examples of a streaming run: ``data.eval`` read in full (none without it)."""
-    if not cfg.eval:
-        notes.append("data.streaming: no held-out rows (data.eval is not set); training rows are never held out "
-                     "of a stream")
-        return []
-    split = "test" if is_builtin(cfg.eval) else (cfg.eval_split_name or "train")
-    evaluated = read_examples(_eval_config(cfg), cfg.eval, split, seed, "data.eval", subset=cfg.subset,
-                              tokenizer=tokenizer)
-    held_out = _noted(evaluated, "data.eval", notes)
-    add_system_prompt(held_out, cfg.system_prompt)
-    notes.append(f"data.streaming: the held-out rows are data.eval={cfg.eval} ({len(held_out)} examples, read in full)")
-    return held_out
 
 
 def _note_split(spec: str, notes: list[str]) -> None:
@@ -397,7 +384,9 @@ def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int =
     if task == Task.CAUSAL_LM:
         check_stop_token(tokenizer)
     if resolved.streaming:
-        return _streamed(resolved, tokenizer, seed, task, preprocessor, rows_per_step)
+        from tunesmith.data.streaming import streamed_bundle
+
+        return streamed_bundle(resolved, tokenizer, seed, task, preprocessor, rows_per_step)
     settings = _cache_settings(resolved, seed, task) if cfg.cache and preprocessor is None else None
     stamps = _stamps(resolved) if settings is not None else None
     if stamps is None:  # no cache, or built-in / generated / hub data, keyed by content after reading
@@ -407,37 +396,6 @@ def build_datasets(cfg: DataConfig | dict[str, Any], tokenizer: Any, seed: int =
                             lambda key: _prepare(cfg, resolved, tokenizer, seed, task, None, settings, key),
                             read=False)
     return _packed(bundle, resolved, task)
-
-
-def _streamed(cfg: DataConfig, tokenizer: Any, seed: int, task: str, preprocessor: Any,
-              rows_per_step: int) -> DataBundle:
-    """The bundle of a streaming run: a ``TokenStream`` over data.train and data.eval tokenized in full."""
-    from tunesmith.data.streaming import build_stream
-    from tunesmith.errors import ConfigError
-
-    if preprocessor is not None:
-        raise ConfigError("data.preprocessor: a custom preprocessor tokenizes a list of examples, which a stream "
-                          "does not have; use the chat_template preprocessor or set data.streaming=false")
-    from tunesmith.config.vocabulary import Task
-
-    if cfg.packing == "pack" and task != Task.CAUSAL_LM:
-        raise ConfigError(f"data.packing: 'pack' is for causal_lm models, not {task}; use none")
-    stream = build_stream(cfg, tokenizer, seed, task, rows_per_step)
-    check_packing_for_kind(cfg.packing, stream.info.kind)
-    notes: list[str] = []
-    held_out = _streaming_held_out(cfg, seed, tokenizer, notes)
-    eval_ds, eval_stats = None, None
-    if held_out:
-        eval_ds, eval_stats = _tokenize(tokenizer, held_out, task, cfg, "Tokenizing eval")
-        eval_ds = eval_ds if len(eval_ds) else None
-    if cfg.cache:
-        notes.append("data.cache: not used by a streaming run (its rows are tokenized as they are drawn, not stored)")
-    order = f"a shuffle buffer of {cfg.shuffle_buffer} examples" if cfg.shuffle_buffer else "the file's order"
-    notes.insert(0, f"data.streaming: data.train={cfg.train} is read, tokenized"
-                    f"{' and packed' if cfg.packing == 'pack' else ''} while training, in {order}; it starts "
-                    "again from the top when it ends")
-    return DataBundle(stream, eval_ds, stream.stats, eval_stats, stream.info, list(stream.info.label_names or []),
-                      notes, None, held_out, streamed=True)
 
 
 def _cached_or(key: str, prepare: Any, read: bool) -> DataBundle:

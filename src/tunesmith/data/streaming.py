@@ -30,7 +30,10 @@ import torch
 from tunesmith.config.schema import DataConfig
 from tunesmith.data.bad_rows import BadRow, BadRowPolicy, BadRowReport
 from tunesmith.data.formats import FORMATS, FormatInfo, prepare_parser
-from tunesmith.data.pipeline import add_system_prompt
+from tunesmith.config.vocabulary import Task
+from tunesmith.data.packing import check_packing_for_kind
+from tunesmith.data.pipeline import DataBundle, _eval_config, _noted, _tokenize, add_system_prompt, read_examples
+from tunesmith.data.sources import is_builtin
 from tunesmith.data.stream_sources import open_rows
 from tunesmith.data.tokenize import IGNORE_INDEX, ExampleTokenizer, TokenizeSettings, TokenizeStats
 from tunesmith.data.transforms import apply_row_transforms
@@ -336,3 +339,44 @@ def _labels_needed(rows: list[Any], cfg: DataConfig) -> bool:
         except DataError:
             continue
     return False
+
+
+def streamed_bundle(cfg: DataConfig, tokenizer: Any, seed: int, task: str, preprocessor: Any,
+                    rows_per_step: int) -> DataBundle:
+    """The bundle of a streaming run: a ``TokenStream`` over data.train and data.eval tokenized in full."""
+    if preprocessor is not None:
+        raise ConfigError("data.preprocessor: a custom preprocessor tokenizes a list of examples, which a stream "
+                          "does not have; use the chat_template preprocessor or set data.streaming=false")
+    if cfg.packing == "pack" and task != Task.CAUSAL_LM:
+        raise ConfigError(f"data.packing: 'pack' is for causal_lm models, not {task}; use none")
+    stream = build_stream(cfg, tokenizer, seed, task, rows_per_step)
+    check_packing_for_kind(cfg.packing, stream.info.kind)
+    notes: list[str] = []
+    held_out = streaming_held_out(cfg, seed, tokenizer, notes)
+    eval_ds, eval_stats = None, None
+    if held_out:
+        eval_ds, eval_stats = _tokenize(tokenizer, held_out, task, cfg, "Tokenizing eval")
+        eval_ds = eval_ds if len(eval_ds) else None
+    if cfg.cache:
+        notes.append("data.cache: not used by a streaming run (its rows are tokenized as they are drawn, not stored)")
+    order = f"a shuffle buffer of {cfg.shuffle_buffer} examples" if cfg.shuffle_buffer else "the file's order"
+    notes.insert(0, f"data.streaming: data.train={cfg.train} is read, tokenized"
+                    f"{' and packed' if cfg.packing == 'pack' else ''} while training, in {order}; it starts "
+                    "again from the top when it ends")
+    return DataBundle(stream, eval_ds, stream.stats, eval_stats, stream.info, list(stream.info.label_names or []),
+                      notes, None, held_out, streamed=True)
+
+
+def streaming_held_out(cfg: DataConfig, seed: int, tokenizer: Any, notes: list[str]) -> list[Any]:
+    """The held-out examples of a streaming run: ``data.eval`` read in full (none without it)."""
+    if not cfg.eval:
+        notes.append("data.streaming: no held-out rows (data.eval is not set); training rows are never held out "
+                     "of a stream")
+        return []
+    split = "test" if is_builtin(cfg.eval) else (cfg.eval_split_name or "train")
+    evaluated = read_examples(_eval_config(cfg), cfg.eval, split, seed, "data.eval", subset=cfg.subset,
+                              tokenizer=tokenizer)
+    held_out = _noted(evaluated, "data.eval", notes)
+    add_system_prompt(held_out, cfg.system_prompt)
+    notes.append(f"data.streaming: the held-out rows are data.eval={cfg.eval} ({len(held_out)} examples, read in full)")
+    return held_out
