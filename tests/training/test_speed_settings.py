@@ -2,6 +2,8 @@
 label-only loss gives the same gradients as the model's own loss through the whole Trainer."""
 
 import copy
+import os
+import sys
 
 import pytest
 import torch
@@ -120,3 +122,26 @@ def test_frozen_linear_weights_in_bf16_change_no_number_under_autocast(lora_mode
         t = load_config(overrides=[f"train.frozen_weights={override}"] if override else []).train
         with frozen_linear_weights(model, t, precision, method) as cast:
             assert cast == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="MADV_PAGEOUT is Linux's")
+def test_page_out_gives_back_file_pages_and_keeps_every_value(tmp_path):
+    """The fp32 originals of the cast weights are pages of the model file: paged out, they leave
+    resident memory, and reading them again gives the very same numbers."""
+    from tunesmith.training.speed import page_out
+
+    def resident_mib() -> float:
+        return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    path = tmp_path / "weights.bin"
+    torch.manual_seed(0)
+    torch.randn(16 * 2**20).numpy().tofile(path)  # 64 MiB of fp32
+    mapped = torch.from_file(str(path), shared=False, size=16 * 2**20, dtype=torch.float32)
+    expected = float(mapped.double().sum())  # touches every page
+    before = resident_mib()
+    asked = page_out([mapped])
+    after = resident_mib()
+    assert asked > 63 * 2**20
+    assert before - after > 48, (before, after)
+    assert float(mapped.double().sum()) == expected
+    assert page_out([]) == 0
