@@ -95,3 +95,21 @@ def test_builtin_arith_has_held_out_test_split():
     assert len(train) == 2000 and len(held) == 200
     assert held[0].reference is not None
     assert held[0].messages[0].role == "system"  # data.system_prompt from the arith config
+
+
+def test_builtin_held_out_rows_bring_their_system_prompt_whatever_the_run_trained_on(tmp_path):
+    """A run trained on a file and scored on a built-in asks the built-in's questions as the
+    built-in asks them (with its system prompt, as the base model is asked); a system prompt the
+    user sets wins."""
+    from tunesmith.data.builtin.arith import SYSTEM_PROMPT
+
+    data = tmp_path / "train.jsonl"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "1 + 1?"},
+                                             {"role": "assistant", "content": "#### 2"}]}) + "\n")
+    cfg = load_config(overrides=[f"data.train={data}", "data.eval=arith"]).data
+    train, held = load_conversations(cfg, seed=0)
+    assert train[0].messages[0].role == "user"  # the file's rows are as written
+    assert held[0].messages[0].role == "system" and held[0].messages[0].content == SYSTEM_PROMPT
+    cfg = load_config(overrides=[f"data.train={data}", "data.eval=arith", "data.system_prompt=Be brief."]).data
+    train, held = load_conversations(cfg, seed=0)
+    assert train[0].messages[0].content == "Be brief." and held[0].messages[0].content == "Be brief."

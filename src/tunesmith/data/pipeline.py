@@ -195,6 +195,7 @@ def _eval_config(cfg: DataConfig) -> DataConfig:
 
 def load_example_sets(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tuple[ExampleSet, list[Any], list[str]]:
     """Train examples (mixed, de-duplicated, sampled), held-out examples, and notes for the user."""
+    held_out_system = _held_out_system_prompt(cfg)
     cfg = resolved_data_config(cfg)
     notes: list[str] = []
     if cfg.streaming:  # data.train is read while training (streaming.py); the held-out rows are data.eval's
@@ -252,10 +253,18 @@ def load_example_sets(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tupl
         notes.append(f"data.dedupe: removed {removed} duplicate examples")
     if cfg.max_samples is not None and len(examples) > cfg.max_samples:
         examples = sample(examples, cfg.max_samples, seed)
-    system = cfg.system_prompt
-    add_system_prompt(examples, system)
-    add_system_prompt(held_out, system)
+    add_system_prompt(examples, cfg.system_prompt)
+    add_system_prompt(held_out, held_out_system or cfg.system_prompt)
     return ExampleSet(examples, train.info, train.bad_rows), held_out, notes
+
+
+def _held_out_system_prompt(cfg: DataConfig) -> Optional[str]:
+    """The system prompt of held-out rows from a built-in ``data.eval`` when the user set none: that
+    dataset's own, so a built-in is asked the same way whatever the run trained on (a run on a
+    file, scored on ``arith``, is asked with arith's system prompt, as the base model is)."""
+    if cfg.system_prompt is None and cfg.eval and is_builtin(cfg.eval):
+        return BUILTIN_DATASETS.get(cfg.eval).system_prompt or None
+    return None
 
 
 def _note_split(spec: str, notes: list[str]) -> None:
