@@ -263,3 +263,11 @@ def test_a_position_in_files_that_changed_is_refused(smol_tokenizer, tmp_path):
     resumed.resume_from(state)
     with pytest.raises(DataError, match="the files changed since the checkpoint was saved"):
         take(resumed, 1)
+
+
+def test_a_streaming_run_asks_a_builtin_data_eval_with_its_system_prompt(smol_tokenizer, chat_file):
+    """A stream of a file scored on ``arith`` asks arith's questions as the in-memory path does."""
+    from tunesmith.data.builtin.arith import SYSTEM_PROMPT
+
+    bundle = build_datasets(config(chat_file, eval="arith"), smol_tokenizer)
+    assert bundle.streamed and bundle.held_out[0].messages[0].content == SYSTEM_PROMPT

@@ -128,7 +128,7 @@ def test_frozen_linear_weights_in_bf16_change_no_number_under_autocast(lora_mode
 def test_page_out_gives_back_file_pages_and_keeps_every_value(tmp_path):
     """The fp32 originals of the cast weights are pages of the model file: paged out, they leave
     resident memory, and reading them again gives the very same numbers."""
-    from tunesmith.training.speed import page_out
+    from tunesmith.training.host_memory import page_out
 
     def resident_mib() -> float:
         return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20

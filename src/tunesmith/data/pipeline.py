@@ -195,7 +195,6 @@ def _eval_config(cfg: DataConfig) -> DataConfig:
 
 def load_example_sets(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tuple[ExampleSet, list[Any], list[str]]:
     """Train examples (mixed, de-duplicated, sampled), held-out examples, and notes for the user."""
-    held_out_system = _held_out_system_prompt(cfg)
     cfg = resolved_data_config(cfg)
     notes: list[str] = []
     if cfg.streaming:  # data.train is read while training (streaming.py); the held-out rows are data.eval's
@@ -209,14 +208,11 @@ def load_example_sets(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tupl
     examples = train.examples
     held_out: list[Any] = []
     if cfg.eval:
-        split = "test" if is_builtin(cfg.eval) else (cfg.eval_split_name or "train")
-        eval_cfg = _eval_config(cfg)
-        if eval_cfg.format != cfg.format:
-            notes.append(f"data.eval: {cfg.eval} is read in its own format {eval_cfg.format!r}, not data.format="
+        own_format = _eval_config(cfg).format
+        if own_format != cfg.format:
+            notes.append(f"data.eval: {cfg.eval} is read in its own format {own_format!r}, not data.format="
                          f"{cfg.format!r} (the format of data.train={cfg.train})")
-        evaluated = read_examples(eval_cfg, cfg.eval, split, seed, "data.eval", subset=cfg.subset,
-                                  tokenizer=tokenizer)
-        held_out = _noted(evaluated, "data.eval", notes)
+        held_out = read_eval(cfg, seed, tokenizer, notes)
         _note_split(cfg.eval, notes)
     elif _held_out_split(cfg):
         evaluated = read_examples(cfg, cfg.train, _held_out_split(cfg), seed, "data.train", subset=cfg.subset,
@@ -254,17 +250,23 @@ def load_example_sets(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tupl
     if cfg.max_samples is not None and len(examples) > cfg.max_samples:
         examples = sample(examples, cfg.max_samples, seed)
     add_system_prompt(examples, cfg.system_prompt)
-    add_system_prompt(held_out, held_out_system or cfg.system_prompt)
+    add_system_prompt(held_out, cfg.system_prompt)
     return ExampleSet(examples, train.info, train.bad_rows), held_out, notes
 
 
-def _held_out_system_prompt(cfg: DataConfig) -> Optional[str]:
-    """The system prompt of held-out rows from a built-in ``data.eval`` when the user set none: that
-    dataset's own, so a built-in is asked the same way whatever the run trained on (a run on a
-    file, scored on ``arith``, is asked with arith's system prompt, as the base model is)."""
-    if cfg.system_prompt is None and cfg.eval and is_builtin(cfg.eval):
-        return BUILTIN_DATASETS.get(cfg.eval).system_prompt or None
-    return None
+def read_eval(cfg: DataConfig, seed: int, tokenizer: Any, notes: list[str]) -> list[Any]:
+    """The held-out examples of ``data.eval`` (a built-in's test split, else the named split or the
+    whole file), with their system prompt: ``data.system_prompt`` (the user's, or the one a built-in
+    ``data.train`` brings), else a built-in ``data.eval``'s own, so a built-in is asked as it asks
+    whatever the run trained on (a run on a file, scored on ``arith``, gets arith's system prompt,
+    as the base model does). ``cfg`` is resolved (`resolved_data_config`)."""
+    split = "test" if is_builtin(cfg.eval) else (cfg.eval_split_name or "train")
+    evaluated = read_examples(_eval_config(cfg), cfg.eval, split, seed, "data.eval", subset=cfg.subset,
+                              tokenizer=tokenizer)
+    held_out = _noted(evaluated, "data.eval", notes)
+    own = BUILTIN_DATASETS.get(cfg.eval).system_prompt if is_builtin(cfg.eval) else None
+    add_system_prompt(held_out, cfg.system_prompt or own)
+    return held_out
 
 
 def _note_split(spec: str, notes: list[str]) -> None:

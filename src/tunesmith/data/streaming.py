@@ -32,8 +32,7 @@ from tunesmith.data.bad_rows import BadRow, BadRowPolicy, BadRowReport
 from tunesmith.data.formats import FORMATS, FormatInfo, prepare_parser
 from tunesmith.config.vocabulary import Task
 from tunesmith.data.packing import check_packing_for_kind
-from tunesmith.data.pipeline import DataBundle, _eval_config, _noted, _tokenize, add_system_prompt, read_examples
-from tunesmith.data.sources import is_builtin
+from tunesmith.data.pipeline import DataBundle, _tokenize, add_system_prompt, read_eval
 from tunesmith.data.stream_sources import open_rows
 from tunesmith.data.tokenize import IGNORE_INDEX, ExampleTokenizer, TokenizeSettings, TokenizeStats
 from tunesmith.data.transforms import apply_row_transforms
@@ -373,10 +372,6 @@ def streaming_held_out(cfg: DataConfig, seed: int, tokenizer: Any, notes: list[s
         notes.append("data.streaming: no held-out rows (data.eval is not set); training rows are never held out "
                      "of a stream")
         return []
-    split = "test" if is_builtin(cfg.eval) else (cfg.eval_split_name or "train")
-    evaluated = read_examples(_eval_config(cfg), cfg.eval, split, seed, "data.eval", subset=cfg.subset,
-                              tokenizer=tokenizer)
-    held_out = _noted(evaluated, "data.eval", notes)
-    add_system_prompt(held_out, cfg.system_prompt)
+    held_out = read_eval(cfg, seed, tokenizer, notes)
     notes.append(f"data.streaming: the held-out rows are data.eval={cfg.eval} ({len(held_out)} examples, read in full)")
     return held_out

@@ -24,6 +24,9 @@ runs"):
 
   Where the C library is not glibc (macOS, musl, Windows) there is no ``malloc_trim``; the run says
   so in one line and in ``run.json`` (``memory.reason``) and trains without it.
+
+`page_out` hands pages that a run holds but does not need back to the system (the fp32 originals
+of frozen weights while their bf16 copies train, ``training.speed.frozen_linear_weights``).
 """
 
 from __future__ import annotations
@@ -51,6 +54,42 @@ class TrimPlan:
         return f"Memory trim: {'on' if self.enabled else 'off'} ({self.reason})"
 
 
+def c_library() -> ctypes.CDLL:
+    """The C library (``libc.so.6`` on Linux), for ``malloc_trim`` and ``madvise``; OSError where none loads."""
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
+def page_out(tensors: list[Any]) -> int:
+    """Ask the system to take the memory pages that lie wholly inside ``tensors`` out of the
+    process's resident memory (Linux ``madvise(MADV_PAGEOUT)``); returns the bytes asked for.
+
+    Only a hint, and it never changes a value: pages read from a file are dropped and read again
+    when next touched; other pages are swapped out where there is swap and otherwise stay. On a
+    system without ``MADV_PAGEOUT`` (not Linux, or Linux before 5.4) it does nothing.
+    """
+    import mmap
+    import sys
+
+    # Python's mmap module names MADV_PAGEOUT only when it was built against Linux 5.4+ headers.
+    advice = getattr(mmap, "MADV_PAGEOUT", 21 if sys.platform.startswith("linux") else None)
+    if advice is None or not tensors:
+        return 0
+    try:
+        madvise = c_library().madvise
+    except (OSError, AttributeError):
+        return 0
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    madvise.restype = ctypes.c_int
+    page, asked = mmap.PAGESIZE, 0
+    for tensor in tensors:
+        start = tensor.data_ptr()
+        end = start + tensor.numel() * tensor.element_size()
+        first, last = -(-start // page) * page, end // page * page  # whole pages only
+        if last > first and madvise(first, last - first, advice) == 0:
+            asked += last - first
+    return asked
+
+
 def glibc_malloc_trim() -> tuple[Optional[Callable[[int], int]], str]:
     """glibc's ``malloc_trim`` and a note; ``(None, why not)`` where the C library has none.
 
@@ -62,8 +101,7 @@ def glibc_malloc_trim() -> tuple[Optional[Callable[[int], int]], str]:
     if libc_name != "glibc":
         return None, f"the C library here is not glibc ({platform.system()}{', ' + libc_name if libc_name else ''})"
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
+        trim = c_library().malloc_trim
     except (OSError, AttributeError) as err:
         return None, f"glibc {version} has no usable malloc_trim ({err})"
     trim.argtypes = [ctypes.c_size_t]

@@ -60,7 +60,7 @@ def frozen_linear_weights(model: Any, enabled: bool) -> Iterator[int]:
     left alone when it shares its weight with the input embeddings, whose lookup is not autocast.
 
     The fp32 originals stay where they are, untouched, until training ends. When they are pages of
-    the model file (transformers maps safetensors files into memory), `page_out` hands those pages
+    the model file (transformers maps safetensors files into memory), `host_memory.page_out` hands those pages
     back to the system while the bf16 copies do the work, so the run does not hold both: for
     SmolLM2-135M about 0.4 GB less resident memory all through training. The values do not
     change; a page read again comes back from the file.
@@ -81,45 +81,14 @@ def frozen_linear_weights(model: Any, enabled: bool) -> Iterator[int]:
                 and weight.dtype == torch.float32 and id(weight) not in shared):
             saved.append((weight, weight.data))
             weight.data = weight.data.to(torch.bfloat16)
+    from tunesmith.training.host_memory import page_out
+
     page_out([data for _, data in saved])
     try:
         yield len(saved)
     finally:
         for weight, data in saved:
             weight.data = data
-
-
-def page_out(tensors: list[Any]) -> int:
-    """Ask the system to take the memory pages that lie wholly inside ``tensors`` out of the
-    process's resident memory (Linux ``madvise(MADV_PAGEOUT)``); returns the bytes asked for.
-
-    Only a hint, and it never changes a value: pages read from a file are dropped and read again
-    when next touched; other pages are swapped out where there is swap and otherwise stay. On a
-    system without ``MADV_PAGEOUT`` (not Linux, or Linux before 5.4) it does nothing.
-    """
-    import ctypes
-    import ctypes.util
-    import mmap
-    import sys
-
-    # Python's mmap module names MADV_PAGEOUT only when it was built against Linux 5.4+ headers.
-    advice = getattr(mmap, "MADV_PAGEOUT", 21 if sys.platform.startswith("linux") else None)
-    if advice is None or not tensors:
-        return 0
-    try:
-        madvise = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).madvise
-    except (OSError, AttributeError):
-        return 0
-    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    madvise.restype = ctypes.c_int
-    page, asked = mmap.PAGESIZE, 0
-    for tensor in tensors:
-        start = tensor.data_ptr()
-        end = start + tensor.numel() * tensor.element_size()
-        first, last = -(-start // page) * page, end // page * page  # whole pages only
-        if last > first and madvise(first, last - first, advice) == 0:
-            asked += last - first
-    return asked
 
 
 @contextlib.contextmanager
