@@ -135,6 +135,30 @@ def test_rejected_slip_stops_at_the_slipped_line():
         build_arith_pref("train", 0, 2, rejected="half")
 
 
+def test_rejected_misread_turns_one_operation_and_computes_the_rest_right():
+    from tunesmith.data.builtin.arith_pref import OPPOSITE
+
+    rows = build_arith_pref("train", 0, 300, rejected="misread")
+    turned = 0
+    for row in rows:
+        chosen, rejected = text(row, "chosen").split("\n"), text(row, "rejected").split("\n")
+        assert extract_final_number(text(row, "rejected")) != row["answer"]
+        right, wrong = [LINE.match(x).groups() for x in chosen[:-1]], [LINE.match(x).groups() for x in rejected[:-1]]
+        ops = [i for i, (r, w) in enumerate(zip(right, wrong)) if r[1] != w[1]]
+        if not ops:
+            continue  # no line could be turned: a carried slip instead
+        turned += 1
+        at = ops[0]
+        assert ops == [at] and wrong[at][1] == OPPOSITE[right[at][1]] and chosen[:at] == rejected[:at]
+        for a, op, b, c in wrong:  # every line of the misread working is computed right
+            assert {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b), "/": int(a) / int(b)}[op] == int(c)
+    assert turned > 0.8 * len(rows)
+    mixed = build_arith_pref("train", 0, 300, rejected="mixed")
+    same = sum(m["rejected"] == r["rejected"] for m, r in zip(mixed, rows))
+    assert 0.3 * len(rows) < same < 0.7 * len(rows)  # about half misread, the rest slipped
+    assert [m["chosen"] for m in mixed] == [r["chosen"] for r in rows]
+
+
 def test_a_run_on_pairs_evaluates_on_another_builtin_with_that_builtins_format():
     from tunesmith.config.schema import DataConfig
     from tunesmith.data.examples import Conversation
@@ -143,6 +167,28 @@ def test_a_run_on_pairs_evaluates_on_another_builtin_with_that_builtins_format()
     train, held_out, _ = load_example_sets(DataConfig(train="arith-pref", eval="arith", max_samples=4), seed=0)
     assert type(train.examples[0]).__name__ == "PreferenceExample"
     assert held_out and all(isinstance(e, Conversation) for e in held_out)
+
+
+def test_the_training_datasets_arguments_do_not_reach_another_builtin_held_out_set(tmp_path):
+    """``data.dataset_args`` are data.train's: a run on ``arith-pref {rejected: slip}`` scored on
+    ``arith`` (``tunesmith eval RUN --data arith``) asks arith without them; with a file as
+    data.train they are refused, whatever data.eval is."""
+    import json
+
+    from tunesmith.api.data_entry import load_example_sets
+    from tunesmith.config.schema import DataConfig
+    from tunesmith.api.data_entry import check_data_config
+    from tunesmith.errors import ConfigError
+
+    cfg = DataConfig(train="arith-pref", eval="arith", max_samples=4, dataset_args={"rejected": "slip"})
+    check_data_config(cfg)
+    train, held_out, _ = load_example_sets(cfg, seed=0)
+    assert "####" not in train.examples[0].rejected[-1].content  # the argument reached data.train
+    assert len(held_out) == 200
+    rows = tmp_path / "pairs.jsonl"
+    rows.write_text(json.dumps({"prompt": "1 + 1?", "chosen": "2", "rejected": "3"}) + "\n")
+    with pytest.raises(ConfigError, match=r"data.dataset_args: \['rejected'\] given, but data.train=.*is not a registered dataset"):
+        check_data_config(DataConfig(train=str(rows), eval="arith", dataset_args={"rejected": "slip"}))
 
 
 def test_arith_kto_is_arith_pref_unpaired():

@@ -151,9 +151,11 @@ def check_data_config(cfg: DataConfig) -> None:
 
 
 def _handler_args(cfg: DataConfig, spec: str) -> Optional[dict[str, Any]]:
-    """``data.dataset_args`` for the registered or dotted-path dataset of ``data.train`` / ``data.eval``;
-    files, hub ids and ``data.mix`` sources take none."""
-    return cfg.dataset_args if is_builtin(spec) and spec in (cfg.train, cfg.eval) else None
+    """``data.dataset_args`` for the registered or dotted-path dataset of ``data.train`` (and of
+    ``data.eval`` when it names the same one); files, hub ids, ``data.mix`` sources and another
+    registered ``data.eval`` take none (a DPO run on ``arith-pref`` with ``{rejected: slip}``,
+    scored on ``arith``, asks arith without them)."""
+    return cfg.dataset_args if is_builtin(spec) and spec == cfg.train else None
 
 
 def read_examples(cfg: DataConfig, spec: str, split: str, seed: int, key: str,

@@ -31,27 +31,30 @@ from tunesmith.data.builtin.arith import SPLIT_NOTE, SYSTEM_PROMPT, ArithProblem
 SLIPS = (1, -1, 2, -2, 10, -10)  # how far the slipped result is off; 10: a wrong carry
 
 
-def carry_slip(steps: tuple[Step, ...], at: int, wrong: int) -> Optional[list[Step]]:
-    """The steps with line ``at`` giving ``wrong`` and every later line recomputed from it.
+def carry_slip(steps: tuple[Step, ...], at: int, wrong: Optional[int], op: Optional[str] = None) -> Optional[list[Step]]:
+    """The steps with line ``at`` giving ``wrong`` (or, with ``op``, computed with that operation)
+    and every later line recomputed from it.
 
-    ``[23 + 15 = 38, 38 - 8 = 30]``, ``at=0``, ``wrong=39`` -> ``[23 + 15 = 39, 39 - 8 = 31]``.
-    None when the slip would make a later line impossible (a negative amount, an inexact share).
+    ``[23 + 15 = 38, 38 - 8 = 30]``, ``at=0``, ``wrong=39`` -> ``[23 + 15 = 39, 39 - 8 = 31]``;
+    ``at=0``, ``op="-"`` -> ``[23 - 15 = 8, 8 - 8 = 0]``.
+    None when the change would make a line impossible (a negative amount, an inexact share).
     """
     values: dict[int, int] = {}
     out: list[Step] = []
     for i, step in enumerate(steps):
         a = values[step.a_from] if step.a_from is not None else step.a
         b = values[step.b_from] if step.b_from is not None else step.b
-        if i == at:
+        line_op = op if i == at and op is not None else step.op
+        if i == at and op is None:
             c = wrong
-        elif step.op == "/" and (b == 0 or a % b):
+        elif line_op == "/" and (b == 0 or a % b):
             return None
         else:
-            c = apply_op(a, step.op, b)
+            c = apply_op(a, line_op, b)
         if c < 0:
             return None
         values[i] = c
-        out.append(Step(a, step.op, b, c, step.a_from, step.b_from))
+        out.append(Step(a, line_op, b, c, step.a_from, step.b_from))
     return out
 
 
@@ -60,9 +63,32 @@ def working_of(steps: list[Step]) -> str:
     return "\n".join(f"{s.a} {s.op} {s.b} = {s.c}." for s in steps) + f"\n#### {steps[-1].c}"
 
 
+OPPOSITE = {"+": "-", "-": "+", "*": "/", "/": "*"}
+
+
+def misread_working(problem: ArithProblem, rng: random.Random) -> Optional[str]:
+    """The working of ``problem`` with one line done with the opposite operation (``+`` for ``-``,
+    ``*`` for ``/`` and back), computed correctly from there on: the question misread, not a slip.
+    None when no line can be turned (a negative amount or an inexact share would follow)."""
+    lines = list(range(len(problem.steps)))
+    rng.shuffle(lines)
+    for at in lines:
+        steps = carry_slip(problem.steps, at, None, OPPOSITE[problem.steps[at].op])
+        if steps is not None and steps[-1].c != problem.answer:
+            return working_of(steps)
+    return None
+
+
 def slipped_working(problem: ArithProblem, rng: random.Random, rejected: str = "carried") -> str:
     """A plausible wrong working for ``problem``: one slip, carried through to the final line
-    (``rejected="carried"``) or ending at the slipped line (``"slip"``; see the module docstring)."""
+    (``rejected="carried"``) or ending at the slipped line (``"slip"``); ``"misread"``: one line
+    done with the opposite operation where one fits, else a carried slip; ``"mixed"``: half of the
+    problems (by ``rng``) misread, the others a carried slip (see the module docstring)."""
+    if rejected == "misread" or (rejected == "mixed" and rng.random() < 0.5):
+        misread = misread_working(problem, rng)
+        if misread is not None:
+            return misread
+        rejected = "carried"
     lines = list(range(len(problem.steps)))
     rng.shuffle(lines)
     for at in lines:
@@ -80,7 +106,7 @@ def slipped_working(problem: ArithProblem, rng: random.Random, rejected: str = "
     raise AssertionError(f"no slip fits {problem.working!r}")  # the last line always takes +1
 
 
-REJECTED = ("carried", "slip")
+REJECTED = ("carried", "slip", "misread", "mixed")
 
 
 def build_arith_pref(split: str, seed: int = 0, n: Optional[int] = None, rejected: str = "carried") -> list[dict]:
