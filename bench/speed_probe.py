@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 IGNORE_INDEX = -100
 
@@ -117,13 +117,16 @@ class Probe:
         }
 
 
-def instrument(trainer: Any) -> Probe:
-    """Count every training step's batch and stamp its end; reset the memory peak at train start."""
+def instrument(trainer: Any, profile: Optional["ProfileRequest"] = None) -> Probe:
+    """Count every training step's batch and stamp its end; reset the memory peak at train start.
+    With ``profile``, record its steps with torch.profiler and write what it says (`ProfileRequest`)."""
     import torch
     from transformers import TrainerCallback
 
     cuda = trainer.args.device.type == "cuda"
     probe = Probe(ModelShape.of(trainer.model), cuda)
+    if profile is not None:
+        trainer.add_callback(profile.callback(cuda))
     step = trainer.training_step
 
     def counted_step(model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
@@ -144,6 +147,52 @@ def instrument(trainer: Any) -> Probe:
 
     trainer.add_callback(Clock())
     return probe
+
+
+@dataclass
+class ProfileRequest:
+    """Profile ``steps`` optimizer steps after ``start`` (the warm-up) with torch.profiler and write,
+    under ``folder``: ``NAME-ops.txt``, the operators by their own device time (CUDA) or CPU time,
+    with call counts (how many kernel launches a step makes, and which ops dominate), and
+    ``NAME-trace.json``, a Chrome / Perfetto trace of those steps."""
+
+    folder: Path
+    name: str
+    start: int
+    steps: int = 3
+
+    def callback(self, cuda: bool) -> Any:
+        import torch
+        from transformers import TrainerCallback
+
+        request = self
+        activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
+
+        class Profile(TrainerCallback):
+            profiler: Any = None
+
+            def on_step_begin(self, args, state, control, **kwargs):
+                if state.global_step == request.start and self.profiler is None:
+                    self.profiler = torch.profiler.profile(activities=activities, record_shapes=False)
+                    self.profiler.__enter__()
+
+            def on_step_end(self, args, state, control, **kwargs):
+                if self.profiler is not None and state.global_step >= request.start + request.steps:
+                    if cuda:
+                        torch.cuda.synchronize()
+                    self.profiler.__exit__(None, None, None)
+                    request.write(self.profiler, cuda, state.global_step - request.start)
+                    self.profiler = None
+
+        return Profile()
+
+    def write(self, profiler: Any, cuda: bool, steps: int) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+        table = profiler.key_averages().table(sort_by=sort, row_limit=60)
+        (self.folder / f"{self.name}-ops.txt").write_text(f"{self.name}: {steps} optimizer steps, sorted by {sort}\n"
+                                                          f"{table}\n", encoding="utf-8")
+        profiler.export_chrome_trace(str(self.folder / f"{self.name}-trace.json"))
 
 
 def reset_peak_memory(cuda: bool) -> None:

@@ -113,7 +113,7 @@ def run_baseline(spec: dict[str, Any]) -> dict[str, Any]:
                               max_length=spec["max_length"])
     with tempfile.TemporaryDirectory(prefix="bench-baseline-") as tmp:
         trainer = build_trainer(resolve_model_path(spec["model"]), read_rows(spec["train"]), settings, spec["device"], tmp)
-        probe = instrument(trainer)
+        probe = instrument(trainer, profile_request(spec, "baseline"))
         output = trainer.train()
         return _finish(spec, trainer.model, trainer.processing_class, probe, output, tokenize_chat,
                        precision="bf16" if spec["device"].startswith("cuda") else "fp32")
@@ -132,7 +132,7 @@ def run_tunesmith(spec: dict[str, Any]) -> dict[str, Any]:
 
     def build_instrumented(*args: Any, **kwargs: Any) -> Any:
         trainer = build(*args, **kwargs)
-        probes.append(instrument(trainer))
+        probes.append(instrument(trainer, profile_request(spec, spec["variant"])))
         return trainer
 
     train_job._build_trainer = build_instrumented
@@ -152,6 +152,15 @@ def run_tunesmith(spec: dict[str, Any]) -> dict[str, Any]:
 
         return _finish(spec, tuner.model, tuner.tokenizer, probes[0], Output, tokenize_chat,
                        precision=run.get("precision", "?"))
+
+
+def profile_request(spec: dict[str, Any], name: str) -> Any:
+    """With ``--profile DIR``: profile the warm-up steps after the first two, outside the timed ones."""
+    from speed_probe import ProfileRequest
+
+    if not spec.get("profile"):
+        return None
+    return ProfileRequest(Path(spec["profile"]), name, start=2, steps=min(3, spec["warmup"] - 2))
 
 
 def _finish(spec: dict[str, Any], model: Any, tokenizer: Any, probe: Any, output: Any, tokenize: Any,
@@ -233,9 +242,15 @@ def main(argv: list[str] | None = None) -> int:
                              "defaults, and 'tunesmith-fp32', train.precision=fp32)")
     parser.add_argument("--no-baseline", action="store_true", help="only the tunesmith variants")
     parser.add_argument("--json", type=Path, help="also write every result to this file")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="profile warm-up steps 3 to 5 of every run with torch.profiler (outside the timed "
+                             "steps; needs --warmup 3 or more) and write DIR/<run>-ops.txt (operators by their own "
+                             "GPU or CPU time, with call counts) and DIR/<run>-trace.json (Chrome/Perfetto trace)")
     args = parser.parse_args(argv)
     if args.steps <= args.warmup:
         parser.error("--steps must be larger than --warmup")
+    if args.profile and args.warmup < 3:
+        parser.error("--profile records warm-up steps 3 to 5, outside the timed steps: use --warmup 3 or more")
 
     from speed_probe import matmul_peak
 
@@ -261,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
                 spec = {"train": str(tmp / "train.jsonl"), "eval": str(tmp / "eval.jsonl"), "device": args.device,
                         "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
                         "max_length": args.max_length, "warmup": args.warmup, "overrides": overrides,
-                        "model": args.model, "timeout": args.timeout}
+                        "model": args.model, "timeout": args.timeout, "variant": name,
+                        "profile": str(args.profile.resolve()) if args.profile else None}
                 result = run_child(name, spec, tmp)
                 results[name].append(result)
                 print(f"  repeat {rep + 1}: {name:<18} {result['trained_tok_s']:8.1f} trained tok/s, "

@@ -107,3 +107,29 @@ def test_preprocess_bench_runs_end_to_end_on_a_few_rows():
     assert done.returncode == 0, done.stderr[-3000:]
     assert "50 of 50 rows checked are identical" in done.stdout
     assert "the Rust tokenizer alone" in done.stdout
+
+
+def test_the_speed_bench_profiles_warm_up_steps_of_both_sides(tiny_llama_dir, tmp_path):
+    """``bench/train_speed.py --profile DIR`` writes, for the baseline and each variant, the operators
+    of warm-up steps 3-5 by their own time and a trace, and still times the steps after the warm-up."""
+    import json
+    import os
+    import subprocess
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    profile = tmp_path / "profile"
+    done = subprocess.run([sys.executable, str(BENCH / "train_speed.py"), "--model", str(tiny_llama_dir),
+                           "--steps", "7", "--warmup", "5", "--batch-size", "2", "--repeats", "1",
+                           "--variant", "tunesmith", "--profile", str(profile), "--json", str(tmp_path / "r.json")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    for name in ("baseline", "tunesmith"):
+        ops = (profile / f"{name}-ops.txt").read_text()
+        assert ops.startswith(f"{name}: 3 optimizer steps, sorted by self_cpu_time_total")
+        assert "aten::mm" in ops or "aten::addmm" in ops
+        assert json.loads((profile / f"{name}-trace.json").read_text())["traceEvents"]
+        result = json.loads((tmp_path / "r.json").read_text())["results"][name][0]
+        assert result["timed_steps"] == 2  # steps 6 and 7: the profiled steps are not timed
+    refused = subprocess.run([sys.executable, str(BENCH / "train_speed.py"), "--warmup", "2", "--profile",
+                              str(profile)], capture_output=True, text=True, env=env, timeout=120)
+    assert refused.returncode == 2 and "--profile records warm-up steps 3 to 5" in refused.stderr
