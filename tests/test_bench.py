@@ -133,3 +133,20 @@ def test_the_speed_bench_profiles_warm_up_steps_of_both_sides(tiny_llama_dir, tm
     refused = subprocess.run([sys.executable, str(BENCH / "train_speed.py"), "--warmup", "2", "--profile",
                               str(profile)], capture_output=True, text=True, env=env, timeout=120)
     assert refused.returncode == 2 and "--profile records warm-up steps 3 to 5" in refused.stderr
+
+
+def test_the_gpu_scripts_parse_and_the_wheel_list_names_only_installed_packages(tmp_path):
+    """bench/gpu: both scripts are valid bash, and wheels.sh pins what it fetches to the versions of
+    the environment it runs in, refusing (before any download) a package that is not installed."""
+    import os
+    import subprocess
+
+    gpu = BENCH / "gpu"
+    for script in ("run.sh", "wheels.sh"):
+        assert subprocess.run(["bash", "-n", str(gpu / script)]).returncode == 0
+    env = {**os.environ, "PY": sys.executable, "PACKAGES": "peft no-such-package-here"}
+    done = subprocess.run(["bash", str(gpu / "wheels.sh"), str(tmp_path / "wheels")], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert done.returncode != 0
+    assert "not installed in this environment, so no version to match: no-such-package-here" in done.stderr
+    assert not list((tmp_path / "wheels").glob("*.whl"))
