@@ -142,7 +142,7 @@ def test_the_gpu_scripts_parse_and_the_wheel_list_names_only_installed_packages(
     import subprocess
 
     gpu = BENCH / "gpu"
-    for script in ("run.sh", "wheels.sh"):
+    for script in ("run.sh", "wheels.sh", "check.sh", "env.sh"):
         assert subprocess.run(["bash", "-n", str(gpu / script)]).returncode == 0
     env = {**os.environ, "PY": sys.executable, "PACKAGES": "peft no-such-package-here"}
     done = subprocess.run(["bash", str(gpu / "wheels.sh"), str(tmp_path / "wheels")], capture_output=True,

@@ -15,13 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 RESULTS=${1:-.gpu/results}
 mkdir -p "$RESULTS"
-if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-fi
-export PYTHONPATH=$PWD/src:$PWD/bench${PYTHONPATH:+:$PYTHONPATH}
-export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
-python3 -c "import torch, transformers, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, 'gpu', torch.cuda.get_device_name())"
+# shellcheck source=bench/gpu/env.sh
+source bench/gpu/env.sh
 python3 bench/gpu/make_models.py build --tokenizer .gpu/tokenizer --out .gpu/models
 for shape in ${SHAPES:-smollm2-135m smollm2-1.7b}; do
     case $shape in *135m*) batch=${BATCH_135M:-32} ;; *) batch=${BATCH_1_7B:-16} ;; esac

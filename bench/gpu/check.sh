@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Every GPU check of tunesmith in one call, for a CUDA machine with no network (prepare it with
+# bench/gpu/wheels.sh and make_models.py tokenizer; see bench/gpu/README.md):
+#   1. the CUDA tests (pytest -m gpu: the variable-length attention against masked SDPA, no host sync);
+#   2. the command line offline on CUDA with no environment variable set: train, evaluate and
+#      generate on the SmolLM2-135M shape (random weights: it checks that they run, not the scores);
+#   3. the benchmark against the plain recipe for both shapes (run.sh), profiled (PROFILE=1).
+#
+#   bash bench/gpu/check.sh [RESULTS_DIR]        # default .gpu/results; each part's log goes there
+#
+# A part that fails is reported and the next one still runs; the exit status counts the failures.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+RESULTS=${1:-.gpu/results}
+mkdir -p "$RESULTS"
+# shellcheck source=bench/gpu/env.sh
+source bench/gpu/env.sh
+failed=0
+part() {  # part NAME COMMAND...: run, keep the log, say how it ended
+    local name=$1
+    shift
+    echo "== $name"
+    if "$@" >"$RESULTS/$name.log" 2>&1; then echo "   ok"; else echo "!! $name failed (exit $?):"; failed=$((failed + 1)); fi
+    tail -n 15 "$RESULTS/$name.log" | sed 's/^/   /'
+}
+python3 bench/gpu/make_models.py build --tokenizer .gpu/tokenizer --out .gpu/models --shape smollm2-135m
+part cuda-tests python3 -m pytest -q -m gpu -p no:cacheprovider tests/training/test_varlen_attention.py
+cli() {  # the user's commands; USE_HUB_KERNELS unset: tunesmith decides about hub kernels itself
+    local run=$RESULTS/cli-run
+    env -u USE_HUB_KERNELS python3 -m tunesmith train model.name_or_path=.gpu/models/smollm2-135m data=arith \
+        train.max_steps=20 eval.max_samples=16 output_dir="$run" overwrite=true &&
+        env -u USE_HUB_KERNELS python3 -m tunesmith eval "$run" --data arith --samples 16 &&
+        env -u USE_HUB_KERNELS python3 -m tunesmith generate "$run" "Mia has 23 stickers and gets 15 more. How many now?" &&
+        grep -o '"device": "[^"]*"\|"attention": "[^"]*"' "$run/run.json" | sort -u
+}
+part cli-offline cli
+part benchmark env PROFILE=1 bash bench/gpu/run.sh "$RESULTS"
+echo "== $failed part(s) failed; logs, results and profiles in $RESULTS"
+exit "$failed"
