@@ -279,3 +279,41 @@ def test_register_dataset_checks_rows(scratch_registry):
     register_dataset("broken-test")(lambda split, seed, n: "not rows")
     with pytest.raises(DataError, match="list of dicts"):
         BUILTIN_DATASETS.get("broken-test").build("train", 0, 3)
+
+
+def test_every_builtin_is_scored_on_the_same_held_out_rows_whatever_the_seed(tmp_path):
+    """A run with train.seed=7 and one with the default 42 ask the same held-out rows (built-in
+    splits are disjoint whatever seeds draw them), while their training rows differ; a user's
+    dataset draws its test split with the run's seed unless it declares a held_out_seed."""
+    from tunesmith.api.data_entry import load_example_sets
+    from tunesmith.config.schema import DataConfig
+    from tunesmith.data.builtin import HELD_OUT_SEED
+    from tunesmith.data.sources import load_rows
+
+    assert HELD_OUT_SEED == 42  # the default train.seed: runs with it keep their held-out rows
+    for name in BUILTIN_DATASETS.names():
+        dataset = BUILTIN_DATASETS.get(name)
+        if "test" not in dataset.splits or dataset.held_out_seed is None:
+            continue
+        assert load_rows(name, "test", 7) == load_rows(name, "test", 42), name
+    assert {n for n in BUILTIN_DATASETS.names() if BUILTIN_DATASETS.get(n).held_out_seed == HELD_OUT_SEED} >= {
+        "arith", "arith-pref", "arith-kto", "arith-prompts", "sentiment", "paraphrase", "instruct-mini", "facts"}
+    seven, held_seven, _ = load_example_sets(DataConfig(train="arith", max_samples=50), seed=7)
+    default, held_default, _ = load_example_sets(DataConfig(train="arith", max_samples=50), seed=42)
+    assert held_seven == held_default and seven.examples != default.examples
+
+    @register_dataset("seeded-user-rows", default_train_size=4, default_test_size=3)
+    def seeded(split, seed, n):
+        return [{"instruction": f"{split} {seed} {i}", "output": "x"} for i in range(n)]
+
+    @register_dataset("fixed-user-rows", default_train_size=4, default_test_size=3, held_out_seed=5)
+    def fixed(split, seed, n):
+        return [{"instruction": f"{split} {seed} {i}", "output": "x"} for i in range(n)]
+
+    try:
+        assert load_rows("seeded-user-rows", "test", 7)[0][0]["instruction"] == "test 7 0"
+        assert load_rows("fixed-user-rows", "test", 7)[0][0]["instruction"] == "test 5 0"
+        assert load_rows("fixed-user-rows", "train", 7)[0][0]["instruction"] == "train 7 0"
+    finally:
+        BUILTIN_DATASETS.remove("seeded-user-rows")
+        BUILTIN_DATASETS.remove("fixed-user-rows")

@@ -117,7 +117,8 @@ def load_rows(spec: str, split: str = "train", seed: int = 0, key: str = "data.t
 
     Args:
         split: split of a built-in, saved or hub dataset (built-in ones have train and test).
-        seed: seed of generated built-in datasets.
+        seed: seed of generated built-in datasets (a built-in with a ``held_out_seed`` draws its
+            test split with that one instead, so every run is scored on the same rows).
         key: config key named in errors.
         subset: hub dataset config name (``datasets.load_dataset``'s second argument).
         bad_rows: None raises on the first malformed record; a list collects them and reading goes on.
@@ -132,6 +133,8 @@ def load_rows(spec: str, split: str = "train", seed: int = 0, key: str = "data.t
     if is_builtin(spec):
         dataset = BUILTIN_DATASETS.get(spec)
         inputs = {"tokenizer": tokenizer, "template_args": template_args} if _needs_tokenizer(dataset) else {}
+        if split == "test" and dataset.held_out_seed is not None:
+            seed = dataset.held_out_seed
         rows = dataset.build(split, seed, None, **inputs, **dict(args or {}))
         return [(row, f"{spec}[{split}]:{i}") for i, row in enumerate(rows)]
     path = Path(spec).expanduser()

@@ -24,6 +24,9 @@ from tunesmith.registry import Registry, did_you_mean
 # What kind of model the rows train; matches the non-auto values of ``model.task``.
 DatasetTask = Literal["causal_lm", "seq2seq", "sequence_classification"]
 Builder = Callable[[str, int, "int | None"], list[dict]]
+# The held-out seed of tunesmith's own built-ins: the default train.seed, so a run with the
+# default seed asks the same held-out rows as before the seed was fixed.
+HELD_OUT_SEED = 42
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,11 @@ class BuiltinDataset:
     format: str = "auto"  # the data.format its rows are written in; auto detects from the columns
     label_names: tuple[str, ...] = ()  # classification: the name of each label id, in id order
     split_note: str | None = None  # how the test split is kept apart from train (shown to the user)
+    # The seed its test split is always drawn with, whatever train.seed is, so that runs with
+    # different seeds are scored on the same held-out rows. Only for a dataset whose splits are
+    # disjoint whatever seeds draw them (tunesmith's built-ins split by wording, entity or a hash of
+    # the content); None: the test split is drawn with train.seed, like the train split.
+    held_out_seed: int | None = None
 
     @property
     def row_format(self) -> str | None:

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from tunesmith.data.builtin import BuiltinDataset, register_builtin
+from tunesmith.data.builtin import HELD_OUT_SEED, BuiltinDataset, register_builtin
 from tunesmith.data.builtin import arith_wordings as W
 from tunesmith.errors import DataError
 
@@ -296,6 +296,7 @@ def extract_final_number(text: str) -> str | None:
 
 
 register_builtin(BuiltinDataset(
+    held_out_seed=HELD_OUT_SEED,
     name="arith",
     build=build_arith,
     system_prompt=SYSTEM_PROMPT,

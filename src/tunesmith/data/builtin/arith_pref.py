@@ -25,7 +25,7 @@ from __future__ import annotations
 import random
 from typing import Optional
 
-from tunesmith.data.builtin import BuiltinDataset, register_builtin
+from tunesmith.data.builtin import HELD_OUT_SEED, BuiltinDataset, register_builtin
 from tunesmith.data.builtin.arith import SPLIT_NOTE, SYSTEM_PROMPT, ArithProblem, Step, apply_op, arith_problems
 
 SLIPS = (1, -1, 2, -2, 10, -10)  # how far the slipped result is off; 10: a wrong carry
@@ -157,6 +157,7 @@ def build_arith_prompts(split: str, seed: int = 0, n: Optional[int] = None) -> l
 
 
 register_builtin(BuiltinDataset(
+    held_out_seed=HELD_OUT_SEED,
     name="arith-pref",
     build=build_arith_pref,
     system_prompt=SYSTEM_PROMPT,
@@ -167,6 +168,7 @@ register_builtin(BuiltinDataset(
 ))
 
 register_builtin(BuiltinDataset(
+    held_out_seed=HELD_OUT_SEED,
     name="arith-kto",
     build=build_arith_kto,
     system_prompt=SYSTEM_PROMPT,
@@ -179,6 +181,7 @@ register_builtin(BuiltinDataset(
 ))
 
 register_builtin(BuiltinDataset(
+    held_out_seed=HELD_OUT_SEED,
     name="arith-prompts",
     build=build_arith_prompts,
     system_prompt=SYSTEM_PROMPT,

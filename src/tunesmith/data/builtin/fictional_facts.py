@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 
-from tunesmith.data.builtin import BuiltinDataset, register_builtin
+from tunesmith.data.builtin import HELD_OUT_SEED, BuiltinDataset, register_builtin
 from tunesmith.errors import DataError
 
 SPLITS = ("train", "test")
@@ -116,5 +116,6 @@ for _name, _build, _people, _what in (
                                                    "(an unlearning retain set)")):
     _size = len(_people) * FACTS_PER_PERSON
     register_builtin(BuiltinDataset(
+        held_out_seed=HELD_OUT_SEED,
         name=_name, build=_build, description=f"{_what}; test asks the same facts in other words",
         metric="perplexity", default_train_size=_size, default_test_size=_size, format="qa"))

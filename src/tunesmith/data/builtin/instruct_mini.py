@@ -17,7 +17,7 @@ import hashlib
 import random
 from typing import Callable
 
-from tunesmith.data.builtin import BuiltinDataset, register_builtin
+from tunesmith.data.builtin import HELD_OUT_SEED, BuiltinDataset, register_builtin
 from tunesmith.errors import DataError
 
 SPLITS = ("train", "test")
@@ -244,6 +244,7 @@ def build_instruct_mini(split: str, seed: int = 0, n: int | None = None) -> list
 
 
 register_builtin(BuiltinDataset(
+    held_out_seed=HELD_OUT_SEED,
     name="instruct-mini",
     build=build_instruct_mini,
     description="generated alpaca-style instructions with exactly checkable answers (reverse, count, "

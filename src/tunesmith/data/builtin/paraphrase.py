@@ -20,7 +20,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-from tunesmith.data.builtin import BuiltinDataset, register_builtin
+from tunesmith.data.builtin import HELD_OUT_SEED, BuiltinDataset, register_builtin
 from tunesmith.data.builtin.instruct_mini import number_to_words
 from tunesmith.errors import DataError
 
@@ -333,6 +333,7 @@ def build_paraphrase(split: str, seed: int = 0, n: int | None = None) -> list[di
 
 
 register_builtin(BuiltinDataset(
+    held_out_seed=HELD_OUT_SEED,
     name="paraphrase",
     build=build_paraphrase,
     description="generated sentence pairs labelled not_equivalent/equivalent: rewordings vs "

@@ -18,7 +18,7 @@ import hashlib
 import random
 from dataclasses import dataclass
 
-from tunesmith.data.builtin import BuiltinDataset, register_builtin
+from tunesmith.data.builtin import HELD_OUT_SEED, BuiltinDataset, register_builtin
 from tunesmith.errors import DataError
 
 SPLITS = ("train", "test")
@@ -255,6 +255,7 @@ def build_sentiment(split: str, seed: int = 0, n: int | None = None) -> list[dic
 
 
 register_builtin(BuiltinDataset(
+    held_out_seed=HELD_OUT_SEED,
     name="sentiment",
     build=build_sentiment,
     description="generated movie and product reviews labelled negative/positive, with negation "
