@@ -243,8 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-baseline", action="store_true", help="only the tunesmith variants")
     parser.add_argument("--json", type=Path, help="also write every result to this file")
     parser.add_argument("--profile", type=Path, metavar="DIR",
-                        help="profile warm-up steps 3 to 5 of every run with torch.profiler (outside the timed "
-                             "steps; needs --warmup 3 or more) and write DIR/<run>-ops.txt (operators by their own "
+                        help="profile warm-up steps 3 to 5 of every run with torch.profiler (those the warm-up "
+                             "holds, outside the timed steps; needs --warmup 3 or more) and write DIR/<run>-ops.txt (operators by their own "
                              "GPU or CPU time, with call counts) and DIR/<run>-trace.json (Chrome/Perfetto trace)")
     args = parser.parse_args(argv)
     if args.steps <= args.warmup:

@@ -296,11 +296,11 @@ def extract_final_number(text: str) -> str | None:
 
 
 register_builtin(BuiltinDataset(
-    held_out_seed=HELD_OUT_SEED,
     name="arith",
     build=build_arith,
     system_prompt=SYSTEM_PROMPT,
     description="generated grade-school arithmetic word problems (chains of one to three "
                 "steps, +-*/), answers with working and a final '#### N' line",
     split_note=SPLIT_NOTE,
+    held_out_seed=HELD_OUT_SEED,
 ))

@@ -157,7 +157,6 @@ def build_arith_prompts(split: str, seed: int = 0, n: Optional[int] = None) -> l
 
 
 register_builtin(BuiltinDataset(
-    held_out_seed=HELD_OUT_SEED,
     name="arith-pref",
     build=build_arith_pref,
     system_prompt=SYSTEM_PROMPT,
@@ -165,10 +164,10 @@ register_builtin(BuiltinDataset(
     description="the arith problems as preference pairs: the right working chosen, a working with one "
                 "arithmetic slip carried to a wrong final number rejected",
     split_note=SPLIT_NOTE,
+    held_out_seed=HELD_OUT_SEED,
 ))
 
 register_builtin(BuiltinDataset(
-    held_out_seed=HELD_OUT_SEED,
     name="arith-kto",
     build=build_arith_kto,
     system_prompt=SYSTEM_PROMPT,
@@ -178,14 +177,15 @@ register_builtin(BuiltinDataset(
     default_train_size=4000,  # 2000 problems, as arith-pref: two answers each
     default_test_size=400,
     split_note=SPLIT_NOTE,
+    held_out_seed=HELD_OUT_SEED,
 ))
 
 register_builtin(BuiltinDataset(
-    held_out_seed=HELD_OUT_SEED,
     name="arith-prompts",
     build=build_arith_prompts,
     system_prompt=SYSTEM_PROMPT,
     format="prompt_only",
     description="the arith problems as prompts with their final number (for generate-and-reward training)",
     split_note=SPLIT_NOTE,
+    held_out_seed=HELD_OUT_SEED,
 ))

@@ -116,6 +116,6 @@ for _name, _build, _people, _what in (
                                                    "(an unlearning retain set)")):
     _size = len(_people) * FACTS_PER_PERSON
     register_builtin(BuiltinDataset(
-        held_out_seed=HELD_OUT_SEED,
         name=_name, build=_build, description=f"{_what}; test asks the same facts in other words",
-        metric="perplexity", default_train_size=_size, default_test_size=_size, format="qa"))
+        metric="perplexity", default_train_size=_size, default_test_size=_size, format="qa",
+        held_out_seed=HELD_OUT_SEED))

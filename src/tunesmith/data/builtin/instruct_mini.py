@@ -244,7 +244,6 @@ def build_instruct_mini(split: str, seed: int = 0, n: int | None = None) -> list
 
 
 register_builtin(BuiltinDataset(
-    held_out_seed=HELD_OUT_SEED,
     name="instruct-mini",
     build=build_instruct_mini,
     description="generated alpaca-style instructions with exactly checkable answers (reverse, count, "
@@ -253,4 +252,5 @@ register_builtin(BuiltinDataset(
     default_train_size=DEFAULT_SIZES["train"],
     default_test_size=DEFAULT_SIZES["test"],
     format="alpaca",
+    held_out_seed=HELD_OUT_SEED,
 ))

@@ -333,7 +333,6 @@ def build_paraphrase(split: str, seed: int = 0, n: int | None = None) -> list[di
 
 
 register_builtin(BuiltinDataset(
-    held_out_seed=HELD_OUT_SEED,
     name="paraphrase",
     build=build_paraphrase,
     description="generated sentence pairs labelled not_equivalent/equivalent: rewordings vs "
@@ -345,4 +344,5 @@ register_builtin(BuiltinDataset(
     format="pair_classification",
     label_names=LABEL_NAMES,
     split_note=SPLIT_NOTE,
+    held_out_seed=HELD_OUT_SEED,
 ))

@@ -255,7 +255,6 @@ def build_sentiment(split: str, seed: int = 0, n: int | None = None) -> list[dic
 
 
 register_builtin(BuiltinDataset(
-    held_out_seed=HELD_OUT_SEED,
     name="sentiment",
     build=build_sentiment,
     description="generated movie and product reviews labelled negative/positive, with negation "
@@ -266,4 +265,5 @@ register_builtin(BuiltinDataset(
     task="sequence_classification",
     format="classification",
     label_names=LABEL_NAMES,
+    held_out_seed=HELD_OUT_SEED,
 ))
