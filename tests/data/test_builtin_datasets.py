@@ -301,6 +301,10 @@ def test_every_builtin_is_scored_on_the_same_held_out_rows_whatever_the_seed(tmp
     seven, held_seven, _ = load_example_sets(DataConfig(train="arith", max_samples=50), seed=7)
     default, held_default, _ = load_example_sets(DataConfig(train="arith", max_samples=50), seed=42)
     assert held_seven == held_default and seven.examples != default.examples
+    notes = load_example_sets(DataConfig(train="arith", max_samples=5), seed=7)[2]
+    assert "arith test split: drawn with seed 42 whatever train.seed is (train.seed=7 draws the training rows)" in \
+        " ".join(notes)
+    assert "whatever train.seed" not in " ".join(load_example_sets(DataConfig(train="arith", max_samples=5), seed=42)[2])
 
     @register_dataset("seeded-user-rows", default_train_size=4, default_test_size=3)
     def seeded(split, seed, n):
@@ -310,6 +314,8 @@ def test_every_builtin_is_scored_on_the_same_held_out_rows_whatever_the_seed(tmp
     def fixed(split, seed, n):
         return [{"instruction": f"{split} {seed} {i}", "output": "x"} for i in range(n)]
 
+    with pytest.raises(ConfigError, match=r"register_dataset\('odd-rows'\): held_out_seed='42' is not allowed"):
+        register_dataset("odd-rows", held_out_seed="42")
     try:
         assert load_rows("seeded-user-rows", "test", 7)[0][0]["instruction"] == "test 7 0"
         assert load_rows("fixed-user-rows", "test", 7)[0][0]["instruction"] == "test 5 0"

@@ -215,12 +215,12 @@ def load_example_sets(cfg: DataConfig, seed: int, tokenizer: Any = None) -> tupl
             notes.append(f"data.eval: {cfg.eval} is read in its own format {own_format!r}, not data.format="
                          f"{cfg.format!r} (the format of data.train={cfg.train})")
         held_out = read_eval(cfg, seed, tokenizer, notes)
-        _note_split(cfg.eval, notes)
+        _note_split(cfg.eval, seed, notes)
     elif _held_out_split(cfg):
         evaluated = read_examples(cfg, cfg.train, _held_out_split(cfg), seed, "data.train", subset=cfg.subset,
                                   tokenizer=tokenizer)
         held_out = _noted(evaluated, f"data.train (split {_held_out_split(cfg)!r})", notes)
-        _note_split(cfg.train, notes)
+        _note_split(cfg.train, seed, notes)
     elif cfg.eval_split > 0:
         order = list(range(len(examples)))
         random.Random(seed).shuffle(order)
@@ -271,12 +271,16 @@ def read_eval(cfg: DataConfig, seed: int, tokenizer: Any, notes: list[str]) -> l
     return held_out
 
 
-def _note_split(spec: str, notes: list[str]) -> None:
-    """Say how a built-in dataset keeps its test split apart from training, where it says so."""
+def _note_split(spec: str, seed: int, notes: list[str]) -> None:
+    """Say how a built-in dataset keeps its test split apart from training, where it says so, and
+    that its test split does not follow a ``train.seed`` other than its held-out seed."""
     if is_builtin(spec):
-        split_note = BUILTIN_DATASETS.get(spec).split_note
-        if split_note:
-            notes.append(f"{spec} test split: {split_note}")
+        dataset = BUILTIN_DATASETS.get(spec)
+        if dataset.split_note:
+            notes.append(f"{spec} test split: {dataset.split_note}")
+        if dataset.held_out_seed is not None and seed != dataset.held_out_seed:
+            notes.append(f"{spec} test split: drawn with seed {dataset.held_out_seed} whatever train.seed is "
+                         f"(train.seed={seed} draws the training rows), so runs are scored on the same rows")
 
 
 def _noted(example_set: ExampleSet, label: str, notes: list[str]) -> list[Any]:

@@ -139,6 +139,10 @@ def register_dataset(name: str, **meta) -> Callable[[Builder], Builder]:
         meta["label_names"] = tuple(meta["label_names"])
     if "splits" in meta:
         meta["splits"] = tuple(meta["splits"])
+    seed = meta.get("held_out_seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ConfigError(f"register_dataset('{name}'): held_out_seed={seed!r} is not allowed; give an integer "
+                          "seed, or None to draw the test split with train.seed")
 
     def wrap(fn: Builder) -> Builder:
         doc = (fn.__doc__ or "").strip().splitlines()
