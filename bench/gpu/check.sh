@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU check of tunesmith in one call, for a CUDA machine with no network (prepare it with
 # bench/gpu/wheels.sh and make_models.py tokenizer; see bench/gpu/README.md):
-#   1. the CUDA tests (pytest -m gpu: the variable-length attention against masked SDPA, no host sync);
+#   1. the CUDA tests (pytest -m gpu: the variable-length attention against masked SDPA, no host sync;
+#      fused LoRA layers against peft's, with fewer kernels);
 #   2. the command line offline on CUDA with no environment variable set: train, evaluate and
 #      generate on the SmolLM2-135M shape (random weights: it checks that they run, not the scores);
 #   3. the benchmark against the plain recipe for both shapes (run.sh), profiled (PROFILE=1).
@@ -24,14 +25,15 @@ part() {  # part NAME COMMAND...: run, keep the log, say how it ended
     tail -n 15 "$RESULTS/$name.log" | sed 's/^/   /'
 }
 python3 bench/gpu/make_models.py build --tokenizer .gpu/tokenizer --out .gpu/models --shape smollm2-135m
-part cuda-tests python3 -m pytest -q -m gpu -p no:cacheprovider tests/training/test_varlen_attention.py
+part cuda-tests python3 -m pytest -q -m gpu -p no:cacheprovider tests/training/test_varlen_attention.py \
+    tests/training/test_fused_lora.py
 cli() {  # the user's commands; USE_HUB_KERNELS unset: tunesmith decides about hub kernels itself
     local run=$RESULTS/cli-run
     env -u USE_HUB_KERNELS python3 -m tunesmith train model.name_or_path=.gpu/models/smollm2-135m data=arith \
         train.max_steps=20 eval.max_samples=16 output_dir="$run" overwrite=true &&
         env -u USE_HUB_KERNELS python3 -m tunesmith eval "$run" --data arith --samples 16 &&
         env -u USE_HUB_KERNELS python3 -m tunesmith generate "$run" "Mia has 23 stickers and gets 15 more. How many now?" &&
-        grep -o '"device": "[^"]*"\|"attention": "[^"]*"' "$run/run.json" | sort -u
+        grep -o '"device": "[^"]*"\|"attention": "[^"]*"\|"lora_kernel": "[^"]*"' "$run/run.json" | sort -u
 }
 part cli-offline cli
 part benchmark env PROFILE=1 bash bench/gpu/run.sh "$RESULTS"

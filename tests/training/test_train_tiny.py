@@ -47,6 +47,16 @@ def test_lora_weights_change_and_base_weights_do_not(trained, tiny_llama_dir):
         assert torch.equal(p.detach(), base[key]), name
 
 
+def test_lora_layers_train_fused_and_get_peft_s_forward_back(trained):
+    from tunesmith.training.fused_lora import fusable
+
+    tuner, result, _ = trained
+    record = json.loads((result.run_dir / "run.json").read_text())
+    assert record["speed"]["lora_kernel"] == "fused" and record["plan"]["lora_kernel"] == "fused"
+    layers = [m for m in tuner.model.modules() if fusable(m)]
+    assert layers and not any("forward" in vars(m) for m in layers)
+
+
 def test_run_directory_contents(trained):
     _, result, _ = trained
     files = {p.name for p in result.run_dir.iterdir()}

@@ -52,6 +52,8 @@ class ResolvedRun:
         metric: the held-out metric; None until the held-out data is read (or when nothing is measured).
         memory_trim: whether ``malloc_trim`` runs after each optimizer step, and ``memory_trim_reason``: why.
         cast_frozen_weights: whether frozen linear weights are held in bf16 while training.
+        lora_kernel: ``fused`` (each LoRA linear layer one autograd step while training) or ``peft``,
+            and ``lora_kernel_reason``: why, in one line.
         resume: ``newest`` (an unfinished run's newest sound checkpoint), ``none`` or a checkpoint path.
         eval_strategy, save_strategy: when the model is evaluated and saved (no, steps, epoch), given
             held-out data.
@@ -81,6 +83,8 @@ class ResolvedRun:
     memory_trim: bool = False
     memory_trim_reason: str = ""
     cast_frozen_weights: bool = False
+    lora_kernel: str = "peft"
+    lora_kernel_reason: str = ""
     resume: str = "newest"
     eval_strategy: str = "no"
     save_strategy: str = "no"
@@ -114,7 +118,8 @@ class ResolvedRun:
                      "collator": cfg.data.collator, "reference": cfg.train.preference.reference,
                      "attention": cfg.train.attention, "template": cfg.data.template, "format": cfg.data.format,
                      "metric": cfg.eval.metric, "memory_trim": cfg.train.memory_trim,
-                     "cast_frozen_weights": cfg.train.frozen_weights, "resume": cfg.train.resume,
+                     "cast_frozen_weights": cfg.train.frozen_weights,
+                     "lora_kernel": cfg.train.lora_kernel, "resume": cfg.train.resume,
                      "eval_strategy": cfg.train.eval_strategy, "save_strategy": cfg.train.save_strategy,
                      "distributed_backend": cfg.train.distributed.backend,
                      "memory_probe": cfg.train.memory_probe} if cfg else {})
@@ -146,8 +151,8 @@ def resolve_run(cfg: TrainConfig, device: Optional[str] = None, model_config: An
     from tunesmith.api.choices.runtime import distributed_backend, resolve_device, resolve_precision
     from tunesmith.api.choices.task import (check_trainer_settings, infer_task, requested_task, resolve_trainer,
                                             run_reference)
-    from tunesmith.api.choices.training import (cast_frozen_weights, plan_memory_trim, planned_attention,
-                                                resolve_memory_probe, resume_mode, strategies)
+    from tunesmith.api.choices.training import (cast_frozen_weights, fuse_lora_layers, plan_memory_trim,
+                                                planned_attention, resolve_memory_probe, resume_mode, strategies)
     from tunesmith.config.vocabulary import is_auto
     from tunesmith.data.packing import check_packing_for_kind
     from tunesmith.data.pipeline import has_held_out
@@ -177,6 +182,7 @@ def resolve_run(cfg: TrainConfig, device: Optional[str] = None, model_config: An
     trim = plan_memory_trim(cfg.train.memory_trim, device)
     if cfg.data.streaming:
         check_streaming_run(cfg, trainer, traits.rows)
+    fused, fused_reason = fuse_lora_layers(cfg.train, cfg.peft.method, device)
     memory_probe = resolve_memory_probe(cfg.train.memory_probe, device, traits.rows, cfg.train.distributed.strategy,
                                         streaming=cfg.data.streaming)
     return ResolvedRun(
@@ -188,6 +194,7 @@ def resolve_run(cfg: TrainConfig, device: Optional[str] = None, model_config: An
         template=choose_template(cfg.data.template, task.value, tokenizer), format=choose_format(cfg.data),
         metric=known_metric(cfg, task.value), memory_trim=trim.enabled, memory_trim_reason=trim.reason,
         cast_frozen_weights=cast_frozen_weights(cfg.train, precision.value, cfg.peft.method, device),
+        lora_kernel="fused" if fused else "peft", lora_kernel_reason=fused_reason,
         resume=resume_mode(cfg.train.resume), eval_strategy=intervals["eval_strategy"],
         save_strategy=intervals["save_strategy"],
         distributed_backend=distributed_backend(cfg.train.distributed.backend, device),

@@ -146,7 +146,9 @@ class TrainingRun:
                                    self.device)  # train.memory_probe: the longest batch runs first
         start = time.perf_counter()
         cast = plan.cast_frozen_weights  # train.frozen_weights
-        with speed_context(self.model, cast, attention):
+        with speed_context(self.model, cast, attention, plan.lora_kernel == "fused") as fused:  # train.lora_kernel
+            if cfg.peft.method != "full":
+                logger.info(f"LoRA layers: {plan.lora_kernel_reason}" + (f" ({fused} layers)" if fused else ""))
             output = train_with_guards(trainer, cfg, checkpoint, probe)  # atomic checkpoints, resume, NaN, signals
         train_seconds = time.perf_counter() - start
         save_outputs(self, RunDir(self.run_dir), trainer)
@@ -155,7 +157,7 @@ class TrainingRun:
                             resources=resource_summary(trainer.callback_handler.callbacks),
                             nan_skipped=nan_skipped_steps(trainer), memory=memory_record(trainer, memory),
                             speed={"packing": plan.packing.value, "attention": attention.kernel,
-                                   "attention_reason": attention.reason,
+                                   "attention_reason": attention.reason, "lora_kernel": plan.lora_kernel,
                                    "hub_kernels": bool(getattr(_inner(self.model), "use_kernels", False))})
 
 

@@ -41,6 +41,7 @@ Logits = Literal["label_only", "full"]
 Attention = Literal["auto", "varlen", "segments", "sdpa", "eager", "flash_attention_2"]
 HubKernels = Literal["auto", "on", "off"]
 FrozenWeights = Literal["auto", "as_loaded"]
+LoraKernel = Literal["auto", "fused", "peft"]
 MemoryTrim = Literal["auto", "on", "off"]
 MemoryProbe = Literal["auto", "on", "off"]
 PreferenceLoss = Literal["sigmoid", "ipo", "simpo"]
@@ -330,6 +331,10 @@ class TrainSection:
     # auto: on a CPU under bf16 autocast, frozen linear weights are held in bf16 while training
     # (the same values autocast computes each step; restored afterwards); as_loaded: untouched.
     frozen_weights: FrozenWeights = "auto"
+    # auto: with peft.method=lora on a CPU or CUDA (not sharded by fsdp / deepspeed), each LoRA linear
+    # layer runs as one autograd step (tunesmith.training.fused_lora: one input cast, the low-rank
+    # term added inside the base matmul); fused forces it; peft keeps peft's layers as they are.
+    lora_kernel: LoraKernel = "auto"
     # memory (tunesmith.training.host_memory; measured in docs/benchmarks.md): auto gives the memory
     # each optimizer step freed back to the operating system (glibc malloc_trim) when training on a
     # CPU under Linux; on: on any device (glibc only); off: never.

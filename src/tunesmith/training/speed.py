@@ -5,6 +5,8 @@
 - ``train.attention``: the attention kernel, chosen per device by the run
   (``tunesmith.api.choices.training.choose_attention``; with padding-free rows: ``varlen`` on
   CUDA, ``segments`` on a CPU; otherwise transformers' SDPA).
+- ``train.lora_kernel``: ``auto`` runs each LoRA linear layer as one autograd step
+  (`tunesmith.training.fused_lora`; decided by the run); ``peft`` keeps peft's layers.
 - ``train.frozen_weights``: ``auto`` holds the frozen linear weights in bf16 while a CPU run
   trains under bf16 autocast (`frozen_linear_weights`, decided by the run); ``as_loaded`` leaves
   them as loaded.
@@ -92,14 +94,19 @@ def frozen_linear_weights(model: Any, enabled: bool) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def speed_context(model: Any, cast_frozen: bool, attention: AttentionChoice) -> Iterator[None]:
-    """The settings that hold only while training: frozen weights held in bf16 (`frozen_linear_weights`)
-    and the per-example attention kernel of ``attention`` (``segments``:
-    `tunesmith.training.segment_attention`; ``varlen``: `tunesmith.training.varlen_attention`)."""
+def speed_context(model: Any, cast_frozen: bool, attention: AttentionChoice,
+                  fused_lora: bool = False) -> Iterator[int]:
+    """The settings that hold only while training: frozen weights held in bf16 (`frozen_linear_weights`),
+    the per-example attention kernel of ``attention`` (``segments``:
+    `tunesmith.training.segment_attention`; ``varlen``: `tunesmith.training.varlen_attention`) and
+    LoRA linear layers as one autograd step each (``fused_lora``: `tunesmith.training.fused_lora`).
+    Yields how many LoRA layers were fused."""
+    from tunesmith.training.fused_lora import fused_lora_layers
     from tunesmith.training.segment_attention import per_example_attention
     from tunesmith.training.varlen_attention import varlen_training_attention
 
     varlen = varlen_training_attention(model) if attention.kernel == "varlen" else contextlib.nullcontext()
     with frozen_linear_weights(model, cast_frozen), \
-            per_example_attention(model, attention.kernel == "segments"), varlen:
-        yield
+            per_example_attention(model, attention.kernel == "segments"), varlen, \
+            fused_lora_layers(model, fused_lora) as fused:
+        yield fused

@@ -7,7 +7,7 @@ Each module decides one group of settings from facts the layers below expose:
 | ``runtime`` | ``model.device``, ``train.precision``, ``model.dtype``, ``train.distributed.backend`` |
 | ``task`` | ``model.task``, ``train.trainer``, ``train.preference.reference`` (and GRPO's reference) |
 | ``batching`` | ``data.packing``, ``data.collator`` |
-| ``training`` | ``train.attention``, ``train.frozen_weights``, ``train.memory_trim``, ``train.resume``, ``train.eval_strategy`` / ``save_strategy`` |
+| ``training`` | ``train.attention``, ``train.frozen_weights``, ``train.lora_kernel``, ``train.memory_trim``, ``train.resume``, ``train.eval_strategy`` / ``save_strategy`` |
 | ``data`` | ``data.template``, ``data.format`` (when known before reading) |
 | ``evaluation`` | ``eval.metric`` |
 

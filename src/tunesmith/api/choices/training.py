@@ -1,5 +1,6 @@
 """Settings of the training loop left to ``auto``: the attention kernel (``train.attention``),
-frozen weights held in bf16 (``train.frozen_weights``), ``malloc_trim`` after each step
+frozen weights held in bf16 (``train.frozen_weights``), fused LoRA layers (``train.lora_kernel``),
+``malloc_trim`` after each step
 (``train.memory_trim``), which checkpoint to resume (``train.resume``) and when to evaluate and
 save (``train.eval_strategy`` / ``train.save_strategy``).
 
@@ -125,6 +126,40 @@ def cast_frozen_weights(train: Any, precision: str, method: str, device: str = "
 
     return (is_auto(train.frozen_weights) and precision == Precision.BF16 and str(device).startswith("cpu")
             and method in CASTABLE_METHODS and train.distributed.strategy == "ddp")
+
+
+FUSED_LORA_DEVICES = ("cpu", "cuda")  # where train.lora_kernel=auto fuses (docs/benchmarks.md)
+
+
+def fuse_lora_layers(train: Any, method: str, device: str) -> tuple[bool, str]:
+    """``train.lora_kernel``: whether LoRA's linear layers run as one autograd step each while
+    training (`tunesmith.training.fused_lora`), and why, in one line.
+
+    ``auto`` fuses with ``peft.method=lora`` on a CPU or CUDA, unless fsdp or deepspeed shard the
+    weights (their hooks gather a layer's weight only when its own forward runs); ``peft`` never
+    does; ``fused`` does or raises.
+
+    Example: ``fuse_lora_layers(TrainSection(), "lora", "cpu")`` -> ``(True, "fused: ...")``.
+
+    Raises:
+        ConfigError: ``fused`` with another method or with sharded weights.
+    """
+    setting, strategy = train.lora_kernel, train.distributed.strategy
+    if setting == "peft":
+        return False, "peft: train.lora_kernel=peft"
+    why_not = None
+    if method != "lora":
+        why_not = f"peft.method={method} (fused layers are plain LoRA over unquantized linear layers)"
+    elif strategy != "ddp":
+        why_not = f"train.distributed.strategy={strategy} shards the weights"
+    elif is_auto(setting) and not str(device).startswith(FUSED_LORA_DEVICES):
+        why_not = f"not measured on {device}"
+    if why_not is None:
+        return True, "fused: one autograd step per LoRA linear layer" + (f" (auto on {device})" if is_auto(setting)
+                                                                       else "")
+    if not is_auto(setting):
+        raise ConfigError(f"train.lora_kernel: 'fused' does not apply with {why_not}; use auto or peft")
+    return False, f"peft: {why_not}"
 
 
 def frozen_linear_weights(model: Any, train: Any, precision: str, method: str, device: str = "cpu") -> Iterator[int]:
