@@ -201,20 +201,34 @@ def test_the_run_fuses_plain_lora_on_a_cpu_or_cuda_and_says_why_not_elsewhere():
     from tunesmith.errors import ConfigError
 
     train = load_config().train
-    assert fuse_lora_layers(train, "lora", "cpu") == (True, "fused: one autograd step per LoRA linear layer (auto on cpu)")
+    assert fuse_lora_layers(train, "lora", "cpu") == (
+        True, "one autograd step per LoRA linear layer; train.lora_kernel=auto on cpu")
     assert fuse_lora_layers(train, "lora", "cuda:1")[0]
-    assert fuse_lora_layers(train, "lora", "mps") == (False, "peft: not measured on mps")
+    assert fuse_lora_layers(train, "lora", "mps") == (False, "train.lora_kernel=auto is not measured on mps")
     fused, why = fuse_lora_layers(train, "qlora", "cuda")
     assert not fused and "peft.method=qlora" in why
     sharded = load_config(overrides=["train.distributed.strategy=fsdp"]).train
-    assert fuse_lora_layers(sharded, "lora", "cuda") == (False, "peft: train.distributed.strategy=fsdp shards the weights")
+    assert fuse_lora_layers(sharded, "lora", "cuda") == (False, "train.distributed.strategy=fsdp shards the weights")
     assert fuse_lora_layers(load_config(overrides=["train.lora_kernel=peft"]).train, "lora", "cpu")[0] is False
     forced = load_config(overrides=["train.lora_kernel=fused"]).train
-    assert fuse_lora_layers(forced, "lora", "mps") == (True, "fused: one autograd step per LoRA linear layer")
-    with pytest.raises(ConfigError, match="train.lora_kernel: 'fused' does not apply with peft.method=dora.*auto or peft"):
+    assert fuse_lora_layers(forced, "lora", "mps") == (
+        True, "one autograd step per LoRA linear layer; train.lora_kernel=fused")
+    with pytest.raises(ConfigError, match="train.lora_kernel: 'fused' does not apply with peft.method=dora: .*; use auto or peft"):
         fuse_lora_layers(forced, "dora", "cpu")
     forced.distributed.strategy = "deepspeed"
     with pytest.raises(ConfigError, match="strategy=deepspeed shards the weights"):
         fuse_lora_layers(forced, "lora", "cuda")
     with pytest.raises(ConfigError, match="train.lora_kernel: 'fast' is not allowed.*auto, fused, peft"):
         load_config(overrides=["train.lora_kernel=fast"])
+
+
+def test_the_log_line_says_what_trained_and_a_forced_fused_that_fits_no_layer_is_refused():
+    from tunesmith.api.choices.training import lora_kernel_note
+    from tunesmith.errors import ConfigError
+
+    reason = "one autograd step per LoRA linear layer; train.lora_kernel=auto on cpu"
+    assert lora_kernel_note("auto", "fused", reason, 210) == f"LoRA layers: fused, 210 of them ({reason})"
+    assert lora_kernel_note("peft", "peft", "train.lora_kernel=peft", 0) == "LoRA layers: peft's (train.lora_kernel=peft)"
+    assert "none of this model's LoRA layers" in lora_kernel_note("auto", "fused", reason, 0)  # e.g. GPT-2's Conv1D
+    with pytest.raises(ConfigError, match="train.lora_kernel: 'fused' does not apply: none of this model's"):
+        lora_kernel_note("fused", "fused", reason, 0)

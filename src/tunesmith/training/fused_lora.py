@@ -70,8 +70,10 @@ class LoraLinearFunction(torch.autograd.Function):
                            else None)
             if need_x:
                 grad_x = g @ weight.to(dtype)
-                if xdc is None:
+                if xdc is None and ctx.x_dtype == dtype:
                     grad_x.addmm_(grad_hidden, a)
+                elif xdc is None:  # a wider input (fp32 under autocast): the two parts add up in its dtype, as in peft
+                    grad_x = grad_x.to(ctx.x_dtype).add_(grad_hidden @ a)
                 grad_x = grad_x.to(ctx.x_dtype).reshape(*ctx.lead, -1)
             if need_xd and xdc is not None:
                 grad_xd = (grad_hidden @ a).to(ctx.xd_dtype).reshape(*ctx.lead, -1)

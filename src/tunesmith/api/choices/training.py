@@ -139,27 +139,45 @@ def fuse_lora_layers(train: Any, method: str, device: str) -> tuple[bool, str]:
     weights (their hooks gather a layer's weight only when its own forward runs); ``peft`` never
     does; ``fused`` does or raises.
 
-    Example: ``fuse_lora_layers(TrainSection(), "lora", "cpu")`` -> ``(True, "fused: ...")``.
+    Example: ``fuse_lora_layers(TrainSection(), "lora", "cpu")`` ->
+    ``(True, "one autograd step per LoRA linear layer; train.lora_kernel=auto on cpu")``.
 
     Raises:
         ConfigError: ``fused`` with another method or with sharded weights.
     """
     setting, strategy = train.lora_kernel, train.distributed.strategy
     if setting == "peft":
-        return False, "peft: train.lora_kernel=peft"
+        return False, "train.lora_kernel=peft"
     why_not = None
     if method != "lora":
-        why_not = f"peft.method={method} (fused layers are plain LoRA over unquantized linear layers)"
+        why_not = f"peft.method={method}: fused layers are plain LoRA over unquantized linear layers"
     elif strategy != "ddp":
         why_not = f"train.distributed.strategy={strategy} shards the weights"
     elif is_auto(setting) and not str(device).startswith(FUSED_LORA_DEVICES):
-        why_not = f"not measured on {device}"
+        why_not = f"train.lora_kernel=auto is not measured on {device}"
     if why_not is None:
-        return True, "fused: one autograd step per LoRA linear layer" + (f" (auto on {device})" if is_auto(setting)
-                                                                       else "")
+        return True, "one autograd step per LoRA linear layer; train.lora_kernel=" + (
+            f"auto on {device}" if is_auto(setting) else "fused")
     if not is_auto(setting):
         raise ConfigError(f"train.lora_kernel: 'fused' does not apply with {why_not}; use auto or peft")
-    return False, f"peft: {why_not}"
+    return False, why_not
+
+
+def lora_kernel_note(setting: str, planned: str, reason: str, switched: int) -> str:
+    """The line a run logs once its LoRA layers are switched: ``planned`` and ``reason`` are the
+    plan's ``lora_kernel`` and ``lora_kernel_reason``, ``switched`` how many layers were fused.
+
+    Raises:
+        ConfigError: ``train.lora_kernel=fused`` and none of the model's LoRA layers can take it.
+    """
+    if switched:
+        return f"LoRA layers: fused, {switched} of them ({reason})"
+    if planned != "fused":
+        return f"LoRA layers: peft's ({reason})"
+    why = "none of this model's LoRA layers is a peft LoRA layer over a torch.nn.Linear"
+    if setting == "fused":
+        raise ConfigError(f"train.lora_kernel: 'fused' does not apply: {why}; use auto or peft")
+    return f"LoRA layers: peft's ({why})"
 
 
 def frozen_linear_weights(model: Any, train: Any, precision: str, method: str, device: str = "cpu") -> Iterator[int]:
