@@ -87,6 +87,9 @@ def test_a_trainable_base_bias_gets_its_gradient():
     fused, peft_grads = run(model, x, True), run(model, x, False)
     assert any("bias" in name for name in fused[2])
     assert_same(fused, peft_grads, rtol=1e-5)
+    fused, peft_grads = run(model, x, True, autocast=True), run(model, x, False, autocast=True)
+    assert all(fused[2][name].dtype == torch.float32 for name in fused[2])
+    assert_same(fused, peft_grads, rtol=2e-2)
 
 
 def test_an_input_that_needs_no_gradient_gets_none():

@@ -54,7 +54,7 @@ class LoraLinearFunction(torch.autograd.Function):
         ctx.scaling, ctx.dtype, ctx.x_dtype = scaling, dtype, x.dtype
         ctx.a_dtype, ctx.b_dtype = lora_a.dtype, lora_b.dtype
         ctx.xd_dtype = None if xd is None else xd.dtype
-        ctx.has_bias, ctx.lead = bias is not None, lead
+        ctx.bias_dtype, ctx.lead = None if bias is None else bias.dtype, lead
         return out.reshape(*lead, out.shape[-1])
 
     @staticmethod
@@ -81,8 +81,8 @@ class LoraLinearFunction(torch.autograd.Function):
                 grad_a = (grad_hidden.t() @ (xc if xdc is None else xdc)).to(ctx.a_dtype)
             if need_b:
                 grad_b = torch.addmm(zero, g.t(), hidden, beta=0, alpha=scaling).to(ctx.b_dtype)
-            if need_bias and ctx.has_bias:
-                grad_bias = g.sum(dim=0)
+            if need_bias and ctx.bias_dtype is not None:
+                grad_bias = g.sum(dim=0, dtype=ctx.bias_dtype)
         return grad_x, grad_xd, None, grad_bias, grad_a, grad_b, None, None
 
 
