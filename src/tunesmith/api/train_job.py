@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from tunesmith.api.choices.task import check_rows_fit_trainer
 from tunesmith.api.held_out import before_after_metric, held_out_metrics, unlearning_metrics
 from tunesmith.api.model_setup import ModelContext, load_base_model, load_tokenizer_and_task, runtime
 from tunesmith.api.pair_measures import describe_pairs, pair_scores, pair_summary
@@ -101,7 +102,7 @@ class TrainingRun:
         bundle = _load_data(self)
         if bundle.info is not None and self.plan.format is None:  # data.format=auto: detected from the columns
             self.plan = self.plan.after_reading(format=bundle.info.format)
-        _check_rows_fit_trainer(self.plan, bundle)
+        check_rows_fit_trainer(self.plan.rows, self.plan.trainer, bundle.info)
         return bundle, _load_retain(self, self.plan)
 
     def setup_model(self, label_names: list[str]) -> None:
@@ -273,29 +274,6 @@ def _run_training(run: TrainingRun) -> TrainResult:
     dist.barrier()
     return TrainResult(run_dir.path, train_seconds, output.training_loss, before, after,
                        {"train": vars(bundle.train_stats)})
-
-
-ROW_KINDS = {"preference": "chosen / rejected pairs", "unpaired_preference": "answers marked desirable or not",
-             "prompt": "prompts without answers"}
-
-
-def _check_rows_fit_trainer(plan: ResolvedRun, bundle: Any) -> None:
-    """A ``ConfigError`` when the data's examples are not what the trainer reads (pairs for ``dpo``, ...)."""
-    from tunesmith.errors import ConfigError
-    from tunesmith.training.trainers import TRAINERS, trainer_traits
-
-    kind = bundle.info.kind if bundle.info else None
-    if kind is None:
-        return
-    have = kind if kind in ROW_KINDS else "examples"
-    if have == plan.rows:
-        return
-    readers = [n for n in TRAINERS.names() if trainer_traits(n).rows == have]
-    holds = ROW_KINDS.get(have, f"{kind} examples")
-    wants = ROW_KINDS.get(plan.rows, "examples with answers to learn (conversations, text, ...)")
-    raise ConfigError(f"train.trainer: {plan.trainer} trains on {wants}, but the data holds {holds} "
-                      f"({bundle.info.describe()}); train it with train.trainer={' / '.join(readers) or '?'}, "
-                      "or give data of the kind this trainer reads")
 
 
 def _measures_pairs(run: TrainingRun, bundle: Any) -> bool:

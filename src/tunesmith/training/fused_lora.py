@@ -111,25 +111,27 @@ def _compute_dtype(x: torch.Tensor, weight: torch.Tensor, lora_a: torch.Tensor,
     return None
 
 
+def _fused_adapter(layer: Any, x: torch.Tensor) -> Optional[str]:
+    """The one active adapter of ``layer`` when `LoraLinearFunction` covers this call, else None."""
+    if layer.disable_adapters or layer.merged or not x.is_floating_point() or len(layer.active_adapters) != 1:
+        return None
+    name = layer.active_adapters[0]
+    if name not in layer.lora_A or name in layer.lora_variant:
+        return None
+    if layer.base_layer.weight.requires_grad or layer.lora_B[name].bias is not None:
+        return None
+    return name
+
+
 def fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
     """The forward of a switched layer: `LoraLinearFunction` when the layer's state allows it, else
     peft's own forward (its class's) for this call."""
-    peft_forward = functools.partial(type(self).forward, self)
-    if args or kwargs or self.disable_adapters or self.merged or not x.is_floating_point():
-        return peft_forward(x, *args, **kwargs)
-    active = self.active_adapters
-    if len(active) != 1:
-        return peft_forward(x, *args, **kwargs)
-    name = active[0]
-    if name not in self.lora_A or name in self.lora_variant:
-        return peft_forward(x, *args, **kwargs)
-    lora_a, lora_b = self.lora_A[name], self.lora_B[name]
+    name = None if args or kwargs else _fused_adapter(self, x)
+    lora_a, lora_b = (self.lora_A[name], self.lora_B[name]) if name is not None else (None, None)
     base = self.base_layer
-    if base.weight.requires_grad or lora_b.bias is not None:
-        return peft_forward(x, *args, **kwargs)
-    dtype = _compute_dtype(x, base.weight, lora_a.weight, lora_b.weight)
+    dtype = _compute_dtype(x, base.weight, lora_a.weight, lora_b.weight) if name is not None else None
     if dtype is None:
-        return peft_forward(x, *args, **kwargs)
+        return type(self).forward(self, x, *args, **kwargs)
     dropout = self.lora_dropout[name]
     inactive = isinstance(dropout, torch.nn.Identity) or (
         isinstance(dropout, torch.nn.Dropout) and (not dropout.training or dropout.p == 0))

@@ -144,3 +144,26 @@ def scores_answers(trainer: str) -> bool:
         return False
     traits = trainer_traits(trainer)
     return traits.rows == "preference" and traits.tasks == (Task.SEQUENCE_CLASSIFICATION.value,)
+
+
+ROW_KINDS = {"preference": "chosen / rejected pairs", "unpaired_preference": "answers marked desirable or not",
+             "prompt": "prompts without answers"}
+
+
+def check_rows_fit_trainer(rows: str, trainer: str, info: Any) -> None:
+    """A ``ConfigError`` when the data's examples (``info``: the data's summary, or None) are not the
+    ``rows`` that ``trainer`` reads (pairs for ``dpo``, ...)."""
+    from tunesmith.training.trainers import TRAINERS, trainer_traits
+
+    kind = info.kind if info else None
+    if kind is None:
+        return
+    have = kind if kind in ROW_KINDS else "examples"
+    if have == rows:
+        return
+    readers = [n for n in TRAINERS.names() if trainer_traits(n).rows == have]
+    holds = ROW_KINDS.get(have, f"{kind} examples")
+    wants = ROW_KINDS.get(rows, "examples with answers to learn (conversations, text, ...)")
+    raise ConfigError(f"train.trainer: {trainer} trains on {wants}, but the data holds {holds} "
+                      f"({info.describe()}); train it with train.trainer={' / '.join(readers) or '?'}, "
+                      "or give data of the kind this trainer reads")
