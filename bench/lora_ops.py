@@ -61,11 +61,6 @@ def build(shape: str, setting: str):
     model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa")
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", lora_dropout=0.0,
                                              task_type="CAUSAL_LM"))
-    if setting == "cpu":  # train.frozen_weights=auto
-        for module in model.modules():
-            if type(module) is torch.nn.Linear and not module.weight.requires_grad and module is not \
-                    model.get_output_embeddings():
-                module.weight.data = module.weight.data.to(torch.bfloat16)
     model.train()
     return model
 
@@ -79,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from tunesmith.training.fused_lora import fusable
+    from tunesmith.training.speed import frozen_linear_weights
 
     print(f"{opts.shape}, one row of {opts.tokens} tokens, one forward and backward")
     print("| setting | LoRA layers | peft: operators (views) | fused: operators (views) | fused / peft | per LoRA layer |")
@@ -88,10 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         layers = sum(1 for m in model.modules() if fusable(m))
         ids = torch.randint(0, model.config.vocab_size, (1, opts.tokens))
         runs = {}
-        for fused in (False, True):
-            c = count_ops(model, ids, fused)
-            views = sum(n for op, n in c.items() if op in VIEW_OPS)
-            runs[fused] = (sum(c.values()) - views, views, c)
+        with frozen_linear_weights(model, setting == "cpu"):  # train.frozen_weights=auto on a CPU
+            for fused in (False, True):
+                c = count_ops(model, ids, fused)
+                views = sum(n for op, n in c.items() if op in VIEW_OPS)
+                runs[fused] = (sum(c.values()) - views, views, c)
         peft, fused = runs[False], runs[True]
         print(f"| {setting} | {layers} | {peft[0]:,} ({peft[1]:,}) | {fused[0]:,} ({fused[1]:,}) | "
               f"{fused[0] / peft[0]:.2f}x | {(peft[0] - fused[0]) / layers:.1f} fewer |")
