@@ -2,12 +2,16 @@
 # Every GPU check of tunesmith in one call, for a CUDA machine with no network (prepare it with
 # bench/gpu/wheels.sh and make_models.py tokenizer; see bench/gpu/README.md):
 #   1. the CUDA tests (pytest -m gpu: the variable-length attention against masked SDPA, no host sync;
-#      fused LoRA layers against peft's, with fewer kernels);
+#      fused LoRA layers against peft's, with fewer kernels; compiled layers with the flash kernel
+#      traced into them);
 #   2. the command line offline on CUDA with no environment variable set: train, evaluate and
 #      generate on the SmolLM2-135M shape (random weights: it checks that they run, not the scores);
 #   3. the benchmark against the plain recipe for both shapes (run.sh), profiled (PROFILE=1).
 #
 #   bash bench/gpu/check.sh [RESULTS_DIR]        # default .gpu/results; each part's log goes there
+#
+# PARTS (default "cuda-tests cli-offline benchmark") picks parts, and SHAPES the benchmark's shapes,
+# to split the check over calls that each fit a time limit.
 #
 # A part that fails is reported and the next one still runs; the exit status counts the failures.
 set -uo pipefail
@@ -25,17 +29,18 @@ part() {  # part NAME COMMAND...: run, keep the log, say how it ended
     tail -n 15 "$RESULTS/$name.log" | sed 's/^/   /'
 }
 python3 bench/gpu/make_models.py build --tokenizer .gpu/tokenizer --out .gpu/models --shape smollm2-135m
-part cuda-tests python3 -m pytest -q -m gpu -p no:cacheprovider tests/training/test_varlen_attention.py \
-    tests/training/test_fused_lora.py
+wanted() { [[ " ${PARTS:-cuda-tests cli-offline benchmark} " == *" $1 "* ]]; }
+wanted cuda-tests && part cuda-tests python3 -m pytest -q -m gpu -p no:cacheprovider tests/training/test_varlen_attention.py \
+    tests/training/test_fused_lora.py tests/training/test_compiled_layers.py
 cli() {  # the user's commands; USE_HUB_KERNELS unset: tunesmith decides about hub kernels itself
     local run=$RESULTS/cli-run
     env -u USE_HUB_KERNELS python3 -m tunesmith train model.name_or_path=.gpu/models/smollm2-135m data=arith \
         train.max_steps=20 eval.max_samples=16 output_dir="$run" overwrite=true &&
         env -u USE_HUB_KERNELS python3 -m tunesmith eval "$run" --data arith --samples 16 &&
         env -u USE_HUB_KERNELS python3 -m tunesmith generate "$run" "Mia has 23 stickers and gets 15 more. How many now?" &&
-        grep -o '"device": "[^"]*"\|"attention": "[^"]*"\|"lora_kernel": "[^"]*"' "$run/run.json" | sort -u
+        grep -o '"device": "[^"]*"\|"attention": "[^"]*"\|"lora_kernel": "[^"]*"\|"compiled_layers": [0-9]*' "$run/run.json" | sort -u
 }
-part cli-offline cli
-part benchmark env PROFILE=1 bash bench/gpu/run.sh "$RESULTS"
+wanted cli-offline && part cli-offline cli
+wanted benchmark && part benchmark env PROFILE=1 bash bench/gpu/run.sh "$RESULTS"
 echo "== $failed part(s) failed; logs, results and profiles in $RESULTS"
 exit "$failed"

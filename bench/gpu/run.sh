@@ -10,7 +10,8 @@
 # `python bench/gpu/make_models.py tokenizer .gpu/tokenizer` where the packaged model is installed).
 # Environment: STEPS (default 30), REPEATS (1), SHAPES ("smollm2-135m smollm2-1.7b"),
 # BATCH_135M (32), BATCH_1_7B (16), TIMEOUT (s per run, 420), VARIANTS (--variant arguments besides
-# tunesmith's defaults; default: the same with peft's LoRA layers, train.lora_kernel=peft),
+# tunesmith's defaults; default: the same with peft's LoRA layers, train.lora_kernel=peft, and
+# with compiled decoder layers, train.compile=on),
 # PROFILE (1: also profile warm-up steps 3-5 of every run into RESULTS_DIR/profile-<shape>/).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,6 +26,6 @@ for shape in ${SHAPES:-smollm2-135m smollm2-1.7b}; do
     # shellcheck disable=SC2086
     python3 bench/train_speed.py --device cuda --model ".gpu/models/$shape" --batch-size "$batch" \
         --steps "${STEPS:-30}" --warmup 5 --repeats "${REPEATS:-1}" --timeout "${TIMEOUT:-420}" \
-        --variant tunesmith ${VARIANTS-"--variant peft-lora:train.lora_kernel=peft"} --json "$RESULTS/$shape.json" \
+        --variant tunesmith ${VARIANTS-"--variant peft-lora:train.lora_kernel=peft --variant compiled:train.compile=on"} --json "$RESULTS/$shape.json" \
         ${PROFILE:+--profile "$RESULTS/profile-$shape"} || echo "!! $shape failed"
 done

@@ -190,7 +190,8 @@ def test_varlen_plumbing_matches_masked_sdpa(monkeypatch, with_gqa_flag, layout)
     import inspect
 
     kernel, calls = reference_kernel(with_gqa_flag)
-    monkeypatch.setattr(varlen_attention, "_kernel_keywords", lambda: (kernel, set(inspect.signature(kernel).parameters)))
+    params = inspect.signature(kernel).parameters
+    monkeypatch.setattr(varlen_attention, "_kernel", lambda: (kernel, "enable_gqa" in params, "is_causal" in params))
     model = tiny_llama(4, 2).train()
     batch = packed_batch(examples([7, 3, 12, 1, 9, 5]), layout, 16)
     plain = {k: v for k, v in batch.items() if not k.startswith(("cu_seq", "max_length"))}
@@ -234,19 +235,20 @@ def test_varlen_matches_masked_sdpa_on_cuda(layout, heads, kv_heads):
     plain = {k: v for k, v in batch.items() if not k.startswith(("cu_seq", "max_length"))}
     ref_logits, ref_grads = loss_and_grads(model, plain)  # transformers' block mask over the row
     calls = []
-    original = varlen_attention._kernel_keywords
+    original = varlen_attention._kernel
 
     def counted():
         calls.append(1)
         return original()
 
-    varlen_attention._kernel_keywords = counted
+    varlen_attention._kernel = counted
     try:
         with varlen_training_attention(model):
+            calls.clear()  # registering reads the kernel once
             logits, grads = loss_and_grads(model, batch)
             no_lengths, _ = loss_and_grads(model, plain)  # lengths read from position_ids instead
     finally:
-        varlen_attention._kernel_keywords = original
+        varlen_attention._kernel = original
     assert len(calls) == 2 * model.config.num_hidden_layers
     real = batch["labels"] != -100
     assert torch.allclose(logits[real], ref_logits[real], atol=3e-2, rtol=3e-2)

@@ -54,6 +54,8 @@ class ResolvedRun:
         cast_frozen_weights: whether frozen linear weights are held in bf16 while training.
         lora_kernel: ``fused`` (each LoRA linear layer one autograd step while training) or ``peft``,
             and ``lora_kernel_reason``: why, in one line.
+        compile_layers: whether the decoder layers train through ``torch.compile``, and
+            ``compile_reason``: why, in one line.
         resume: ``newest`` (an unfinished run's newest sound checkpoint), ``none`` or a checkpoint path.
         eval_strategy, save_strategy: when the model is evaluated and saved (no, steps, epoch), given
             held-out data.
@@ -85,6 +87,8 @@ class ResolvedRun:
     cast_frozen_weights: bool = False
     lora_kernel: str = "peft"
     lora_kernel_reason: str = ""
+    compile_layers: bool = False
+    compile_reason: str = ""
     resume: str = "newest"
     eval_strategy: str = "no"
     save_strategy: str = "no"
@@ -119,7 +123,8 @@ class ResolvedRun:
                      "attention": cfg.train.attention, "template": cfg.data.template, "format": cfg.data.format,
                      "metric": cfg.eval.metric, "memory_trim": cfg.train.memory_trim,
                      "cast_frozen_weights": cfg.train.frozen_weights,
-                     "lora_kernel": cfg.train.lora_kernel, "resume": cfg.train.resume,
+                     "lora_kernel": cfg.train.lora_kernel, "compile_layers": cfg.train.compile,
+                     "resume": cfg.train.resume,
                      "eval_strategy": cfg.train.eval_strategy, "save_strategy": cfg.train.save_strategy,
                      "distributed_backend": cfg.train.distributed.backend,
                      "memory_probe": cfg.train.memory_probe} if cfg else {})
@@ -151,7 +156,7 @@ def resolve_run(cfg: TrainConfig, device: Optional[str] = None, model_config: An
     from tunesmith.api.choices.runtime import distributed_backend, resolve_device, resolve_precision
     from tunesmith.api.choices.task import (check_trainer_settings, infer_task, requested_task, resolve_trainer,
                                             run_reference)
-    from tunesmith.api.choices.training import (cast_frozen_weights, fuse_lora_layers, plan_memory_trim,
+    from tunesmith.api.choices.training import (cast_frozen_weights, compile_layers, fuse_lora_layers, plan_memory_trim,
                                                 planned_attention, resolve_memory_probe, resume_mode, strategies)
     from tunesmith.config.vocabulary import is_auto
     from tunesmith.data.packing import check_packing_for_kind
@@ -183,6 +188,7 @@ def resolve_run(cfg: TrainConfig, device: Optional[str] = None, model_config: An
     if cfg.data.streaming:
         check_streaming_run(cfg, trainer, traits.rows)
     fused, fused_reason = fuse_lora_layers(cfg.train, cfg.peft.method, device)
+    compiled, compile_reason = compile_layers(cfg.train, device)
     memory_probe = resolve_memory_probe(cfg.train.memory_probe, device, traits.rows, cfg.train.distributed.strategy,
                                         streaming=cfg.data.streaming)
     return ResolvedRun(
@@ -195,6 +201,7 @@ def resolve_run(cfg: TrainConfig, device: Optional[str] = None, model_config: An
         metric=known_metric(cfg, task.value), memory_trim=trim.enabled, memory_trim_reason=trim.reason,
         cast_frozen_weights=cast_frozen_weights(cfg.train, precision.value, cfg.peft.method, device),
         lora_kernel="fused" if fused else "peft", lora_kernel_reason=fused_reason,
+        compile_layers=compiled, compile_reason=compile_reason,
         resume=resume_mode(cfg.train.resume), eval_strategy=intervals["eval_strategy"],
         save_strategy=intervals["save_strategy"],
         distributed_backend=distributed_backend(cfg.train.distributed.backend, device),

@@ -119,7 +119,7 @@ class TrainingRun:
     # -- train --------------------------------------------------------------------------------
     def train(self, bundle: Any, retain: Optional[Any], checkpoint: Optional[Path]) -> TrainedModel:
         """Apply the adapter, build the trainer and train; returns what the record needs."""
-        from tunesmith.api.choices.training import choose_attention, lora_kernel_note
+        from tunesmith.api.choices.training import choose_attention, compile_note, lora_kernel_note
         from tunesmith.training.guarded_run import nan_skipped_steps, train_with_guards
         from tunesmith.reporting.resources import resource_summary
         from tunesmith.training.host_memory import TrimPlan, apply_memory_trim, memory_record
@@ -146,11 +146,13 @@ class TrainingRun:
                                    MemorySettings.from_config(cfg, plan.packing.value, plan.trainer, plan.reference),
                                    self.device)  # train.memory_probe: the longest batch runs first
         start = time.perf_counter()
-        # train.frozen_weights, train.attention, train.lora_kernel
-        with speed_context(self.model, plan.cast_frozen_weights, attention, plan.lora_kernel == "fused") as fused:
+        # train.frozen_weights, train.attention, train.lora_kernel, train.compile
+        with speed_context(self.model, plan.cast_frozen_weights, attention, plan.lora_kernel == "fused",
+                           plan.compile_layers) as (fused, compiled):
             if cfg.peft.method != "full":
                 logger.info(lora_kernel_note(cfg.train.lora_kernel, plan.lora_kernel, plan.lora_kernel_reason,
                                              fused))
+            logger.info(compile_note(cfg.train.compile, plan.compile_layers, plan.compile_reason, compiled))
             output = train_with_guards(trainer, cfg, checkpoint, probe)  # atomic checkpoints, resume, NaN, signals
         train_seconds = time.perf_counter() - start
         save_outputs(self, RunDir(self.run_dir), trainer)
@@ -160,6 +162,7 @@ class TrainingRun:
                             nan_skipped=nan_skipped_steps(trainer), memory=memory_record(trainer, memory),
                             speed={"packing": plan.packing.value, "attention": attention.kernel,
                                    "attention_reason": attention.reason, "lora_kernel": "fused" if fused else "peft",
+                                   "compiled_layers": compiled,
                                    "hub_kernels": bool(getattr(_inner(self.model), "use_kernels", False))})
 
 

@@ -42,6 +42,7 @@ Attention = Literal["auto", "varlen", "segments", "sdpa", "eager", "flash_attent
 HubKernels = Literal["auto", "on", "off"]
 FrozenWeights = Literal["auto", "as_loaded"]
 LoraKernel = Literal["auto", "fused", "peft"]
+Compile = Literal["auto", "on", "off"]
 MemoryTrim = Literal["auto", "on", "off"]
 MemoryProbe = Literal["auto", "on", "off"]
 PreferenceLoss = Literal["sigmoid", "ipo", "simpo"]
@@ -335,6 +336,10 @@ class TrainSection:
     # layer runs as one autograd step (tunesmith.training.fused_lora: one input cast, the low-rank
     # term added inside the base matmul); fused forces it; peft keeps peft's layers as they are.
     lora_kernel: LoraKernel = "auto"
+    # on: each decoder layer trains through torch.compile (tunesmith.training.compiled_layers: one
+    # compiled layer serves them all, with dynamic shapes for rows of any length; evaluation and
+    # generation stay eager); off: eager; auto: where it was measured to pay (docs/benchmarks.md).
+    compile: Compile = "auto"
     # memory (tunesmith.training.host_memory; measured in docs/benchmarks.md): auto gives the memory
     # each optimizer step freed back to the operating system (glibc malloc_trim) when training on a
     # CPU under Linux; on: on any device (glibc only); off: never.

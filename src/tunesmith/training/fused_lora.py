@@ -65,7 +65,8 @@ class LoraLinearFunction(torch.autograd.Function):
         grad_x = grad_xd = grad_bias = grad_a = grad_b = None
         with torch.autocast(grad.device.type, enabled=False):
             g = grad.reshape(-1, grad.shape[-1]).to(dtype)
-            zero = _zero(g.device, dtype)  # addmm's ignored input (beta=0): the scaling rides in alpha
+            # addmm's ignored input (beta=0): the scaling rides in alpha; a compiled layer makes its own
+            zero = g.new_zeros(()) if torch.compiler.is_compiling() else _zero(g.device, dtype)
             grad_hidden = (torch.addmm(zero, g, b, beta=0, alpha=scaling) if (need_x or need_xd or need_a)
                            else None)
             if need_x:

@@ -67,6 +67,7 @@ def _fallback_reason(module: Any, query: torch.Tensor, key: torch.Tensor, kwargs
     return None
 
 
+@torch.compiler.disable  # reads the example boundaries on the host: runs eagerly inside a compiled layer
 def segment_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                       attention_mask: Optional[torch.Tensor], dropout: float = 0.0,
                       scaling: Optional[float] = None, **kwargs: Any) -> tuple[torch.Tensor, None]:

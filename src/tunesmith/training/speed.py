@@ -7,6 +7,8 @@
   CUDA, ``segments`` on a CPU; otherwise transformers' SDPA).
 - ``train.lora_kernel``: ``auto`` runs each LoRA linear layer as one autograd step
   (`tunesmith.training.fused_lora`; decided by the run); ``peft`` keeps peft's layers.
+- ``train.compile``: ``on`` trains each decoder layer through ``torch.compile``
+  (`tunesmith.training.compiled_layers`; decided by the run).
 - ``train.frozen_weights``: ``auto`` holds the frozen linear weights in bf16 while a CPU run
   trains under bf16 autocast (`frozen_linear_weights`, decided by the run); ``as_loaded`` leaves
   them as loaded.
@@ -95,12 +97,14 @@ def frozen_linear_weights(model: Any, enabled: bool) -> Iterator[int]:
 
 @contextlib.contextmanager
 def speed_context(model: Any, cast_frozen: bool, attention: AttentionChoice,
-                  fused_lora: bool = False) -> Iterator[int]:
+                  fused_lora: bool = False, compiled: bool = False) -> Iterator[tuple[int, int]]:
     """The settings that hold only while training: frozen weights held in bf16 (`frozen_linear_weights`),
     the per-example attention kernel of ``attention`` (``segments``:
-    `tunesmith.training.segment_attention`; ``varlen``: `tunesmith.training.varlen_attention`) and
-    LoRA linear layers as one autograd step each (``fused_lora``: `tunesmith.training.fused_lora`).
-    Yields how many LoRA layers were fused."""
+    `tunesmith.training.segment_attention`; ``varlen``: `tunesmith.training.varlen_attention`),
+    LoRA linear layers as one autograd step each (``fused_lora``: `tunesmith.training.fused_lora`)
+    and decoder layers compiled (``compiled``: `tunesmith.training.compiled_layers`).
+    Yields how many LoRA layers were fused and how many decoder layers compiled."""
+    from tunesmith.training.compiled_layers import compiled_layers
     from tunesmith.training.fused_lora import fused_lora_layers
     from tunesmith.training.segment_attention import per_example_attention
     from tunesmith.training.varlen_attention import varlen_training_attention
@@ -108,5 +112,5 @@ def speed_context(model: Any, cast_frozen: bool, attention: AttentionChoice,
     varlen = varlen_training_attention(model) if attention.kernel == "varlen" else contextlib.nullcontext()
     with frozen_linear_weights(model, cast_frozen), \
             per_example_attention(model, attention.kernel == "segments"), varlen, \
-            fused_lora_layers(model, fused_lora) as fused:
-        yield fused
+            fused_lora_layers(model, fused_lora) as fused, compiled_layers(model, compiled) as layers:
+        yield fused, layers

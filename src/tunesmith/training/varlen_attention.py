@@ -23,7 +23,6 @@ It needs a CUDA device and half-precision queries (bf16 or fp16), which is what 
 from __future__ import annotations
 
 import contextlib
-import functools
 import inspect
 from typing import Any, Iterator, Optional
 
@@ -64,12 +63,18 @@ def cumulative_lengths(position_ids: torch.Tensor) -> torch.Tensor:
     return torch.cat([index, end]).to(torch.int32)
 
 
-@functools.lru_cache(maxsize=1)
-def _kernel_keywords() -> tuple[Any, frozenset[str]]:
-    """The kernel and the keywords it takes (read once: every layer of every forward asks)."""
-    from torch.nn.attention.varlen import varlen_attn
+_KERNEL: list[tuple[Any, bool, bool]] = []  # (varlen_attn, takes enable_gqa, takes is_causal), read once
 
-    return varlen_attn, frozenset(inspect.signature(varlen_attn).parameters)
+
+def _kernel() -> tuple[Any, bool, bool]:
+    """The kernel and which of its keywords this torch has (read once, when the attention is
+    registered: every layer of every forward asks, and a compiled layer reads it as a constant)."""
+    if not _KERNEL:
+        from torch.nn.attention.varlen import varlen_attn
+
+        params = inspect.signature(varlen_attn).parameters
+        _KERNEL.append((varlen_attn, "enable_gqa" in params, "is_causal" in params))
+    return _KERNEL[0]
 
 
 def varlen_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -95,7 +100,7 @@ def varlen_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value:
     else:
         cu = cu.to(device=query.device, dtype=torch.int32, non_blocking=True)
         longest = int(kwargs["max_length_q"])
-    kernel, params = _kernel_keywords()
+    kernel, takes_gqa, takes_causal = _kernel()
     out_dtype = query.dtype
     if query.is_cuda and query.dtype not in (torch.float16, torch.bfloat16):
         # fp32 weights under autocast: the rotary embedding promotes q and k back to fp32, and the
@@ -107,12 +112,12 @@ def varlen_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value:
     v = value.transpose(1, 2).reshape(batch * length, value.shape[1], dim)
     extra: dict[str, Any] = {"scale": scaling}
     if k.shape[1] != heads:  # grouped-query attention
-        if "enable_gqa" in params:
+        if takes_gqa:
             extra["enable_gqa"] = True
         else:
             k = k.repeat_interleave(heads // k.shape[1], dim=1)
             v = v.repeat_interleave(heads // v.shape[1], dim=1)
-    if "is_causal" in params:
+    if takes_causal:
         extra["is_causal"] = True
     else:
         extra["window_size"] = (-1, 0)  # causal: no key after the query
@@ -125,6 +130,7 @@ def register() -> None:
     transformers then builds no mask (and reads nothing back from the GPU) before each forward."""
     from transformers import AttentionInterface
 
+    _kernel()
     AttentionInterface.register(NAME, varlen_attention)
 
 

@@ -180,6 +180,67 @@ def lora_kernel_note(setting: str, planned: str, reason: str, switched: int) -> 
     return f"LoRA layers: peft's ({why})"
 
 
+COMPILE_DEVICES: tuple[str, ...] = ()  # where train.compile=auto compiles (docs/benchmarks.md)
+EAGER_BECAUSE = {  # why auto stays eager on a device, as measured (docs/benchmarks.md)
+    "cpu": "measured on SmolLM2-135M: 1.05x the speed and 0.78x the memory, which do not earn back the "
+           "half-minute of compiling in a run of a few minutes",
+    "cuda": "not yet measured on a GPU; bench/gpu/run.sh measures it",
+}
+
+
+def compile_layers(train: Any, device: str) -> tuple[bool, str]:
+    """``train.compile``: whether the decoder layers train through ``torch.compile``
+    (`tunesmith.training.compiled_layers`), and why, in one line.
+
+    ``auto`` compiles on the devices where it was measured to pay (``COMPILE_DEVICES``); ``on``
+    compiles or raises; ``off`` never does.
+
+    Example: ``compile_layers(TrainSection(), "mps")`` ->
+    ``(False, "train.compile=auto: eager on mps (not measured there)")``.
+
+    Raises:
+        ConfigError: ``on`` where this machine cannot compile for the device, with fsdp /
+            deepspeed, or with gradient checkpointing.
+    """
+    from tunesmith.training.compiled_layers import compile_unavailable
+
+    setting, strategy, kind = train.compile, train.distributed.strategy, str(device).split(":")[0]
+    if setting == "off":
+        return False, "train.compile=off"
+    if is_auto(setting) and kind not in COMPILE_DEVICES:
+        return False, f"train.compile=auto: eager on {kind} ({EAGER_BECAUSE.get(kind, 'not measured there')})"
+    why_not = compile_unavailable(device)
+    if why_not is None and strategy != "ddp":
+        why_not = (f"train.distributed.strategy={strategy} shards the weights, and compiled layers are "
+                   "supported with ddp only")
+    if why_not is None and train.gradient_checkpointing:
+        why_not = ("train.gradient_checkpointing=true: a checkpointed layer does not compile (it would run "
+                   "eagerly)")
+    if is_auto(setting):
+        return (False, f"train.compile=auto: eager ({why_not})") if why_not else (True, f"train.compile=auto on {kind}")
+    if why_not:
+        raise ConfigError(f"train.compile: 'on' cannot run here: {why_not}; use auto or off")
+    return True, "train.compile=on"
+
+
+def compile_note(setting: str, planned: bool, reason: str, switched: int) -> str:
+    """The line a run logs once its decoder layers are switched: ``planned`` and ``reason`` are the
+    plan's ``compile_layers`` and ``compile_reason``, ``switched`` how many layers were compiled.
+
+    Raises:
+        ConfigError: ``train.compile=on`` and the model has no decoder layer to compile.
+    """
+    if switched:
+        return (f"Compiled layers: {switched} decoder layers train through torch.compile ({reason}); "
+                "the first step includes compiling them")
+    if not planned:
+        return f"Compiled layers: none, eager ({reason})"
+    why = "the model has no repeated decoder layer (a transformers GradientCheckpointingLayer or a class in _no_split_modules)"
+    if setting == "on":
+        raise ConfigError(f"train.compile: 'on' does not apply: {why}; use auto or off")
+    return f"Compiled layers: none, eager ({why})"
+
+
 def frozen_linear_weights(model: Any, train: Any, precision: str, method: str, device: str = "cpu") -> Iterator[int]:
     """``tunesmith.training.speed.frozen_linear_weights`` as ``train.frozen_weights`` decides
     (``cast_frozen_weights``); yields how many weights were cast."""
