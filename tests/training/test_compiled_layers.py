@@ -223,22 +223,49 @@ def test_the_note_says_what_was_compiled_and_refuses_on_without_layers():
 # --- a whole run ----------------------------------------------------------------------------------
 
 
-def test_a_run_with_compiled_layers_records_them(tmp_path, tiny_llama_dir, backend):
+RUNS = {  # one run of each kind: supervised with LoRA dropout (and the memory probe, as on a GPU),
+    # preference pairs, unlearning, classification (BERT), and GPT-2 (peft's LoRA layers over Conv1D)
+    "sft": ("tiny_llama_dir", ["data=arith", "data.max_samples=24", "peft.dropout=0.2", "train.memory_probe=on"]),
+    "dpo": ("tiny_llama_dir", ["data.train=arith-pref", "data.max_samples=16", "train.trainer=dpo"]),
+    "grad_diff": ("tiny_llama_dir", ["data=facts-forget", "data.retain=facts-retain", "train.trainer=grad_diff"]),
+    "classification": ("tiny_bert_dir", ["model.task=sequence_classification", "data=sentiment",
+                                         "data.max_samples=32", "peft.target_modules=[query,value]"]),
+    "gpt2": ("tiny_gpt2_dir", ["data.train={alpaca_file}", "data.format=alpaca", "data.max_length=64"]),
+}
+
+
+def tiny_run(tmp_path, name, model_dir, setting, extra):
+    from safetensors.torch import load_file
+
     from tunesmith import FineTuner
+    from tunesmith.config import load_config
 
-    from tests.training.test_train_tiny import tiny_config
+    cfg = load_config(overrides=[f"model.name_or_path={model_dir}", f"output_dir={tmp_path / name}",
+                                 "train.max_steps=3", "train.batch_size=4", "train.lr=1e-2", "train.precision=fp32",
+                                 "train.logging_steps=1", "eval.before_after=off", "data.cache=false",
+                                 f"train.compile={setting}", *extra])
+    tuner = FineTuner(cfg)
+    run_dir = tuner.train().run_dir
+    losses = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return tuner, run_dir, [r["loss"] for r in losses if "loss" in r], load_file(run_dir / "adapter_model.safetensors")
 
+
+@pytest.mark.parametrize("kind", list(RUNS))
+def test_runs_of_every_kind_train_the_same_with_compiled_layers(tmp_path, request, backend, kind):
+    fixture, extra = RUNS[kind]
+    model_dir = request.getfixturevalue(fixture)
+    extra = [e.format(alpaca_file=request.getfixturevalue("alpaca_file")) if "{" in e else e for e in extra]
     backend("aot_eager")
-    rows = [{"instruction": f"Add {a} and {b}.", "output": f"#### {a + b}"} for a in range(6) for b in range(4)]
-    data = tmp_path / "d.jsonl"
-    data.write_text("\n".join(json.dumps(r) for r in rows))
-    tuner = FineTuner(tiny_config(tiny_llama_dir, data, tmp_path / "out", "train.compile=on"))
-    result = tuner.train()
-    record = json.loads((result.run_dir / "run.json").read_text())
+    tuner, run_dir, losses, weights = tiny_run(tmp_path, "compiled", model_dir, "on", extra)
+    assert counters["stats"]["unique_graphs"] >= 1  # the layers did go through the compiler
+    record = json.loads((run_dir / "run.json").read_text())
     assert record["plan"]["compile_layers"] is True and record["plan"]["compile_reason"] == "train.compile=on"
     assert record["speed"]["compiled_layers"] == len(decoder_layers(tuner.model)) > 0
-    assert counters["stats"]["unique_graphs"] >= 1  # the layers did go through the compiler
     assert not any("forward" in vars(m) for m in decoder_layers(tuner.model))
+    _, _, eager_losses, eager_weights = tiny_run(tmp_path, "eager", model_dir, "off", extra)
+    assert len(losses) == 3 and losses == pytest.approx(eager_losses, rel=1e-4)
+    for name, weight in eager_weights.items():
+        assert torch.allclose(weights[name], weight, rtol=1e-3, atol=1e-5), name
 
 
 # --- on a GPU: the variable-length flash kernel inside a compiled layer ----------------------------
