@@ -35,11 +35,11 @@ import contextlib
 import importlib.util
 import os
 import shutil
-import types
 from typing import Any, Callable, Iterator, Optional
 
 import torch
 
+from tunesmith.training.instance_forward import instance_forward
 from tunesmith.training.losses import _unwrap
 
 BACKEND = "inductor"  # torch.compile's backend (tests use a cheaper one)
@@ -113,11 +113,5 @@ def compiled_layers(model: Any, enabled: bool) -> Iterator[int]:
     if not enabled:
         yield 0
         return
-    switched = [m for m in decoder_layers(model) if "forward" not in vars(m)]
-    for layer in switched:
-        layer.forward = types.MethodType(training_forward, layer)  # a copy of the model rebinds it to the copy
-    try:
-        yield len(switched)
-    finally:
-        for layer in switched:
-            del layer.forward
+    with instance_forward(decoder_layers(model), training_forward) as switched:
+        yield switched

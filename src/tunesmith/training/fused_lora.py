@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import types
 from typing import Any, Iterator, Optional
 
 import torch
+
+from tunesmith.training.instance_forward import instance_forward
 
 
 class LoraLinearFunction(torch.autograd.Function):
@@ -149,11 +150,5 @@ def fused_lora_layers(model: Any, enabled: bool) -> Iterator[int]:
     if not enabled:
         yield 0
         return
-    switched = [m for m in model.modules() if fusable(m) and "forward" not in vars(m)]
-    for module in switched:
-        module.forward = types.MethodType(fused_forward, module)  # a copy of the model rebinds it to the copy
-    try:
-        yield len(switched)
-    finally:
-        for module in switched:
-            del module.forward
+    with instance_forward((m for m in model.modules() if fusable(m)), fused_forward) as switched:
+        yield switched

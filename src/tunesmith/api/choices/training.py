@@ -182,8 +182,8 @@ def lora_kernel_note(setting: str, planned: str, reason: str, switched: int) -> 
 
 COMPILE_DEVICES: tuple[str, ...] = ()  # where train.compile=auto compiles (docs/benchmarks.md)
 EAGER_BECAUSE = {  # why auto stays eager on a device, as measured (docs/benchmarks.md)
-    "cpu": "measured on SmolLM2-135M: 1.05x the speed and 0.78x the memory, which do not earn back the "
-           "half-minute of compiling in a run of a few minutes",
+    "cpu": "measured on SmolLM2-135M: 1.13x the speed and 0.79x the memory after half a minute of "
+           "compiling, earned back only after about 100 steps; train.compile=on for long runs",
     "cuda": "not yet measured on a GPU; bench/gpu/run.sh measures it",
 }
 
