@@ -126,3 +126,14 @@ def test_classifier_recipe_keeps_a_users_values(tmp_path):
     file.write_text("model: minilm-l6\ndata: paraphrase\npeft:\n  method: lora\n")
     cfg = load_config(file)
     assert (cfg.peft.method, cfg.train.lr, cfg.train.epochs) == ("lora", 1e-3, 3.0)
+
+
+def test_on_and_off_keep_their_meaning_in_yaml_and_overrides(tmp_path):
+    # YAML 1.1 reads a bare on / off as a boolean, and hydra reads true / false as one
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  memory_trim: off\n  memory_probe: on\n  compile: off\n")
+    cfg = load_config(str(path), overrides=["model.hub_kernels=false", "train.compile=true"])
+    assert (cfg.train.memory_trim, cfg.train.memory_probe, cfg.train.compile) == ("off", "on", "on")
+    assert cfg.model.hub_kernels == "off"
+    with pytest.raises(ConfigError, match="data.packing: True is not allowed"):  # no on / off among its values
+        load_config(overrides=["data.packing=true"])

@@ -72,6 +72,8 @@ def convert(value: Any, tp: Any, path: str) -> Any:
         raise ConfigError(f"{path}: unsupported union type {tp}")  # schema bug, not user input
     if origin is Literal:
         allowed = [str(a) for a in args]
+        if isinstance(value, bool) and {"on", "off"} <= set(allowed):
+            value = "on" if value else "off"  # YAML reads a bare on / off (and true / false) as a boolean
         if str(value) not in allowed:
             raise ConfigError(
                 f"{path}: {value!r} is not allowed.{did_you_mean(str(value), allowed)} "
