@@ -205,6 +205,9 @@ def test_compile_unavailable_names_the_missing_tool(monkeypatch):
     import importlib.util
     import shutil
 
+    monkeypatch.setattr(compiled_module, "_python_headers", lambda: False)
+    assert "Python.h" in compile_unavailable("cuda")
+    monkeypatch.setattr(compiled_module, "_python_headers", lambda: True)
     monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setattr(shutil, "which", lambda name: None)
     assert "no C++ compiler" in compile_unavailable("cpu")

@@ -25,7 +25,7 @@ What is compiled, and how:
 - LoRA layers, fused (`tunesmith.training.fused_lora`) or peft's, are traced inside the layer.
 
 `compile_unavailable` says why this machine cannot compile for a device (no TorchDynamo for this
-Python, no Triton for CUDA, no C++ compiler for a CPU), which the run checks before it loads the
+Python, no Python headers, no Triton for CUDA, no C++ compiler for a CPU), which the run checks before it loads the
 model (`tunesmith.api.choices.training.compile_layers`).
 """
 
@@ -61,6 +61,9 @@ def compile_unavailable(device: str) -> Optional[str]:
 
         return f"torch {torch.__version__} cannot compile under Python {sys.version.split()[0]}"
     kind = str(device).split(":")[0]
+    if kind in ("cpu", "cuda") and not _python_headers():
+        return ("Python's C headers (Python.h) are not installed, and the kernels torch.compile builds "
+                "include them (Debian / Ubuntu: python3-dev)")
     if kind == "cuda" and importlib.util.find_spec("triton") is None:
         return "the triton package is not installed (torch.compile builds CUDA kernels with it)"
     if kind == "cpu":
@@ -68,6 +71,13 @@ def compile_unavailable(device: str) -> Optional[str]:
         if not any(name and shutil.which(name) for name in names):
             return "no C++ compiler found (c++, g++ or clang++ on PATH, or $CXX), which torch.compile needs for a CPU"
     return None
+
+
+def _python_headers() -> bool:
+    import sysconfig
+
+    include = sysconfig.get_paths().get("include")
+    return bool(include) and os.path.exists(os.path.join(include, "Python.h"))
 
 
 def decoder_layers(model: Any) -> list[torch.nn.Module]:
