@@ -25,8 +25,8 @@ What is compiled, and how:
 - LoRA layers, fused (`tunesmith.training.fused_lora`) or peft's, are traced inside the layer.
 
 `compile_unavailable` says why this machine cannot compile for a device (no TorchDynamo for this
-Python, no Python headers, no Triton for CUDA, no C++ compiler for a CPU), which the run checks before it loads the
-model (`tunesmith.api.choices.training.compile_layers`).
+Python, no Python headers, no Triton for CUDA, no C++ compiler for a CPU), which the run checks
+before it loads the model (`tunesmith.api.choices.training.compile_layers`).
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ import contextlib
 import importlib.util
 import os
 import shutil
+import sys
+import sysconfig
 from typing import Any, Callable, Iterator, Optional
 
 import torch
@@ -57,8 +59,6 @@ def compile_unavailable(device: str) -> Optional[str]:
     except ImportError:
         return f"torch {torch.__version__} has no torch.compile"
     if not is_dynamo_supported():
-        import sys
-
         return f"torch {torch.__version__} cannot compile under Python {sys.version.split()[0]}"
     kind = str(device).split(":")[0]
     if kind in ("cpu", "cuda") and not _python_headers():
@@ -74,8 +74,6 @@ def compile_unavailable(device: str) -> Optional[str]:
 
 
 def _python_headers() -> bool:
-    import sysconfig
-
     include = sysconfig.get_paths().get("include")
     return bool(include) and os.path.exists(os.path.join(include, "Python.h"))
 
@@ -85,14 +83,12 @@ def decoder_layers(model: Any) -> list[torch.nn.Module]:
     transformers' ``GradientCheckpointingLayer`` instances, else the classes the model names in
     ``_no_split_modules``. A block inside another block is not listed (compiling the outer one
     traces it)."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
     inner = _unwrap(model)
-    try:
-        from transformers.modeling_layers import GradientCheckpointingLayer
-    except ImportError:  # an older transformers
-        GradientCheckpointingLayer = ()  # noqa: N806
-    names = set(getattr(inner, "_no_split_modules", None) or ())
-    found = [m for m in inner.modules() if isinstance(m, GradientCheckpointingLayer)] if GradientCheckpointingLayer else []
+    found = [m for m in inner.modules() if isinstance(m, GradientCheckpointingLayer)]
     if not found:
+        names = set(getattr(inner, "_no_split_modules", None) or ())
         found = [m for m in inner.modules() if type(m).__name__ in names]
     inside: set[int] = set()
     for block in found:

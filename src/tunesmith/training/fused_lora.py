@@ -129,9 +129,9 @@ def fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torc
     """The forward of a switched layer: `LoraLinearFunction` when the layer's state allows it, else
     peft's own forward (its class's) for this call."""
     name = None if args or kwargs else _fused_adapter(self, x)
-    lora_a, lora_b = (self.lora_A[name], self.lora_B[name]) if name is not None else (None, None)
     base = self.base_layer
-    dtype = _compute_dtype(x, base.weight, lora_a.weight, lora_b.weight) if name is not None else None
+    lora_a, lora_b = (self.lora_A[name], self.lora_B[name]) if name is not None else (None, None)
+    dtype = None if name is None else _compute_dtype(x, base.weight, lora_a.weight, lora_b.weight)
     if dtype is None:
         return type(self).forward(self, x, *args, **kwargs)
     dropout = self.lora_dropout[name]
