@@ -7,6 +7,7 @@ import pytest
 
 from tunesmith.config import load_config
 from tunesmith.config.aliases import ALIASES
+from tunesmith.errors import ConfigError
 from tunesmith.config.training_arguments import IGNORED, TRAINING_ARGUMENTS, build_mapped, read_mapped
 from tunesmith.training.arguments import build_training_args
 
@@ -64,3 +65,19 @@ def test_the_field_names_are_aliases_of_their_keys():
         if row.alias:
             assert ALIASES[row.field] == row.keys[0]
     assert ALIASES["learning_rate"] == "train.lr" and "use_cpu" not in ALIASES
+
+
+def test_torch_compile_means_compiled_layers(tmp_path):
+    from transformers import TrainingArguments
+
+    from tunesmith.config.keywords import training_arguments_updates
+
+    assert training_arguments_updates(TrainingArguments(str(tmp_path), torch_compile=True))["train.compile"] == "on"
+    assert "train.compile" not in training_arguments_updates(TrainingArguments(str(tmp_path)))
+    with pytest.raises(ConfigError, match="torch_compile_mode='max-autotune' has no tunesmith equivalent"):
+        training_arguments_updates(TrainingArguments(str(tmp_path), torch_compile_mode="max-autotune"))
+    cfg = load_config()
+    cfg.update_config({"torch_compile": True})
+    assert cfg.train.compile == "on"
+    built = build_training_args(cfg, tmp_path, "cpu", "bf16", has_eval=False)
+    assert built.torch_compile is False  # the layers are compiled by tunesmith, not the whole model

@@ -23,6 +23,7 @@ VALUES = {
     "data.train": "rows.jsonl", "data.max_length": 256, "output_dir": "runs/x", "model.device": "cpu",
     "train.warmup_steps": 5, "train.save_steps": 100, "train.save_limit": 2, "train.save_only_model": True,
     "train.bf16_full_eval": True, "train.logging_dir": "logs/tb", "train.logging_steps": 3,
+    "train.compile": "on",
 }
 
 

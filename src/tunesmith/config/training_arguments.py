@@ -109,6 +109,17 @@ def _read_logging(value: Any, given: Mapping[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def _read_compile(on: Any, given: Mapping[str, Any]) -> dict[str, Any]:
+    if not on:
+        return {}
+    other = {f: given.get(f) for f in ("torch_compile_backend", "torch_compile_mode")}
+    if other["torch_compile_backend"] in (None, "inductor") and other["torch_compile_mode"] is None:
+        return {"train.compile": "on"}
+    shown = ", ".join(f"{k}={v!r}" for k, v in other.items() if v is not None)
+    raise ConfigError(f"trainer_config: TrainingArguments {shown} has no tunesmith equivalent: train.compile=on "
+                      "compiles each decoder layer with inductor in its default mode; leave them unset")
+
+
 TRAINING_ARGUMENTS: tuple[MappedField, ...] = (
     same("learning_rate", "train.lr"),
     same("num_train_epochs", "train.epochs"),
@@ -132,6 +143,10 @@ TRAINING_ARGUMENTS: tuple[MappedField, ...] = (
     MappedField("save_strategy", ("train.save_steps",), None, _read_save, reads=("save_steps",)),
     MappedField("eval_strategy", ("train.eval_steps",), None, _read_eval, reads=("eval_steps",)),
     MappedField("logging_strategy", (), None, _read_logging),
+    # transformers compiles the whole model; tunesmith compiles each decoder layer (train.compile=on)
+    # and passes no torch_compile on. False, the field's default, leaves train.compile as it is.
+    MappedField("torch_compile", ("train.compile",), None, _read_compile,
+                reads=("torch_compile_backend", "torch_compile_mode"), alias=True, round_trip=False),
     read_only("output_dir", "output_dir"),
     read_only("per_device_eval_batch_size", "eval.batch_size", alias=False),
 )
