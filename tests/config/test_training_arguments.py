@@ -7,8 +7,8 @@ import pytest
 
 from tunesmith.config import load_config
 from tunesmith.config.aliases import ALIASES
-from tunesmith.errors import ConfigError
 from tunesmith.config.training_arguments import IGNORED, TRAINING_ARGUMENTS, build_mapped, read_mapped
+from tunesmith.errors import ConfigError
 from tunesmith.training.arguments import build_training_args
 
 SHARED = ["train.lr=3e-4", "train.epochs=2", "train.max_steps=-1", "train.batch_size=3", "train.grad_accum=2",
