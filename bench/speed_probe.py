@@ -4,7 +4,12 @@
 (non-pad) tokens, the trained tokens (label-bearing targets after the shift) and the useful model
 FLOPs, and stamps the end of every step; `peak_memory` reads the peak resident memory (or CUDA
 memory) of the training alone. `eval_loss` scores a trained model on held-out conversations with
-one plain function, and `matmul_peak` times large matrix multiplies.
+one plain function, and `matmul_peak` times large matrix multiplies. `HostReadRequest` counts the
+reads from the device a few steps make (on a GPU each one waits for the work queued before it).
+
+On a GPU the measuring itself reads nothing back during training: a batch's counts are copied to
+the host without waiting and added up after training, and step ends are CUDA events, whose times
+are read after training too. Otherwise the benchmark would add the same stalls to both sides.
 
 Useful FLOPs count the work the training maths needs, whatever the implementation does:
 non-pad tokens only; for every token the frozen linear layers forward (2 x params) and their input
@@ -29,7 +34,7 @@ class StepRecord:
     real: int  # non-pad tokens
     trained: int  # positions whose next token is trained
     flops: float  # useful model FLOPs (see the module docstring)
-    end: float = 0.0  # perf_counter at the end of the step
+    end: float = 0.0  # perf_counter at the end of the step (CUDA: seconds after train start, by event)
 
 
 @dataclass
@@ -93,15 +98,53 @@ class Probe:
     steps: list[StepRecord] = field(default_factory=list)
     train_start: float = 0.0
 
+    pending: list[tuple[StepRecord, dict[str, Any]]] = field(default_factory=list)  # CUDA: counted after training
+    events: list[tuple[StepRecord, Any]] = field(default_factory=list)  # CUDA: (step, event at its end)
+    start_event: Any = None
+
     def count(self, inputs: dict[str, Any]) -> None:
+        keep = {k: inputs[k] for k in ("labels", "attention_mask", "position_ids") if inputs.get(k) is not None}
+        step = StepRecord(0, 0, 0, 0.0)
+        self.steps.append(step)
+        if self.cuda:  # copied without waiting for the GPU; read after training
+            self.pending.append((step, {k: v.to("cpu", non_blocking=True) for k, v in keep.items()}))
+        else:
+            self._fill(step, keep)
+
+    def _fill(self, step: StepRecord, inputs: dict[str, Any]) -> None:
         labels = inputs["labels"]
         trained = int((labels[..., 1:] != IGNORE_INDEX).sum())
         lengths = example_lengths(inputs)
-        self.steps.append(StepRecord(int(labels.numel()), sum(lengths), trained,
-                                     self.shape.step_flops(lengths, trained)))
+        step.slots, step.real, step.trained = int(labels.numel()), sum(lengths), trained
+        step.flops = self.shape.step_flops(lengths, trained)
+
+    def step_ended(self) -> None:
+        """Stamp the end of the latest step: a CUDA event (no wait) or the clock."""
+        if self.cuda:
+            import torch
+
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.events.append((self.steps[-1], event))
+        else:
+            self.steps[-1].end = time.perf_counter()
+
+    def settle(self) -> None:
+        """After training: the counts and step ends a CUDA run left on the way (one wait for all)."""
+        if not self.cuda:
+            return
+        import torch
+
+        torch.cuda.synchronize()
+        for step, inputs in self.pending:
+            self._fill(step, inputs)
+        for step, event in self.events:
+            step.end = self.start_event.elapsed_time(event) / 1000  # seconds after train start
+        self.pending, self.events = [], []
 
     def summary(self, warmup: int) -> dict[str, Any]:
         """Throughput over the steps after ``warmup`` (timed end to end), padding over all steps."""
+        self.settle()
         steady = self.steps[warmup:]
         start = self.steps[warmup - 1].end if warmup > 0 else self.train_start
         seconds = max(steady[-1].end - start, 1e-9) if steady else float("nan")
@@ -138,12 +181,15 @@ def instrument(trainer: Any, profile: Optional["ProfileRequest"] = None) -> Prob
     class Clock(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
             reset_peak_memory(cuda)
-            probe.train_start = time.perf_counter()
+            if cuda:
+                probe.start_event = torch.cuda.Event(enable_timing=True)
+                probe.start_event.record()
+                probe.train_start = 0.0  # step ends are seconds after this event
+            else:
+                probe.train_start = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
-            if cuda:
-                torch.cuda.synchronize()
-            probe.steps[-1].end = time.perf_counter()
+            probe.step_ended()
 
     trainer.add_callback(Clock())
     return probe
@@ -193,6 +239,113 @@ class ProfileRequest:
         (self.folder / f"{self.name}-ops.txt").write_text(f"{self.name}: {steps} optimizer steps, sorted by {sort}\n"
                                                           f"{table}\n", encoding="utf-8")
         profiler.export_chrome_trace(str(self.folder / f"{self.name}-trace.json"))
+
+
+# Operators that read a value back from the device (on a GPU the host waits for all queued work):
+# ``.item()`` / ``bool()`` / ``int()`` of a tensor, and those whose result size depends on the values.
+READ_OPS = {"_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique", "_unique2", "unique_dim",
+            "unique_consecutive", "repeat_interleave", "masked_scatter", "equal"}
+OWN = ("count", "_fill", "example_lengths")  # the probe's own counting of a batch, left out of the census
+
+
+@dataclass
+class HostReadRequest:
+    """Count, over ``steps`` optimizer steps after ``start``, the operators that read a value back
+    from the device, by the source line that asked, and write ``NAME-host-reads.txt`` under
+    ``folder``; ``per_step`` holds the count per optimizer step afterwards.
+
+    On a GPU an operator counts when one of its tensors is on the GPU (a copy to the host that waits
+    counts too). On a CPU nothing waits, so every such operator outside data loading is counted, as
+    the reads the same step would make on a GPU, and ``.tolist()`` (which needs no operator on a
+    CPU tensor) is counted as well.
+    """
+
+    folder: Path
+    name: str
+    start: int
+    steps: int = 3
+    per_step: Optional[float] = None
+
+    def callback(self, cuda: bool) -> Any:
+        import collections
+        import traceback
+
+        import torch
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from transformers import TrainerCallback
+
+        request, found = self, collections.Counter()
+
+        def where() -> Optional[str]:
+            stack = traceback.extract_stack()[:-3]
+            if any("torch/utils/data/" in f.filename or (f.filename.endswith("speed_probe.py") and f.name in OWN)
+                   for f in stack):
+                return None  # data loading (host tensors), or this probe's own counting
+            for frame in reversed(stack):
+                if "site-packages/torch/" not in frame.filename and not frame.filename.endswith("speed_probe.py"):
+                    tail = frame.filename.split("site-packages/")[-1].split("/src/")[-1]
+                    return f"{tail}:{frame.lineno} ({frame.name})"
+            return "?"
+
+        def on_device(args: Any) -> bool:
+            tensors = [a for a in torch.utils._pytree.tree_leaves(args) if isinstance(a, torch.Tensor)]
+            return any(t.device.type != "cpu" for t in tensors)
+
+        def waiting_copy_to_host(name: str, args: Any, kwargs: dict[str, Any]) -> bool:
+            if name == "_to_copy":  # tensor.to("cpu") / .cpu() / .tolist() of a GPU tensor
+                device = kwargs.get("device")
+                return (device is not None and torch.device(device).type == "cpu" and args[0].device.type != "cpu"
+                        and not kwargs.get("non_blocking", False))
+            non_blocking = args[2] if len(args) > 2 else kwargs.get("non_blocking", False)
+            return args[0].device.type == "cpu" and args[1].device.type != "cpu" and not non_blocking
+
+        class Census(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                name = func.__name__.split(".")[0]
+                reads = name in READ_OPS or (name == "index" and any(
+                    isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] or []) if i is not None))
+                if cuda and name in ("_to_copy", "copy_"):
+                    reads = waiting_copy_to_host(name, args, kwargs or {})
+                if reads and (not cuda or on_device(args)):
+                    at = where()
+                    if at is not None:
+                        found[(name + ("[bool mask]" if name == "index" else ""), at)] += 1
+                return func(*args, **(kwargs or {}))
+
+        plain_tolist = torch.Tensor.tolist
+
+        def tolist(tensor: Any) -> Any:
+            if tensor.device.type == "cpu" and not cuda:
+                at = where()
+                if at is not None:
+                    found[("tolist", at)] += 1
+            return plain_tolist(tensor)
+
+        class Count(TrainerCallback):
+            mode: Any = None
+
+            def on_step_begin(self, args, state, control, **kwargs):
+                if state.global_step == request.start and self.mode is None:
+                    self.mode = Census()
+                    self.mode.__enter__()
+                    torch.Tensor.tolist = tolist
+
+            def on_step_end(self, args, state, control, **kwargs):
+                if self.mode is not None and state.global_step >= request.start + request.steps:
+                    torch.Tensor.tolist = plain_tolist
+                    self.mode.__exit__(None, None, None)
+                    self.mode = None
+                    request.write(found, state.global_step - request.start)
+
+        return Count()
+
+    def write(self, found: Any, steps: int) -> None:
+        self.per_step = sum(found.values()) / max(steps, 1)
+        lines = [f"{self.name}: {sum(found.values())} host reads in {steps} optimizer steps "
+                 f"({self.per_step:g} per step), by operator and the line that asked"]
+        lines += [f"{n:6d}  {op:<24} {at}" for (op, at), n in found.most_common()]
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / f"{self.name}-host-reads.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def reset_peak_memory(cuda: bool) -> None:

@@ -113,9 +113,10 @@ def run_baseline(spec: dict[str, Any]) -> dict[str, Any]:
                               max_length=spec["max_length"])
     with tempfile.TemporaryDirectory(prefix="bench-baseline-") as tmp:
         trainer = build_trainer(resolve_model_path(spec["model"]), read_rows(spec["train"]), settings, spec["device"], tmp)
-        probe = instrument(trainer, profile_request(spec, "baseline"))
+        request = profile_request(spec, "baseline")
+        probe = instrument(trainer, request)
         output = trainer.train()
-        return _finish(spec, trainer.model, trainer.processing_class, probe, output, tokenize_chat,
+        return _finish(spec, trainer.model, trainer.processing_class, probe, output, tokenize_chat, request,
                        precision="bf16" if spec["device"].startswith("cuda") else "fp32")
 
 
@@ -129,10 +130,11 @@ def run_tunesmith(spec: dict[str, Any]) -> dict[str, Any]:
 
     probes = []
     build = train_job._build_trainer
+    request = profile_request(spec, spec["variant"])
 
     def build_instrumented(*args: Any, **kwargs: Any) -> Any:
         trainer = build(*args, **kwargs)
-        probes.append(instrument(trainer, profile_request(spec, spec["variant"])))
+        probes.append(instrument(trainer, request))
         return trainer
 
     train_job._build_trainer = build_instrumented
@@ -150,21 +152,24 @@ def run_tunesmith(spec: dict[str, Any]) -> dict[str, Any]:
         class Output:
             training_loss = result.train_loss
 
-        return _finish(spec, tuner.model, tuner.tokenizer, probes[0], Output, tokenize_chat,
+        return _finish(spec, tuner.model, tuner.tokenizer, probes[0], Output, tokenize_chat, request,
                        precision=run.get("precision", "?"))
 
 
 def profile_request(spec: dict[str, Any], name: str) -> Any:
-    """With ``--profile DIR``: profile the warm-up steps after the first two, outside the timed ones."""
-    from speed_probe import ProfileRequest
+    """With ``--profile DIR`` (``--host-reads DIR``): profile (count the host reads of) the warm-up
+    steps after the first two, outside the timed ones."""
+    from speed_probe import HostReadRequest, ProfileRequest
 
-    if not spec.get("profile"):
-        return None
-    return ProfileRequest(Path(spec["profile"]), name, start=2, steps=min(3, spec["warmup"] - 2))
+    if spec.get("profile"):
+        return ProfileRequest(Path(spec["profile"]), name, start=2, steps=min(3, spec["warmup"] - 2))
+    if spec.get("host_reads"):
+        return HostReadRequest(Path(spec["host_reads"]), name, start=2, steps=min(3, spec["warmup"] - 2))
+    return None
 
 
 def _finish(spec: dict[str, Any], model: Any, tokenizer: Any, probe: Any, output: Any, tokenize: Any,
-            precision: str) -> dict[str, Any]:
+            request: Any, precision: str) -> dict[str, Any]:
     from baseline_hf import read_rows
     from speed_probe import eval_loss, peak_memory
 
@@ -173,6 +178,8 @@ def _finish(spec: dict[str, Any], model: Any, tokenizer: Any, probe: Any, output
     summary.update({"memory_kind": kind, "peak_mib": peak, "precision": precision,
                     "train_loss": output.training_loss,
                     "final_loss": eval_loss(model, tokenizer, read_rows(spec["eval"]), tokenize)})
+    if getattr(request, "per_step", None) is not None:
+        summary["host_reads_per_step"] = request.per_step
     return summary
 
 
@@ -246,11 +253,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="profile warm-up steps 3 to 5 of every run with torch.profiler (those the warm-up "
                              "holds, outside the timed steps; needs --warmup 3 or more) and write DIR/<run>-ops.txt (operators by their own "
                              "GPU or CPU time, with call counts) and DIR/<run>-trace.json (Chrome/Perfetto trace)")
+    parser.add_argument("--host-reads", type=Path, metavar="DIR",
+                        help="count the reads from the device (each a wait for the GPU) of warm-up steps 3 to 5 of "
+                             "every run, by the line that asked, into DIR/<run>-host-reads.txt (needs --warmup 3 "
+                             "or more; not with --profile, whose times the counting would slow)")
     args = parser.parse_args(argv)
     if args.steps <= args.warmup:
         parser.error("--steps must be larger than --warmup")
-    if args.profile and args.warmup < 3:
-        parser.error("--profile records warm-up steps 3 to 5, outside the timed steps: use --warmup 3 or more")
+    for option, given in (("--profile", args.profile), ("--host-reads", args.host_reads)):
+        if given and args.warmup < 3:
+            parser.error(f"{option} records warm-up steps 3 to 5, outside the timed steps: use --warmup 3 or more")
+    if args.profile and args.host_reads:
+        parser.error("--host-reads and --profile both record warm-up steps 3 to 5: use one of them per run")
 
     from speed_probe import matmul_peak
 
@@ -277,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
                         "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
                         "max_length": args.max_length, "warmup": args.warmup, "overrides": overrides,
                         "model": args.model, "timeout": args.timeout, "variant": name,
-                        "profile": str(args.profile.resolve()) if args.profile else None}
+                        "profile": str(args.profile.resolve()) if args.profile else None,
+                        "host_reads": str(args.host_reads.resolve()) if args.host_reads else None}
                 result = run_child(name, spec, tmp)
                 results[name].append(result)
                 print(f"  repeat {rep + 1}: {name:<18} {result['trained_tok_s']:8.1f} trained tok/s, "
@@ -305,6 +320,11 @@ def report(results: dict[str, list[dict[str, Any]]], peaks: dict[str, float]) ->
         med.update({"precision": runs[0]["precision"], "memory_kind": runs[0]["memory_kind"]})
         medians[name] = med
         print(_row(name, med, peaks["bf16"]))
+    reads = {name: statistics.median(r["host_reads_per_step"] for r in runs) for name, runs in results.items()
+             if all("host_reads_per_step" in r for r in runs)}
+    if reads:
+        print("\nreads from the device per optimizer step (warm-up steps 3-5; which lines: --host-reads DIR): "
+              + ", ".join(f"{name} {n:g}" for name, n in reads.items()))
     if "baseline" not in results:
         return
     base = results["baseline"]

@@ -14,9 +14,13 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 @pytest.fixture(scope="session")
 def smol_tokenizer_dir() -> Path:
-    """The packaged SmolLM2 model folder (converted from GGUF once, then cached)."""
+    """The packaged SmolLM2 model folder (converted from GGUF once, then cached); on a machine without
+    the packaged model (the GPU check, bench/gpu), ``TUNESMITH_TEST_TOKENIZER`` names a folder holding
+    its tokenizer (``bench/gpu/make_models.py tokenizer``), which is all the tiny models take from it."""
     from tunesmith.models.loading import resolve_model_path
 
+    if os.environ.get("TUNESMITH_TEST_TOKENIZER"):
+        return Path(os.environ["TUNESMITH_TEST_TOKENIZER"])
     return Path(resolve_model_path("smollm2-135m-instruct"))
 
 

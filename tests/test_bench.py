@@ -150,3 +150,38 @@ def test_the_gpu_scripts_parse_and_the_wheel_list_names_only_installed_packages(
     assert done.returncode != 0
     assert "not installed in this environment, so no version to match: no-such-package-here" in done.stderr
     assert not list((tmp_path / "wheels").glob("*.whl"))
+
+
+def test_the_speed_bench_counts_reads_from_the_device_and_tunesmith_makes_one_per_step(tiny_llama_dir, tmp_path):
+    """``--host-reads DIR``: the census of warm-up steps 3-5 finds the plain recipe's per-micro-batch
+    reads (transformers' NaN check of the logged loss) and, for tunesmith, only the NaN guard's one read
+    per optimizer step besides the CPU-only attention (one SDPA call per example reads the boundaries)."""
+    import json
+    import os
+    import re
+    import subprocess
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    folder = tmp_path / "reads"
+    done = subprocess.run([sys.executable, str(BENCH / "train_speed.py"), "--model", str(tiny_llama_dir),
+                           "--steps", "7", "--warmup", "5", "--batch-size", "2", "--repeats", "1",
+                           "--variant", "tunesmith", "--host-reads", str(folder), "--json", str(tmp_path / "r.json")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "reads from the device per optimizer step" in done.stdout
+
+    def census(name):
+        lines = (folder / f"{name}-host-reads.txt").read_text().splitlines()
+        assert lines[0].startswith(f"{name}: ") and "in 3 optimizer steps" in lines[0]
+        return [(int(n), where) for n, where in (re.match(r"\s*(\d+)\s+\S+\s+(.*)", line).groups() for line in lines[1:])]
+
+    cpu_only = ("segment_attention.py", "find_packed_sequence_indices")
+    ours = [(n, where) for n, where in census("tunesmith") if not any(c in where for c in cpu_only)]
+    assert len(ours) == 1 and "nan_guard.py" in ours[0][1] and ours[0][0] == 3, ours
+    assert any("transformers/trainer.py" in where for _, where in census("baseline"))
+    results = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert results["tunesmith"][0]["host_reads_per_step"] < results["baseline"][0]["host_reads_per_step"]
+    refused = subprocess.run([sys.executable, str(BENCH / "train_speed.py"), "--warmup", "3", "--profile",
+                              str(folder), "--host-reads", str(folder)], capture_output=True, text=True, env=env,
+                             timeout=120)
+    assert refused.returncode == 2 and "use one of them per run" in refused.stderr

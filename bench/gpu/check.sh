@@ -3,7 +3,7 @@
 # bench/gpu/wheels.sh and make_models.py tokenizer; see bench/gpu/README.md):
 #   1. the CUDA tests (pytest -m gpu: the variable-length attention against masked SDPA, no host sync;
 #      fused LoRA layers against peft's, with fewer kernels; compiled layers with the flash kernel
-#      traced into them);
+#      traced into them; a training step that waits for the GPU once);
 #   2. the command line offline on CUDA with no environment variable set: train, evaluate and
 #      generate on the SmolLM2-135M shape (random weights: it checks that they run, not the scores);
 #   3. the benchmark against the plain recipe for both shapes (run.sh), profiled (PROFILE=1).
@@ -30,8 +30,9 @@ part() {  # part NAME COMMAND...: run, keep the log, say how it ended
 }
 python3 bench/gpu/make_models.py build --tokenizer .gpu/tokenizer --out .gpu/models --shape smollm2-135m
 wanted() { [[ " ${PARTS:-cuda-tests cli-offline benchmark} " == *" $1 "* ]]; }
-wanted cuda-tests && part cuda-tests python3 -m pytest -q -m gpu -p no:cacheprovider tests/training/test_varlen_attention.py \
-    tests/training/test_fused_lora.py tests/training/test_compiled_layers.py
+wanted cuda-tests && part cuda-tests env TUNESMITH_TEST_TOKENIZER=.gpu/tokenizer python3 -m pytest -q -m gpu \
+    -p no:cacheprovider tests/training/test_varlen_attention.py tests/training/test_fused_lora.py \
+    tests/training/test_compiled_layers.py tests/training/test_host_counts.py
 cli() {  # the user's commands; USE_HUB_KERNELS unset: tunesmith decides about hub kernels itself
     local run=$RESULTS/cli-run
     env -u USE_HUB_KERNELS python3 -m tunesmith train model.name_or_path=.gpu/models/smollm2-135m data=arith \

@@ -27,6 +27,23 @@ def test_defaults_keep_the_default_job():
     assert k["load_best_model_at_end"] is False and "fsdp" not in k and "deepspeed" not in k
 
 
+def test_gpu_batches_copy_without_waiting_and_the_logged_loss_check_reads_nothing_back():
+    """On CUDA, pinned batches go to the GPU with non-blocking copies (accelerate waits by default);
+    transformers' NaN check of the logged loss is off on every device (the trainer filters on the
+    device instead, ``guarded_trainer.training_step``)."""
+    from tunesmith.data.loading import loader_settings
+
+    cfg = load_config()
+    gpu = training_args_kwargs(cfg, Path("/tmp/run"), "cuda", "bf16", False, loader_settings("cuda"))
+    assert gpu["dataloader_pin_memory"] and gpu["accelerator_config"] == {"non_blocking": True}
+    streaming = training_args_kwargs(load_config(overrides=["data.streaming=true"]), Path("/tmp/run"), "cuda", "bf16",
+                                     False, loader_settings("cuda"))
+    assert streaming["accelerator_config"] == {"dispatch_batches": False, "non_blocking": True}
+    cpu = training_args_kwargs(cfg, Path("/tmp/run"), "cpu", "bf16", False, loader_settings("cpu"))
+    assert "accelerator_config" not in cpu and not cpu["dataloader_pin_memory"]
+    assert gpu["logging_nan_inf_filter"] is False and cpu["logging_nan_inf_filter"] is False
+
+
 @pytest.mark.parametrize("optimizer, expected", [("adamw_8bit", "adamw_bnb_8bit"), ("paged_adamw", "paged_adamw_32bit"),
                                                  ("paged_adamw_8bit", "paged_adamw_8bit"), ("sgd", "sgd")])
 def test_optimizers(optimizer, expected):

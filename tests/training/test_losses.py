@@ -67,11 +67,11 @@ def reference(model, batch, num_items=None):
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def label_only(model, batch, num_items=None, chunk_rows=7):
+def label_only(model, batch, num_items=None, chunk_rows=7, positions=None):
     model.zero_grad()
     loss_fn = LabelOnlyLoss(model, chunk_rows=chunk_rows)
     inputs = {k: v for k, v in batch.items() if k != "labels"}
-    with loss_fn.hidden_states_forward() as active:
+    with loss_fn.hidden_states_forward(positions=positions) as active:
         assert active
         outputs = model(**inputs)
         assert outputs.logits.shape[-1] == 32  # hidden states, not vocabulary logits
@@ -95,6 +95,23 @@ def test_matches_model_loss_and_gradients_with_lora(make_batch):
     model.train()
     batch = make_batch()
     assert_close(reference(model, batch), label_only(model, batch), 1e-5, 1e-4)
+
+
+@pytest.mark.parametrize("make_batch", [padded_batch, packed_batch], ids=["padded", "packed"])
+def test_positions_listed_on_the_host_select_the_same_rows(make_batch):
+    """The trained positions a batch brings from the host (``host_counts``) give the boolean
+    selection's loss and gradients exactly, with and without ``num_items_in_batch``."""
+    from tunesmith.training.host_counts import trained_positions
+
+    model = with_lora(tiny_llama())
+    model.train()
+    batch = make_batch()
+    positions = trained_positions(batch["labels"])
+    for num_items in (None, torch.tensor(40)):
+        masked = label_only(model, batch, num_items)
+        listed = label_only(model, batch, num_items, positions=positions)
+        assert torch.equal(masked[0], listed[0])
+        assert all(torch.equal(masked[1][k], listed[1][k]) for k in masked[1])
 
 
 def test_num_items_in_batch_divides_the_sum():

@@ -117,6 +117,9 @@ def training_args_kwargs(cfg: TrainConfig, run_dir: Path, device: str, precision
         report_to="none",  # TensorBoard / MLflow go through tunesmith's callbacks (train.log_to)
         disable_tqdm=True,  # tunesmith's own progress bar shows loss, tokens/s and ETA
         include_num_input_tokens_seen="non_padding",
+        # A NaN / inf loss is still kept out of the logged loss, by the trainer on the device
+        # (guarded_trainer.training_step); transformers' check reads the loss back every micro-batch.
+        logging_nan_inf_filter=False,
         remove_unused_columns=False,
         # Batches of similar lengths pad little; transformers' own length-grouped sampler does it.
         train_sampling_strategy="group_by_length" if cfg.data.packing == "group_by_length" else "random",
@@ -133,6 +136,10 @@ def training_args_kwargs(cfg: TrainConfig, run_dir: Path, device: str, precision
         # which padding-free rows (a whole batch in one row) cannot be.
         kwargs.update(dataloader_num_workers=0, dataloader_persistent_workers=False, dataloader_prefetch_factor=None,
                       accelerator_config={"dispatch_batches": False})
+    if kwargs["dataloader_pin_memory"]:
+        # Batches in pinned memory go to the GPU without the host waiting for the copy (accelerate
+        # waits by default, which stalls the host once per tensor of every batch).
+        kwargs["accelerator_config"] = {**kwargs.get("accelerator_config", {}), "non_blocking": True}
     if t.optimizer != "adamw":
         kwargs["optim"] = OPTIMIZERS[t.optimizer]
     if t.gradient_checkpointing:

@@ -19,6 +19,7 @@ import logging
 from pathlib import Path
 from typing import Any, Optional
 
+import torch
 from transformers import Trainer
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ PRIVATE_METHODS = {
     "_save_checkpoint": ("model", "trial"),
     "_get_output_dir": ("trial",),
     "_run_epoch": (),
+    "_track_num_input_tokens": ("inputs",),
 }
 # Trainer attributes set by ``_inner_training_loop`` before ``on_train_begin``: the loss accumulated
 # since the last log, its running total, the step of the last log, the step training started from.
@@ -123,8 +125,6 @@ class ReliableTrainerMixin:
 
     def restore_loss_bookkeeping(self, saved: dict[str, Any], global_step: int, device: Any) -> None:
         """Put back ``loss_bookkeeping()`` of a checkpoint (at ``on_train_begin`` of the resumed run)."""
-        import torch
-
         self._tr_loss = torch.tensor(float(saved.get("tr_loss", 0.0)), device=device)
         self._total_loss_scalar = float(saved.get("total_loss_scalar", 0.0))
         self._globalstep_last_logged = int(saved.get("globalstep_last_logged", global_step))
@@ -153,7 +153,28 @@ class ReliableTrainerMixin:
             raise out_of_memory_error(err, inputs, probe.settings, probe.device, f"at step {step}") from err
         if self.nan_guard is not None:
             self.nan_guard.record_loss(loss)
+        if self.checkpoint_fingerprint is not None and isinstance(loss, torch.Tensor):
+            # transformers' logging_nan_inf_filter, on the device: tunesmith's arguments switch
+            # transformers' own check off, which reads the loss back every micro-batch.
+            from tunesmith.training.host_counts import finite_for_log
+
+            tr_loss = getattr(self, "_tr_loss", None)
+            if isinstance(tr_loss, torch.Tensor):
+                since = self.state.global_step - self._globalstep_last_logged  # type: ignore[attr-defined]
+                loss = finite_for_log(loss, tr_loss.to(loss.device), since)
         return loss
+
+    def _track_num_input_tokens(self, inputs: Any) -> None:
+        """Tokens seen, from the count the batch brought from the host (``host_counts.HostCounts``)
+        in a single-process run; otherwise transformers' count, which reads it back from the device."""
+        from tunesmith.training.host_counts import TOKENS
+
+        counted = inputs.get(TOKENS) if isinstance(inputs, dict) else None
+        if (isinstance(counted, int) and self.args.world_size == 1  # type: ignore[attr-defined]
+                and self.args.include_num_input_tokens_seen == "non_padding"):  # type: ignore[attr-defined]
+            self.state.num_input_tokens_seen += counted  # type: ignore[attr-defined]
+            return
+        super()._track_num_input_tokens(inputs)  # type: ignore[misc]
 
     def probe_step(self, model: Any, inputs: Any) -> Any:
         """The Trainer's own forward and backward pass on ``inputs``, without the NaN guard (the memory probe)."""

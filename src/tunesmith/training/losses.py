@@ -193,20 +193,23 @@ class LabelOnlyLoss:
         self.enabled = True  # False: always the model's full logits (train.logits=full)
         self.unsupported = label_only_unsupported(model)
         self._hidden = False
+        self._positions: Any = None
 
     @contextlib.contextmanager
-    def hidden_states_forward(self, enabled: bool = True) -> Iterator[bool]:
-        """Within the block the model returns hidden states; yields whether that is in effect."""
+    def hidden_states_forward(self, enabled: bool = True, positions: Any = None) -> Iterator[bool]:
+        """Within the block the model returns hidden states; yields whether that is in effect.
+        ``positions``: the batch's trained positions counted on the host
+        (``host_counts.TRAINED_POSITIONS``), so the loss selects its rows without a read from the GPU."""
         if not (enabled and self.enabled) or self.unsupported is not None:
             yield False
             return
         head = _unwrap(self.model).get_output_embeddings()
         with head_returns_hidden(head):
-            self._hidden = True
+            self._hidden, self._positions = True, positions
             try:
                 yield True
             finally:
-                self._hidden = False
+                self._hidden, self._positions = False, None
 
     def __call__(self, outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
         """The mean cross-entropy per trained token (see the module docstring)."""
@@ -217,22 +220,50 @@ class LabelOnlyLoss:
 
             return fixed_cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                        num_items_in_batch)
-        keep = targets != IGNORE_INDEX
-        divisor = num_items_in_batch if num_items_in_batch is not None else keep.sum()
-        # At least 1: a batch without trained tokens gives 0 (and zero gradients), not 0 / 0. No
-        # host sync here, so GPU steps are not stalled.
+        positions = self._positions
+        if positions is not None:  # listed on the host: the rows' number is known without asking the GPU
+            positions = positions.to(logits.device, non_blocking=True)
+            hidden = logits.reshape(-1, logits.shape[-1]).index_select(0, positions)
+            targets, count = targets.reshape(-1).index_select(0, positions), positions.numel()
+        else:  # a boolean selection: on a GPU its size is read back
+            keep = targets != IGNORE_INDEX
+            hidden, targets, count = logits[keep], targets[keep], keep.sum()
+        divisor = num_items_in_batch if num_items_in_batch is not None else count
+        # At least 1: a batch without trained tokens gives 0 (and zero gradients), not 0 / 0.
         divisor = torch.as_tensor(divisor, device=logits.device).clamp_min(1)
         head = _unwrap(self.model).get_output_embeddings()
-        return linear_cross_entropy(logits[keep], head.weight, targets[keep], divisor, self.chunk_rows, head.bias)
+        return linear_cross_entropy(hidden, head.weight, targets, divisor, self.chunk_rows, head.bias)
 
 
 class LabelOnlyLossTrainer(TunesmithTrainer):
     """``transformers.Trainer`` whose training steps run the model with hidden-state outputs when
-    its ``compute_loss_func`` is a `LabelOnlyLoss` (evaluation keeps real logits)."""
+    its ``compute_loss_func`` is a `LabelOnlyLoss` (evaluation keeps real logits). Its training
+    batches bring counts from the host (``host_counts.HostCounts``), so a step reads nothing back
+    from the GPU for them."""
+
+    def get_train_dataloader(self) -> Any:
+        from torch.utils.data import IterableDataset
+
+        from tunesmith.training.host_counts import HostCounts
+
+        collator = self.data_collator
+        # Batches that accelerate would cut along the batch dimension (an iterable dataset read by
+        # one process for several) cannot carry flat positions.
+        if self.args.world_size > 1 and isinstance(self.train_dataset, IterableDataset):
+            return super().get_train_dataloader()
+        self.data_collator = HostCounts(collator, getattr(self.processing_class, "pad_token_id", None))
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.data_collator = collator
 
     def compute_loss(self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None):
+        from tunesmith.training.host_counts import TOKENS, TRAINED_POSITIONS
+
+        positions = inputs.pop(TRAINED_POSITIONS, None)
+        inputs.pop(TOKENS, None)
         loss_func = self.compute_loss_func
         if not isinstance(loss_func, LabelOnlyLoss) or not model.training:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        with loss_func.hidden_states_forward(enabled=not return_outputs):
+        with loss_func.hidden_states_forward(enabled=not return_outputs, positions=positions):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
