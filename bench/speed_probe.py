@@ -272,6 +272,7 @@ class HostReadRequest:
 
         import torch
         from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils._pytree import tree_leaves
         from transformers import TrainerCallback
 
         request, found = self, collections.Counter()
@@ -288,7 +289,7 @@ class HostReadRequest:
             return "?"
 
         def on_device(args: Any) -> bool:
-            tensors = [a for a in torch.utils._pytree.tree_leaves(args) if isinstance(a, torch.Tensor)]
+            tensors = [a for a in tree_leaves(args) if isinstance(a, torch.Tensor)]
             return any(t.device.type != "cpu" for t in tensors)
 
         def waiting_copy_to_host(name: str, args: Any, kwargs: dict[str, Any]) -> bool:

@@ -2,6 +2,7 @@
 and the probe counts real and trained tokens of padded and padding-free batches alike."""
 
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,66 @@ def test_the_speed_bench_counts_reads_from_the_device_and_tunesmith_makes_one_pe
                               str(folder), "--host-reads", str(folder)], capture_output=True, text=True, env=env,
                              timeout=120)
     assert refused.returncode == 2 and "use one of them per run" in refused.stderr
+
+
+def test_on_a_gpu_the_census_counts_only_reads_of_device_tensors():
+    """With ``cuda=True`` an operator counts when it reads a device tensor back: ``.item()``, a
+    boolean mask, a copy to the host that waits; not a non-blocking copy, nor work on host tensors.
+    Meta tensors stand in for GPU ones (the reads raise after being counted)."""
+    import types
+
+    from speed_probe import HostReadRequest
+
+    import torch
+
+    with tempfile.TemporaryDirectory() as folder:
+        request = HostReadRequest(Path(folder), "x", start=2, steps=3)
+        census = request.callback(cuda=True)
+        census.on_step_begin(None, types.SimpleNamespace(global_step=2), None)
+        device, host = torch.ones(4, device="meta"), torch.ones(4)
+        for read in (lambda: device.sum().item(), lambda: host.sum().item(), lambda: device.to("cpu"),
+                     lambda: device.to("cpu", non_blocking=True), lambda: host.to("meta"),
+                     lambda: device[device > 0], lambda: torch.empty(4).copy_(device)):
+            try:
+                read()
+            except (RuntimeError, NotImplementedError):
+                pass
+        census.on_step_end(None, types.SimpleNamespace(global_step=5), None)
+        lines = (Path(folder) / "x-host-reads.txt").read_text().splitlines()
+    assert lines[0].startswith("x: 4 host reads in 3 optimizer steps")
+    assert sorted(line.split()[1] for line in lines[1:]) == ["_local_scalar_dense", "_to_copy", "copy_", "index[bool"]
+    assert request.per_step == 4 / 3
+
+
+def test_on_a_gpu_the_probe_counts_batches_and_times_steps_after_training(monkeypatch):
+    """A CUDA probe reads nothing back while training: batches are copied to the host without
+    waiting and counted, and step ends (events) turned into seconds, when the summary is asked for."""
+    import torch
+
+    class Event:
+        clock = [0.0]
+
+        def __init__(self, enable_timing=False):
+            self.at = None
+
+        def record(self):
+            Event.clock[0] += 0.5
+            self.at = Event.clock[0]
+
+        def elapsed_time(self, other):
+            return (other.at - self.at) * 1000
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    probe = Probe(ModelShape(10, 2, 5, 1, 4), cuda=True)
+    probe.start_event = Event()
+    probe.start_event.record()
+    labels = torch.tensor([[-100, 3, 4, -100]])
+    for _ in range(3):
+        probe.count({"labels": labels, "attention_mask": torch.tensor([[1, 1, 1, 0]])})
+        assert probe.steps[-1].trained == 0  # not counted yet
+        probe.step_ended()
+    summary = probe.summary(warmup=1)
+    assert [s.trained for s in probe.steps] == [2, 2, 2] and [s.real for s in probe.steps] == [3, 3, 3]
+    assert [s.end for s in probe.steps] == [0.5, 1.0, 1.5]
+    assert summary["seconds"] == 1.0 and summary["trained_tok_s"] == 4.0

@@ -104,14 +104,14 @@ def _non_finite(losses: list[tuple[int, Any]], model: Any) -> tuple[Optional[tup
     flags = _non_finite_flags([grad for _, grad in named])
     if tensors:
         device = tensors[0].device
-        stacked = torch.stack([t.float().reshape(()).to(device) for t in tensors])
-        flags.append((~torch.isfinite(stacked)).any().float().reshape(1))
+        values = torch.cat([t.float().reshape(-1).to(device) for t in tensors])
+        flags.append((~torch.isfinite(values)).any().float().reshape(1))
     plain = [v for _, v in losses if not isinstance(v, torch.Tensor)]
     if all(math.isfinite(v) for v in plain) and (
             not flags or not bool(torch.cat([f.to(flags[0].device) for f in flags]).any())):
         return None, []
-    values = [(i, float(v)) for i, v in losses]
-    bad_loss = next(((i, v) for i, v in values if not math.isfinite(v)), None)
+    read = [(i, float(v.float().sum()) if isinstance(v, torch.Tensor) else v) for i, v in losses]
+    bad_loss = next(((i, v) for i, v in read if not math.isfinite(v)), None)
     bad_grads = [name for name, grad in named if not bool(torch.isfinite(grad).all())]
     return bad_loss, bad_grads
 
