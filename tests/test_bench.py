@@ -110,6 +110,20 @@ def test_preprocess_bench_runs_end_to_end_on_a_few_rows():
     assert "the Rust tokenizer alone" in done.stdout
 
 
+def bench_tiny(model_dir, tmp_path, *options) -> str:
+    """Run ``bench/train_speed.py`` on a tiny model (7 steps, 5 of them warm-up; the baseline and
+    ``tunesmith``) with ``options``, results in ``tmp_path/r.json``; returns what it printed."""
+    import os
+    import subprocess
+
+    done = subprocess.run([sys.executable, str(BENCH / "train_speed.py"), "--model", str(model_dir),
+                           "--steps", "7", "--warmup", "5", "--batch-size", "2", "--repeats", "1",
+                           "--variant", "tunesmith", *map(str, options), "--json", str(tmp_path / "r.json")],
+                          capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done.stdout
+
+
 def test_the_speed_bench_profiles_warm_up_steps_of_both_sides(tiny_llama_dir, tmp_path):
     """``bench/train_speed.py --profile DIR`` writes, for the baseline and each variant, the operators
     of warm-up steps 3-5 by their own time and a trace, and still times the steps after the warm-up."""
@@ -119,11 +133,7 @@ def test_the_speed_bench_profiles_warm_up_steps_of_both_sides(tiny_llama_dir, tm
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     profile = tmp_path / "profile"
-    done = subprocess.run([sys.executable, str(BENCH / "train_speed.py"), "--model", str(tiny_llama_dir),
-                           "--steps", "7", "--warmup", "5", "--batch-size", "2", "--repeats", "1",
-                           "--variant", "tunesmith", "--profile", str(profile), "--json", str(tmp_path / "r.json")],
-                          capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    bench_tiny(tiny_llama_dir, tmp_path, "--profile", profile)
     for name in ("baseline", "tunesmith"):
         ops = (profile / f"{name}-ops.txt").read_text()
         assert ops.startswith(f"{name}: 3 optimizer steps, sorted by self_cpu_time_total")
@@ -164,12 +174,7 @@ def test_the_speed_bench_counts_reads_from_the_device_and_tunesmith_makes_one_pe
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     folder = tmp_path / "reads"
-    done = subprocess.run([sys.executable, str(BENCH / "train_speed.py"), "--model", str(tiny_llama_dir),
-                           "--steps", "7", "--warmup", "5", "--batch-size", "2", "--repeats", "1",
-                           "--variant", "tunesmith", "--host-reads", str(folder), "--json", str(tmp_path / "r.json")],
-                          capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    assert "reads from the device per optimizer step" in done.stdout
+    assert "reads from the device per optimizer step" in bench_tiny(tiny_llama_dir, tmp_path, "--host-reads", folder)
 
     def census(name):
         lines = (folder / f"{name}-host-reads.txt").read_text().splitlines()
