@@ -84,8 +84,9 @@ def test_the_token_count_from_the_host_equals_transformers_count(tiny_llama_dir,
 
 @pytest.mark.gpu
 def test_a_cuda_training_step_waits_for_the_gpu_once(tiny_llama_dir, tmp_path):
-    """On CUDA, optimizer steps 3-5 of a default run (no logging among them) make exactly one
-    synchronizing call each: the NaN guard's read of the losses and gradients. torch's sync debug
+    """On CUDA, optimizer steps 3-5 of a default run (no logging among them; ``varlen`` attention,
+    as ``auto`` picks on CUDA) make exactly one synchronizing call each: the NaN guard's read of the
+    losses and gradients. torch's sync debug
     mode reports every such call; the failure lists where they came from."""
     import warnings
 
@@ -120,7 +121,8 @@ def test_a_cuda_training_step_waits_for_the_gpu_once(tiny_llama_dir, tmp_path):
     register_callback("test_sync_census", overwrite=True)(SyncCensus)
     cfg = load_config(overrides=[f"model.name_or_path={tiny_llama_dir}", f"data.train={data}", "data.format=alpaca",
                                  "data.cache=false", "eval.before_after=off", "train.max_steps=6", "train.batch_size=4",
-                                 "train.logging_steps=100", "model.device=cuda", "train.callbacks=[test_sync_census]",
+                                 "train.logging_steps=100", "model.device=cuda", "train.attention=varlen",
+                                 "train.callbacks=[test_sync_census]",
                                  f"output_dir={tmp_path / 'run'}"])
     FineTuner(cfg).train()
     syncs = [w for w in caught[0] if "synchroniz" in str(w.message)]
