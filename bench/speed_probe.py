@@ -196,11 +196,10 @@ def instrument(trainer: Any, profile: Optional["ProfileRequest"] = None) -> Prob
 
 
 @dataclass
-class ProfileRequest:
-    """Profile ``steps`` optimizer steps after ``start`` (the warm-up) with torch.profiler and write,
-    under ``folder``: ``NAME-ops.txt``, the operators by their own device time (CUDA) or CPU time,
-    with call counts (how many kernel launches a step makes, and which ops dominate), and
-    ``NAME-trace.json``, a Chrome / Perfetto trace of those steps."""
+class StepWindow:
+    """Something recorded over ``steps`` optimizer steps after ``start`` (the warm-up), written under
+    ``folder`` as ``NAME-...``: ``open`` starts it at the first step's beginning and ``close`` ends
+    it after the last one."""
 
     folder: Path
     name: str
@@ -208,31 +207,51 @@ class ProfileRequest:
     steps: int = 3
 
     def callback(self, cuda: bool) -> Any:
-        import torch
         from transformers import TrainerCallback
 
-        request = self
-        activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
+        window = self
 
-        class Profile(TrainerCallback):
-            profiler: Any = None
+        class Window(TrainerCallback):
+            handle: Any = None
 
             def on_step_begin(self, args, state, control, **kwargs):
-                if state.global_step == request.start and self.profiler is None:
-                    self.profiler = torch.profiler.profile(activities=activities, record_shapes=False)
-                    self.profiler.__enter__()
+                if state.global_step == window.start and self.handle is None:
+                    self.handle = window.open(cuda)
 
             def on_step_end(self, args, state, control, **kwargs):
-                if self.profiler is not None and state.global_step >= request.start + request.steps:
-                    if cuda:
-                        torch.cuda.synchronize()
-                    self.profiler.__exit__(None, None, None)
-                    request.write(self.profiler, cuda, state.global_step - request.start)
-                    self.profiler = None
+                if self.handle is not None and state.global_step >= window.start + window.steps:
+                    window.close(self.handle, cuda, state.global_step - window.start)
+                    self.handle = None
 
-        return Profile()
+        return Window()
 
-    def write(self, profiler: Any, cuda: bool, steps: int) -> None:
+    def open(self, cuda: bool) -> Any:
+        raise NotImplementedError
+
+    def close(self, handle: Any, cuda: bool, steps: int) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class ProfileRequest(StepWindow):
+    """Profile the window's steps with torch.profiler and write ``NAME-ops.txt``, the operators by
+    their own device time (CUDA) or CPU time, with call counts (how many kernel launches a step
+    makes, and which ops dominate), and ``NAME-trace.json``, a Chrome / Perfetto trace of those steps."""
+
+    def open(self, cuda: bool) -> Any:
+        import torch
+
+        activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
+        profiler = torch.profiler.profile(activities=activities, record_shapes=False)
+        profiler.__enter__()
+        return profiler
+
+    def close(self, profiler: Any, cuda: bool, steps: int) -> None:
+        import torch
+
+        if cuda:
+            torch.cuda.synchronize()
+        profiler.__exit__(None, None, None)
         self.folder.mkdir(parents=True, exist_ok=True)
         sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
         table = profiler.key_averages().table(sort_by=sort, row_limit=60)
@@ -249,10 +268,10 @@ OWN = ("count", "_fill", "example_lengths")  # the probe's own counting of a bat
 
 
 @dataclass
-class HostReadRequest:
-    """Count, over ``steps`` optimizer steps after ``start``, the operators that read a value back
-    from the device, by the source line that asked, and write ``NAME-host-reads.txt`` under
-    ``folder``; ``per_step`` holds the count per optimizer step afterwards.
+class HostReadRequest(StepWindow):
+    """Count, over the window's steps, the operators that read a value back from the device, by the
+    source line that asked, and write ``NAME-host-reads.txt``; ``per_step`` holds the count per
+    optimizer step afterwards.
 
     On a GPU an operator counts when one of its tensors is on the GPU (a copy to the host that waits
     counts too). On a CPU nothing waits, so every such operator outside data loading is counted, as
@@ -260,45 +279,15 @@ class HostReadRequest:
     CPU tensor) is counted as well.
     """
 
-    folder: Path
-    name: str
-    start: int
-    steps: int = 3
     per_step: Optional[float] = None
 
-    def callback(self, cuda: bool) -> Any:
+    def open(self, cuda: bool) -> Any:
         import collections
-        import traceback
 
         import torch
         from torch.utils._python_dispatch import TorchDispatchMode
-        from torch.utils._pytree import tree_leaves
-        from transformers import TrainerCallback
 
-        request, found = self, collections.Counter()
-
-        def where() -> Optional[str]:
-            stack = traceback.extract_stack()[:-3]
-            if any("torch/utils/data/" in f.filename or (f.filename.endswith("speed_probe.py") and f.name in OWN)
-                   for f in stack):
-                return None  # data loading (host tensors), or this probe's own counting
-            for frame in reversed(stack):
-                if "site-packages/torch/" not in frame.filename and not frame.filename.endswith("speed_probe.py"):
-                    tail = frame.filename.split("site-packages/")[-1].split("/src/")[-1]
-                    return f"{tail}:{frame.lineno} ({frame.name})"
-            return "?"
-
-        def on_device(args: Any) -> bool:
-            tensors = [a for a in tree_leaves(args) if isinstance(a, torch.Tensor)]
-            return any(t.device.type != "cpu" for t in tensors)
-
-        def waiting_copy_to_host(name: str, args: Any, kwargs: dict[str, Any]) -> bool:
-            if name == "_to_copy":  # tensor.to("cpu") / .cpu() / .tolist() of a GPU tensor
-                device = kwargs.get("device")
-                return (device is not None and torch.device(device).type == "cpu" and args[0].device.type != "cpu"
-                        and not kwargs.get("non_blocking", False))
-            non_blocking = args[2] if len(args) > 2 else kwargs.get("non_blocking", False)
-            return args[0].device.type == "cpu" and args[1].device.type != "cpu" and not non_blocking
+        found: collections.Counter = collections.Counter()
 
         class Census(TorchDispatchMode):
             def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -306,9 +295,9 @@ class HostReadRequest:
                 reads = name in READ_OPS or (name == "index" and any(
                     isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] or []) if i is not None))
                 if cuda and name in ("_to_copy", "copy_"):
-                    reads = waiting_copy_to_host(name, args, kwargs or {})
-                if reads and (not cuda or on_device(args)):
-                    at = where()
+                    reads = _waiting_copy_to_host(name, args, kwargs or {})
+                if reads and (not cuda or _on_device(args)):
+                    at = _asked_at()
                     if at is not None:
                         found[(name + ("[bool mask]" if name == "index" else ""), at)] += 1
                 return func(*args, **(kwargs or {}))
@@ -317,36 +306,63 @@ class HostReadRequest:
 
         def tolist(tensor: Any) -> Any:
             if tensor.device.type == "cpu" and not cuda:
-                at = where()
+                at = _asked_at()
                 if at is not None:
                     found[("tolist", at)] += 1
             return plain_tolist(tensor)
 
-        class Count(TrainerCallback):
-            mode: Any = None
+        mode = Census()
+        mode.__enter__()
+        torch.Tensor.tolist = tolist
+        return mode, found, plain_tolist
 
-            def on_step_begin(self, args, state, control, **kwargs):
-                if state.global_step == request.start and self.mode is None:
-                    self.mode = Census()
-                    self.mode.__enter__()
-                    torch.Tensor.tolist = tolist
+    def close(self, handle: Any, cuda: bool, steps: int) -> None:
+        import torch
 
-            def on_step_end(self, args, state, control, **kwargs):
-                if self.mode is not None and state.global_step >= request.start + request.steps:
-                    torch.Tensor.tolist = plain_tolist
-                    self.mode.__exit__(None, None, None)
-                    self.mode = None
-                    request.write(found, state.global_step - request.start)
-
-        return Count()
-
-    def write(self, found: Any, steps: int) -> None:
+        mode, found, plain_tolist = handle
+        torch.Tensor.tolist = plain_tolist
+        mode.__exit__(None, None, None)
         self.per_step = sum(found.values()) / max(steps, 1)
         lines = [f"{self.name}: {sum(found.values())} host reads in {steps} optimizer steps "
                  f"({self.per_step:g} per step), by operator and the line that asked"]
         lines += [f"{n:6d}  {op:<24} {at}" for (op, at), n in found.most_common()]
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / f"{self.name}-host-reads.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _asked_at() -> Optional[str]:
+    """The innermost line outside torch and this probe that led here; None in data loading (host
+    tensors) or in this probe's own counting of a batch."""
+    import traceback
+
+    stack = traceback.extract_stack()[:-2]
+    if any("torch/utils/data/" in f.filename or (f.filename.endswith("speed_probe.py") and f.name in OWN)
+           for f in stack):
+        return None
+    for frame in reversed(stack):
+        if "site-packages/torch/" not in frame.filename and not frame.filename.endswith("speed_probe.py"):
+            tail = frame.filename.split("site-packages/")[-1].split("/src/")[-1]
+            return f"{tail}:{frame.lineno} ({frame.name})"
+    return "?"
+
+
+def _on_device(args: Any) -> bool:
+    import torch
+    from torch.utils._pytree import tree_leaves
+
+    return any(isinstance(a, torch.Tensor) and a.device.type != "cpu" for a in tree_leaves(args))
+
+
+def _waiting_copy_to_host(name: str, args: Any, kwargs: dict[str, Any]) -> bool:
+    """Whether ``_to_copy`` / ``copy_`` copies a device tensor to the host and waits for it."""
+    import torch
+
+    if name == "_to_copy":  # tensor.to("cpu") / .cpu() / .tolist() of a GPU tensor
+        device = kwargs.get("device")
+        return (device is not None and torch.device(device).type == "cpu" and args[0].device.type != "cpu"
+                and not kwargs.get("non_blocking", False))
+    non_blocking = args[2] if len(args) > 2 else kwargs.get("non_blocking", False)
+    return args[0].device.type == "cpu" and args[1].device.type != "cpu" and not non_blocking
 
 
 def reset_peak_memory(cuda: bool) -> None:

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from tunesmith.training.host_counts import (TOKENS, TRAINED_POSITIONS, HostCounts, finite_for_log, input_tokens,
-                                            trained_positions)
+from tunesmith.training.guarded_trainer import finite_for_log
+from tunesmith.training.host_counts import TOKENS, TRAINED_POSITIONS, HostCounts, input_tokens, trained_positions
 from tunesmith.training.losses import IGNORE_INDEX, shifted_targets
 
 

@@ -156,12 +156,10 @@ class ReliableTrainerMixin:
         if self.checkpoint_fingerprint is not None and isinstance(loss, torch.Tensor):
             # transformers' logging_nan_inf_filter, on the device: tunesmith's arguments switch
             # transformers' own check off, which reads the loss back every micro-batch.
-            from tunesmith.training.host_counts import finite_for_log
-
             tr_loss = getattr(self, "_tr_loss", None)
             if isinstance(tr_loss, torch.Tensor):
                 since = self.state.global_step - self._globalstep_last_logged  # type: ignore[attr-defined]
-                loss = finite_for_log(loss, tr_loss.to(loss.device), since)
+                loss = finite_for_log(loss, tr_loss, since)
         return loss
 
     def _track_num_input_tokens(self, inputs: Any) -> None:
@@ -221,6 +219,13 @@ class ReliableTrainerMixin:
                 raise
             raise out_of_memory_error(err, {}, probe.settings, probe.device,
                                       f"at step {state.global_step + 1}") from err
+
+
+def finite_for_log(loss: torch.Tensor, accumulated: torch.Tensor, steps_since_log: int) -> torch.Tensor:
+    """``loss``, or where it is NaN / inf the mean of the losses accumulated since the last log:
+    the value transformers' ``logging_nan_inf_filter`` adds to the logged loss, computed on the
+    device instead of read back."""
+    return torch.where(torch.isfinite(loss), loss, accumulated / (1 + steps_since_log))
 
 
 class TunesmithTrainer(ReliableTrainerMixin, Trainer):

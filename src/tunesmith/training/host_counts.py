@@ -13,8 +13,8 @@ holds, or that need not be read at all:
   only the device knew): ``HostCounts`` lists those positions into ``TRAINED_POSITIONS``, and the
   loss selects rows by index (``tunesmith.training.losses``);
 - whether the loss is finite, for the log (transformers' ``logging_nan_inf_filter``): the trainer
-  replaces a NaN / inf loss on the device (``finite_for_log``), with the same value transformers
-  would log;
+  replaces a NaN / inf loss on the device (``guarded_trainer.finite_for_log``), with the same value
+  transformers would log;
 - the NaN guard's look at each loss: it keeps the losses on the device and reads them together
   with the gradients, once per optimizer step (``tunesmith.training.nan_guard``).
 
@@ -28,10 +28,10 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from tunesmith.training.losses import IGNORE_INDEX, shifted_targets
+
 TOKENS = "tunesmith_tokens"  # non-padding input tokens of the batch (a Python int)
 TRAINED_POSITIONS = "tunesmith_trained_positions"  # flat indices of positions whose next token is trained
-HOST_KEYS = (TOKENS, TRAINED_POSITIONS)
-IGNORE_INDEX = -100
 
 
 class HostCounts:
@@ -74,14 +74,6 @@ def input_tokens(batch: dict[str, Any], pad_token_id: Optional[int]) -> int:
 
 
 def trained_positions(labels: torch.Tensor) -> torch.Tensor:
-    """Flat indices (over rows x length) of the positions whose next label is trained."""
-    following = torch.full_like(labels, IGNORE_INDEX)
-    following[:, :-1] = labels[:, 1:]
-    return torch.nonzero(following.reshape(-1) != IGNORE_INDEX).reshape(-1)
-
-
-def finite_for_log(loss: torch.Tensor, accumulated: torch.Tensor, steps_since_log: int) -> torch.Tensor:
-    """``loss``, or where it is NaN / inf the mean of the losses accumulated since the last log:
-    the value transformers' ``logging_nan_inf_filter`` adds to the logged loss, computed on the
-    device instead of read back."""
-    return torch.where(torch.isfinite(loss), loss, accumulated / (1 + steps_since_log))
+    """Flat indices (over rows x length) of the positions whose next label is trained: the rows the
+    label-only loss would select with ``shifted_targets(labels) != IGNORE_INDEX``."""
+    return torch.nonzero(shifted_targets(labels).reshape(-1) != IGNORE_INDEX).reshape(-1)

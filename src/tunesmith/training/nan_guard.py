@@ -22,6 +22,7 @@ import math
 from pathlib import Path
 from typing import Any, Optional
 
+import torch
 from transformers import TrainerCallback
 
 from tunesmith.errors import TrainingError
@@ -44,7 +45,7 @@ class NanGuard(TrainerCallback):
     def record_loss(self, loss: Any) -> None:
         """Record one micro-batch's loss (called by the trainer's ``training_step``); nothing is read
         back from the device here."""
-        self.losses.append((self.micro, loss.detach() if hasattr(loss, "detach") else float(loss)))
+        self.losses.append((self.micro, torch.as_tensor(loss).detach()))
         self.micro += 1
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -97,20 +98,15 @@ def _non_finite(losses: list[tuple[int, Any]], model: Any) -> tuple[Optional[tup
     than one check per tensor. The losses' check joins it, and a single flag per device comes back.
     The per-tensor checks only run to name what was bad.
     """
-    import torch
-
     named = [(name, p.grad) for name, p in model.named_parameters() if p.grad is not None]
-    tensors = [v for _, v in losses if isinstance(v, torch.Tensor)]
     flags = _non_finite_flags([grad for _, grad in named])
-    if tensors:
-        device = tensors[0].device
-        values = torch.cat([t.float().reshape(-1).to(device) for t in tensors])
+    if losses:
+        device = losses[0][1].device
+        values = torch.cat([v.float().reshape(-1).to(device) for _, v in losses])
         flags.append((~torch.isfinite(values)).any().float().reshape(1))
-    plain = [v for _, v in losses if not isinstance(v, torch.Tensor)]
-    if all(math.isfinite(v) for v in plain) and (
-            not flags or not bool(torch.cat([f.to(flags[0].device) for f in flags]).any())):
+    if not flags or not bool(torch.cat([f.to(flags[0].device) for f in flags]).any()):
         return None, []
-    read = [(i, float(v.float().sum()) if isinstance(v, torch.Tensor) else v) for i, v in losses]
+    read = [(i, float(v.float().sum())) for i, v in losses]
     bad_loss = next(((i, v) for i, v in read if not math.isfinite(v)), None)
     bad_grads = [name for name, grad in named if not bool(torch.isfinite(grad).all())]
     return bad_loss, bad_grads
@@ -118,8 +114,6 @@ def _non_finite(losses: list[tuple[int, Any]], model: Any) -> tuple[Optional[tup
 
 def _non_finite_flags(grads: list[Any]) -> list[Any]:
     """One flag tensor per (device, dtype) group of ``grads``: non-zero where a gradient is not finite."""
-    import torch
-
     groups: dict[tuple, list[Any]] = {}
     for grad in grads:
         groups.setdefault((grad.device, grad.dtype), []).append(grad)
